@@ -1,0 +1,52 @@
+/* Broker configuration: read once at start-up, read-only afterwards.
+ * File format: "key = value" lines, '#' starts a comment. */
+#ifndef CHORUS_CONFIG_H
+#define CHORUS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum { DURABILITY_NORMAL = 0, DURABILITY_FULL };
+
+typedef struct config {
+    char *listen;               /* "host:port", "[v6]:port"; 127.0.0.1:8080 */
+    int echo_endpoint;          /* off */
+    uint64_t max_message_size;  /* bytes; 1m */
+    uint64_t max_outbound_bytes; /* bytes queued per connection; 16m */
+    uint64_t ping_interval_ms;  /* 30s; 0 = off */
+    uint64_t idle_timeout_ms;   /* 90s; 0 = off */
+    uint64_t handshake_timeout_ms; /* 10s */
+    int log_level;              /* info */
+    char *db_path;              /* ./chorus.db */
+    uint64_t history_size;      /* 1000 messages per topic; 0 = off */
+    uint64_t history_ttl_ms;    /* 24h; 0 = off */
+    int durability;             /* normal */
+    uint64_t max_connections;   /* 10000; 0 = no limit */
+    uint64_t max_subscriptions_per_connection; /* 1000; 0 = no limit */
+} config;
+
+/* Fills c with the defaults above (strings are heap copies). */
+void config_init(config *c);
+void config_free(config *c);
+
+/* Sets one key from its text value. Returns 0, or -1 with a message
+ * (without file:line) in err. */
+int config_set(config *c, const char *key, const char *value, char *err,
+               size_t errlen);
+
+/* Reads a config file over the current values. Returns 0, or -1 with
+ * "path:line: message" (or "path: reason" if it cannot be read) in err. */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+
+/* Value parsers, exposed for tests. Each returns 0 or -1. */
+int config_parse_bool(const char *s, int *out);          /* on|off */
+int config_parse_size(const char *s, uint64_t *out);     /* 123, 64k, 8m, 1g */
+int config_parse_duration(const char *s, uint64_t *ms);  /* 500ms 30s 5m 24h; "0" */
+int config_parse_log_level(const char *s, int *out);     /* error warn info debug */
+
+/* Splits "host:port" / "[v6]:port" / ":port" (host defaults to 0.0.0.0).
+ * Returns 0 or -1. */
+int config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

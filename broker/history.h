@@ -1,0 +1,73 @@
+/* Durable per-topic message history in SQLite. The only module that
+ * includes sqlite3.h. Not thread-safe: one history per event loop.
+ *
+ * On disk (schema version in PRAGMA user_version):
+ *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE, epoch TEXT,
+ *          last_offset INTEGER)
+ *   messages(topic_id, offset, ts, data TEXT, PRIMARY KEY(topic_id, offset))
+ *          WITHOUT ROWID
+ * A topic row is never deleted, so its epoch and offset survive even when
+ * every message has been trimmed. */
+#ifndef CHORUS_HISTORY_H
+#define CHORUS_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct history history;
+
+typedef struct history_opts {
+    int durability_full;    /* synchronous=FULL instead of NORMAL */
+    uint64_t history_size;  /* keep at most this many per topic; 0 = off */
+    uint64_t history_ttl_ms; /* drop messages older than this; 0 = off */
+} history_opts;
+
+#define HISTORY_EPOCH_LEN 32 /* lowercase hex of 128 random bits */
+
+typedef struct history_topic {
+    int64_t id;
+    char epoch[HISTORY_EPOCH_LEN + 1];
+    uint64_t last_offset;  /* newest offset ever committed; 0 if none */
+} history_topic;
+
+/* Opens (creating or migrating) the database. On failure returns -1 and
+ * writes a message that names the file to err. */
+int history_open(history **out, const char *path, const history_opts *opts,
+                 char *err, size_t errlen);
+void history_close(history *h);
+
+/* Last SQLite error text, for logs. */
+const char *history_errmsg(history *h);
+
+/* Looks a topic up; when absent and create is set, inserts it with a new
+ * random epoch and offset 0. Returns 0 found/created, 1 absent (create
+ * 0), -1 on error. */
+int history_topic_load(history *h, const char *name, int create,
+                       history_topic *out);
+
+/* Group commit: begin, append any number of messages, then commit (or
+ * rollback on any failure). append also advances the topic's last_offset.
+ * Each returns 0 or -1. */
+int history_begin(history *h);
+int history_append(history *h, int64_t topic_id, uint64_t offset,
+                   int64_t ts_ms, const char *data, size_t data_len);
+int history_commit(history *h);
+void history_rollback(history *h);
+
+/* Oldest retained offset of a topic (0 when it has no messages). */
+int history_first_offset(history *h, int64_t topic_id, uint64_t *first);
+
+typedef int (*history_row_fn)(uint64_t offset, int64_t ts_ms,
+                              const char *data, size_t data_len, void *arg);
+
+/* Calls fn for up to limit messages with offset > after, in offset order;
+ * stops early when fn returns non-zero. Returns rows visited or -1. */
+int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
+                 history_row_fn fn, void *arg);
+
+/* Enforces retention (count and age) on at most budget rows in all and
+ * returns the number deleted (or -1). Call repeatedly from a timer: each
+ * call is a short transaction, so it never blocks the loop for long. */
+int history_trim_step(history *h, int64_t now_ms, size_t budget);
+
+#endif
