@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-CHORUSD = os.environ.get("CHORUSD", "build/broker/chorusd")
+CHORUSD = os.environ.get("CHORUSD", "build/chorusd")
 CHORUS_CLI = os.environ.get("CHORUS_CLI", "build/chorus")
 TMP_ROOT = os.environ.get("CHORUS_TMP", tempfile.gettempdir())
 
