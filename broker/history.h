@@ -70,4 +70,9 @@ int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
  * call is a short transaction, so it never blocks the loop for long. */
 int history_trim_step(history *h, int64_t now_ms, size_t budget);
 
+/* Test-only hook: sets PRAGMA max_page_count on the connection (SQLite
+ * clamps it to the current size), so unit tests can simulate a full disk.
+ * Returns the resulting limit or -1. Not for production use. */
+int history_test_set_max_pages(history *h, int pages);
+
 #endif
