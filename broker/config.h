@@ -39,6 +39,11 @@ int config_set(config *c, const char *key, const char *value, char *err,
  * "path:line: message" (or "path: reason" if it cannot be read) in err. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen);
 
+/* Cross-key checks, to run once every source (file, command line) has been
+ * applied: idle_timeout must be 0 or greater than ping_interval when both
+ * are on. Returns 0, or -1 with a message in err. */
+int config_validate(const config *c, char *err, size_t errlen);
+
 /* Value parsers, exposed for tests. Each returns 0 or -1. */
 int config_parse_bool(const char *s, int *out);          /* on|off */
 int config_parse_size(const char *s, uint64_t *out);     /* 123, 64k, 8m, 1g */

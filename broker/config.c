@@ -1,0 +1,585 @@
+/* Broker configuration: defaults, value parsers, and the "key = value" file
+ * reader. Every key is described once, in the keys[] table below; the
+ * reader and config_set() are driven by it. Depends on libc only. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KIB 1024ULL
+#define MIB (1024ULL * KIB)
+#define GIB (1024ULL * MIB)
+
+/* Longest accepted duration: ten years, so that callers can add any
+ * duration to a millisecond clock or turn it into a timeval safely. */
+#define DURATION_MAX_MS (3650ULL * 24 * 3600 * 1000)
+
+typedef enum {
+    T_BOOL,
+    T_SIZE,
+    T_DURATION,
+    T_COUNT,
+    T_LOG_LEVEL,
+    T_DURABILITY,
+    T_LISTEN,
+    T_PATH,
+} key_type;
+
+/* One configuration key. For sizes, durations and counts, min and max bound
+ * the parsed value (max 0 = the type's own limit). */
+typedef struct key_def {
+    const char *name;
+    key_type type;
+    size_t offset;
+    uint64_t min, max;
+    const char *bound_msg; /* shown when min/max is violated */
+} key_def;
+
+#define OFF(field) offsetof(config, field)
+
+static const key_def keys[] = {
+    {"listen", T_LISTEN, OFF(listen), 0, 0, NULL},
+    {"echo_endpoint", T_BOOL, OFF(echo_endpoint), 0, 0, NULL},
+    {"max_message_size", T_SIZE, OFF(max_message_size), 1, 256 * MIB,
+     "must be between 1 and 256m"},
+    {"max_outbound_bytes", T_SIZE, OFF(max_outbound_bytes), 1, 0,
+     "must be at least 1"},
+    {"ping_interval", T_DURATION, OFF(ping_interval_ms), 0, 0, NULL},
+    {"idle_timeout", T_DURATION, OFF(idle_timeout_ms), 0, 0, NULL},
+    {"handshake_timeout", T_DURATION, OFF(handshake_timeout_ms), 1, 0,
+     "must be greater than 0"},
+    {"log_level", T_LOG_LEVEL, OFF(log_level), 0, 0, NULL},
+    {"db_path", T_PATH, OFF(db_path), 0, 0, NULL},
+    {"history_size", T_COUNT, OFF(history_size), 0, 0, NULL},
+    {"history_ttl", T_DURATION, OFF(history_ttl_ms), 0, 0, NULL},
+    {"durability", T_DURABILITY, OFF(durability), 0, 0, NULL},
+    {"max_connections", T_COUNT, OFF(max_connections), 0, 0, NULL},
+    {"max_subscriptions_per_connection", T_COUNT,
+     OFF(max_subscriptions_per_connection), 0, 0, NULL},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* The expected form of each type, for error messages. */
+static const char *expected_form(const key_def *k)
+{
+    switch (k->type) {
+    case T_BOOL: return "expected on or off";
+    case T_SIZE: return "expected a size in bytes like 65536, 64k, 16m, 1g";
+    case T_DURATION:
+        return k->min > 0 ? "expected a duration like 500ms, 30s, 5m, 24h"
+                          : "expected a duration like 500ms, 30s, 5m, 24h, "
+                            "or 0 for off";
+    case T_COUNT: return "expected a non-negative integer";
+    case T_LOG_LEVEL: return "expected one of error, warn, info, debug";
+    case T_DURABILITY: return "expected normal or full";
+    case T_LISTEN:
+        return "expected host:port, [ipv6]:port or :port, port 1-65535";
+    case T_PATH: return "expected a file path";
+    }
+    return "invalid value";
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+void config_init(config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->listen = xstrdup("127.0.0.1:8080");
+    c->echo_endpoint = 0;
+    c->max_message_size = 1 * MIB;
+    c->max_outbound_bytes = 16 * MIB;
+    c->ping_interval_ms = 30 * 1000;
+    c->idle_timeout_ms = 90 * 1000;
+    c->handshake_timeout_ms = 10 * 1000;
+    c->log_level = LOG_INFO;
+    c->db_path = xstrdup("./chorus.db");
+    c->history_size = 1000;
+    c->history_ttl_ms = 24ULL * 3600 * 1000;
+    c->durability = DURABILITY_NORMAL;
+    c->max_connections = 10000;
+    c->max_subscriptions_per_connection = 1000;
+}
+
+void config_free(config *c)
+{
+    free(c->listen);
+    free(c->db_path);
+    c->listen = NULL;
+    c->db_path = NULL;
+}
+
+/* ---- value parsers ---------------------------------------------------- */
+
+/* Parses a run of decimal digits at *s into *out, advancing *s. Returns -1
+ * on no digits or overflow. */
+static int parse_digits(const char **s, uint64_t *out)
+{
+    const char *p = *s;
+    uint64_t v = 0;
+
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *s = p;
+    *out = v;
+    return 0;
+}
+
+static int parse_count(const char *s, uint64_t *out)
+{
+    uint64_t v;
+
+    if (parse_digits(&s, &v) < 0 || *s != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int config_parse_bool(const char *s, int *out)
+{
+    if (strcmp(s, "on") == 0)
+        *out = 1;
+    else if (strcmp(s, "off") == 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v, mult = 1;
+
+    if (parse_digits(&s, &v) < 0)
+        return -1;
+    switch (*s) {
+    case '\0': break;
+    case 'k': case 'K': mult = KIB; s++; break;
+    case 'm': case 'M': mult = MIB; s++; break;
+    case 'g': case 'G': mult = GIB; s++; break;
+    default: return -1;
+    }
+    if (*s != '\0' || (v != 0 && v > UINT64_MAX / mult))
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int config_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct { const char *suffix; uint64_t ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+        {"d", 24 * 3600 * 1000},
+    };
+    uint64_t v;
+
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    if (parse_digits(&s, &v) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(s, units[i].suffix) != 0)
+            continue;
+        if (v > UINT64_MAX / units[i].ms)
+            return -1;
+        *ms = v * units[i].ms;
+        return 0;
+    }
+    return -1;
+}
+
+int config_parse_log_level(const char *s, int *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = LOG_ERROR + i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_durability(const char *s, int *out)
+{
+    if (strcmp(s, "normal") == 0)
+        *out = DURABILITY_NORMAL;
+    else if (strcmp(s, "full") == 0)
+        *out = DURABILITY_FULL;
+    else
+        return -1;
+    return 0;
+}
+
+/* A host name or IPv4 address: letters, digits, '.', '-', '_'. */
+static int hostname_valid(const char *h, size_t n)
+{
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+              ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon, *h = s;
+    size_t n;
+    uint64_t p;
+    char v6[64];
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = s + 1;
+        n = (size_t)(close - h);
+        colon = close + 1;
+        if (n == 0 || n >= sizeof v6)
+            return -1;
+        memcpy(v6, h, n);
+        v6[n] = '\0';
+        unsigned char addr[16];
+        if (inet_pton(AF_INET6, v6, addr) != 1)
+            return -1;
+    } else {
+        colon = strchr(s, ':');
+        if (!colon || strchr(colon + 1, ':'))
+            return -1; /* none, or an IPv6 address without brackets */
+        n = (size_t)(colon - s);
+        if (n == 0) {
+            h = "0.0.0.0";
+            n = strlen(h);
+        } else if (!hostname_valid(h, n)) {
+            return -1;
+        }
+    }
+    const char *ps = colon + 1;
+    if (parse_digits(&ps, &p) < 0 || *ps != '\0' || p < 1 || p > 65535)
+        return -1;
+    if (n >= hostlen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- setting keys ----------------------------------------------------- */
+
+static const key_def *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* Error for a value that does not parse: names the key, the expected form
+ * and (shortened) what was given. */
+static void bad_value(const key_def *k, const char *value, char *err,
+                      size_t errlen)
+{
+    size_t n = strlen(value);
+    int cut = n > 40;
+
+    set_err(err, errlen, "%s: %s, not \"%.*s%s\"", k->name, expected_form(k),
+            cut ? 40 : (int)n, value, cut ? "..." : "");
+}
+
+static int check_bounds(const key_def *k, uint64_t v, char *err,
+                        size_t errlen)
+{
+    uint64_t max = k->max;
+
+    if (k->type == T_DURATION && (max == 0 || max > DURATION_MAX_MS))
+        max = DURATION_MAX_MS;
+    if (v < k->min || (max && v > max)) {
+        if (k->bound_msg)
+            set_err(err, errlen, "%s: %s", k->name, k->bound_msg);
+        else
+            set_err(err, errlen, "%s: must be at most 3650d", k->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_string(char **field, const char *value, const key_def *k,
+                      char *err, size_t errlen)
+{
+    char *copy = xstrdup(value);
+
+    if (!copy) {
+        set_err(err, errlen, "%s: out of memory", k->name);
+        return -1;
+    }
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+int config_set(config *c, const char *key, const char *value, char *err,
+               size_t errlen)
+{
+    const key_def *k = find_key(key);
+    void *field;
+    uint64_t u;
+    int i, rc = 0;
+
+    if (!k) {
+        set_err(err, errlen, "unknown key \"%s\"", key);
+        return -1;
+    }
+    if (value[0] == '\0') {
+        set_err(err, errlen, "%s: missing value (%s)", k->name,
+                expected_form(k));
+        return -1;
+    }
+    field = (char *)c + k->offset;
+    switch (k->type) {
+    case T_BOOL:
+    case T_LOG_LEVEL:
+    case T_DURABILITY:
+        if (k->type == T_BOOL)
+            rc = config_parse_bool(value, &i);
+        else if (k->type == T_LOG_LEVEL)
+            rc = config_parse_log_level(value, &i);
+        else
+            rc = parse_durability(value, &i);
+        if (rc < 0)
+            break;
+        *(int *)field = i;
+        return 0;
+    case T_SIZE:
+    case T_DURATION:
+    case T_COUNT:
+        if (k->type == T_SIZE)
+            rc = config_parse_size(value, &u);
+        else if (k->type == T_DURATION)
+            rc = config_parse_duration(value, &u);
+        else
+            rc = parse_count(value, &u);
+        if (rc < 0)
+            break;
+        if (check_bounds(k, u, err, errlen) < 0)
+            return -1;
+        *(uint64_t *)field = u;
+        return 0;
+    case T_LISTEN: {
+        char host[256];
+        if (config_parse_listen(value, host, sizeof host, &i) < 0) {
+            rc = -1;
+            break;
+        }
+        return set_string(field, value, k, err, errlen);
+    }
+    case T_PATH:
+        return set_string(field, value, k, err, errlen);
+    }
+    bad_value(k, value, err, errlen);
+    return -1;
+}
+
+int config_validate(const config *c, char *err, size_t errlen)
+{
+    if (c->ping_interval_ms && c->idle_timeout_ms &&
+        c->idle_timeout_ms <= c->ping_interval_ms) {
+        set_err(err, errlen,
+                "idle_timeout (%llums) must be 0 (off) or greater than "
+                "ping_interval (%llums)",
+                (unsigned long long)c->idle_timeout_ms,
+                (unsigned long long)c->ping_interval_ms);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the file reader -------------------------------------------------- */
+
+static int is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' ||
+           ch == '\f' || ch == '\n';
+}
+
+static char *trim(char *s)
+{
+    char *e;
+
+    while (is_space(*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && is_space(e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* Cuts a trailing comment: '#' at the start of the value or after
+ * whitespace. */
+static void cut_comment(char *v)
+{
+    for (char *p = v; *p; p++) {
+        if (*p == '#' && (p == v || is_space(p[-1]))) {
+            *p = '\0';
+            return;
+        }
+    }
+}
+
+/* Splits one line into key and value (both trimmed, value unquoted and
+ * without comment). Returns 1 for a key/value line, 0 for a blank or
+ * comment line, -1 with a message in err. */
+static int split_line(char *line, char **key, char **value, char *err,
+                      size_t errlen)
+{
+    char *s = trim(line), *eq, *v;
+
+    if (*s == '\0' || *s == '#')
+        return 0;
+    eq = strchr(s, '=');
+    if (!eq) {
+        set_err(err, errlen, "expected \"key = value\", found no '='");
+        return -1;
+    }
+    *eq = '\0';
+    *key = trim(s);
+    if (**key == '\0') {
+        set_err(err, errlen, "expected \"key = value\", found no key "
+                             "before '='");
+        return -1;
+    }
+    v = trim(eq + 1);
+    if (*v == '"') {
+        char *close = strchr(v + 1, '"');
+        if (!close) {
+            set_err(err, errlen, "%s: missing closing '\"'", *key);
+            return -1;
+        }
+        *close = '\0';
+        char *rest = trim(close + 1);
+        if (*rest != '\0' && *rest != '#') {
+            set_err(err, errlen, "%s: unexpected text after quoted value",
+                    *key);
+            return -1;
+        }
+        *value = v + 1;
+        return 1;
+    }
+    cut_comment(v);
+    *value = trim(v);
+    return 1;
+}
+
+/* Parses one open file into c. Reports "path:line: message". */
+static int load_stream(config *c, FILE *f, const char *path, char *err,
+                       size_t errlen)
+{
+    char *line = NULL, *key, *value;
+    size_t cap = 0;
+    ssize_t len;
+    unsigned lineno = 0, seen[NKEYS] = {0};
+    char msg[512];
+    int rc = 0;
+
+    while ((len = getline(&line, &cap, f)) != -1) {
+        char *s = line;
+        lineno++;
+        if (lineno == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+            s += 3; /* UTF-8 byte order mark */
+        if (memchr(line, '\0', (size_t)len)) {
+            set_err(msg, sizeof msg, "line contains a NUL byte");
+            rc = -1;
+        } else if ((rc = split_line(s, &key, &value, msg, sizeof msg)) > 0) {
+            const key_def *k = find_key(key);
+            size_t idx = k ? (size_t)(k - keys) : 0;
+            if (k && seen[idx]) {
+                set_err(msg, sizeof msg, "%s: duplicate key (first set on "
+                        "line %u)", key, seen[idx]);
+                rc = -1;
+            } else {
+                rc = config_set(c, key, value, msg, sizeof msg);
+                if (k)
+                    seen[idx] = lineno;
+            }
+        }
+        if (rc < 0) {
+            set_err(err, errlen, "%s:%u: %s", path, lineno, msg);
+            break;
+        }
+    }
+    if (rc >= 0 && ferror(f)) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(line);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Loads into a copy and keeps it only if the whole file is valid, so a bad
+ * file leaves c untouched. */
+int config_load_file(config *c, const char *path, char *err, size_t errlen)
+{
+    config tmp = *c;
+    FILE *f;
+    int rc;
+
+    f = fopen(path, "r");
+    if (!f) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    tmp.listen = c->listen ? xstrdup(c->listen) : NULL;
+    tmp.db_path = c->db_path ? xstrdup(c->db_path) : NULL;
+    if ((c->listen && !tmp.listen) || (c->db_path && !tmp.db_path)) {
+        set_err(err, errlen, "%s: out of memory", path);
+        rc = -1;
+    } else {
+        errno = 0;
+        rc = load_stream(&tmp, f, path, err, errlen);
+    }
+    fclose(f);
+    if (rc < 0) {
+        config_free(&tmp);
+        return -1;
+    }
+    config_free(c);
+    *c = tmp;
+    return 0;
+}
