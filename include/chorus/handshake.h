@@ -17,8 +17,8 @@ void chorus_ws_accept_key(const char *key, size_t key_len,
 /* Checks that req is a valid WebSocket upgrade request. Returns 0 when it
  * is, else the HTTP status to refuse it with: 400 (bad request: method,
  * version, Upgrade, Connection or Sec-WebSocket-Key), 426 (unsupported
- * Sec-WebSocket-Version; send "Sec-WebSocket-Version: 13"). *why gets a
- * short static explanation. On success *key/*key_len point at the key. */
+ * Sec-WebSocket-Version; send "Sec-WebSocket-Version: 13"). why gets a
+ * short static explanation. On success key and key_len point at the key. */
 int chorus_ws_check_upgrade(const chorus_http_request *req, const char **key,
                             size_t *key_len, const char **why);
 

@@ -1,0 +1,463 @@
+#include "conn.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "http_route.h"
+#include "log.h"
+#include "replay.h"
+#include "server.h"
+#include "session.h"
+
+/* How long a closing connection may take to flush what is queued, and
+ * then to send its EOF after ours (a lingering close, as nginx does, so
+ * that unread input does not turn our close frame into a TCP reset). */
+#define CLOSE_FLUSH_MS 5000
+#define CLOSE_LINGER_MS 2000
+
+/* Control frames are at most 2 + 4 + 125 bytes and data headers 14, so
+ * with this much contiguous input the decoder always makes progress. */
+#define DECODE_CONTIG 256
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void set_timeouts(conn *c, uint64_t read_ms, uint64_t write_ms)
+{
+    struct timeval r = {(time_t)(read_ms / 1000),
+                        (suseconds_t)(read_ms % 1000) * 1000};
+    struct timeval w = {(time_t)(write_ms / 1000),
+                        (suseconds_t)(write_ms % 1000) * 1000};
+
+    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL,
+                             write_ms ? &w : NULL);
+}
+
+static void link_conn(conn **head, conn *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void unlink_conn(conn **head, conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+               int salen)
+{
+    char host[INET6_ADDRSTRLEN], port[8];
+    int one = 1;
+    conn *c = calloc(1, sizeof *c);
+
+    if (!c) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (getnameinfo(sa, (socklen_t)salen, host, sizeof host, port,
+                    sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+    c->srv = srv;
+    c->state = CONN_HTTP;
+    c->head_started_ms = server_now_ms(srv);
+    c->id = ++srv->stats.connections_total;
+    link_conn(&srv->conns, c);
+    srv->nconns++;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    set_timeouts(c, srv->cfg->handshake_timeout_ms, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    log_debug("conn %llu: accepted from %s", (unsigned long long)c->id,
+              c->peer);
+    return c;
+}
+
+static uint64_t heartbeat_ms(const conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    return cfg->ping_interval_ms ? cfg->ping_interval_ms
+                                 : cfg->idle_timeout_ms;
+}
+
+static void ws_read(conn *c);
+
+void conn_upgrade(conn *c, ws_kind kind)
+{
+    c->state = CONN_WS;
+    c->kind = kind;
+    chorus_ws_decoder_init(&c->dec, CHORUS_WS_SERVER,
+                           c->srv->cfg->max_message_size);
+    set_timeouts(c, heartbeat_ms(c), 0);
+    bufferevent_setwatermark(c->bev, EV_WRITE, REPLAY_LOW_WATER, 0);
+    log_debug("conn %llu: upgraded to %s", (unsigned long long)c->id,
+              kind == WS_ECHO ? "/echo" : "/ws");
+    /* Frames may have arrived with the request head. */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        ws_read(c);
+}
+
+size_t conn_queued(const conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void slow_consumer(conn *c)
+{
+    c->srv->stats.slow_consumer_closes++;
+    log_info("conn %llu (%s): slow consumer, %zu bytes queued; closing "
+             "with 1013", (unsigned long long)c->id, c->peer,
+             conn_queued(c));
+    conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
+}
+
+static int queue_frame(conn *c, int opcode, const void *payload, size_t len)
+{
+    uint8_t hdr[CHORUS_WS_MAX_HEADER];
+    size_t n = chorus_ws_write_header(hdr, 1, opcode, len, NULL);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (evbuffer_add(out, hdr, n) || evbuffer_add(out, payload, len))
+        return -1;
+    return 0;
+}
+
+int conn_send(conn *c, int opcode, const void *payload, size_t len)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    if (conn_queued(c) + len > c->srv->cfg->max_outbound_bytes) {
+        slow_consumer(c);
+        return -1;
+    }
+    if (queue_frame(c, opcode, payload, len)) {
+        conn_abort(c);
+        return -1;
+    }
+    return 0;
+}
+
+int conn_send_shared(conn *c, frame_ref *f)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    if (conn_queued(c) + f->len > c->srv->cfg->max_outbound_bytes) {
+        slow_consumer(c);
+        return -1;
+    }
+    if (frame_ref_attach(f, bufferevent_get_output(c->bev))) {
+        conn_abort(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops every subscription, so that nothing more is queued for c. */
+static void detach(conn *c)
+{
+    replay_cancel_all(c);
+    c->nsubs = 0;
+    topics_unsubscribe_all(&c->srv->topics, &c->subs);
+}
+
+static void start_linger(conn *c)
+{
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    set_timeouts(c, CLOSE_LINGER_MS, 0);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+static void begin_closing(conn *c)
+{
+    c->state = CONN_CLOSING;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    set_timeouts(c, 0, CLOSE_FLUSH_MS);
+    /* Ignore input until the flush is done; then linger reads it away. */
+    bufferevent_disable(c->bev, EV_READ);
+    if (conn_queued(c) == 0)
+        start_linger(c);
+}
+
+void conn_close(conn *c, uint16_t code, const char *reason)
+{
+    uint8_t payload[125];
+    size_t n = 0;
+
+    if (c->state != CONN_WS) {
+        if (c->state == CONN_HTTP)
+            conn_abort(c);
+        return;
+    }
+    detach(c);
+    if (code != CHORUS_WS_CLOSE_NO_STATUS)
+        n = chorus_ws_close_payload(payload, code, reason);
+    log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id,
+              code, reason ? reason : "");
+    /* The close frame goes out even past the outbound bound. */
+    if (queue_frame(c, CHORUS_WS_OP_CLOSE, payload, n)) {
+        conn_abort(c);
+        return;
+    }
+    begin_closing(c);
+}
+
+void conn_finish(conn *c)
+{
+    if (c->state == CONN_HTTP || c->state == CONN_WS) {
+        detach(c);
+        begin_closing(c);
+    }
+}
+
+void conn_abort(conn *c)
+{
+    server *srv = c->srv;
+
+    if (c->state == CONN_DEAD)
+        return;
+    detach(c);
+    c->state = CONN_DEAD;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    unlink_conn(&srv->conns, c);
+    srv->nconns--;
+    link_conn(&srv->reap, c);
+    event_active(srv->reap_ev, EV_TIMEOUT, 0);
+    log_debug("conn %llu: closed", (unsigned long long)c->id);
+}
+
+void conn_ref(conn *c) { c->refs++; }
+
+void conn_unref(conn *c)
+{
+    if (--c->refs == 0 && c->state == CONN_DEAD)
+        event_active(c->srv->reap_ev, EV_TIMEOUT, 0);
+}
+
+void conn_reap(server *srv)
+{
+    conn *c = srv->reap, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        if (c->refs)
+            continue;
+        unlink_conn(&srv->reap, c);
+        bufferevent_free(c->bev);
+        if (c->msg)
+            evbuffer_free(c->msg);
+        free(c);
+    }
+}
+
+void conn_close_all(server *srv, uint16_t code, const char *reason)
+{
+    conn *c = srv->conns, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_WS)
+            conn_close(c, code, reason);
+        else if (c->state == CONN_HTTP)
+            conn_abort(c);
+    }
+}
+
+/* A whole message: to the echo or to the pub/sub session. */
+static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
+{
+    if (c->kind == WS_ECHO)
+        conn_send(c, opcode, data, len);
+    else
+        session_message(c, (const char *)data, len);
+}
+
+static void on_data(conn *c, const chorus_ws_event *ev)
+{
+    if (c->kind == WS_PUBSUB && ev->opcode == CHORUS_WS_OP_BINARY) {
+        conn_close(c, CHORUS_WS_CLOSE_UNSUPPORTED,
+                   "binary frames are not accepted on /ws");
+        return;
+    }
+    if (!c->msg_opcode && ev->fin) { /* whole message in one piece */
+        deliver(c, ev->opcode, ev->data, ev->len);
+        return;
+    }
+    if (!c->msg && !(c->msg = evbuffer_new())) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    c->msg_opcode = ev->opcode;
+    if (evbuffer_add(c->msg, ev->data, ev->len)) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    if (ev->fin) {
+        size_t n = evbuffer_get_length(c->msg);
+        uint8_t *m = evbuffer_pullup(c->msg, -1);
+        c->msg_opcode = 0;
+        deliver(c, ev->opcode, m, n);
+        evbuffer_drain(c->msg, n);
+    }
+}
+
+static void on_control(conn *c, const chorus_ws_event *ev)
+{
+    switch (ev->opcode) {
+    case CHORUS_WS_OP_PING:
+        conn_send(c, CHORUS_WS_OP_PONG, ev->data, ev->len);
+        break;
+    case CHORUS_WS_OP_PONG:
+        break; /* any input already counts as life */
+    case CHORUS_WS_OP_CLOSE:
+        /* Echo the peer's code (none if it sent none), then close. */
+        conn_close(c, ev->close_code, NULL);
+        break;
+    }
+}
+
+static void ws_read(conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    if (c->awaiting_pong) {
+        c->awaiting_pong = 0;
+        set_timeouts(c, heartbeat_ms(c), 0);
+    }
+    while (c->state == CONN_WS) {
+        size_t total = evbuffer_get_length(in), seg, used = 0;
+        struct evbuffer_iovec v;
+        uint8_t *p;
+
+        if (total == 0)
+            break;
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        seg = v.iov_len;
+        if (seg < DECODE_CONTIG && seg < total)
+            seg = total < DECODE_CONTIG ? total : DECODE_CONTIG;
+        p = evbuffer_pullup(in, (ssize_t)seg);
+        for (;;) {
+            chorus_ws_event ev;
+            size_t consumed;
+
+            chorus_ws_decode(&c->dec, p + used, seg - used, &consumed, &ev);
+            used += consumed;
+            if (ev.type == CHORUS_WS_EV_NEED_MORE)
+                break;
+            if (ev.type == CHORUS_WS_EV_DATA)
+                on_data(c, &ev);
+            else if (ev.type == CHORUS_WS_EV_CONTROL)
+                on_control(c, &ev);
+            else
+                conn_close(c, ev.close_code, ev.reason);
+            if (c->state != CONN_WS)
+                break;
+        }
+        evbuffer_drain(in, used);
+        if (used == 0)
+            break; /* the rest of a frame has not arrived yet */
+    }
+    if (c->state != CONN_WS && c->state != CONN_DEAD)
+        evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+
+    switch (c->state) {
+    case CONN_HTTP:
+        http_route_read(c);
+        break;
+    case CONN_WS:
+        ws_read(c);
+        break;
+    default: /* closing: discard until EOF */
+        evbuffer_drain(bufferevent_get_input(bev),
+                       evbuffer_get_length(bufferevent_get_input(bev)));
+        break;
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+
+    (void)bev;
+    if (c->state == CONN_CLOSING) {
+        if (conn_queued(c) == 0)
+            start_linger(c);
+    } else if (c->state == CONN_WS && c->replay_head) {
+        replay_pump(c);
+    }
+}
+
+static void on_read_timeout(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+
+    if (c->state == CONN_WS && cfg->ping_interval_ms && !c->awaiting_pong) {
+        c->awaiting_pong = 1;
+        conn_send(c, CHORUS_WS_OP_PING, NULL, 0);
+        if (c->state != CONN_WS)
+            return;
+        set_timeouts(c, cfg->idle_timeout_ms ? cfg->idle_timeout_ms
+                                             : cfg->ping_interval_ms, 0);
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    if (c->state == CONN_WS && !cfg->idle_timeout_ms) {
+        c->awaiting_pong = 0; /* pings without a deadline */
+        set_timeouts(c, heartbeat_ms(c), 0);
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    if (c->state == CONN_WS) {
+        log_info("conn %llu (%s): no answer to ping, closing",
+                 (unsigned long long)c->id, c->peer);
+        conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "idle timeout");
+        return;
+    }
+    if (c->state == CONN_HTTP)
+        log_debug("conn %llu (%s): request head timed out",
+                  (unsigned long long)c->id, c->peer);
+    conn_abort(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    conn *c = arg;
+
+    (void)bev;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        on_read_timeout(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR)
+        log_debug("conn %llu: socket error: %s", (unsigned long long)c->id,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    conn_abort(c); /* EOF, error or write timeout */
+}

@@ -1,0 +1,89 @@
+/* One client connection: a bufferevent that speaks HTTP first, then
+ * WebSocket after an upgrade. Owns the frame decoder, the reassembly
+ * buffer and the list of its subscriptions. Connections are never freed
+ * inside their own callbacks: conn_close()/conn_abort() only unlink and
+ * queue them, and the server frees them after the loop turn. */
+#ifndef CHORUS_CONN_H
+#define CHORUS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "chorus/ws_frame.h"
+#include "frame_ref.h"
+#include "topics.h"
+
+typedef struct server server;
+struct bufferevent;
+struct evbuffer;
+
+typedef enum {
+    CONN_HTTP,    /* reading request heads */
+    CONN_WS,      /* upgraded */
+    CONN_CLOSING, /* flushing what is queued, then lingering to EOF */
+    CONN_DEAD,    /* queued for freeing */
+} conn_state;
+
+typedef enum { WS_PUBSUB, WS_ECHO } ws_kind;
+
+typedef struct conn {
+    server *srv;
+    struct bufferevent *bev;
+    struct conn *prev, *next; /* server's list of connections */
+    uint32_t refs;            /* holders besides the server (batch items) */
+    conn_state state;
+    ws_kind kind;
+    int awaiting_pong;
+    int http_busy;            /* an HTTP reply is pending (publish) */
+    int http_keepalive;       /* keep the connection after that reply */
+    int64_t head_started_ms;  /* deadline base for the request head */
+    chorus_ws_decoder dec;
+    struct evbuffer *msg;     /* reassembly of a fragmented message */
+    int msg_opcode;
+    sub *subs;                /* this connection's subscriptions */
+    size_t nsubs;
+    sub *replay_head;         /* subscriptions streaming history */
+    sub *replay_tail;
+    uint64_t id;
+    char peer[64];
+} conn;
+
+/* Takes ownership of fd. NULL (fd closed) on failure. */
+conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+               int salen);
+
+/* Switches to WebSocket after the 101 response has been queued. */
+void conn_upgrade(conn *c, ws_kind kind);
+
+/* Queues one unfragmented frame, copying payload. Returns 0, or -1 when the
+ * connection is closing or was just closed as a slow consumer. */
+int conn_send(conn *c, int opcode, const void *payload, size_t len);
+
+/* Queues a shared frame without copying it; same result as conn_send. */
+int conn_send_shared(conn *c, frame_ref *f);
+
+/* Bytes queued and not yet written to the socket. */
+size_t conn_queued(const conn *c);
+
+/* Starts the WebSocket close handshake: drops subscriptions, queues a
+ * close frame, flushes, then closes after the peer's EOF or a timeout. */
+void conn_close(conn *c, uint16_t code, const char *reason);
+
+/* Flushes what is queued (an HTTP error reply, say) and closes. */
+void conn_finish(conn *c);
+
+/* Drops the connection at once. */
+void conn_abort(conn *c);
+
+void conn_ref(conn *c);
+void conn_unref(conn *c);
+
+/* Frees every connection queued by conn_abort() whose refs are zero. */
+void conn_reap(server *srv);
+
+/* Sends a ping to every open WebSocket, closing with 1001 (shutdown). */
+void conn_close_all(server *srv, uint16_t code, const char *reason);
+
+#endif

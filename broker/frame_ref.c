@@ -1,0 +1,60 @@
+#include "frame_ref.h"
+
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+
+#include "chorus/ws_frame.h"
+
+frame_ref *frame_ref_new(size_t payload_cap)
+{
+    frame_ref *f = malloc(sizeof *f + FRAME_REF_HEADROOM + payload_cap);
+
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->len = 0;
+    f->start = FRAME_REF_HEADROOM;
+    return f;
+}
+
+uint8_t *frame_ref_payload(frame_ref *f)
+{
+    return f->data + FRAME_REF_HEADROOM;
+}
+
+void frame_ref_seal(frame_ref *f, int opcode, size_t payload_len)
+{
+    uint8_t hdr[CHORUS_WS_MAX_HEADER];
+    size_t n = chorus_ws_write_header(hdr, 1, opcode, payload_len, NULL);
+
+    f->start = FRAME_REF_HEADROOM - n;
+    for (size_t i = 0; i < n; i++)
+        f->data[f->start + i] = hdr[i];
+    f->len = n + payload_len;
+}
+
+void frame_ref_incref(frame_ref *f) { f->refs++; }
+
+void frame_ref_decref(frame_ref *f)
+{
+    if (--f->refs == 0)
+        free(f);
+}
+
+static void release(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    frame_ref_decref(arg);
+}
+
+int frame_ref_attach(frame_ref *f, struct evbuffer *buf)
+{
+    f->refs++;
+    if (evbuffer_add_reference(buf, frame_ref_bytes(f), f->len, release, f)) {
+        f->refs--;
+        return -1;
+    }
+    return 0;
+}

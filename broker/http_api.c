@@ -1,0 +1,241 @@
+#include "http_api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <jansson.h>
+
+#include "chorus/wire.h"
+#include "conn.h"
+#include "history.h"
+#include "http_route.h"
+#include "log.h"
+#include "publish.h"
+#include "server.h"
+#include "topics.h"
+
+#define PUBLISH_PREFIX "/api/publish/"
+#define HISTORY_PREFIX "/api/history/"
+
+static int has_prefix(const char *path, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(path, prefix, n) == 0;
+}
+
+static int method_is(const chorus_http_request *req, const char *m)
+{
+    return strlen(m) == req->method_len &&
+           memcmp(req->method, m, req->method_len) == 0;
+}
+
+/* Decodes and validates the topic at the end of an API path. Replies 400
+ * itself and returns -1 when it is not a valid topic. */
+static int path_topic(conn *c, const char *enc, size_t len, char *out,
+                      size_t out_size, int keepalive)
+{
+    int n = chorus_http_percent_decode(enc, len, out, out_size);
+
+    if (n < 0 || !chorus_topic_valid(out, (size_t)n)) {
+        http_respond_error(c, 400, CHORUS_ERR_INVALID_TOPIC,
+                           "topic must be 1-200 characters of A-Z a-z 0-9 "
+                           ". _ - : / @",
+                           keepalive);
+        return -1;
+    }
+    return n;
+}
+
+/* Parses an unsigned decimal query parameter; def when absent. */
+static int query_u64(const char *query, size_t len, const char *name,
+                     uint64_t def, uint64_t *out)
+{
+    char buf[24], *end;
+    int n;
+
+    if (!query) {
+        *out = def;
+        return 0;
+    }
+    n = chorus_http_query_param(query, len, name, buf, sizeof buf);
+    if (n == -1) {
+        *out = def;
+        return 0;
+    }
+    if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+        return -1;
+    errno = 0;
+    *out = strtoull(buf, &end, 10);
+    return *end || errno ? -1 : 0;
+}
+
+static http_api_result publish(conn *c, const char *enc, size_t enc_len,
+                               const char *body, size_t body_len,
+                               int keepalive)
+{
+    server *srv = c->srv;
+    char name[CHORUS_TOPIC_MAX * 3 + 1];
+    json_error_t jerr;
+    json_t *data;
+    char *text;
+    topic *t;
+    int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
+
+    if (n < 0)
+        return HTTP_API_DONE;
+    data = json_loadb(body, body_len, JSON_DECODE_ANY, &jerr);
+    if (!data) {
+        http_respond_error(c, 400, CHORUS_ERR_BAD_REQUEST,
+                           "body is not JSON", keepalive);
+        return HTTP_API_DONE;
+    }
+    text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(data);
+    t = text ? publish_load_topic(srv, name, (size_t)n) : NULL;
+    if (!t || publish_submit(srv, c, ACK_HTTP, NULL, t, text, strlen(text))) {
+        if (!t)
+            free(text);
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
+                           "history store unavailable", keepalive);
+        return HTTP_API_DONE;
+    }
+    return HTTP_API_PENDING;
+}
+
+void http_api_publish_done(conn *c, const topic *t, uint64_t offset,
+                           const char *error)
+{
+    int keepalive = c->http_keepalive;
+    json_t *o;
+    char *body;
+
+    if (error) {
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL, error, keepalive);
+    } else {
+        o = json_pack("{s:s,s:s,s:I}", "topic", t->name, "epoch", t->epoch,
+                      "offset", (json_int_t)offset);
+        body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        if (body)
+            http_respond(c, 200, "application/json", body, strlen(body),
+                         NULL, keepalive);
+        else
+            http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "out of memory",
+                               keepalive);
+        free(body);
+        json_decref(o);
+    }
+    http_route_resume(c);
+}
+
+typedef struct history_page {
+    struct evbuffer *out;
+    int count;
+} history_page;
+
+static int add_row(uint64_t offset, int64_t ts_ms, const char *data,
+                   size_t data_len, void *arg)
+{
+    history_page *p = arg;
+
+    evbuffer_add_printf(p->out, "%s{\"offset\":%llu,\"ts\":%lld,\"data\":",
+                        p->count++ ? "," : "", (unsigned long long)offset,
+                        (long long)ts_ms);
+    evbuffer_add(p->out, data, data_len);
+    evbuffer_add(p->out, "}", 1);
+    return 0;
+}
+
+static http_api_result history(conn *c, const char *enc, size_t enc_len,
+                               const char *query, size_t query_len,
+                               int keepalive)
+{
+    server *srv = c->srv;
+    char name[CHORUS_TOPIC_MAX * 3 + 1];
+    uint64_t since, limit;
+    history_page page = {NULL, 0};
+    topic *t;
+    int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
+
+    if (n < 0)
+        return HTTP_API_DONE;
+    if (query_u64(query, query_len, "since", 0, &since) ||
+        query_u64(query, query_len, "limit", HTTP_HISTORY_DEFAULT_LIMIT,
+                  &limit) ||
+        limit == 0) {
+        http_respond_error(c, 400, CHORUS_ERR_BAD_REQUEST,
+                           "since and limit must be non-negative integers "
+                           "(limit at least 1)",
+                           keepalive);
+        return HTTP_API_DONE;
+    }
+    if (limit > HTTP_HISTORY_MAX_LIMIT)
+        limit = HTTP_HISTORY_MAX_LIMIT;
+    t = publish_load_topic(srv, name, (size_t)n);
+    page.out = evbuffer_new();
+    if (!t || !page.out) {
+        if (t)
+            topics_release(&srv->topics, t);
+        if (page.out)
+            evbuffer_free(page.out);
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
+                           "history store unavailable", keepalive);
+        return HTTP_API_DONE;
+    }
+    evbuffer_add_printf(page.out,
+                        "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
+                        "\"messages\":[",
+                        t->name, t->epoch,
+                        (unsigned long long)t->last_offset);
+    if (history_read(srv->hist, t->store_id, since, (size_t)limit, add_row,
+                     &page) < 0) {
+        log_error("history: read of %s failed: %s", t->name,
+                  history_errmsg(srv->hist));
+        topics_release(&srv->topics, t);
+        evbuffer_free(page.out);
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
+                           "history read failed", keepalive);
+        return HTTP_API_DONE;
+    }
+    topics_release(&srv->topics, t);
+    evbuffer_add(page.out, "]}", 2);
+    {
+        size_t len = evbuffer_get_length(page.out);
+        http_respond(c, 200, "application/json",
+                     (const char *)evbuffer_pullup(page.out, -1), len,
+                     "Cache-Control: no-store\r\n", keepalive);
+    }
+    evbuffer_free(page.out);
+    return HTTP_API_DONE;
+}
+
+http_api_result http_api_route(conn *c, const chorus_http_request *req,
+                               const char *path, size_t path_len,
+                               const char *query, size_t query_len,
+                               const char *body, size_t body_len,
+                               int keepalive)
+{
+    size_t pn = strlen(PUBLISH_PREFIX), hn = strlen(HISTORY_PREFIX);
+
+    if (has_prefix(path, path_len, PUBLISH_PREFIX)) {
+        if (!method_is(req, "POST")) {
+            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
+                         "Allow: POST\r\n", keepalive);
+            return HTTP_API_DONE;
+        }
+        return publish(c, path + pn, path_len - pn, body, body_len,
+                       keepalive);
+    }
+    if (has_prefix(path, path_len, HISTORY_PREFIX)) {
+        if (!method_is(req, "GET")) {
+            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
+                         "Allow: GET\r\n", keepalive);
+            return HTTP_API_DONE;
+        }
+        return history(c, path + hn, path_len - hn, query, query_len,
+                       keepalive);
+    }
+    return HTTP_API_NO_ROUTE;
+}

@@ -1,0 +1,297 @@
+#include "http_route.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "chorus/handshake.h"
+#include "chorus/http_parse.h"
+#include "conn.h"
+#include "http_api.h"
+#include "log.h"
+#include "server.h"
+
+typedef enum {
+    ROUTE_NEXT,    /* replied; serve the next request */
+    ROUTE_WAIT,    /* the reply comes later (http_route_resume) */
+    ROUTE_UPGRADE, /* 101 queued: switch to WebSocket */
+    ROUTE_CLOSE,   /* replied; close after the flush */
+} route_result;
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void http_respond(conn *c, int status, const char *content_type,
+                  const char *body, size_t len, const char *extra_headers,
+                  int keepalive)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
+                        "%s%s%s%s",
+                        status, status_text(status), len,
+                        content_type ? "Content-Type: " : "",
+                        content_type ? content_type : "",
+                        content_type ? "\r\n" : "",
+                        keepalive ? "" : "Connection: close\r\n");
+    if (extra_headers)
+        evbuffer_add(out, extra_headers, strlen(extra_headers));
+    evbuffer_add(out, "\r\n", 2);
+    if (body && len)
+        evbuffer_add(out, body, len);
+    if (!keepalive)
+        conn_finish(c);
+}
+
+void http_respond_error(conn *c, int status, const char *code,
+                        const char *message, int keepalive)
+{
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
+    char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    http_respond(c, status, "application/json", body,
+                 body ? strlen(body) : 0, NULL, keepalive);
+    free(body);
+    json_decref(o);
+}
+
+static int wants_keepalive(const chorus_http_request *req)
+{
+    const chorus_http_header *h = chorus_http_find_header(
+        req->headers, req->num_headers, "Connection");
+
+    if (req->minor_version == 0)
+        return h && chorus_http_has_token(h->value, h->value_len,
+                                          "keep-alive");
+    return !(h && chorus_http_has_token(h->value, h->value_len, "close"));
+}
+
+static int path_is(const char *path, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(path, want, len) == 0;
+}
+
+static int method_is(const chorus_http_request *req, const char *m)
+{
+    return strlen(m) == req->method_len &&
+           memcmp(req->method, m, req->method_len) == 0;
+}
+
+static route_result upgrade(conn *c, const chorus_http_request *req)
+{
+    const char *key, *why;
+    size_t key_len;
+    char resp[512];
+    int status = chorus_ws_check_upgrade(req, &key, &key_len, &why);
+
+    if (status == 426) {
+        http_respond(c, 426, "text/plain", why, strlen(why),
+                     "Sec-WebSocket-Version: 13\r\n", 0);
+        return ROUTE_CLOSE;
+    }
+    if (status) {
+        http_respond(c, status, "text/plain", why, strlen(why), NULL, 0);
+        return ROUTE_CLOSE;
+    }
+    if (c->srv->stopping) {
+        http_respond(c, 503, "text/plain", "shutting down", 13, NULL, 0);
+        return ROUTE_CLOSE;
+    }
+    if (chorus_ws_accept_response(key, key_len, NULL, resp, sizeof resp) < 0)
+        return ROUTE_CLOSE;
+    evbuffer_add(bufferevent_get_output(c->bev), resp, strlen(resp));
+    return ROUTE_UPGRADE;
+}
+
+static route_result route(conn *c, const chorus_http_request *req,
+                          const char *body, size_t body_len, int keepalive,
+                          ws_kind *kind)
+{
+    const char *path, *query;
+    size_t path_len, query_len;
+
+    chorus_http_split_target(req->target, req->target_len, &path, &path_len,
+                             &query, &query_len);
+    if (path_is(path, path_len, "/ws") ||
+        (path_is(path, path_len, "/echo") && c->srv->cfg->echo_endpoint)) {
+        *kind = path_len == 3 ? WS_PUBSUB : WS_ECHO;
+        return upgrade(c, req);
+    }
+    if (path_is(path, path_len, "/healthz")) {
+        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
+                         "Allow: GET, HEAD\r\n", keepalive);
+            return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+        }
+        http_respond(c, c->srv->stopping ? 503 : 200, "text/plain",
+                     c->srv->stopping ? "stopping\n" : "ok\n",
+                     c->srv->stopping ? 9 : 3, NULL, keepalive);
+        return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+    }
+    switch (http_api_route(c, req, path, path_len, query, query_len, body,
+                           body_len, keepalive)) {
+    case HTTP_API_DONE:
+        return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+    case HTTP_API_PENDING:
+        return ROUTE_WAIT;
+    case HTTP_API_NO_ROUTE:
+        break;
+    }
+    http_respond_error(c, 404, "not_found", "no such endpoint", keepalive);
+    return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+}
+
+/* Content-Length of the request, 0 if none; -1 malformed or chunked, -2
+ * too large. */
+static long long body_length(conn *c, const chorus_http_request *req)
+{
+    const chorus_http_header *h;
+    unsigned long long n;
+    char buf[24], *end;
+
+    if (chorus_http_find_header(req->headers, req->num_headers,
+                                "Transfer-Encoding"))
+        return -1;
+    if (chorus_http_count_header(req->headers, req->num_headers,
+                                 "Content-Length") > 1)
+        return -1;
+    h = chorus_http_find_header(req->headers, req->num_headers,
+                                "Content-Length");
+    if (!h)
+        return 0;
+    if (h->value_len == 0 || h->value_len >= sizeof buf)
+        return h->value_len ? -2 : -1;
+    memcpy(buf, h->value, h->value_len);
+    buf[h->value_len] = '\0';
+    if (buf[0] < '0' || buf[0] > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(buf, &end, 10);
+    if (*end || errno)
+        return -1;
+    if (n > c->srv->cfg->max_message_size)
+        return -2;
+    return (long long)n;
+}
+
+static void refuse(conn *c, int status, const char *code, const char *why)
+{
+    log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id,
+              c->peer, status, why);
+    http_respond_error(c, status, code, why, 0);
+}
+
+/* Serves one request if a whole one is buffered. Returns 1 to go on. */
+static int serve_one(conn *c)
+{
+    static const chorus_http_limits limits = {HTTP_MAX_LINE,
+                                              HTTP_MAX_HEADERS,
+                                              HTTP_MAX_HEAD};
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t total = evbuffer_get_length(in);
+    size_t want = total < HTTP_MAX_HEAD ? total : HTTP_MAX_HEAD;
+    chorus_http_request req;
+    long long body;
+    route_result r;
+    ws_kind kind = WS_PUBSUB;
+    char *p;
+    int head, keepalive;
+
+    if (total == 0)
+        return 0;
+    p = (char *)evbuffer_pullup(in, (ssize_t)want);
+    head = chorus_http_parse_request(p, want, &limits, &req);
+    if (head == CHORUS_HTTP_INCOMPLETE)
+        return 0;
+    if (head == CHORUS_HTTP_TOO_LARGE) {
+        refuse(c, 431, "bad_request", "request head too large");
+        return 0;
+    }
+    if (head < 0) {
+        refuse(c, 400, "bad_request", "malformed request");
+        return 0;
+    }
+    body = body_length(c, &req);
+    if (body == -1) {
+        refuse(c, 400, "bad_request", "unsupported or malformed body length");
+        return 0;
+    }
+    if (body == -2) {
+        refuse(c, 413, "too_large", "body larger than max_message_size");
+        return 0;
+    }
+    if (total < (size_t)head + (size_t)body)
+        return 0; /* wait for the whole body */
+    p = (char *)evbuffer_pullup(in, head + body);
+    chorus_http_parse_request(p, (size_t)head, &limits, &req);
+    keepalive = wants_keepalive(&req) && !c->srv->stopping;
+    r = route(c, &req, p + head, (size_t)body, keepalive, &kind);
+    evbuffer_drain(in, (size_t)head + (size_t)body);
+    c->head_started_ms = server_now_ms(c->srv);
+    switch (r) {
+    case ROUTE_NEXT:
+        return 1;
+    case ROUTE_WAIT:
+        c->http_busy = 1;
+        c->http_keepalive = keepalive;
+        return 0;
+    case ROUTE_UPGRADE:
+        conn_upgrade(c, kind);
+        return 0;
+    case ROUTE_CLOSE:
+        if (c->state == CONN_HTTP)
+            conn_finish(c);
+        return 0;
+    }
+    return 0;
+}
+
+void http_route_read(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+
+    if (c->http_busy)
+        return;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) &&
+        cfg->handshake_timeout_ms &&
+        server_now_ms(c->srv) - c->head_started_ms >
+            (int64_t)cfg->handshake_timeout_ms) {
+        log_debug("conn %llu (%s): request head too slow",
+                  (unsigned long long)c->id, c->peer);
+        http_respond_error(c, 408, "bad_request", "request head too slow", 0);
+        return;
+    }
+    while (c->state == CONN_HTTP && !c->http_busy && serve_one(c))
+        ;
+}
+
+void http_route_resume(conn *c)
+{
+    c->http_busy = 0;
+    if (c->state == CONN_HTTP)
+        http_route_read(c);
+}

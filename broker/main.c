@@ -1,0 +1,74 @@
+/* chorusd: start-up order, command line, exit status. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: chorusd [-c FILE] [--listen HOST:PORT] "
+            "[--log-level LEVEL]\n"
+            "  -c, --config FILE     read settings from FILE (key = value)\n"
+            "  -l, --listen ADDR     listen address, e.g. 127.0.0.1:8080\n"
+            "  -L, --log-level LVL   error, warn, info or debug\n"
+            "  -h, --help            this text\n"
+            "Without -c, chorusd runs on its built-in defaults; see "
+            "broker.conf.example.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf_path = NULL, *listen = NULL, *level = NULL;
+    char err[512];
+    config cfg;
+    server srv;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "c:l:L:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': conf_path = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'L': level = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    config_init(&cfg);
+    if ((conf_path && config_load_file(&cfg, conf_path, err, sizeof err)) ||
+        (listen && config_set(&cfg, "listen", listen, err, sizeof err)) ||
+        (level && config_set(&cfg, "log_level", level, err, sizeof err)) ||
+        config_validate(&cfg, err, sizeof err)) {
+        fprintf(stderr, "chorusd: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    log_set_level(cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    if (server_init(&srv, &cfg, err, sizeof err)) {
+        log_error("%s", err);
+        server_destroy(&srv);
+        config_free(&cfg);
+        return 1;
+    }
+    rc = server_run(&srv);
+    server_destroy(&srv);
+    config_free(&cfg);
+    return rc;
+}

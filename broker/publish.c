@@ -1,0 +1,212 @@
+#include "publish.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "chorus/wire.h"
+#include "conn.h"
+#include "frame_ref.h"
+#include "history.h"
+#include "http_api.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+#include "topics.h"
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    publish_flush(arg);
+}
+
+int publish_init(server *s)
+{
+    s->batch.commit_ev = event_new(s->base, -1, 0, commit_cb, s);
+    if (!s->batch.commit_ev)
+        return -1;
+    /* Lowest priority: runs once every readable socket of the turn has
+     * been served, so one transaction covers all of their publishes. */
+    event_priority_set(s->batch.commit_ev, 1);
+    return 0;
+}
+
+void publish_destroy(server *s)
+{
+    publish_flush(s);
+    if (s->batch.commit_ev)
+        event_free(s->batch.commit_ev);
+    free(s->batch.items);
+}
+
+topic *publish_load_topic(server *s, const char *name, size_t len)
+{
+    topic *t = topics_get(&s->topics, name, len);
+    history_topic ht;
+
+    if (!t)
+        return NULL;
+    if (t->loaded)
+        return t;
+    if (history_topic_load(s->hist, t->name, 1, &ht) != 0) {
+        log_error("history: cannot load topic %s: %s", t->name,
+                  history_errmsg(s->hist));
+        topics_release(&s->topics, t);
+        return NULL;
+    }
+    t->loaded = 1;
+    t->store_id = ht.id;
+    memcpy(t->epoch, ht.epoch, sizeof t->epoch);
+    t->last_offset = t->next_offset = ht.last_offset;
+    return t;
+}
+
+int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
+                   char *data, size_t data_len)
+{
+    publish_batch *b = &s->batch;
+    publish_item *it;
+
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        publish_item *items = realloc(b->items, cap * sizeof *items);
+        if (!items) {
+            free(data);
+            topics_release(&s->topics, t);
+            return -1;
+        }
+        b->items = items;
+        b->cap = cap;
+    }
+    it = &b->items[b->n++];
+    it->t = t;
+    topics_pin(t);
+    it->c = c;
+    conn_ref(c);
+    it->ack = ack;
+    it->id = id ? json_incref(id) : NULL;
+    it->offset = ++t->next_offset;
+    it->ts_ms = server_now_ms(s);
+    it->data = data;
+    it->data_len = data_len;
+    if (b->n == 1)
+        event_active(b->commit_ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
+/* Encodes the message once and shares the frame with every live
+ * subscriber. */
+static void fan_out(server *s, const publish_item *it)
+{
+    topic *t = it->t;
+    frame_ref *f;
+    size_t n;
+
+    if (!t->subs)
+        return;
+    f = frame_ref_new(chorus_message_bound(t->name_len, it->data_len));
+    if (!f) {
+        log_error("out of memory fanning out %s:%llu", t->name,
+                  (unsigned long long)it->offset);
+        return;
+    }
+    n = chorus_encode_message((char *)frame_ref_payload(f), t->name,
+                              t->name_len, it->offset, it->ts_ms, it->data,
+                              it->data_len);
+    frame_ref_seal(f, CHORUS_WS_OP_TEXT, n);
+    /* A send may close a slow subscriber, which unlinks only that
+     * subscriber's own node; the topic stays pinned by the batch. */
+    for (sub *sb = t->subs, *next; sb; sb = next) {
+        next = sb->t_next;
+        if (sb->replaying)
+            continue;
+        if (conn_send_shared(sb->owner, f) == 0)
+            s->stats.messages_delivered++;
+    }
+    frame_ref_decref(f);
+}
+
+static void acknowledge(publish_item *it, const char *error)
+{
+    conn *c = it->c;
+
+    if (c->state == CONN_DEAD)
+        return;
+    if (it->ack == ACK_HTTP) {
+        http_api_publish_done(c, it->t, it->offset, error);
+        return;
+    }
+    if (c->state != CONN_WS)
+        return;
+    if (error)
+        session_error(c, it->id, CHORUS_ERR_INTERNAL, error);
+    else
+        session_published(c, it->id, it->t->name, it->offset);
+}
+
+static int write_batch(server *s)
+{
+    publish_batch *b = &s->batch;
+
+    if (history_begin(s->hist))
+        return -1;
+    for (size_t i = 0; i < b->n; i++) {
+        publish_item *it = &b->items[i];
+        if (history_append(s->hist, it->t->store_id, it->offset, it->ts_ms,
+                           it->data, it->data_len)) {
+            history_rollback(s->hist);
+            return -1;
+        }
+    }
+    if (history_commit(s->hist))
+        return -1;
+    return 0;
+}
+
+void publish_flush(server *s)
+{
+    publish_batch *b = &s->batch;
+    publish_item *items = b->items;
+    size_t n = b->n, cap = b->cap;
+    int failed;
+
+    if (n == 0)
+        return;
+    failed = write_batch(s) != 0;
+    if (failed) {
+        s->stats.history_errors++;
+        log_error("history: write of %zu messages failed: %s", n,
+                  history_errmsg(s->hist));
+    } else {
+        s->stats.history_commits++;
+        s->stats.messages_published += n;
+    }
+    /* Detach the items first: an HTTP ack may go on to serve a pipelined
+     * request, which may publish into a new batch. */
+    b->items = NULL;
+    b->n = b->cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        publish_item *it = &items[i];
+        if (failed) {
+            /* Nobody saw these offsets: hand them out again. */
+            it->t->next_offset = it->t->last_offset;
+        } else {
+            it->t->last_offset = it->offset;
+            fan_out(s, it);
+        }
+        acknowledge(it, failed ? "history write failed" : NULL);
+        free(it->data);
+        if (it->id)
+            json_decref(it->id);
+        conn_unref(it->c);
+        topics_unpin(&s->topics, it->t);
+    }
+    if (!b->items) { /* keep the array for the next turn */
+        b->items = items;
+        b->cap = cap;
+    } else {
+        free(items);
+    }
+}

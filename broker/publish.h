@@ -1,0 +1,56 @@
+/* Publishing with group commit. Publishes that arrive in one loop turn
+ * join a batch; at the end of the turn the batch is written to history in
+ * one transaction, and only after the commit are offsets made visible,
+ * acks sent and messages fanned out: no client ever sees an offset that a
+ * crash could take back. A failed commit answers each publish with
+ * `internal` and reuses none of its offsets. */
+#ifndef CHORUS_PUBLISH_H
+#define CHORUS_PUBLISH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct server server;
+typedef struct conn conn;
+typedef struct topic topic;
+struct event;
+
+typedef enum { ACK_WS, ACK_HTTP } ack_kind;
+
+typedef struct publish_item {
+    topic *t;          /* pinned until the batch is done */
+    conn *c;           /* referenced; acked unless closed meanwhile */
+    ack_kind ack;
+    json_t *id;        /* request id to echo (a reference), or NULL */
+    uint64_t offset;
+    int64_t ts_ms;
+    char *data;        /* serialized JSON of the data, owned */
+    size_t data_len;
+} publish_item;
+
+typedef struct publish_batch {
+    publish_item *items;
+    size_t n, cap;
+    struct event *commit_ev;
+} publish_batch;
+
+int publish_init(server *s);
+void publish_destroy(server *s);
+
+/* Returns the topic with its stored state loaded (creating its row and
+ * epoch on first use). NULL with an error logged when the store fails.
+ * The topic is not pinned: callers subscribe or pin before returning to
+ * the loop. */
+topic *publish_load_topic(server *s, const char *name, size_t len);
+
+/* Assigns the next offset and queues the message; takes ownership of data.
+ * Returns 0, or -1 (data freed) when the batch cannot grow. */
+int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
+                   char *data, size_t data_len);
+
+/* Commits the pending batch now (also run at the end of each turn). */
+void publish_flush(server *s);
+
+#endif

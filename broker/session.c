@@ -1,0 +1,156 @@
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "chorus/wire.h"
+#include "conn.h"
+#include "log.h"
+#include "publish.h"
+#include "replay.h"
+#include "server.h"
+#include "topics.h"
+
+/* Sends a reply built by an encoder and frees it. */
+static void send_json(conn *c, char *text, size_t len)
+{
+    if (!text) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    conn_send(c, CHORUS_WS_OP_TEXT, text, len);
+    free(text);
+}
+
+void session_error(conn *c, json_t *id, const char *code,
+                   const char *message)
+{
+    size_t len;
+    send_json(c, chorus_encode_error(id, code, message, &len), len);
+}
+
+void session_published(conn *c, json_t *id, const char *topic,
+                       uint64_t offset)
+{
+    size_t len;
+    send_json(c, chorus_encode_published(id, topic, offset, &len), len);
+}
+
+static void on_subscribe(conn *c, const chorus_request *req)
+{
+    server *srv = c->srv;
+    uint64_t max = srv->cfg->max_subscriptions_per_connection;
+    uint64_t cursor = 0;
+    int recovered = 0;
+    topic *t;
+    sub *s;
+    size_t len;
+
+    if (req->has_since && !chorus_epoch_valid(req->since_epoch)) {
+        session_error(c, req->id, CHORUS_ERR_BAD_REQUEST,
+                      "since.epoch must be 32 lowercase hex characters");
+        return;
+    }
+    t = publish_load_topic(srv, req->topic, req->topic_len);
+    if (!t) {
+        session_error(c, req->id, CHORUS_ERR_INTERNAL,
+                      "history store unavailable");
+        return;
+    }
+    s = topics_find_sub(&srv->topics, t, c);
+    if (!s && max && c->nsubs >= max) {
+        topics_release(&srv->topics, t);
+        session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
+                      "too many subscriptions on this connection");
+        return;
+    }
+    if (req->has_since &&
+        replay_plan(srv, t, req->since_epoch, req->since_offset, &recovered,
+                    &cursor)) {
+        topics_release(&srv->topics, t);
+        session_error(c, req->id, CHORUS_ERR_INTERNAL,
+                      "history store unavailable");
+        return;
+    }
+    if (!s) {
+        s = topics_subscribe(&srv->topics, t, c, &c->subs);
+        if (!s) {
+            topics_release(&srv->topics, t);
+            session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+            return;
+        }
+        c->nsubs++;
+    }
+    send_json(c, chorus_encode_subscribed(req->id, t->name, t->epoch,
+                                          t->last_offset, recovered, &len),
+              len);
+    if (req->has_since && c->state == CONN_WS)
+        replay_start(c, s, cursor);
+}
+
+static void on_unsubscribe(conn *c, const chorus_request *req)
+{
+    topics *ts = &c->srv->topics;
+    topic *t = topics_find(ts, req->topic, req->topic_len);
+    sub *s = t ? topics_find_sub(ts, t, c) : NULL;
+    size_t len;
+
+    if (!s) {
+        session_error(c, req->id, CHORUS_ERR_NOT_SUBSCRIBED,
+                      "not subscribed to this topic");
+        return;
+    }
+    replay_cancel(c, s);
+    topics_unsubscribe(ts, s, &c->subs);
+    c->nsubs--;
+    send_json(c, chorus_encode_unsubscribed(req->id, req->topic, &len), len);
+}
+
+static void on_publish(conn *c, const chorus_request *req)
+{
+    server *srv = c->srv;
+    char *data = json_dumps(req->data, JSON_COMPACT | JSON_ENCODE_ANY);
+    topic *t;
+
+    if (!data) {
+        session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    t = publish_load_topic(srv, req->topic, req->topic_len);
+    if (!t) {
+        free(data);
+        session_error(c, req->id, CHORUS_ERR_INTERNAL,
+                      "history store unavailable");
+        return;
+    }
+    if (publish_submit(srv, c, ACK_WS, req->id, t, data, strlen(data)))
+        session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+}
+
+void session_message(conn *c, const char *data, size_t len)
+{
+    chorus_request req;
+    chorus_wire_error err;
+    size_t n;
+
+    if (chorus_request_parse(data, len, &req, &err)) {
+        session_error(c, err.id, err.code, err.message);
+        chorus_wire_error_clear(&err);
+        return;
+    }
+    switch (req.op) {
+    case CHORUS_OP_SUBSCRIBE:
+        on_subscribe(c, &req);
+        break;
+    case CHORUS_OP_UNSUBSCRIBE:
+        on_unsubscribe(c, &req);
+        break;
+    case CHORUS_OP_PUBLISH:
+        on_publish(c, &req);
+        break;
+    case CHORUS_OP_PING:
+        send_json(c, chorus_encode_pong(req.id, &n), n);
+        break;
+    }
+    chorus_request_free(&req);
+}

@@ -1,0 +1,24 @@
+/* The /ws pub/sub protocol for one connection: decode a request, act on
+ * it, reply. Every protocol error becomes an `error` reply here; none
+ * closes the connection. */
+#ifndef CHORUS_SESSION_H
+#define CHORUS_SESSION_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+typedef struct conn conn;
+
+/* Handles one whole text message received on /ws. */
+void session_message(conn *c, const char *data, size_t len);
+
+/* Sends an `error` reply (id may be NULL). */
+void session_error(conn *c, json_t *id, const char *code,
+                   const char *message);
+
+/* Sends `published` for an acknowledged publish. */
+void session_published(conn *c, json_t *id, const char *topic,
+                       uint64_t offset);
+
+#endif
