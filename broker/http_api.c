@@ -72,7 +72,7 @@ static int query_u64(const char *query, size_t len, const char *name,
     return *end || errno ? -1 : 0;
 }
 
-static http_api_result publish(conn *c, const char *enc, size_t enc_len,
+static http_api_result publish_body(conn *c, const char *enc, size_t enc_len,
                                const char *body, size_t body_len,
                                int keepalive)
 {
@@ -148,7 +148,7 @@ static int add_row(uint64_t offset, int64_t ts_ms, const char *data,
     return 0;
 }
 
-static http_api_result history(conn *c, const char *enc, size_t enc_len,
+static http_api_result read_history(conn *c, const char *enc, size_t enc_len,
                                const char *query, size_t query_len,
                                int keepalive)
 {
@@ -225,7 +225,7 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
                          "Allow: POST\r\n", keepalive);
             return HTTP_API_DONE;
         }
-        return publish(c, path + pn, path_len - pn, body, body_len,
+        return publish_body(c, path + pn, path_len - pn, body, body_len,
                        keepalive);
     }
     if (has_prefix(path, path_len, HISTORY_PREFIX)) {
@@ -234,7 +234,7 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
                          "Allow: GET\r\n", keepalive);
             return HTTP_API_DONE;
         }
-        return history(c, path + hn, path_len - hn, query, query_len,
+        return read_history(c, path + hn, path_len - hn, query, query_len,
                        keepalive);
     }
     return HTTP_API_NO_ROUTE;

@@ -26,14 +26,18 @@ void session_error(conn *c, json_t *id, const char *code,
                    const char *message)
 {
     size_t len;
-    send_json(c, chorus_encode_error(id, code, message, &len), len);
+    char *text;
+    text = chorus_encode_error(id, code, message, &len);
+    send_json(c, text, len);
 }
 
-void session_published(conn *c, json_t *id, const char *topic,
+void session_published(conn *c, json_t *id, const char *topic_name,
                        uint64_t offset)
 {
     size_t len;
-    send_json(c, chorus_encode_published(id, topic, offset, &len), len);
+    char *text;
+    text = chorus_encode_published(id, topic_name, offset, &len);
+    send_json(c, text, len);
 }
 
 static void on_subscribe(conn *c, const chorus_request *req)
@@ -45,6 +49,7 @@ static void on_subscribe(conn *c, const chorus_request *req)
     topic *t;
     sub *s;
     size_t len;
+    char *text;
 
     if (req->has_since && !chorus_epoch_valid(req->since_epoch)) {
         session_error(c, req->id, CHORUS_ERR_BAD_REQUEST,
@@ -81,9 +86,9 @@ static void on_subscribe(conn *c, const chorus_request *req)
         }
         c->nsubs++;
     }
-    send_json(c, chorus_encode_subscribed(req->id, t->name, t->epoch,
-                                          t->last_offset, recovered, &len),
-              len);
+    text = chorus_encode_subscribed(req->id, t->name, t->epoch,
+                                          t->last_offset, recovered, &len);
+    send_json(c, text, len);
     if (req->has_since && c->state == CONN_WS)
         replay_start(c, s, cursor);
 }
@@ -94,6 +99,7 @@ static void on_unsubscribe(conn *c, const chorus_request *req)
     topic *t = topics_find(ts, req->topic, req->topic_len);
     sub *s = t ? topics_find_sub(ts, t, c) : NULL;
     size_t len;
+    char *text;
 
     if (!s) {
         session_error(c, req->id, CHORUS_ERR_NOT_SUBSCRIBED,
@@ -103,7 +109,8 @@ static void on_unsubscribe(conn *c, const chorus_request *req)
     replay_cancel(c, s);
     topics_unsubscribe(ts, s, &c->subs);
     c->nsubs--;
-    send_json(c, chorus_encode_unsubscribed(req->id, req->topic, &len), len);
+    text = chorus_encode_unsubscribed(req->id, req->topic, &len);
+    send_json(c, text, len);
 }
 
 static void on_publish(conn *c, const chorus_request *req)
@@ -132,6 +139,7 @@ void session_message(conn *c, const char *data, size_t len)
     chorus_request req;
     chorus_wire_error err;
     size_t n;
+    char *text;
 
     if (chorus_request_parse(data, len, &req, &err)) {
         session_error(c, err.id, err.code, err.message);
@@ -149,7 +157,8 @@ void session_message(conn *c, const char *data, size_t len)
         on_publish(c, &req);
         break;
     case CHORUS_OP_PING:
-        send_json(c, chorus_encode_pong(req.id, &n), n);
+        text = chorus_encode_pong(req.id, &n);
+        send_json(c, text, n);
         break;
     }
     chorus_request_free(&req);

@@ -5,6 +5,7 @@
 #define CHORUS_SESSION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -18,7 +19,7 @@ void session_error(conn *c, json_t *id, const char *code,
                    const char *message);
 
 /* Sends `published` for an acknowledged publish. */
-void session_published(conn *c, json_t *id, const char *topic,
+void session_published(conn *c, json_t *id, const char *topic_name,
                        uint64_t offset);
 
 #endif
