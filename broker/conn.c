@@ -424,8 +424,11 @@ static void on_read_timeout(conn *c)
         conn_send(c, CHORUS_WS_OP_PING, NULL, 0);
         if (c->state != CONN_WS)
             return;
-        set_timeouts(c, cfg->idle_timeout_ms ? cfg->idle_timeout_ms
-                                             : cfg->ping_interval_ms, 0);
+        /* idle_timeout counts from the last byte received, which was
+         * ping_interval ago (config_validate keeps it the larger). */
+        set_timeouts(c, cfg->idle_timeout_ms
+                            ? cfg->idle_timeout_ms - cfg->ping_interval_ms
+                            : cfg->ping_interval_ms, 0);
         bufferevent_enable(c->bev, EV_READ);
         return;
     }

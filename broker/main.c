@@ -61,6 +61,8 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit must fail the write (EFBIG), not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     if (server_init(&srv, &cfg, err, sizeof err)) {
         log_error("%s", err);
         server_destroy(&srv);
