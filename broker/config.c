@@ -27,6 +27,7 @@ typedef enum {
     T_DURABILITY,
     T_LISTEN,
     T_PATH,
+    T_STRING,
 } key_type;
 
 /* One configuration key. For sizes, durations and counts, min and max bound
@@ -60,6 +61,20 @@ static const key_def keys[] = {
     {"max_connections", T_COUNT, OFF(max_connections), 0, 0, NULL},
     {"max_subscriptions_per_connection", T_COUNT,
      OFF(max_subscriptions_per_connection), 0, 0, NULL},
+    {"max_connections_per_ip", T_COUNT, OFF(max_connections_per_ip), 0, 0,
+     NULL},
+    {"history", T_BOOL, OFF(history), 0, 0, NULL},
+    {"auth_secret", T_STRING, OFF(auth_secret), 0, 0, NULL},
+    {"api_key", T_STRING, OFF(api_key), 0, 0, NULL},
+    {"allow_anonymous", T_BOOL, OFF(allow_anonymous), 0, 0, NULL},
+    {"anonymous_publish", T_BOOL, OFF(anonymous_publish), 0, 0, NULL},
+    {"allowed_origins", T_STRING, OFF(allowed_origins), 0, 0, NULL},
+    {"publish_rate", T_COUNT, OFF(publish_rate), 0, 0, NULL},
+    {"publish_burst", T_COUNT, OFF(publish_burst), 0, 0, NULL},
+    {"tls_listen", T_LISTEN, OFF(tls_listen), 0, 0, NULL},
+    {"tls_cert", T_PATH, OFF(tls_cert), 0, 0, NULL},
+    {"tls_key", T_PATH, OFF(tls_key), 0, 0, NULL},
+    {"web_root", T_PATH, OFF(web_root), 0, 0, NULL},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -80,6 +95,7 @@ static const char *expected_form(const key_def *k)
     case T_LISTEN:
         return "expected host:port, [ipv6]:port or :port, port 1-65535";
     case T_PATH: return "expected a file path";
+    case T_STRING: return "expected a non-empty text";
     }
     return "invalid value";
 }
@@ -122,14 +138,19 @@ void config_init(config *c)
     c->durability = DURABILITY_NORMAL;
     c->max_connections = 10000;
     c->max_subscriptions_per_connection = 1000;
+    c->history = 1;
 }
 
 void config_free(config *c)
 {
-    free(c->listen);
-    free(c->db_path);
-    c->listen = NULL;
-    c->db_path = NULL;
+    char **strings[] = {&c->listen,      &c->db_path,     &c->auth_secret,
+                        &c->api_key,     &c->allowed_origins, &c->tls_listen,
+                        &c->tls_cert,    &c->tls_key,     &c->web_root};
+
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        free(*strings[i]);
+        *strings[i] = NULL;
+    }
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -411,6 +432,7 @@ int config_set(config *c, const char *key, const char *value, char *err,
         return set_string(field, value, k, err, errlen);
     }
     case T_PATH:
+    case T_STRING:
         return set_string(field, value, k, err, errlen);
     }
     bad_value(k, value, err, errlen);
@@ -426,6 +448,10 @@ int config_validate(const config *c, char *err, size_t errlen)
                 "ping_interval (%llums)",
                 (unsigned long long)c->idle_timeout_ms,
                 (unsigned long long)c->ping_interval_ms);
+        return -1;
+    }
+    if (c->tls_listen && (!c->tls_cert || !c->tls_key)) {
+        set_err(err, errlen, "tls_listen needs tls_cert and tls_key");
         return -1;
     }
     return 0;

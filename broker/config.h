@@ -24,6 +24,20 @@ typedef struct config {
     int durability;             /* normal */
     uint64_t max_connections;   /* 10000; 0 = no limit */
     uint64_t max_subscriptions_per_connection; /* 1000; 0 = no limit */
+    uint64_t max_connections_per_ip; /* 0 = no limit */
+    int history;                /* on: keep history in db_path */
+    /* Authentication is on when auth_secret or api_key is set. */
+    char *auth_secret;          /* HS256 key for client tokens; NULL */
+    char *api_key;              /* bearer key for the HTTP API; NULL */
+    int allow_anonymous;        /* off: with auth on, a token is needed */
+    int anonymous_publish;      /* off: anonymous clients may publish */
+    char *allowed_origins;      /* comma/space list, "*"; NULL = any */
+    uint64_t publish_rate;      /* publishes per second per connection; 0 */
+    uint64_t publish_burst;     /* bucket size; 0 = publish_rate */
+    char *tls_listen;           /* second listener for wss/https; NULL */
+    char *tls_cert;             /* PEM chain */
+    char *tls_key;              /* PEM private key */
+    char *web_root;             /* static files served at /; NULL */
 } config;
 
 /* Fills c with the defaults above (strings are heap copies). */

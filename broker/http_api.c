@@ -189,8 +189,8 @@ static http_api_result read_history(conn *c, const char *enc, size_t enc_len,
                         "\"messages\":[",
                         t->name, t->epoch,
                         (unsigned long long)t->last_offset);
-    if (history_read(srv->hist, t->store_id, since, (size_t)limit, add_row,
-                     &page) < 0) {
+    if (srv->hist && history_read(srv->hist, t->store_id, since,
+                                  (size_t)limit, add_row, &page) < 0) {
         log_error("history: read of %s failed: %s", t->name,
                   history_errmsg(srv->hist));
         topics_release(&srv->topics, t);

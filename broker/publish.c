@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/rand.h>
 
 #include "chorus/wire.h"
 #include "conn.h"
@@ -41,6 +42,24 @@ void publish_destroy(server *s)
     free(s->batch.items);
 }
 
+/* Without history a topic lives only in memory: each time it is created
+ * it starts over at offset 0 in a new epoch. */
+static int load_volatile(topic *t)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[16];
+
+    if (RAND_bytes(r, sizeof r) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof r; i++) {
+        t->epoch[2 * i] = hex[r[i] >> 4];
+        t->epoch[2 * i + 1] = hex[r[i] & 15];
+    }
+    t->epoch[32] = '\0';
+    t->loaded = 1;
+    return 0;
+}
+
 topic *publish_load_topic(server *s, const char *name, size_t len)
 {
     topic *t = topics_get(&s->topics, name, len);
@@ -50,6 +69,12 @@ topic *publish_load_topic(server *s, const char *name, size_t len)
         return NULL;
     if (t->loaded)
         return t;
+    if (!s->hist) {
+        if (load_volatile(t) == 0)
+            return t;
+        topics_release(&s->topics, t);
+        return NULL;
+    }
     if (history_topic_load(s->hist, t->name, 1, &ht) != 0) {
         log_error("history: cannot load topic %s: %s", t->name,
                   history_errmsg(s->hist));
@@ -150,6 +175,8 @@ static int write_batch(server *s)
 {
     publish_batch *b = &s->batch;
 
+    if (!s->hist)
+        return 0;
     if (history_begin(s->hist))
         return -1;
     for (size_t i = 0; i < b->n; i++) {

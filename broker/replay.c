@@ -21,10 +21,15 @@ int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
         /* A foreign epoch, or an offset this epoch never reached: the
          * client's position means nothing here; send all we have. */
         *recovered = 0;
-        *cursor = 0;
+        *cursor = srv->hist ? 0 : t->last_offset;
         return 0;
     }
     *cursor = since;
+    if (!srv->hist) { /* nothing stored: only "up to date" recovers */
+        *recovered = since == t->last_offset;
+        *cursor = t->last_offset;
+        return 0;
+    }
     if (since == t->last_offset) {
         *recovered = 1;
         return 0;

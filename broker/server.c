@@ -184,7 +184,8 @@ int server_init(server *s, const config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (history_open(&s->hist, cfg->db_path, &hopts, err, errlen))
+    if (cfg->history && history_open(&s->hist, cfg->db_path, &hopts, err,
+                                     errlen))
         return -1;
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->trim_timer = evtimer_new(s->base, trim_cb, s);
@@ -198,14 +199,15 @@ int server_init(server *s, const config *cfg, char *err, size_t errlen)
     event_priority_set(s->reap_ev, 1);
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
-    arm_ms(s->trim_timer, TRIM_IDLE_MS);
+    if (s->hist)
+        arm_ms(s->trim_timer, TRIM_IDLE_MS);
     return open_listener(s, err, errlen);
 }
 
 int server_run(server *s)
 {
-    log_info("chorusd listening on %s (history in %s)", s->cfg->listen,
-             s->cfg->db_path);
+    log_info("chorusd listening on %s (history %s%s)", s->cfg->listen,
+             s->hist ? "in " : "off", s->hist ? s->cfg->db_path : "");
     event_base_dispatch(s->base);
     log_info("stopped");
     return s->exit_code;

@@ -47,7 +47,16 @@ static int same_config(const config *a, const config *b)
            a->durability == b->durability &&
            a->max_connections == b->max_connections &&
            a->max_subscriptions_per_connection ==
-               b->max_subscriptions_per_connection;
+               b->max_subscriptions_per_connection &&
+           a->max_connections_per_ip == b->max_connections_per_ip &&
+           a->history == b->history &&
+           a->allow_anonymous == b->allow_anonymous &&
+           a->anonymous_publish == b->anonymous_publish &&
+           a->publish_rate == b->publish_rate &&
+           a->publish_burst == b->publish_burst &&
+           !a->auth_secret && !b->auth_secret && !a->api_key &&
+           !b->api_key && !a->allowed_origins && !b->allowed_origins &&
+           !a->tls_listen && !b->tls_listen && !a->web_root && !b->web_root;
 }
 
 static void test_defaults(void)
@@ -70,6 +79,11 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.durability, DURABILITY_NORMAL);
     CHECK_EQ_INT(c.max_connections, 10000);
     CHECK_EQ_INT(c.max_subscriptions_per_connection, 1000);
+    CHECK_EQ_INT(c.max_connections_per_ip, 0);
+    CHECK_EQ_INT(c.history, 1);
+    CHECK_EQ_INT(c.allow_anonymous, 0);
+    CHECK_EQ_INT(c.anonymous_publish, 0);
+    CHECK(c.auth_secret == NULL && c.api_key == NULL && c.tls_listen == NULL);
     CHECK_EQ_INT(config_validate(&c, err, sizeof err), 0);
     config_free(&c);
     config_free(&c); /* idempotent */
@@ -580,6 +594,8 @@ static void test_example(const char *path)
         "ping_interval", "idle_timeout", "handshake_timeout", "log_level",
         "db_path", "history_size", "history_ttl", "durability",
         "max_connections", "max_subscriptions_per_connection",
+        "max_connections_per_ip", "history", "allow_anonymous",
+        "anonymous_publish", "publish_rate", "publish_burst",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;
@@ -658,6 +674,12 @@ static void test_example(const char *path)
     c.durability = DURABILITY_FULL;
     c.max_connections = 7;
     c.max_subscriptions_per_connection = 7;
+    c.max_connections_per_ip = 7;
+    c.history = 0;
+    c.allow_anonymous = 1;
+    c.anonymous_publish = 1;
+    c.publish_rate = 7;
+    c.publish_burst = 7;
     config_set(&c, "listen", "1.2.3.4:7", err, sizeof err);
     config_set(&c, "db_path", "/x", err, sizeof err);
     err[0] = '\0';
