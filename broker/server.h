@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "history.h"
+#include "metrics.h"
 #include "publish.h"
 #include "topics.h"
 
@@ -17,16 +18,6 @@ struct event_base;
 struct event;
 struct evconnlistener;
 typedef struct conn conn;
-
-typedef struct server_stats {
-    uint64_t connections_total;
-    uint64_t messages_published;
-    uint64_t messages_delivered;
-    uint64_t slow_consumer_closes;
-    uint64_t replays;
-    uint64_t history_commits;
-    uint64_t history_errors;
-} server_stats;
 
 typedef struct server {
     struct event_base *base;
@@ -42,7 +33,7 @@ typedef struct server {
     conn *reap;              /* closed connections waiting to be freed */
     size_t nconns;
     publish_batch batch;
-    server_stats stats;
+    metrics stats;
     int stopping;
     int exit_code;
 } server;

@@ -1,0 +1,65 @@
+/* Counters of one server and their Prometheus text rendering
+ * (GET /metrics). */
+#ifndef CHORUS_METRICS_H
+#define CHORUS_METRICS_H
+
+#include <stdint.h>
+
+struct evbuffer;
+typedef struct server server;
+
+typedef enum {
+    REJECT_MAX_CONNECTIONS,
+    REJECT_PER_IP,
+    REJECT_AUTH,
+    REJECT_ORIGIN,
+    REJECT_BAD_HANDSHAKE,
+    REJECT_HANDSHAKE_TIMEOUT,
+    REJECT_TLS,
+    REJECT__COUNT
+} reject_cause;
+
+typedef enum {
+    ERRCODE_BAD_REQUEST,
+    ERRCODE_UNKNOWN_OP,
+    ERRCODE_INVALID_TOPIC,
+    ERRCODE_UNAUTHORIZED,
+    ERRCODE_FORBIDDEN,
+    ERRCODE_TOO_LARGE,
+    ERRCODE_RATE_LIMITED,
+    ERRCODE_NOT_SUBSCRIBED,
+    ERRCODE_INTERNAL,
+    ERRCODE__COUNT
+} error_code_index;
+
+/* Upper bounds (seconds) of the history commit latency histogram. */
+#define METRICS_COMMIT_BUCKETS 12
+
+typedef struct metrics {
+    uint64_t connections_total;
+    uint64_t rejected[REJECT__COUNT];
+    uint64_t messages_published;
+    uint64_t messages_delivered;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t slow_consumer_closes;
+    uint64_t replays;
+    uint64_t replayed_messages;
+    uint64_t history_commits;
+    uint64_t history_errors;
+    uint64_t commit_latency_buckets[METRICS_COMMIT_BUCKETS + 1]; /* +Inf */
+    double commit_latency_sum_s;
+    uint64_t errors[ERRCODE__COUNT];
+    uint64_t idle_closes;
+    uint64_t token_expired_closes;
+} metrics;
+
+/* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */
+int metrics_error_index(const char *code);
+void metrics_count_error(metrics *m, const char *code);
+void metrics_observe_commit(metrics *m, double seconds);
+
+/* Appends every metric in Prometheus text format 0.0.4. */
+void metrics_render(const server *s, struct evbuffer *out);
+
+#endif
