@@ -14,6 +14,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
+#include "static_files.h"
 
 typedef enum {
     ROUTE_NEXT,    /* replied; serve the next request */
@@ -161,6 +162,9 @@ static route_result route(conn *c, const chorus_http_request *req,
     case HTTP_API_NO_ROUTE:
         break;
     }
+    if (static_files_route(c, req, path, path_len, keepalive) ==
+        HTTP_API_DONE)
+        return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     http_respond_error(c, 404, "not_found", "no such endpoint", keepalive);
     return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
 }
