@@ -1,0 +1,597 @@
+/**
+ * chorus.js: the browser client of the Chorus pub/sub broker.
+ * One ES module, no dependencies, no build step. The broker serves it at
+ * /chorus.js. Full guide: docs/BROWSER.md.
+ *
+ *   import { Chorus } from '/chorus.js';
+ *   const c = new Chorus('ws://localhost:8080/ws', { token });
+ *   const off = c.subscribe('news', (data, meta) => show(data, meta.offset));
+ *   const offset = await c.publish('news', { text: 'hi' });
+ *   c.on('state', (s, info) => ...);   // 'connecting' | 'open' | 'closed'
+ *   c.on('gap', ({ topic }) => refetch(topic));
+ *   off(); c.close();
+ *
+ * new Chorus(url, options)
+ *   url                 ws:// or wss:// URL of the broker's /ws endpoint.
+ *   options.token       string, or a function returning a string or a
+ *                       promise of one (called before every connection, so
+ *                       it can refresh an expiring token). Sent as the
+ *                       `token` query parameter.
+ *   options.timeout     ms before publish/subscribe/ping fail (10000).
+ *   options.backoff     {min: 250, max: 30000}: reconnect delays grow
+ *                       exponentially from min to max, with jitter (each
+ *                       delay is drawn between half and all of its step).
+ *   options.persist     true or a key prefix string: remember each topic's
+ *                       epoch and offset in localStorage, so a reloaded page
+ *                       resumes where it left off (prefix 'chorus:').
+ *   options.storage     a localStorage-like object to persist to instead.
+ *   options.pingInterval ms of silence before the client pings the broker
+ *                       to detect a dead connection (25000; 0 turns off).
+ *   options.WebSocket   a WebSocket constructor (default: the global one;
+ *                       in Node, pass the `ws` package's).
+ *   options.fetch       fetch used to probe /healthz (default: global).
+ *   options.connect     false: do not connect until connect() is called.
+ *
+ * Methods
+ *   subscribe(topic, handler, {since}) -> unsubscribe()
+ *       handler(data, meta), meta = {topic, offset, ts, epoch, replayed}.
+ *       Messages reach handlers in offset order, each offset once per epoch,
+ *       across reconnects. `since` ({epoch, offset}) starts from a known
+ *       position; otherwise a persisted one is used, else live from now.
+ *       The returned function has a `ready` promise: the first `subscribed`
+ *       reply ({epoch, offset, recovered}), or the error that refused it.
+ *       Unsubscribing the last handler of a topic forgets its position.
+ *   publish(topic, data) -> Promise<offset>, once the broker stored it.
+ *       Waits for a connection if there is none (within the timeout). A
+ *       publish in flight when the connection drops is rejected with code
+ *       'disconnected': the broker may or may not have stored it.
+ *   ping() -> Promise<round trip ms>.
+ *   position(topic) -> {epoch, offset} of the last message handled.
+ *   on(event, fn) -> off(); off(event, fn).
+ *   connect() / reconnect(): connect now (also after a fatal 'closed').
+ *   close(): close for good (until connect()); rejects pending requests.
+ *   state: 'connecting' | 'open' | 'closed'.
+ *
+ * Events
+ *   'state' (state, info): info.code/reason of the close that caused it,
+ *       info.retryIn (ms) while waiting to reconnect, info.error when fatal.
+ *   'open' (): every connection, including reconnects.
+ *   'gap' ({topic, epoch, previousEpoch, since, offset}): a resume came back
+ *       `recovered: false`: messages were lost (history trimmed or reset);
+ *       refetch the topic's state. What the broker still has follows.
+ *   'replayed' ({topic, count, recovered}): after a resume, the `count`
+ *       missed messages it delivered (meta.replayed) are all in.
+ *   'error' (ChorusError): err.code is a broker error code (forbidden,
+ *       invalid_topic...) for a refused subscription, or one of
+ *       'token_expired', 'policy' (close 1008), 'handshake_refused' (the
+ *       broker answers /healthz but refuses the WebSocket: bad token,
+ *       origin, limits), 'timeout', 'handler' (a handler threw).
+ *
+ * Reconnecting
+ *   Any lost connection is retried with backoff; close codes 1001 (broker
+ *   restarting) and 1013 (slow consumer) included. The browser's 'online'
+ *   event retries at once. A browser cannot see the HTTP status of a
+ *   refused handshake (401 looks like close 1006), so: when the handshake
+ *   fails and the token's `exp` has passed, the client reports
+ *   'token_expired' and stops; after 3 failed handshakes in a row it probes
+ *   GET /healthz and, if the broker answers, reports 'handshake_refused'
+ *   once and keeps retrying at the maximum delay only. Close 1008 (policy,
+ *   e.g. token expired during the session) is reported and not retried:
+ *   the state becomes 'closed' until connect() (with a new token) is called.
+ */
+
+const DEFAULTS = {
+  timeout: 10000,
+  pingInterval: 25000,
+  backoff: { min: 250, max: 30000 },
+  refusedAfter: 3,
+};
+
+/** An Error with a machine-readable `code` (and sometimes topic, closeCode). */
+export class ChorusError extends Error {
+  constructor(code, message, extra) {
+    super(message);
+    this.name = 'ChorusError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+/** The `exp` claim of a JWT in ms, or 0 when it has none or is no JWT. */
+function tokenExpiry(token) {
+  try {
+    const part = String(token).split('.')[1];
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const json = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    return typeof json.exp === 'number' ? json.exp * 1000 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export class Chorus {
+  constructor(url, options = {}) {
+    this.url = url;
+    this._opt = { ...DEFAULTS, ...options };
+    this._opt.backoff = { ...DEFAULTS.backoff, ...options.backoff };
+    this._WS = options.WebSocket || globalThis.WebSocket;
+    if (!this._WS) throw new Error('chorus: no WebSocket; pass {WebSocket}');
+    this._fetch = options.fetch || globalThis.fetch;
+    this._listeners = new Map();
+    // topic -> {handlers, epoch, offset, since, replay, ready, acked}
+    this._topics = new Map();
+    this._pending = new Map(); // request id -> {frame, sent, resolve, reject, timer}
+    this._nextId = 1;
+    this._ws = null;
+    this._state = 'closed';
+    this._stopped = true;    // true after close() or a fatal error
+    this._failures = 0;      // connection attempts in a row that failed
+    this._handshakeFails = 0; // ... of which never reached 'open'
+    this._refusedReported = false;
+    this._retryTimer = null;
+    this._pingTimer = null;
+    this._stableTimer = null;
+    this._lastRx = 0;
+
+    const p = options.persist;
+    this._storage = p ? options.storage || globalThis.localStorage : null;
+    this._prefix = typeof p === 'string' ? p : 'chorus:';
+    this._dirty = new Set();
+    this._flushTimer = null;
+
+    if (typeof window !== 'undefined' && window.addEventListener) {
+      this._onOnline = () => { if (!this._stopped && this._state !== 'open') this.reconnect(); };
+      this._onHide = () => this._flush();
+      window.addEventListener('online', this._onOnline);
+      window.addEventListener('pagehide', this._onHide);
+    }
+    if (options.connect !== false) this.connect();
+  }
+
+  get state() { return this._state; }
+
+  // ---- events ----------------------------------------------------------
+
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) { this._listeners.get(event)?.delete(fn); }
+
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set || set.size === 0) {
+      if (event === 'error') console.error('chorus:', args[0]);
+      return;
+    }
+    for (const fn of [...set]) {
+      try { fn(...args); } catch (e) { console.error('chorus: listener threw', e); }
+    }
+  }
+
+  _setState(s, info = {}) {
+    this._state = s;
+    this._emit('state', s, info);
+  }
+
+  // ---- connection ------------------------------------------------------
+
+  connect() {
+    if (!this._stopped && this._state !== 'closed') return;
+    this._stopped = false;
+    this._failures = 0;
+    this._handshakeFails = 0;
+    this._refusedReported = false;
+    this._open();
+  }
+
+  reconnect() {
+    if (this._stopped) return this.connect();
+    this._failures = 0;
+    this._drop();
+    clearTimeout(this._retryTimer);
+    this._open();
+  }
+
+  close() {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    this._drop(1000, 'client closed');
+    this._rejectAll('closed', 'chorus: client closed', true);
+    this._flush();
+    if (this._onOnline) {
+      window.removeEventListener('online', this._onOnline);
+      window.removeEventListener('pagehide', this._onHide);
+    }
+    if (this._state !== 'closed') this._setState('closed', { code: 1000 });
+  }
+
+  async _open() {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._setState('connecting', { attempt: this._failures });
+    let token = this._opt.token;
+    try {
+      if (typeof token === 'function') token = await token();
+    } catch (e) {
+      return this._fatal(new ChorusError('token', `chorus: token provider failed: ${e.message}`));
+    }
+    if (this._stopped || this._ws) return;
+    this._token = token;
+    let url = this.url;
+    if (token) url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+    let ws;
+    try {
+      ws = new this._WS(url);
+    } catch (e) {
+      return this._fatal(new ChorusError('bad_url', `chorus: cannot open ${this.url}: ${e.message}`));
+    }
+    this._ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this._handshakeFails = 0;
+      this._refusedReported = false;
+      this._lastRx = Date.now();
+      // Only a connection that stays up resets the backoff, so a broker that
+      // accepts and drops at once is not hammered.
+      this._stableTimer = setTimeout(() => { this._failures = 0; }, 2000);
+      this._setState('open');
+      this._emit('open');
+      for (const [topic, t] of this._topics) this._sendSubscribe(topic, t);
+      for (const [, r] of this._pending) if (!r.sent) this._sendReq(r);
+      this._armPing();
+    };
+    ws.onmessage = (ev) => {
+      this._lastRx = Date.now();
+      this._onFrame(typeof ev.data === 'string' ? ev.data : String(ev.data));
+    };
+    ws.onerror = () => {}; // onclose follows and carries the code
+    ws.onclose = (ev) => { if (this._ws === ws) this._lost(opened, ev.code, ev.reason); };
+  }
+
+  /** Detaches and closes the current socket without triggering _lost. */
+  _drop(code = 1000, reason = '') {
+    clearTimeout(this._pingTimer);
+    clearTimeout(this._stableTimer);
+    const ws = this._ws;
+    this._ws = null;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try { ws.close(code, reason); } catch { /* already closing */ }
+    this._afterDisconnect();
+  }
+
+  _afterDisconnect() {
+    // Sent requests cannot be answered any more. Publishes are not resent:
+    // the broker may have stored one, and a resend would store it twice.
+    for (const [id, r] of this._pending) {
+      if (!r.sent) continue;
+      if (r.kind === 'subscribe') { this._pending.delete(id); clearTimeout(r.timer); continue; }
+      this._settle(id, new ChorusError('disconnected',
+        `chorus: connection lost before the broker answered ${r.kind}` +
+        (r.kind === 'publish' ? ' (it may or may not have been stored)' : '')));
+    }
+    for (const t of this._topics.values()) { t.acked = false; this._endReplay(t, null); }
+  }
+
+  _lost(opened, code, reason) {
+    this._ws = null;
+    clearTimeout(this._pingTimer);
+    clearTimeout(this._stableTimer);
+    this._afterDisconnect();
+    if (this._stopped) return;
+    const info = { code, reason };
+    if (code === 1008) {
+      const expired = this._expired();
+      return this._fatal(new ChorusError(expired ? 'token_expired' : 'policy',
+        expired ? 'chorus: the token has expired' :
+          `chorus: closed by the broker's policy (1008${reason ? ': ' + reason : ''})`,
+        { closeCode: code, reason }), info);
+    }
+    this._failures++;
+    if (!opened) {
+      this._handshakeFails++;
+      // A browser hides the handshake's HTTP status; an expired token is the
+      // one cause we can tell from here, and retrying cannot fix it.
+      if (this._expired()) {
+        return this._fatal(new ChorusError('token_expired',
+          'chorus: the token has expired; the broker refused the connection',
+          { closeCode: code }), info);
+      }
+      if (this._handshakeFails >= this._opt.refusedAfter && !this._refusedReported) {
+        this._refusedReported = true;
+        this._probe().then((up) => {
+          if (!up || this._stopped || this._state === 'open') return;
+          this._failures = Math.max(this._failures, 64); // stay at max delay
+          this._emit('error', new ChorusError('handshake_refused',
+            'chorus: the broker is up but refuses the WebSocket handshake ' +
+            '(bad or expired token, origin not allowed, or a connection limit)'));
+        });
+      }
+    }
+    this._schedule(info);
+  }
+
+  _expired() {
+    const exp = this._token ? tokenExpiry(this._token) : 0;
+    return exp > 0 && exp <= Date.now();
+  }
+
+  /** true when GET /healthz of the broker answers at all. */
+  async _probe() {
+    if (!this._fetch) return false;
+    const u = new URL(this.url);
+    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+    u.pathname = '/healthz';
+    u.search = '';
+    try {
+      // no-cors: a cross-origin page cannot read the answer, but an opaque
+      // response still proves the broker is reachable.
+      const init = typeof window !== 'undefined' ? { mode: 'no-cors', cache: 'no-store' } : {};
+      await this._fetch(u.href, init);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _schedule(info) {
+    const { min, max } = this._opt.backoff;
+    const step = Math.min(max, min * 2 ** Math.min(this._failures - 1, 30));
+    const delay = Math.round(step / 2 + (Math.random() * step) / 2);
+    this._setState('connecting', { ...info, attempt: this._failures, retryIn: delay });
+    this._retryTimer = setTimeout(() => this._open(), delay);
+  }
+
+  _fatal(err, info = {}) {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    this._drop();
+    this._rejectAll(err.code, err.message, false);
+    this._emit('error', err);
+    this._setState('closed', { ...info, error: err });
+  }
+
+  _armPing() {
+    clearTimeout(this._pingTimer);
+    const every = this._opt.pingInterval;
+    if (!every) return;
+    this._pingTimer = setTimeout(() => {
+      if (!this._ws || this._state !== 'open') return;
+      if (Date.now() - this._lastRx < every) return this._armPing();
+      // A half-open TCP connection never closes by itself: no pong, retry.
+      this.ping().then(() => this._armPing(), (e) => {
+        if (e.code === 'timeout' && this._ws) {
+          this._drop(4000, 'ping timeout');
+          this._lost(true, 1006, 'ping timeout');
+        }
+      });
+    }, every);
+  }
+
+  // ---- requests --------------------------------------------------------
+
+  _request(kind, frame, topic) {
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      const r = { id, kind, topic, frame: { ...frame, id }, sent: false, resolve, reject };
+      r.timer = setTimeout(() => {
+        this._settle(id, new ChorusError('timeout',
+          `chorus: ${kind}${topic ? ` to "${topic}"` : ''} timed out after ${this._opt.timeout} ms` +
+          (r.sent ? '' : ' (not connected)'), { topic }));
+        if (kind === 'subscribe' && this._ws && this._state === 'open') this.reconnect();
+      }, this._opt.timeout);
+      this._pending.set(id, r);
+      if (this._state === 'open') this._sendReq(r);
+      else if (this._stopped && !this._ws) {
+        this._settle(id, new ChorusError('closed', 'chorus: client is closed; call connect()'));
+      }
+    });
+  }
+
+  _sendReq(r) {
+    r.sent = true;
+    this._ws.send(JSON.stringify(r.frame));
+  }
+
+  _settle(id, err, value) {
+    const r = this._pending.get(id);
+    if (!r) return null;
+    this._pending.delete(id);
+    clearTimeout(r.timer);
+    if (err) r.reject(err); else r.resolve(value);
+    return r;
+  }
+
+  _rejectAll(code, message, all) {
+    for (const [id, r] of this._pending) {
+      if (all || !r.sent) this._settle(id, new ChorusError(code, message));
+    }
+  }
+
+  publish(topic, data) {
+    const frame = { op: 'publish', topic, data: data === undefined ? null : data };
+    return this._request('publish', frame, topic);
+  }
+
+  ping() {
+    const t0 = Date.now();
+    return this._request('ping', { op: 'ping' }).then(() => Date.now() - t0);
+  }
+
+  // ---- subscriptions ---------------------------------------------------
+
+  subscribe(topic, handler, opts = {}) {
+    if (typeof handler !== 'function') throw new TypeError('chorus: handler must be a function');
+    let t = this._topics.get(topic);
+    const fresh = !t;
+    if (fresh) {
+      const saved = opts.since || this._load(topic);
+      t = {
+        handlers: new Set(), epoch: saved?.epoch ?? null, offset: saved?.offset ?? 0,
+        replay: null, acked: false, readyWaiters: [],
+      };
+      this._topics.set(topic, t);
+    }
+    t.handlers.add(handler);
+    const ready = new Promise((resolve, reject) => {
+      if (t.acked && t.last) resolve(t.last);
+      else t.readyWaiters.push({ resolve, reject });
+    });
+    ready.catch(() => {}); // reported through 'error' too
+    if (fresh && this._state === 'open') this._sendSubscribe(topic, t);
+    const unsubscribe = () => {
+      if (this._topics.get(topic) !== t || !t.handlers.delete(handler)) return;
+      if (t.handlers.size) return;
+      this._topics.delete(topic);
+      this._forget(topic);
+      if (this._state === 'open') {
+        this._request('unsubscribe', { op: 'unsubscribe', topic }, topic).catch(() => {});
+      }
+    };
+    unsubscribe.ready = ready;
+    return unsubscribe;
+  }
+
+  position(topic) {
+    const t = this._topics.get(topic);
+    return t && t.epoch ? { epoch: t.epoch, offset: t.offset } : null;
+  }
+
+  _sendSubscribe(topic, t) {
+    const frame = { op: 'subscribe', topic };
+    const since = t.epoch ? { epoch: t.epoch, offset: t.offset } : null;
+    if (since) frame.since = since;
+    this._request('subscribe', frame, topic).then(
+      (m) => this._onSubscribed(topic, t, since, m),
+      (e) => {
+        if (this._topics.get(topic) !== t || e.code === 'disconnected') return;
+        if (e.code === 'timeout' || e.code === 'closed') return this._emit('error', e);
+        // Refused (forbidden, invalid_topic...): drop the topic, tell the app.
+        this._topics.delete(topic);
+        for (const w of t.readyWaiters.splice(0)) w.reject(e);
+        this._emit('error', e);
+      });
+  }
+
+  _onSubscribed(topic, t, since, m) {
+    if (this._topics.get(topic) !== t) return;
+    t.acked = true;
+    if (since) {
+      if (!m.recovered) {
+        this._emit('gap', { topic, epoch: m.epoch, previousEpoch: since.epoch,
+          since: since.offset, offset: m.offset });
+      }
+      // Another epoch (or a newest offset below ours) is another history:
+      // its offsets count from 1 again, so none of them was seen.
+      if (m.epoch !== t.epoch || m.offset < t.offset) t.offset = 0;
+      t.epoch = m.epoch;
+      t.replay = { end: m.offset, count: 0, recovered: m.recovered };
+      if (m.offset <= t.offset) this._endReplay(t, topic);
+      else if (!m.recovered) {
+        // What was trimmed never comes; do not wait for it forever.
+        t.replay.timer = setTimeout(() => this._endReplay(t, topic), this._opt.timeout);
+      }
+    } else {
+      t.epoch = m.epoch;
+      t.offset = m.offset; // live from here; a reconnect resumes from here
+    }
+    this._save(topic, t);
+    t.last = { epoch: m.epoch, offset: m.offset, recovered: m.recovered };
+    for (const w of t.readyWaiters.splice(0)) w.resolve(t.last);
+  }
+
+  _endReplay(t, topic) {
+    const r = t.replay;
+    if (!r) return;
+    clearTimeout(r.timer);
+    t.replay = null;
+    if (topic) this._emit('replayed', { topic, count: r.count, recovered: r.recovered });
+  }
+
+  _onMessage(m) {
+    const t = this._topics.get(m.topic);
+    if (!t || typeof m.offset !== 'number') return;
+    // Never twice: a resume replays from the last offset we handled, and a
+    // message can race a reconnect.
+    if (m.offset <= t.offset) return;
+    t.offset = m.offset;
+    const replayed = !!(t.replay && m.offset <= t.replay.end);
+    if (replayed) t.replay.count++;
+    const meta = { topic: m.topic, offset: m.offset, ts: m.ts, epoch: t.epoch, replayed };
+    for (const h of [...t.handlers]) {
+      try {
+        h(m.data, meta);
+      } catch (e) {
+        this._emit('error', new ChorusError('handler', `chorus: a handler of "${m.topic}" threw: ${e.message}`,
+          { topic: m.topic, cause: e }));
+      }
+    }
+    if (t.replay && m.offset >= t.replay.end) this._endReplay(t, m.topic);
+    this._save(m.topic, t);
+  }
+
+  _onFrame(text) {
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (!m || typeof m !== 'object') return;
+    switch (m.op) {
+      case 'message': return this._onMessage(m);
+      case 'subscribed': return this._settle(m.id, null, m);
+      case 'published': return this._settle(m.id, null, m.offset);
+      case 'unsubscribed': case 'pong': return this._settle(m.id, null, m);
+      case 'error': {
+        const r = this._pending.get(m.id);
+        const err = new ChorusError(m.code || 'error',
+          `chorus: ${m.message || m.code}${r?.topic ? ` (topic "${r.topic}")` : ''}`, { topic: r?.topic });
+        if (r) this._settle(m.id, err); else this._emit('error', err);
+        return;
+      }
+      default: return;
+    }
+  }
+
+  // ---- persistence -----------------------------------------------------
+
+  _key(topic) { return `${this._prefix}${this.url}|${topic}`; }
+
+  _load(topic) {
+    if (!this._storage) return null;
+    try {
+      const v = JSON.parse(this._storage.getItem(this._key(topic)));
+      return v && typeof v.epoch === 'string' && Number.isInteger(v.offset) ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _save(topic) {
+    if (!this._storage) return;
+    this._dirty.add(topic);
+    // Batched: a busy topic would otherwise write storage per message.
+    if (!this._flushTimer) this._flushTimer = setTimeout(() => this._flush(), 200);
+  }
+
+  _flush() {
+    clearTimeout(this._flushTimer);
+    this._flushTimer = null;
+    if (!this._storage) return;
+    for (const topic of this._dirty) {
+      const t = this._topics.get(topic);
+      try {
+        if (t && t.epoch) this._storage.setItem(this._key(topic), JSON.stringify({ epoch: t.epoch, offset: t.offset }));
+      } catch { /* quota or privacy mode: persistence is best effort */ }
+    }
+    this._dirty.clear();
+  }
+
+  _forget(topic) {
+    this._dirty.delete(topic);
+    try { this._storage?.removeItem(this._key(topic)); } catch { /* best effort */ }
+  }
+}
+
+export default Chorus;
