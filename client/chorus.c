@@ -39,6 +39,8 @@ static const cli_command commands[] = {
      "message is acknowledged; stops at the first error reply. With\n"
      "--verbose, prints the offset of each published message.\n",
      2, 2, NULL, cli_pub},
+    {"token", "", "print a client token signed with the broker's secret",
+     cli_token_details, 0, 0, cli_token_opts, cli_token},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -44,5 +44,9 @@ void cli_error(const char *fmt, ...)
 /* Commands: return an exit status (CLI_OK, CLI_FAIL). */
 int cli_sub(const cli_args *a);
 int cli_pub(const cli_args *a);
+/* cli_token.c: its options and help text, for the command table. */
+int cli_token(const cli_args *a);
+extern const cli_option cli_token_opts[];
+extern const char cli_token_details[];
 
 #endif

@@ -1,0 +1,150 @@
+/* Prometheus text exposition (format 0.0.4) of one server's counters.
+ * Rendering only reads: s->stats, s->nconns and the topic table's sizes. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "chorus/wire.h"
+#include "server.h"
+
+static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025,  0.05,   0.1,   0.25,   1,     5,
+};
+
+static const char *const reject_names[REJECT__COUNT] = {
+    [REJECT_MAX_CONNECTIONS] = "max_connections",
+    [REJECT_PER_IP] = "per_ip",
+    [REJECT_AUTH] = "auth",
+    [REJECT_ORIGIN] = "origin",
+    [REJECT_BAD_HANDSHAKE] = "bad_handshake",
+    [REJECT_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [REJECT_TLS] = "tls",
+};
+
+static const char *const error_names[ERRCODE__COUNT] = {
+    [ERRCODE_BAD_REQUEST] = CHORUS_ERR_BAD_REQUEST,
+    [ERRCODE_UNKNOWN_OP] = CHORUS_ERR_UNKNOWN_OP,
+    [ERRCODE_INVALID_TOPIC] = CHORUS_ERR_INVALID_TOPIC,
+    [ERRCODE_UNAUTHORIZED] = CHORUS_ERR_UNAUTHORIZED,
+    [ERRCODE_FORBIDDEN] = CHORUS_ERR_FORBIDDEN,
+    [ERRCODE_TOO_LARGE] = CHORUS_ERR_TOO_LARGE,
+    [ERRCODE_RATE_LIMITED] = CHORUS_ERR_RATE_LIMITED,
+    [ERRCODE_NOT_SUBSCRIBED] = CHORUS_ERR_NOT_SUBSCRIBED,
+    [ERRCODE_INTERNAL] = CHORUS_ERR_INTERNAL,
+};
+
+int metrics_error_index(const char *code)
+{
+    if (!code)
+        return -1;
+    for (int i = 0; i < ERRCODE__COUNT; i++)
+        if (strcmp(error_names[i], code) == 0)
+            return i;
+    return -1;
+}
+
+void metrics_count_error(metrics *m, const char *code)
+{
+    int i = metrics_error_index(code);
+    m->errors[i < 0 ? ERRCODE_INTERNAL : i]++;
+}
+
+void metrics_observe_commit(metrics *m, double seconds)
+{
+    int i = 0;
+    if (!(seconds >= 0)) /* negative or NaN: a clock step */
+        seconds = 0;
+    while (i < METRICS_COMMIT_BUCKETS && seconds > commit_bounds[i])
+        i++;
+    m->commit_latency_buckets[i]++;
+    m->commit_latency_sum_s += seconds;
+}
+
+static void head(struct evbuffer *out, const char *name, const char *type,
+                 const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
+}
+
+static void one(struct evbuffer *out, const char *name, const char *type,
+                const char *help, uint64_t v)
+{
+    head(out, name, type, help);
+    evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+static void labelled(struct evbuffer *out, const char *name,
+                     const char *help, const char *label,
+                     const char *const *names, const uint64_t *v, int n)
+{
+    head(out, name, "counter", help);
+    for (int i = 0; i < n; i++)
+        evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
+                            names[i], v[i]);
+}
+
+static void commit_histogram(struct evbuffer *out, const metrics *m)
+{
+    const char *name = "chorus_history_commit_duration_seconds";
+    uint64_t cum = 0;
+    head(out, name, "histogram", "Time to commit one batch to the history "
+                                 "store.");
+    for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
+        cum += m->commit_latency_buckets[i];
+        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                            commit_bounds[i], cum);
+    }
+    cum += m->commit_latency_buckets[METRICS_COMMIT_BUCKETS];
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+    evbuffer_add_printf(out, "%s_sum %.9g\n", name, m->commit_latency_sum_s);
+    evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+}
+
+void metrics_render(const server *s, struct evbuffer *out)
+{
+    const metrics *m = &s->stats;
+    one(out, "chorus_connections", "gauge", "Open client connections.",
+        s->nconns);
+    one(out, "chorus_connections_total", "counter",
+        "Connections accepted since start.", m->connections_total);
+    labelled(out, "chorus_connections_rejected_total",
+             "Connections refused, by cause.", "cause", reject_names,
+             m->rejected, REJECT__COUNT);
+    one(out, "chorus_subscriptions", "gauge", "Current subscriptions.",
+        topics_sub_count(&s->topics));
+    one(out, "chorus_topics", "gauge", "Topics currently in memory.",
+        topics_count(&s->topics));
+    one(out, "chorus_messages_published_total", "counter",
+        "Messages accepted for publishing.", m->messages_published);
+    one(out, "chorus_messages_delivered_total", "counter",
+        "Messages sent to subscribers, live or replayed.",
+        m->messages_delivered);
+    one(out, "chorus_received_bytes_total", "counter",
+        "Bytes read from clients.", m->bytes_in);
+    one(out, "chorus_sent_bytes_total", "counter", "Bytes written to clients.",
+        m->bytes_out);
+    one(out, "chorus_slow_consumer_closes_total", "counter",
+        "Connections closed because their output queue was full.",
+        m->slow_consumer_closes);
+    one(out, "chorus_replays_total", "counter", "History replays served.",
+        m->replays);
+    one(out, "chorus_replayed_messages_total", "counter",
+        "Messages sent from history by replays.", m->replayed_messages);
+    one(out, "chorus_history_commits_total", "counter",
+        "Batches committed to the history store.", m->history_commits);
+    one(out, "chorus_history_errors_total", "counter",
+        "Failed history store writes.", m->history_errors);
+    commit_histogram(out, m);
+    labelled(out, "chorus_errors_total", "Error replies sent, by code.",
+             "code", error_names, m->errors, ERRCODE__COUNT);
+    one(out, "chorus_idle_closes_total", "counter",
+        "Connections closed after idle_timeout.", m->idle_closes);
+    one(out, "chorus_token_expired_closes_total", "counter",
+        "Connections closed because their token expired.",
+        m->token_expired_closes);
+}
