@@ -122,6 +122,7 @@ static struct {
     /* broker and self measurements */
     long rss0, rss1, rss_end;
     double bcpu0, bcpu1, scpu0, scpu1;
+    double brun0, bwait0, brun1, bwait1, srun0, swait0, srun1, swait1;
     /* replay */
     char epoch[40];
     int recovered;
@@ -248,6 +249,31 @@ static long proc_rss(int pid)
         }
     fclose(f);
     return kb;
+}
+
+/* Nanoseconds run and waited on a run queue (/proc/PID/schedstat): the
+ * wait shows when a process was starved of CPU by other load. */
+static int proc_sched(int pid, double *run, double *wait)
+{
+    char path[64];
+    unsigned long long r, w;
+    FILE *f;
+    int ok;
+
+    *run = *wait = 0;
+    if (pid <= 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    ok = fscanf(f, "%llu %llu", &r, &w) == 2;
+    fclose(f);
+    if (!ok)
+        return -1;
+    *run = (double)r / 1e9;
+    *wait = (double)w / 1e9;
+    return 0;
 }
 
 static double self_cpu(void)
@@ -1129,6 +1155,21 @@ static int pubs_open(void)
     return 1;
 }
 
+static void sample(int end)
+{
+    if (!end) {
+        B.bcpu0 = proc_cpu(B.pid);
+        B.scpu0 = self_cpu();
+        proc_sched(B.pid, &B.brun0, &B.bwait0);
+        proc_sched(getpid(), &B.srun0, &B.swait0);
+    } else {
+        B.bcpu1 = proc_cpu(B.pid);
+        B.scpu1 = self_cpu();
+        proc_sched(B.pid, &B.brun1, &B.bwait1);
+        proc_sched(getpid(), &B.srun1, &B.swait1);
+    }
+}
+
 static void enter(int ph, uint64_t now)
 {
     B.phase = ph;
@@ -1188,12 +1229,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (B.phase == PH_WARMUP && in_phase >= B.warmup) {
             enter(PH_MEASURE, now);
             B.t_ms = now;
-            B.bcpu0 = proc_cpu(B.pid);
-            B.scpu0 = self_cpu();
+            sample(0);
         } else if (B.phase == PH_MEASURE && in_phase >= B.duration) {
             B.t_me = now;
-            B.bcpu1 = proc_cpu(B.pid);
-            B.scpu1 = self_cpu();
+            sample(1);
             enter(PH_DRAIN, now);
         }
         break;
@@ -1226,8 +1265,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             enter(PH_SETUP, now); /* connect the replaying subscriber */
             B.nsubs = 1;
             B.fanout[0] = 0;
-            B.bcpu0 = proc_cpu(B.pid);
-            B.scpu0 = self_cpu();
+            sample(0);
             B.phase = PH_RSUB; /* set by on_message too */
             B.next_connect = 1;
             conn_start(&B.subs[0]);
@@ -1235,8 +1273,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         break;
     case PH_RSUB:
         if (B.t_rdone || in_phase > B.setup_timeout) {
-            B.bcpu1 = proc_cpu(B.pid);
-            B.scpu1 = self_cpu();
+            sample(1);
             B.rss_end = proc_rss(B.pid);
             enter(PH_DONE, now);
         }
@@ -1340,6 +1377,11 @@ static void report(void)
                " %.3f us/delivery\n",
                B.pid, B.rss0, B.rss1, rss_per_conn, B.rss_end, bcpu,
                wall > 0 ? 100 * bcpu / wall : 0, cpu_us);
+    if (wall > 0)
+        printf("run-queue wait (CPU starvation by other load): broker %.0f%%,"
+               " bench %.0f%% of wall time\n",
+               100 * (B.bwait1 - B.bwait0) / wall,
+               100 * (B.swait1 - B.swait0) / wall);
     printf("bench CPU %.2f s (%.0f%% of one core)%s\n", scpu,
            wall > 0 ? 100 * scpu / wall : 0,
            wall > 0 && scpu / wall > 0.9
@@ -1356,7 +1398,7 @@ static void report(void)
            " broker_cpu_s=%.3f broker_cpu_pct=%.1f cpu_us_per_deliv=%.4f"
            " bench_cpu_s=%.3f bench_cpu_pct=%.1f conns_allowed=%" PRIu64
            " replay_n=%ld replay_rate=%.0f replay_pub_rate=%.0f"
-           " recovered=%d\n",
+           " recovered=%d broker_wait_pct=%.1f bench_wait_pct=%.1f\n",
            proto, B.pubmode == PUB_HTTP ? "http" : "ws", B.nsubs, B.ntopics,
            B.payload, B.npubs, B.rate, B.window, meas, pub_rate, deliv_rate,
            (double)hist_quantile(&B.h, 0.5) / 1e3,
@@ -1368,7 +1410,8 @@ static void report(void)
            wall > 0 ? 100 * bcpu / wall : 0, cpu_us, scpu,
            wall > 0 ? 100 * scpu / wall : 0,
            B.rlim > 32 ? B.rlim - 32 : 0, B.replay_n, replay_rate, rpub_rate,
-           B.recovered);
+           B.recovered, wall > 0 ? 100 * (B.bwait1 - B.bwait0) / wall : 0,
+           wall > 0 ? 100 * (B.swait1 - B.swait0) / wall : 0);
     fflush(stdout);
 }
 
@@ -1584,8 +1627,7 @@ int main(int argc, char **argv)
                 note("overall deadline reached; stopping");
                 if (!B.t_me) {
                     B.t_me = now_ns();
-                    B.bcpu1 = proc_cpu(B.pid);
-                    B.scpu1 = self_cpu();
+                    sample(1);
                 }
                 break;
             }

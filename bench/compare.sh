@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of chorusd, nginx + nchan and nats-server, all
+# driven by the same load generator (build/bench/chorus-bench).
+#
+#   bench/compare.sh            # full run, ~6-9 minutes
+#   DUR=3 WARM=1 bench/compare.sh   # shorter runs
+#   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
+#
+# Each broker runs pinned to CPU 0 (taskset -c 0), the bench to CPU 1. Every
+# scenario starts a fresh broker. Only 127.0.0.1 is used. Every process
+# this script starts is stopped by PID on exit.
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/build/bench/chorus-bench
+CHORUSD=$ROOT/build/chorusd
+DUR=${DUR:-5}
+WARM=${WARM:-2}
+REPLAY_N=${REPLAY_N:-200000}
+MAXCONN=${MAXCONN:-19500}
+# Scheduling priority of the brokers and the bench. The machine is shared:
+# at nice 0 other load kept each of them waiting on a run queue for most of
+# the time (the bench reports run-queue wait). NICE=0 to turn off.
+NICE=${NICE:--10}
+
+log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ------------------------------------------------------------- setup
+if [ ! -x "$BENCH" ] || [ ! -x "$CHORUSD" ]; then
+    log "building (cmake)"
+    (cd "$ROOT" && cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null) ||
+        { log "build failed"; exit 1; }
+fi
+
+find_nchan_so() {
+    local f
+    for f in /usr/lib/nginx/modules/ngx_nchan_module.so \
+             /usr/share/nginx/modules/ngx_nchan_module.so; do
+        [ -f "$f" ] && { echo "$f"; return 0; }
+    done
+    # the Debian package names the .so in modules-available/mod-nchan.conf
+    f=$(sed -n 's/^load_module[[:space:]]*\([^;]*\);.*/\1/p' \
+        /usr/share/nginx/modules-available/mod-nchan.conf 2>/dev/null | head -1)
+    [ -n "$f" ] && [ -f "$f" ] && { echo "$f"; return 0; }
+    return 1
+}
+
+if ! command -v nginx >/dev/null || ! command -v nats-server >/dev/null ||
+   ! find_nchan_so >/dev/null; then
+    log "installing nginx-light libnginx-mod-nchan nats-server"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update >/dev/null && apt-get install -y nginx-light libnginx-mod-nchan nats-server >/dev/null ||
+        { log "apt-get install failed"; exit 1; }
+fi
+NCHAN_SO=$(find_nchan_so) || { log "ngx_nchan_module.so not found"; exit 1; }
+
+TMP=$(mktemp -d /tmp/chorus-compare.XXXXXX)
+PIDS=()
+BPID=""
+
+stop_pid() { # pid [signal]
+    local p=$1 i
+    kill "-${2:-TERM}" "$p" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$p" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+}
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    rm -rf "$SHM"
+    if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+pick_port() {
+    local p
+    while :; do
+        p=$(shuf -i 20000-32000 -n 1)
+        port_free "$p" && port_free $((p + 1)) && { echo "$p"; return; }
+    done
+}
+
+wait_port() { # port seconds
+    local i
+    for i in $(seq $(($2 * 20))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        [ -n "$BPID" ] && ! kill -0 "$BPID" 2>/dev/null && return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+BSIG=TERM
+stop_broker() {
+    # nginx 1.22 + nchan with master_process off aborts (double free) on
+    # SIGTERM at exit; it is only our throwaway instance, so KILL it.
+    [ -n "$BPID" ] && stop_pid "$BPID" "$BSIG" 2>/dev/null
+    BPID=""
+    BSIG=TERM
+}
+
+# ------------------------------------------------------------- brokers
+CHORUS_NOTES=""
+CHORUS_THREADS_KEY=unknown
+CHORUS_EXTRA=()
+SHM=/dev/shm/chorus-compare.$$
+
+# start_chorus NAME [extra config lines...]; db in $TMP/NAME/ unless a
+# db_path line is given.
+start_chorus() {
+    local name=$1; shift
+    local d=$TMP/$name port
+    mkdir -p "$d"
+    port=$(pick_port)
+    {
+        echo "listen = 127.0.0.1:$port"
+        printf '%s\n' "${CHORUS_EXTRA[@]}" | grep -q '^db_path' ||
+            echo "db_path = $d/chorus.db"
+        echo "max_connections = 0"
+        echo "log_level = warn"
+        echo "ping_interval = 0"
+        echo "idle_timeout = 0"
+        [ "$CHORUS_THREADS_KEY" = yes ] && echo "threads = 1"
+        printf '%s\n' "$@" "${CHORUS_EXTRA[@]}"
+    } > "$d/chorus.conf"
+    nice -n "$NICE" taskset -c 0 "$CHORUSD" -c "$d/chorus.conf" > "$d/chorusd.log" 2>&1 &
+    BPID=$!
+    PIDS+=("$BPID")
+    PORT=$port
+    local i
+    for i in $(seq 200); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && return 0
+        kill -0 "$BPID" 2>/dev/null || break
+        sleep 0.05
+    done
+    log "chorusd ($name) did not become ready:"; tail -5 "$d/chorusd.log" >&2
+    BPID=""
+    return 1
+}
+
+# Does this chorusd accept a config line? (it refuses unknown keys)
+chorus_accepts() {
+    local d=$TMP/probe port ok=1
+    mkdir -p "$d"; port=$(pick_port)
+    printf 'listen = 127.0.0.1:%s\ndb_path = %s/p.db\n%s\n' "$port" "$d" "$1" > "$d/p.conf"
+    "$CHORUSD" -c "$d/p.conf" > "$d/p.log" 2>&1 &
+    local p=$!
+    PIDS+=("$p")
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && { ok=0; break; }
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.05
+    done
+    stop_pid "$p"
+    return $ok
+}
+
+start_nchan() {
+    local name=$1 d=$TMP/$1 port
+    mkdir -p "$d/tmp"
+    port=$(pick_port)
+    cat > "$d/nginx.conf" <<EOF
+load_module $NCHAN_SO;
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  nchan_shared_memory_size 512M;
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location ~ ^/pub/(\w+)$ {
+      nchan_publisher;
+      nchan_channel_id \$1;
+      client_max_body_size 1m;
+      client_body_buffer_size 256k;
+    }
+    location ~ ^/sub/(\w+)$ {
+      nchan_subscriber websocket;
+      nchan_channel_id \$1;
+    }
+  }
+}
+EOF
+    nice -n "$NICE" taskset -c 0 nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" > "$d/out.log" 2>&1 &
+    BPID=$!
+    BSIG=KILL
+    PIDS+=("$BPID")
+    PORT=$port
+    wait_port "$port" 10 && return 0
+    log "nginx ($name) did not start:"; tail -5 "$d/error.log" "$d/out.log" >&2
+    BPID=""
+    return 1
+}
+
+start_nats() {
+    local name=$1 d=$TMP/$1 port
+    mkdir -p "$d"
+    port=$(pick_port)
+    cat > "$d/nats.conf" <<EOF
+listen: "127.0.0.1:$((port + 1))"
+max_connections: 100000
+max_payload: 1048576
+websocket {
+  listen: "127.0.0.1:$port"
+  no_tls: true
+}
+EOF
+    GOMAXPROCS=1 nice -n "$NICE" taskset -c 0 nats-server -c "$d/nats.conf" > "$d/nats.log" 2>&1 &
+    BPID=$!
+    PIDS+=("$BPID")
+    PORT=$port
+    wait_port "$port" 10 && return 0
+    log "nats-server ($name) did not start:"; tail -5 "$d/nats.log" >&2
+    BPID=""
+    return 1
+}
+
+# ------------------------------------------------------------- runs
+# run SCN BROKER STARTER -- bench args...: fresh broker, one bench run,
+# RESULT line saved to $TMP/SCN.BROKER.res
+run() {
+    local scn=$1 broker=$2 starter=$3; shift 4
+    local out=$TMP/$scn.$broker.out
+    log "$scn: $broker $*"
+    if ! $starter "$scn.$broker"; then
+        echo "RESULT failed=start" > "$TMP/$scn.$broker.res"
+        return
+    fi
+    sleep 0.3
+    nice -n "$NICE" taskset -c 1 "$BENCH" --port "$PORT" --pid "$BPID" -q "$@" > "$out" 2>&1
+    grep '^RESULT' "$out" > "$TMP/$scn.$broker.res" ||
+        echo "RESULT failed=bench" > "$TMP/$scn.$broker.res"
+    if ! kill -0 "$BPID" 2>/dev/null; then
+        log "$broker DIED during $scn"
+        echo "$scn.$broker: broker process died during the run" >> "$TMP/problems"
+        sed -i 's/^RESULT/RESULT died=1/' "$TMP/$scn.$broker.res"
+    fi
+    local lost dup closed
+    lost=$(get "$scn" "$broker" lost); dup=$(get "$scn" "$broker" dup)
+    closed=$(get "$scn" "$broker" closed)
+    if [ "${lost:-0}" != 0 ] || [ "${dup:-0}" != 0 ] || [ "${closed:-0}" != 0 ]; then
+        echo "$scn.$broker: lost=$lost dup=$dup closed_by_broker=$closed" >> "$TMP/problems"
+    fi
+    sed -n 's/^.*\(\*\* bench near 100%.*\)$/\1/p' "$out" | head -1 |
+        sed "s/^/$scn.$broker: /" >> "$TMP/problems"
+    stop_broker
+}
+
+get() { # scn broker key
+    local f=$TMP/$1.$2.res
+    [ -f "$f" ] || { echo "-"; return; }
+    sed -n "s/.* $3=\([^ ]*\).*/\1/p" "$f" | head -1
+}
+
+for_all() { # scn -- args (same for the three brokers; nchan gets 8 HTTP publishers)
+    local scn=$1; shift 2
+    run "$scn" chorus start_chorus -- --proto chorus "$@"
+    run "$scn" nchan start_nchan -- --proto nchan --pubconns 8 "$@"
+    run "$scn" nats start_nats -- --proto nats "$@"
+}
+
+T0=$(date +%s)
+if chorus_accepts "threads = 1"; then CHORUS_THREADS_KEY=yes
+else CHORUS_THREADS_KEY=no; CHORUS_NOTES+="chorusd has no 'threads' key yet (single loop). "; fi
+
+W="-d $DUR -w $WARM"
+for_all A -- -n 1000 -t 1 -p 100 --window 100 $W
+for_all B -- -n 10000 -t 1000 -p 100 --window 2000 $W
+for_all C -- -n 1000 -t 1 -p 100 --rate 200 $W
+for_all D -- -n 10000 -t 10 --idle --hold 2
+for_all D2 -- -n "$MAXCONN" -t 10 --idle --hold 2 --setup-timeout 90
+for_all E -- -n 100 -t 1 -p 102400 --window 16 $W
+
+# Chorus only: publish throughput with history on vs off, and replay speed.
+# Publish-only runs: no subscribers, 10 topics, 1000 publishes in flight.
+run H_on chorus start_chorus -- --proto chorus -n 0 -t 10 --window 1000 $W
+if chorus_accepts "history = off"; then
+    HNOTE="'history = off' (nothing written to SQLite)"
+    CHORUS_EXTRA=("history = off")
+else
+    HNOTE="chorusd has no way to turn history off: db on /dev/shm (tmpfs) instead of the work disk"
+    mkdir -p "$SHM"
+    CHORUS_EXTRA=("db_path = $SHM/chorus.db")
+fi
+run H_off chorus start_chorus -- --proto chorus -n 0 -t 10 --window 1000 $W
+CHORUS_EXTRA=("history_size = 0")
+run R chorus start_chorus -- --proto chorus --replay "$REPLAY_N" --window 1000 --setup-timeout 120
+CHORUS_EXTRA=()
+T1=$(date +%s)
+
+# ------------------------------------------------------------- table
+num() { case "$1" in ''|-|-1|-1.0*|failed*) return 1;; esac; return 0; }
+ratio() { # a b -> a/b
+    if num "$1" && num "$2" && awk "BEGIN{exit !($2 != 0)}"; then
+        awk "BEGIN{printf \"%.2f\", $1 / $2}"
+    else echo "-"; fi
+}
+fmt() { # value scale decimals
+    if num "$1"; then awk "BEGIN{printf \"%.$3f\", $1 * $2}"; else echo "${1:--}"; fi
+}
+row() { # label scn key scale decimals
+    local c n a
+    c=$(fmt "$(get "$2" chorus "$3")" "$4" "$5")
+    n=$(fmt "$(get "$2" nchan "$3")" "$4" "$5")
+    a=$(fmt "$(get "$2" nats "$3")" "$4" "$5")
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$c" "$n" "$a" \
+        "$(ratio "$c" "$n")" "$(ratio "$c" "$a")"
+}
+lossrow() { # scn
+    local b out=()
+    for b in chorus nchan nats; do
+        out+=("$(get "$1" "$b" lost)/$(get "$1" "$b" dup)/$(get "$1" "$b" closed)")
+    done
+    printf '| %s lost/dup/closed | %s | %s | %s | | |\n' "$1" "${out[@]}"
+}
+
+{
+echo
+echo "## chorus-bench comparison ($(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; brokers on CPU 0, bench on CPU 1, nice $NICE)"
+echo
+echo "| metric | chorus | nchan | nats | chorus/nchan | chorus/nats |"
+echo "|---|---|---|---|---|---|"
+row "A 1x1000 100B: deliveries/s" A deliv_rate 1 0
+row "A publishes/s" A pub_rate 1 0
+row "A broker CPU us/delivery" A cpu_us_per_deliv 1 3
+row "A broker CPU %" A broker_cpu_pct 1 0
+row "A bench CPU %" A bench_cpu_pct 1 0
+row "A broker run-queue wait %" A broker_wait_pct 1 0
+row "A p50 latency ms" A p50_us 0.001 2
+row "A p99 latency ms" A p99_us 0.001 2
+lossrow A
+row "B 1000x10 100B: deliveries/s" B deliv_rate 1 0
+row "B broker CPU us/delivery" B cpu_us_per_deliv 1 3
+row "B bench CPU %" B bench_cpu_pct 1 0
+row "B broker run-queue wait %" B broker_wait_pct 1 0
+row "B p99 latency ms" B p99_us 0.001 2
+lossrow B
+row "C 200 msg/s x1000: p50 latency ms" C p50_us 0.001 3
+row "C p99 latency ms" C p99_us 0.001 3
+row "C p99.9 latency ms" C p999_us 0.001 3
+row "C max latency ms" C max_us 0.001 3
+row "C deliveries/s" C deliv_rate 1 0
+row "C broker CPU us/delivery" C cpu_us_per_deliv 1 3
+lossrow C
+row "D 10k idle: broker RSS bytes/conn" D rss_per_conn_b 1 0
+row "D connection setup conn/s" D setup_rate 1 0
+row "D subscribed" D subs_ok 1 0
+row "D2 $MAXCONN idle: subscribed" D2 subs_ok 1 0
+row "D2 broker RSS bytes/conn" D2 rss_per_conn_b 1 0
+row "D2 broker RSS KiB total" D2 rss1_kb 1 0
+row "E 100KB x100: deliveries/s" E deliv_rate 1 0
+row "E delivered MB/s" E deliv_rate 0.1024 0
+row "E broker CPU us/delivery" E cpu_us_per_deliv 1 2
+row "E bench CPU %" E bench_cpu_pct 1 0
+row "E broker run-queue wait %" E broker_wait_pct 1 0
+row "E p99 latency ms" E p99_us 0.001 2
+lossrow E
+echo
+echo "Chorus only:"
+echo
+echo "| metric | value |"
+echo "|---|---|"
+echo "| publish msg/s, history on (10 topics, no subscribers, 1000 in flight) | $(fmt "$(get H_on chorus pub_rate)" 1 0) |"
+echo "| publish msg/s, $HNOTE | $(fmt "$(get H_off chorus pub_rate)" 1 0) |"
+echo "| history-on / history-off | $(ratio "$(get H_on chorus pub_rate)" "$(get H_off chorus pub_rate)") |"
+echo "| broker CPU us/publish, history on / off | $(fmt "$(awk "BEGIN{r=$(get H_on chorus broker_cpu_s)*1e6/($(get H_on chorus pub_rate)*$DUR+1); printf \"%.2f\", r}" 2>/dev/null)" 1 2) / $(fmt "$(awk "BEGIN{r=$(get H_off chorus broker_cpu_s)*1e6/($(get H_off chorus pub_rate)*$DUR+1); printf \"%.2f\", r}" 2>/dev/null)" 1 2) |"
+echo "| store $REPLAY_N msgs (1 topic, 1000 in flight): publish msg/s | $(fmt "$(get R chorus replay_pub_rate)" 1 0) |"
+echo "| replay to one subscriber (since offset 0): msg/s | $(fmt "$(get R chorus replay_rate)" 1 0) (recovered=$(get R chorus recovered), lost=$(get R chorus lost)) |"
+echo
+[ -n "$CHORUS_NOTES" ] && echo "Note: $CHORUS_NOTES"
+echo "Wall time: $((T1 - T0)) s."
+if [ -s "$TMP/problems" ]; then
+    echo
+    echo "Problems seen:"
+    sed 's/^/- /' "$TMP/problems"
+fi
+} | tee "$TMP/table.md"
+cp "$TMP/table.md" "${OUT:-/tmp/chorus-compare-last.md}"
+[ -n "${RAW:-}" ] && cat "$TMP"/*.res > "$RAW"
+exit 0
