@@ -11,6 +11,7 @@
 
 #include <event2/util.h>
 
+#include "auth.h"
 #include "chorus/ws_frame.h"
 #include "frame_ref.h"
 #include "topics.h"
@@ -18,6 +19,7 @@
 typedef struct server server;
 struct bufferevent;
 struct evbuffer;
+struct ssl_st;
 
 typedef enum {
     CONN_HTTP,    /* reading request heads */
@@ -36,6 +38,10 @@ typedef struct conn {
     conn_state state;
     ws_kind kind;
     int awaiting_pong;
+    int tls;
+    int direct_write;         /* WS over TCP: we write, not the bufferevent */
+    int flush_pending;        /* on the server's flush list */
+    struct conn *flush_next;
     int http_busy;            /* an HTTP reply is pending (publish) */
     int http_keepalive;       /* keep the connection after that reply */
     int64_t head_started_ms;  /* deadline base for the request head */
@@ -46,13 +52,21 @@ typedef struct conn {
     size_t nsubs;
     sub *replay_head;         /* subscriptions streaming history */
     sub *replay_tail;
+    auth_identity auth;       /* who this is, set at the handshake */
+    struct event *expiry_ev;  /* closes the socket when its token expires */
+    double publish_tokens;    /* publish_rate token bucket */
+    int64_t publish_refill_ms;
+    struct ip_slot *ip;       /* per-address connection count */
     uint64_t id;
     char peer[64];
 } conn;
 
 /* Takes ownership of fd. NULL (fd closed) on failure. */
 conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-               int salen);
+               int salen, struct ssl_st *ssl);
+
+/* Closes with 1008 when the identity's token expires (if it does). */
+void conn_arm_expiry(conn *c);
 
 /* Switches to WebSocket after the 101 response has been queued. */
 void conn_upgrade(conn *c, ws_kind kind);
@@ -79,6 +93,11 @@ void conn_abort(conn *c);
 
 void conn_ref(conn *c);
 void conn_unref(conn *c);
+
+/* Writes what was queued this turn straight to each socket (one writev,
+ * no epoll change when it all fits); only what does not fit waits for
+ * the socket to become writable. Run at the end of each loop turn. */
+void conn_flush_pending(server *srv);
 
 /* Frees every connection queued by conn_abort() whose refs are zero. */
 void conn_reap(server *srv);

@@ -1,6 +1,7 @@
 #include "frame_ref.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
@@ -32,6 +33,33 @@ void frame_ref_seal(frame_ref *f, int opcode, size_t payload_len)
     for (size_t i = 0; i < n; i++)
         f->data[f->start + i] = hdr[i];
     f->len = n + payload_len;
+}
+
+void frame_ref_seal_raw(frame_ref *f, size_t len)
+{
+    f->start = FRAME_REF_HEADROOM;
+    f->len = len;
+}
+
+static size_t header_len(size_t payload_len)
+{
+    return payload_len < 126 ? 2 : payload_len < 65536 ? 4 : 10;
+}
+
+size_t frame_write(uint8_t *dst, int opcode, size_t bound,
+                   size_t (*fill)(uint8_t *payload, void *arg), void *arg)
+{
+    /* Guess the header size from the bound; the payload only moves in
+     * the rare case where its real length needs a shorter header. */
+    size_t guess = header_len(bound), n = fill(dst + guess, arg);
+    size_t h = header_len(n);
+    uint8_t hdr[CHORUS_WS_MAX_HEADER];
+
+    if (h != guess)
+        memmove(dst + h, dst + guess, n);
+    chorus_ws_write_header(hdr, 1, opcode, n, NULL);
+    memcpy(dst, hdr, h);
+    return h + n;
 }
 
 void frame_ref_incref(frame_ref *f) { f->refs++; }

@@ -28,6 +28,16 @@ uint8_t *frame_ref_payload(frame_ref *f);
 /* Writes an unmasked FIN header of opcode for payload_len bytes. */
 void frame_ref_seal(frame_ref *f, int opcode, size_t payload_len);
 
+/* For a block of several complete frames written by the caller at
+ * frame_ref_payload(): marks len bytes of it as the block to send. */
+void frame_ref_seal_raw(frame_ref *f, size_t len);
+
+/* Writes one whole unmasked FIN frame into dst: fill(payload, arg) writes
+ * at most bound payload bytes and returns how many it wrote. Returns the
+ * frame's length; dst needs bound + FRAME_REF_HEADROOM bytes. */
+size_t frame_write(uint8_t *dst, int opcode, size_t bound,
+                   size_t (*fill)(uint8_t *payload, void *arg), void *arg);
+
 void frame_ref_incref(frame_ref *f);
 void frame_ref_decref(frame_ref *f);
 

@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "chorus/wire.h"
 #include "conn.h"
 #include "history.h"
@@ -49,6 +50,48 @@ static int path_topic(conn *c, const char *enc, size_t len, char *out,
     return n;
 }
 
+/* With authentication on, the HTTP API needs the API key or a token that
+ * allows the topic; anonymous access never extends to it. Replies 401 or
+ * 403 itself and returns -1 when the request may not go on. */
+static int api_authorize(conn *c, const chorus_http_request *req,
+                         const char *query, size_t query_len,
+                         const char *name, size_t len, int publish,
+                         int keepalive)
+{
+    const config *cfg = c->srv->cfg;
+    auth_identity id;
+    const char *why;
+    int allowed;
+
+    if (!auth_enabled(cfg))
+        return 0;
+    if (auth_authenticate(cfg, req, query, query_len,
+                          server_now_ms(c->srv), &id, &why)) {
+        server_reject(c->srv, REJECT_AUTH);
+        http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, keepalive);
+        return -1;
+    }
+    if (id.kind == AUTH_ANONYMOUS) {
+        auth_identity_free(&id);
+        server_reject(c->srv, REJECT_AUTH);
+        http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED,
+                           "the API key or a token is required", keepalive);
+        return -1;
+    }
+    allowed = publish ? auth_can_publish(cfg, &id, name, len)
+                      : auth_can_subscribe(cfg, &id, name, len);
+    auth_identity_free(&id);
+    if (!allowed) {
+        metrics_count_error(&c->srv->stats, CHORUS_ERR_FORBIDDEN);
+        http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN,
+                           publish ? "no publish permission for this topic"
+                                   : "no subscribe permission for this topic",
+                           keepalive);
+        return -1;
+    }
+    return 0;
+}
+
 /* Parses an unsigned decimal query parameter; def when absent. */
 static int query_u64(const char *query, size_t len, const char *name,
                      uint64_t def, uint64_t *out)
@@ -72,9 +115,11 @@ static int query_u64(const char *query, size_t len, const char *name,
     return *end || errno ? -1 : 0;
 }
 
-static http_api_result publish_body(conn *c, const char *enc, size_t enc_len,
-                               const char *body, size_t body_len,
-                               int keepalive)
+static http_api_result publish_body(conn *c, const chorus_http_request *req,
+                                    const char *enc, size_t enc_len,
+                                    const char *query, size_t query_len,
+                                    const char *body, size_t body_len,
+                                    int keepalive)
 {
     server *srv = c->srv;
     char name[CHORUS_TOPIC_MAX * 3 + 1];
@@ -84,7 +129,8 @@ static http_api_result publish_body(conn *c, const char *enc, size_t enc_len,
     topic *t;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
-    if (n < 0)
+    if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 1,
+                               keepalive))
         return HTTP_API_DONE;
     data = json_loadb(body, body_len, JSON_DECODE_ANY, &jerr);
     if (!data) {
@@ -148,9 +194,10 @@ static int add_row(uint64_t offset, int64_t ts_ms, const char *data,
     return 0;
 }
 
-static http_api_result read_history(conn *c, const char *enc, size_t enc_len,
-                               const char *query, size_t query_len,
-                               int keepalive)
+static http_api_result read_history(conn *c, const chorus_http_request *req,
+                                    const char *enc, size_t enc_len,
+                                    const char *query, size_t query_len,
+                                    int keepalive)
 {
     server *srv = c->srv;
     char name[CHORUS_TOPIC_MAX * 3 + 1];
@@ -159,7 +206,8 @@ static http_api_result read_history(conn *c, const char *enc, size_t enc_len,
     topic *t;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
-    if (n < 0)
+    if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 0,
+                               keepalive))
         return HTTP_API_DONE;
     if (query_u64(query, query_len, "since", 0, &since) ||
         query_u64(query, query_len, "limit", HTTP_HISTORY_DEFAULT_LIMIT,
@@ -225,8 +273,8 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
                          "Allow: POST\r\n", keepalive);
             return HTTP_API_DONE;
         }
-        return publish_body(c, path + pn, path_len - pn, body, body_len,
-                       keepalive);
+        return publish_body(c, req, path + pn, path_len - pn, query,
+                            query_len, body, body_len, keepalive);
     }
     if (has_prefix(path, path_len, HISTORY_PREFIX)) {
         if (!method_is(req, "GET")) {
@@ -234,8 +282,8 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
                          "Allow: GET\r\n", keepalive);
             return HTTP_API_DONE;
         }
-        return read_history(c, path + hn, path_len - hn, query, query_len,
-                       keepalive);
+        return read_history(c, req, path + hn, path_len - hn, query,
+                            query_len, keepalive);
     }
     return HTTP_API_NO_ROUTE;
 }

@@ -10,6 +10,7 @@
 
 #include "chorus/handshake.h"
 #include "chorus/http_parse.h"
+#include "chorus/wire.h"
 #include "conn.h"
 #include "http_api.h"
 #include "log.h"
@@ -50,6 +51,7 @@ void http_respond(conn *c, int status, const char *content_type,
                   int keepalive)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
@@ -64,6 +66,7 @@ void http_respond(conn *c, int status, const char *content_type,
     evbuffer_add(out, "\r\n", 2);
     if (body && len)
         evbuffer_add(out, body, len);
+    c->srv->stats.bytes_out += evbuffer_get_length(out) - before;
     if (!keepalive)
         conn_finish(c);
 }
@@ -102,7 +105,34 @@ static int method_is(const chorus_http_request *req, const char *m)
            memcmp(req->method, m, req->method_len) == 0;
 }
 
-static route_result upgrade(conn *c, const chorus_http_request *req)
+/* Origin and credentials of a /ws upgrade: 0, or the refusal was sent. */
+static int admit(conn *c, const chorus_http_request *req, const char *query,
+                 size_t query_len)
+{
+    server *srv = c->srv;
+    const char *why;
+
+    if (auth_check_origin(srv->cfg, req)) {
+        if (server_reject(srv, REJECT_ORIGIN))
+            log_warn("refusing WebSocket from a disallowed Origin (%s)",
+                     c->peer);
+        http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN,
+                           "origin not allowed", 0);
+        return -1;
+    }
+    if (auth_authenticate(srv->cfg, req, query, query_len,
+                          server_now_ms(srv), &c->auth, &why)) {
+        if (server_reject(srv, REJECT_AUTH))
+            log_info("refusing WebSocket from %s: %s", c->peer, why);
+        http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static route_result upgrade(conn *c, const chorus_http_request *req,
+                            ws_kind kind, const char *query,
+                            size_t query_len)
 {
     const char *key, *why;
     size_t key_len;
@@ -122,10 +152,48 @@ static route_result upgrade(conn *c, const chorus_http_request *req)
         http_respond(c, 503, "text/plain", "shutting down", 13, NULL, 0);
         return ROUTE_CLOSE;
     }
+    if (kind == WS_PUBSUB && admit(c, req, query, query_len))
+        return ROUTE_CLOSE;
     if (chorus_ws_accept_response(key, key_len, NULL, resp, sizeof resp) < 0)
         return ROUTE_CLOSE;
     evbuffer_add(bufferevent_get_output(c->bev), resp, strlen(resp));
     return ROUTE_UPGRADE;
+}
+
+/* GET /metrics; needs the API key when one is configured. */
+static route_result metrics_route(conn *c, const chorus_http_request *req,
+                                  int keepalive)
+{
+    struct evbuffer *body;
+    auth_identity id;
+    const char *why;
+
+    if (!method_is(req, "GET")) {
+        http_respond(c, 405, "text/plain", "method not allowed\n", 19,
+                     "Allow: GET\r\n", keepalive);
+        return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+    }
+    if (c->srv->cfg->api_key) {
+        int status = auth_authenticate(c->srv->cfg, req, NULL, 0,
+                                       server_now_ms(c->srv), &id, &why);
+        int ok = status == 0 && id.kind == AUTH_API_KEY;
+        if (status == 0)
+            auth_identity_free(&id);
+        if (!ok) {
+            http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED,
+                               "the API key is required", keepalive);
+            return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+        }
+    }
+    body = evbuffer_new();
+    if (!body)
+        return ROUTE_CLOSE;
+    metrics_render(c->srv, body);
+    http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                 (const char *)evbuffer_pullup(body, -1),
+                 evbuffer_get_length(body), NULL, keepalive);
+    evbuffer_free(body);
+    return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
 }
 
 static route_result route(conn *c, const chorus_http_request *req,
@@ -140,8 +208,10 @@ static route_result route(conn *c, const chorus_http_request *req,
     if (path_is(path, path_len, "/ws") ||
         (path_is(path, path_len, "/echo") && c->srv->cfg->echo_endpoint)) {
         *kind = path_len == 3 ? WS_PUBSUB : WS_ECHO;
-        return upgrade(c, req);
+        return upgrade(c, req, *kind, query, query_len);
     }
+    if (path_is(path, path_len, "/metrics"))
+        return metrics_route(c, req, keepalive);
     if (path_is(path, path_len, "/healthz")) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
             http_respond(c, 405, "text/plain", "method not allowed\n", 19,
@@ -204,6 +274,7 @@ static long long body_length(conn *c, const chorus_http_request *req)
 
 static void refuse(conn *c, int status, const char *code, const char *why)
 {
+    server_reject(c->srv, REJECT_BAD_HANDSHAKE);
     log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id,
               c->peer, status, why);
     http_respond_error(c, status, code, why, 0);
@@ -251,6 +322,7 @@ static int serve_one(conn *c)
     if (total < (size_t)head + (size_t)body)
         return 0; /* wait for the whole body */
     p = (char *)evbuffer_pullup(in, head + body);
+    c->srv->stats.bytes_in += (uint64_t)head + (uint64_t)body;
     chorus_http_parse_request(p, (size_t)head, &limits, &req);
     keepalive = wants_keepalive(&req) && !c->srv->stopping;
     r = route(c, &req, p + head, (size_t)body, keepalive, &kind);
@@ -264,6 +336,7 @@ static int serve_one(conn *c)
         c->http_keepalive = keepalive;
         return 0;
     case ROUTE_UPGRADE:
+        conn_arm_expiry(c);
         conn_upgrade(c, kind);
         return 0;
     case ROUTE_CLOSE:
@@ -284,6 +357,7 @@ void http_route_read(conn *c)
         cfg->handshake_timeout_ms &&
         server_now_ms(c->srv) - c->head_started_ms >
             (int64_t)cfg->handshake_timeout_ms) {
+        server_reject(c->srv, REJECT_HANDSHAKE_TIMEOUT);
         log_debug("conn %llu (%s): request head too slow",
                   (unsigned long long)c->id, c->peer);
         http_respond_error(c, 408, "bad_request", "request head too slow", 0);

@@ -28,6 +28,7 @@ typedef struct publish_item {
     int64_t ts_ms;
     char *data;        /* serialized JSON of the data, owned */
     size_t data_len;
+    size_t next_same;  /* index + 1 of the topic's next item; 0 = last */
 } publish_item;
 
 typedef struct publish_batch {

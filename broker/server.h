@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "history.h"
+#include "ip_table.h"
 #include "metrics.h"
 #include "publish.h"
 #include "topics.h"
@@ -19,18 +20,35 @@ struct event;
 struct evconnlistener;
 typedef struct conn conn;
 
+/* Causes of log lines that could flood: at most one line per second each.
+ * The first ones are the reject causes of metrics.h. */
+enum {
+    LOG_CAUSE_RATE_LIMIT = REJECT__COUNT,
+    LOG_CAUSE_SLOW_CONSUMER,
+    LOG_CAUSE_HISTORY,
+    LOG_CAUSE__COUNT
+};
+
 typedef struct server {
     struct event_base *base;
     const config *cfg;
     history *hist;
     topics topics;
     struct evconnlistener *listener;
+    struct evconnlistener *tls_listener;
+    struct ssl_ctx_st *tls_ctx;   /* new TLS connections use this one */
+    ip_table ips;
+    int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
+    struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
     struct event *trim_timer;
     struct event *reap_ev;   /* frees closed connections after the turn */
     conn *conns;             /* every open connection */
     conn *reap;              /* closed connections waiting to be freed */
+    conn *flush_head;        /* connections with output queued this turn */
+    conn *flush_tail;
+    struct event *flush_ev;  /* writes it out after everything else */
     size_t nconns;
     publish_batch batch;
     metrics stats;
@@ -47,6 +65,13 @@ int server_init(server *s, const config *cfg, char *err, size_t errlen);
  * Returns the process exit code. */
 int server_run(server *s);
 void server_destroy(server *s);
+
+/* Counts a refused connection or request; returns 1 when a log line about
+ * that cause is due (at most one per second per cause). */
+int server_reject(server *s, reject_cause cause);
+
+/* 1 when a log line about cause is due (at most one per second). */
+int server_log_due(server *s, int cause);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

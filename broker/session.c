@@ -27,6 +27,8 @@ void session_error(conn *c, json_t *id, const char *code,
 {
     size_t len;
     char *text;
+
+    metrics_count_error(&c->srv->stats, code);
     text = chorus_encode_error(id, code, message, &len);
     send_json(c, text, len);
 }
@@ -51,6 +53,11 @@ static void on_subscribe(conn *c, const chorus_request *req)
     size_t len;
     char *text;
 
+    if (!auth_can_subscribe(srv->cfg, &c->auth, req->topic, req->topic_len)) {
+        session_error(c, req->id, CHORUS_ERR_FORBIDDEN,
+                      "no subscribe permission for this topic");
+        return;
+    }
     if (req->has_since && !chorus_epoch_valid(req->since_epoch)) {
         session_error(c, req->id, CHORUS_ERR_BAD_REQUEST,
                       "since.epoch must be 32 lowercase hex characters");
@@ -113,12 +120,50 @@ static void on_unsubscribe(conn *c, const chorus_request *req)
     send_json(c, text, len);
 }
 
+/* Token bucket of publish_rate per second, publish_burst deep. */
+static int take_publish_token(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    double burst = (double)(cfg->publish_burst ? cfg->publish_burst
+                                               : cfg->publish_rate);
+    int64_t now = server_now_ms(c->srv);
+
+    if (!cfg->publish_rate)
+        return 1;
+    if (c->publish_refill_ms == 0)
+        c->publish_tokens = burst;
+    else
+        c->publish_tokens += (double)(now - c->publish_refill_ms) *
+                             (double)cfg->publish_rate / 1000.0;
+    if (c->publish_tokens > burst)
+        c->publish_tokens = burst;
+    c->publish_refill_ms = now;
+    if (c->publish_tokens < 1.0)
+        return 0;
+    c->publish_tokens -= 1.0;
+    return 1;
+}
+
 static void on_publish(conn *c, const chorus_request *req)
 {
     server *srv = c->srv;
-    char *data = json_dumps(req->data, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *data;
     topic *t;
 
+    if (!auth_can_publish(srv->cfg, &c->auth, req->topic, req->topic_len)) {
+        session_error(c, req->id, CHORUS_ERR_FORBIDDEN,
+                      "no publish permission for this topic");
+        return;
+    }
+    if (!take_publish_token(c)) {
+        if (server_log_due(srv, LOG_CAUSE_RATE_LIMIT))
+            log_info("conn %llu (%s): publish_rate exceeded",
+                     (unsigned long long)c->id, c->peer);
+        session_error(c, req->id, CHORUS_ERR_RATE_LIMITED,
+                      "publish rate limit exceeded; slow down");
+        return;
+    }
+    data = json_dumps(req->data, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!data) {
         session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
         return;

@@ -37,6 +37,9 @@ struct topic {
     char epoch[33];
     uint64_t last_offset; /* newest committed (visible) offset */
     uint64_t next_offset; /* newest assigned offset, committed or not */
+    /* This topic's items in the pending publish batch, as index + 1 (0 =
+     * none), so that the batch fans out per topic in one block. */
+    size_t batch_head, batch_tail;
     size_t name_len;
     char name[];          /* NUL-terminated */
 };
