@@ -11,6 +11,10 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
+  # The browser client's tests: Node with npm, and a real browser.
+  PACKAGES+=(nodejs chromium)
+  # NodeSource's nodejs ships npm and conflicts with Debian's npm package.
+  command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 fi
 
 missing=()

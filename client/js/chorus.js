@@ -116,7 +116,8 @@ export class Chorus {
     this._opt.backoff = { ...DEFAULTS.backoff, ...options.backoff };
     this._WS = options.WebSocket || globalThis.WebSocket;
     if (!this._WS) throw new Error('chorus: no WebSocket; pass {WebSocket}');
-    this._fetch = options.fetch || globalThis.fetch;
+    // Bound: a browser's fetch called as a method of another object throws.
+    this._fetch = options.fetch || globalThis.fetch?.bind(globalThis);
     this._listeners = new Map();
     // topic -> {handlers, epoch, offset, since, replay, ready, acked}
     this._topics = new Map();
@@ -374,10 +375,13 @@ export class Chorus {
 
   // ---- requests --------------------------------------------------------
 
-  _request(kind, frame, topic) {
+  /** onReply(m) runs synchronously on the reply, before any later frame:
+   *  a resolved promise would run only after the frames that follow it in
+   *  the same read (the replayed messages after `subscribed`). */
+  _request(kind, frame, topic, onReply) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const r = { id, kind, topic, frame: { ...frame, id }, sent: false, resolve, reject };
+      const r = { id, kind, topic, frame: { ...frame, id }, sent: false, resolve, reject, onReply };
       r.timer = setTimeout(() => {
         this._settle(id, new ChorusError('timeout',
           `chorus: ${kind}${topic ? ` to "${topic}"` : ''} timed out after ${this._opt.timeout} ms` +
@@ -465,8 +469,8 @@ export class Chorus {
     const frame = { op: 'subscribe', topic };
     const since = t.epoch ? { epoch: t.epoch, offset: t.offset } : null;
     if (since) frame.since = since;
-    this._request('subscribe', frame, topic).then(
-      (m) => this._onSubscribed(topic, t, since, m),
+    this._request('subscribe', frame, topic, (m) => this._onSubscribed(topic, t, since, m)).then(
+      null,
       (e) => {
         if (this._topics.get(topic) !== t || e.code === 'disconnected') return;
         if (e.code === 'timeout' || e.code === 'closed') return this._emit('error', e);
@@ -540,7 +544,11 @@ export class Chorus {
     if (!m || typeof m !== 'object') return;
     switch (m.op) {
       case 'message': return this._onMessage(m);
-      case 'subscribed': return this._settle(m.id, null, m);
+      case 'subscribed': {
+        const r = this._pending.get(m.id);
+        if (r?.onReply) r.onReply(m);
+        return this._settle(m.id, null, m);
+      }
       case 'published': return this._settle(m.id, null, m.offset);
       case 'unsubscribed': case 'pong': return this._settle(m.id, null, m);
       case 'error': {

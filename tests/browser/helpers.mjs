@@ -1,0 +1,164 @@
+// Shared by the browser tests and tests/js: the real chorusd on a free
+// loopback port with a fresh database (stopped by PID), the chorus CLI, and
+// headless Debian chromium driven by playwright-core.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { createHmac } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+export const CHORUSD = process.env.CHORUSD || join(repo, 'build/chorusd');
+export const CHORUS_CLI = process.env.CHORUS_CLI || join(repo, 'build/chorus');
+export const CLIENT_JS = join(repo, 'client/js/chorus.js');
+const TMP = process.env.CHORUS_TMP || tmpdir();
+export const ARTIFACTS = process.env.CHORUS_ARTIFACTS || join(TMP, 'artifacts');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function tempDir(tag) {
+  mkdirSync(TMP, { recursive: true });
+  return mkdtempSync(join(TMP, `${tag}-`));
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Polls fn until it returns a truthy value (then returns it) or throws. */
+export async function waitFor(fn, { timeout = 10000, every = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await sleep(every);
+  }
+}
+
+/** One chorusd process; conf keys go to its config file. The database is
+ *  in the broker's own directory, so restart() keeps the history. */
+export class Broker {
+  constructor(conf = {}) {
+    this.dir = tempDir('chorusd');
+    this.conf = { db_path: join(this.dir, 'chorus.db'), log_level: 'debug', ...conf };
+    this.proc = null;
+    this.logPath = join(this.dir, 'chorusd.log');
+  }
+
+  get url() { return `ws://127.0.0.1:${this.port}/ws`; }
+  get http() { return `http://127.0.0.1:${this.port}`; }
+
+  async start() {
+    if (!this.port) this.port = await freePort();
+    const cfg = join(this.dir, 'broker.conf');
+    const lines = Object.entries({ listen: `127.0.0.1:${this.port}`, ...this.conf })
+      .map(([k, v]) => `${k} = ${v}\n`);
+    writeFileSync(cfg, lines.join(''));
+    const log = openSync(this.logPath, 'a');
+    this.proc = spawn(CHORUSD, ['-c', cfg], { stdio: ['ignore', log, log] });
+    const proc = this.proc;
+    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r(sig || code)));
+    await waitFor(async () => {
+      if (proc.exitCode !== null) throw new Error(`chorusd exited ${proc.exitCode}:\n${this.log()}`);
+      const r = await fetch(`${this.http}/healthz`);
+      return r.status === 200;
+    }, { timeout: 10000, every: 25, what: 'chorusd /healthz' }).catch((e) => {
+      throw new Error(`${e.message}\n${this.log()}`);
+    });
+    return this;
+  }
+
+  log() {
+    try { return readFileSync(this.logPath, 'utf8'); } catch { return ''; }
+  }
+
+  async stop(signal = 'SIGTERM') {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode;
+    process.kill(p.pid, signal);
+    const t = setTimeout(() => { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
+    const r = await p.exited;
+    clearTimeout(t);
+    return r;
+  }
+
+  kill9() { return this.stop('SIGKILL'); }
+
+  async cleanup() {
+    await this.stop();
+    const log = this.log();
+    if (/AddressSanitizer|runtime error:/.test(log)) throw new Error(`chorusd sanitizer report:\n${log}`);
+    if (!process.env.CHORUS_KEEP_TMP) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async history(topic, since = 0, limit = 1000) {
+    const r = await fetch(`${this.http}/api/history/${encodeURIComponent(topic)}?since=${since}&limit=${limit}`);
+    if (r.status !== 200) throw new Error(`history ${topic}: HTTP ${r.status}`);
+    return r.json();
+  }
+}
+
+/** chorus pub: one message, or every element of an array (one per line). */
+export function cliPub(url, topic, data, { timeout = 20000 } = {}) {
+  return new Promise((res, rej) => {
+    const lines = Array.isArray(data);
+    const p = execFile(CHORUS_CLI, ['pub', '--url', url, topic, lines ? '-' : String(data)],
+      { timeout, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+        if (err) rej(new Error(`chorus pub failed: ${err.message} ${stderr}`));
+        else res(stdout);
+      });
+    if (lines) {
+      p.stdin.on('error', () => {}); // the CLI may exit early on a dead broker
+      p.stdin.end(data.map((d) => `${d}\n`).join(''));
+    }
+  });
+}
+
+/** An HS256 JWT signed with secret; claims like {sub, exp, sub_topics...}. */
+export function makeToken(secret, claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = b64({ alg: 'HS256', typ: 'JWT' });
+  const body = b64(claims);
+  const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-quic'];
+
+/** A fresh headless chromium (its own user data dir); returns the context. */
+export async function launchBrowser(options = {}) {
+  const { chromium } = await import('playwright-core');
+  const profile = tempDir('chromium-profile');
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1024, height: 768 },
+    ...options,
+  });
+  const close = ctx.close.bind(ctx);
+  ctx.close = async () => {
+    await close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return ctx;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the JavaScript tests with Node's test runner: "js" for the client's
+# unit tests (tests/js), "browser" for the headless-chromium tests (here),
+# "setup" to only install node_modules. node_modules comes from
+# package-lock.json with `npm ci`, again only when the lock file changed.
+# Expects CHORUSD and CHORUS_CLI (ctest sets them), else build/.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stamp=node_modules/.chorus-package-lock.json
+if ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+case "${1:-all}" in
+  setup) exit 0 ;;
+  js) files=(../js/*.test.mjs) ;;
+  browser)
+    chromium=${CHROMIUM:-/usr/bin/chromium}
+    if [ ! -x "$chromium" ]; then
+      echo "run.sh: $chromium not found; install it with scripts/deps.sh --test" >&2
+      exit 1
+    fi
+    files=(./*.test.mjs) ;;
+  all) files=(../js/*.test.mjs ./*.test.mjs) ;;
+  *) echo "usage: run.sh [setup|js|browser|all]" >&2; exit 2 ;;
+esac
+exec node --test --test-reporter=spec "${files[@]}"
