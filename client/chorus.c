@@ -4,8 +4,8 @@
  *
  * main() finds the command in a table, parses the options shared by every
  * command (--url, --cacert, --token, --verbose, --help) plus the command's
- * own, and runs it. New commands (history, token, ...) only add a row to
- * the table and a function. Exit status: 0 success, 1 failure, 2 usage. */
+ * own, and runs it. New commands only add a row to the table and a
+ * function. Exit status: 0 success, 1 failure, 2 usage. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,13 +24,60 @@ typedef struct cli_command {
     int (*run)(const cli_args *a);
 } cli_command;
 
+static const cli_option sub_opts[] = {
+    {"since", 0, 1, "EPOCH:OFFSET",
+     "start after this position (one topic only)"},
+    {"resume", 0, 1, "FILE",
+     "keep positions in FILE and reconnect by itself"},
+    {"reconnect", 0, 0, NULL,
+     "reconnect and resume after a lost connection"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const cli_option history_opts[] = {
+    {"since", 0, 1, "N", "only messages with an offset above N (default 0)"},
+    {"limit", 0, 1, "M",
+     "at most M messages per request (default: the broker's, 100)"},
+    {"all", 0, 0, NULL,
+     "page through the whole history (1000 per request by default)"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
 static const cli_command commands[] = {
     {"sub", "TOPIC...",
      "subscribe to topics and print each message as a JSON line",
      "Prints every `message` event, exactly as received, as one line of\n"
-     "JSON on stdout. Runs until interrupted (exit 0) or until the broker\n"
-     "answers with an error or the connection is lost (exit 1).\n",
-     1, -1, NULL, cli_sub},
+     "JSON on stdout: first the replayed ones (with --since or --resume),\n"
+     "then live ones. Runs until interrupted (exit 0) or until the broker\n"
+     "answers with an error (exit 1). Without --reconnect or --resume, a\n"
+     "lost connection ends it with exit 1.\n"
+     "\n"
+     "The position of a topic is the broker's epoch and the offset of the\n"
+     "last message printed. --since EPOCH:OFFSET (as in the `subscribed`\n"
+     "reply; split at the last colon) replays what came after it; it takes\n"
+     "exactly one TOPIC. When the broker cannot replay everything (history\n"
+     "trimmed, or another epoch), sub warns on stderr\n"
+     "  chorus: topic T: history gap (recovered: false)\n"
+     "and goes on with what the broker still has.\n"
+     "\n"
+     "--reconnect: after a lost connection (broker restart, close 1001 or\n"
+     "1013, network error) connect again with exponential backoff and\n"
+     "jitter (100 ms doubling up to 5 s) and subscribe every topic with its\n"
+     "position: nothing still in history is lost, no message is printed\n"
+     "twice. Handshake refusals (HTTP 4xx), close codes 1002, 1003, 1007,\n"
+     "1008, 1009 and error replies other than internal and rate_limited\n"
+     "still end it with exit 1.\n"
+     "\n"
+     "--resume FILE: like --reconnect, and the positions are kept in FILE,\n"
+     "a JSON object {\"TOPIC\": {\"epoch\": \"...\", \"offset\": N}, ...}\n"
+     "written atomically (temporary file and rename) at most 100 ms after a\n"
+     "message is printed and on exit (SIGINT, SIGTERM). A later run with\n"
+     "the same FILE continues where this one stopped. A missing FILE\n"
+     "starts fresh (live messages only); without TOPIC, every topic in FILE\n"
+     "is subscribed; a position in FILE wins over --since; other topics in\n"
+     "FILE are kept. After a crash (kill -9) up to 100 ms of messages may\n"
+     "be printed again; never is one skipped.\n",
+     0, -1, sub_opts, cli_sub},
     {"pub", "TOPIC DATA|-",
      "publish a message (or one per line of stdin with -)",
      "DATA is sent as JSON when it parses as JSON, else as a JSON string\n"
@@ -39,6 +86,16 @@ static const cli_command commands[] = {
      "message is acknowledged; stops at the first error reply. With\n"
      "--verbose, prints the offset of each published message.\n",
      2, 2, NULL, cli_pub},
+    {"history", "TOPIC",
+     "print a topic's stored messages (HTTP API) as JSON lines",
+     "GET /api/history/TOPIC over HTTP(S): the address comes from --url\n"
+     "(ws -> http, wss -> https, same host and port; a path before a final\n"
+     "/ws is kept as prefix). Prints one line per message:\n"
+     "  {\"topic\":..,\"offset\":..,\"ts\":..,\"data\":..}\n"
+     "--since N is exclusive. With --all, requests follow one another\n"
+     "(since = the last offset seen) up to the newest offset at the first\n"
+     "answer. A non-200 answer is reported on stderr, exit 1.\n",
+     1, 1, history_opts, cli_history},
     {"token", "", "print a client token signed with the broker's secret",
      cli_token_details, 0, 0, cli_token_opts, cli_token},
 };

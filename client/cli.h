@@ -1,6 +1,7 @@
 /* Shared declarations of the chorus CLI: parsed arguments and commands.
  * client/chorus.c owns main(), the command table and option parsing; each
- * command lives in its own file (cli_pubsub.c: sub and pub). */
+ * command lives in its own file (cli_pubsub.c: pub; cli_resume.c: sub;
+ * cli_history.c: history). */
 #ifndef CHORUS_CLI_H
 #define CHORUS_CLI_H
 
@@ -48,5 +49,6 @@ int cli_pub(const cli_args *a);
 int cli_token(const cli_args *a);
 extern const cli_option cli_token_opts[];
 extern const char cli_token_details[];
+int cli_history(const cli_args *a);
 
 #endif

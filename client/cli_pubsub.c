@@ -1,4 +1,5 @@
-/* chorus sub and chorus pub: one WebSocket session each, on lib/ws_client.
+/* chorus pub: one WebSocket session on lib/ws_client (chorus sub, which
+ * reconnects and resumes, lives in cli_resume.c).
  *
  * A session owns the event loop and the client; the command supplies what
  * to do when the connection opens and for each JSON reply. Any `error`
@@ -52,14 +53,6 @@ static void session_end(session *s, int status)
         return;
     s->finishing = 1;
     chorus_ws_client_close(s->ws, 1000, "bye");
-}
-
-static void session_send(session *s, const char *text, size_t len)
-{
-    if (chorus_ws_client_send_text(s->ws, text, len) < 0) {
-        cli_error("cannot send: connection not open");
-        session_end(s, CLI_FAIL);
-    }
 }
 
 static void on_open(chorus_ws_client *c, void *arg)
@@ -153,112 +146,6 @@ static void print_error(const char *context, json_t *msg)
     const char *text = json_string_value(json_object_get(msg, "message"));
     cli_error("%s%s%s%s", context, code ? code : "error",
               text ? ": " : "", text ? text : "");
-}
-
-/* ---- sub ---- */
-
-typedef struct sub_state {
-    int subscribed;
-    struct event *sigint, *sigterm;
-} sub_state;
-
-static void sub_open(session *s)
-{
-    const cli_args *a = s->args;
-    for (int i = 0; i < a->npos && !s->finishing; i++) {
-        json_t *req = json_pack("{s:s, s:I, s:s}", "op", "subscribe", "id",
-                                (json_int_t)(i + 1), "topic", a->pos[i]);
-        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-        json_decref(req);
-        if (!text) {
-            cli_error("topic is not valid UTF-8: %s", a->pos[i]);
-            session_end(s, CLI_FAIL);
-            return;
-        }
-        session_send(s, text, strlen(text));
-        free(text);
-    }
-}
-
-/* One event per line, as received; the broker sends compact JSON, so a
- * reply that spans lines is re-encoded (compact, keys in order). */
-static int print_event(json_t *msg, const char *raw, size_t len)
-{
-    if (memchr(raw, '\n', len) || memchr(raw, '\r', len)) {
-        if (json_dumpf(msg, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0)
-            return -1;
-    } else if (fwrite(raw, 1, len, stdout) != len) {
-        return -1;
-    }
-    if (putchar('\n') == EOF || fflush(stdout) == EOF)
-        return -1;
-    return 0;
-}
-
-static void sub_reply(session *s, json_t *msg, const char *raw, size_t len)
-{
-    sub_state *st = s->cmd;
-    const char *op = json_string_value(json_object_get(msg, "op"));
-    if (strcmp(op, "message") == 0) {
-        if (print_event(msg, raw, len) < 0) {
-            if (errno != EPIPE) /* reader went away: a normal end */
-                cli_error("cannot write to stdout: %s", strerror(errno));
-            session_end(s, errno == EPIPE ? CLI_OK : CLI_FAIL);
-        }
-    } else if (strcmp(op, "subscribed") == 0) {
-        st->subscribed++;
-        if (s->args->verbose) {
-            json_t *off = json_object_get(msg, "offset");
-            const char *ep = json_string_value(json_object_get(msg, "epoch"));
-            const char *t = json_string_value(json_object_get(msg, "topic"));
-            fprintf(stderr, "chorus: subscribed to %s (epoch %s, offset %"
-                    JSON_INTEGER_FORMAT ")\n",
-                    t ? t : "?", ep ? ep : "?", json_integer_value(off));
-        }
-    } else if (strcmp(op, "error") == 0) {
-        json_int_t id = json_integer_value(json_object_get(msg, "id"));
-        char ctx[256] = "";
-        if (id >= 1 && id <= s->args->npos)
-            snprintf(ctx, sizeof ctx, "%s: ", s->args->pos[id - 1]);
-        print_error(ctx, msg);
-        session_end(s, CLI_FAIL);
-    }
-}
-
-static void sub_signal(evutil_socket_t sig, short what, void *arg)
-{
-    session *s = arg;
-    (void)sig;
-    (void)what;
-    if (s->finishing) { /* a second ^C: do not wait for the close */
-        event_base_loopbreak(s->base);
-        return;
-    }
-    session_end(s, CLI_OK);
-}
-
-int cli_sub(const cli_args *a)
-{
-    static const session_ops ops = {sub_open, sub_reply};
-    session s = {0};
-    sub_state st = {0};
-    int r = session_run(&s, a, &ops, &st);
-    if (r != 0)
-        return r;
-    /* ^C ends a subscription normally, with a clean close. */
-    st.sigint = evsignal_new(s.base, SIGINT, sub_signal, &s);
-    st.sigterm = evsignal_new(s.base, SIGTERM, sub_signal, &s);
-    if (st.sigint)
-        evsignal_add(st.sigint, NULL);
-    if (st.sigterm)
-        evsignal_add(st.sigterm, NULL);
-    session_loop(&s);
-    if (st.sigint)
-        event_free(st.sigint);
-    if (st.sigterm)
-        event_free(st.sigterm);
-    event_base_free(s.base);
-    return s.status;
 }
 
 /* ---- pub ---- */
