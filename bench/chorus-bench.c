@@ -13,6 +13,7 @@
  * T topic index, K publisher connection, S sequence number of the
  * (topic, publisher) stream, N CLOCK_MONOTONIC send time in ns; all hex.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -251,28 +252,41 @@ static long proc_rss(int pid)
     return kb;
 }
 
-/* Nanoseconds run and waited on a run queue (/proc/PID/schedstat): the
- * wait shows when a process was starved of CPU by other load. */
+/* Seconds run and waited on a run queue, summed over the threads of PID
+ * (/proc/PID/task/TID/schedstat): the wait shows when a process was
+ * starved of CPU by other load. */
 static int proc_sched(int pid, double *run, double *wait)
 {
-    char path[64];
-    unsigned long long r, w;
-    FILE *f;
-    int ok;
+    char path[96];
+    unsigned long long r, w, rs = 0, ws = 0;
+    struct dirent *de;
+    DIR *d;
 
     *run = *wait = 0;
     if (pid <= 0)
         return -1;
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    f = fopen(path, "r");
-    if (!f)
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    d = opendir(path);
+    if (!d)
         return -1;
-    ok = fscanf(f, "%llu %llu", &r, &w) == 2;
-    fclose(f);
-    if (!ok)
-        return -1;
-    *run = (double)r / 1e9;
-    *wait = (double)w / 1e9;
+    while ((de = readdir(d)) != NULL) {
+        FILE *f;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%.20s/schedstat", pid,
+                 de->d_name);
+        f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fscanf(f, "%llu %llu", &r, &w) == 2) {
+            rs += r;
+            ws += w;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    *run = (double)rs / 1e9;
+    *wait = (double)ws / 1e9;
     return 0;
 }
 
@@ -1378,7 +1392,7 @@ static void report(void)
                B.pid, B.rss0, B.rss1, rss_per_conn, B.rss_end, bcpu,
                wall > 0 ? 100 * bcpu / wall : 0, cpu_us);
     if (wall > 0)
-        printf("run-queue wait (CPU starvation by other load): broker %.0f%%,"
+        printf("run-queue wait, all threads (CPU starvation): broker %.0f%%,"
                " bench %.0f%% of wall time\n",
                100 * (B.bwait1 - B.bwait0) / wall,
                100 * (B.swait1 - B.swait0) / wall);

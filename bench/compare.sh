@@ -132,6 +132,7 @@ start_chorus() {
     } > "$d/chorus.conf"
     nice -n "$NICE" taskset -c 0 "$CHORUSD" -c "$d/chorus.conf" > "$d/chorusd.log" 2>&1 &
     BPID=$!
+    disown "$BPID" 2>/dev/null
     PIDS+=("$BPID")
     PORT=$port
     local i
@@ -174,7 +175,7 @@ worker_processes 1;
 worker_rlimit_nofile 20000;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
-events { worker_connections 20000; multi_accept on; }
+events { worker_connections 65536; multi_accept on; }
 http {
   access_log off;
   client_body_temp_path $d/tmp/body;
@@ -202,6 +203,7 @@ http {
 EOF
     nice -n "$NICE" taskset -c 0 nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" > "$d/out.log" 2>&1 &
     BPID=$!
+    disown "$BPID" 2>/dev/null
     BSIG=KILL
     PIDS+=("$BPID")
     PORT=$port
@@ -226,6 +228,7 @@ websocket {
 EOF
     GOMAXPROCS=1 nice -n "$NICE" taskset -c 0 nats-server -c "$d/nats.conf" > "$d/nats.log" 2>&1 &
     BPID=$!
+    disown "$BPID" 2>/dev/null
     PIDS+=("$BPID")
     PORT=$port
     wait_port "$port" 10 && return 0
