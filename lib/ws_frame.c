@@ -62,12 +62,17 @@ static const char *check_first_bytes(const chorus_ws_decoder *d, uint8_t b0,
 {
     int fin = b0 >> 7, opcode = b0 & 0x0F, masked = b1 >> 7;
 
-    /* RSV1 would be allowed here for TEXT/BINARY/first frames once
-     * permessage-deflate (RFC 7692) is negotiated; no extension is. */
-    if (b0 & 0x70)
+    /* RSV1 is the "Per-Message Compressed" bit of permessage-deflate
+     * (RFC 7692 section 6): only on the first frame of a data message, and
+     * only once the extension is negotiated. RSV2 and RSV3 stay reserved. */
+    if ((b0 & 0x30) || ((b0 & 0x40) && !d->allow_rsv1))
         return "reserved bits set";
     if (!opcode_known(opcode))
         return "reserved opcode";
+    if ((b0 & 0x40) && is_control(opcode))
+        return "rsv1 on control frame";
+    if ((b0 & 0x40) && opcode == CHORUS_WS_OP_CONT)
+        return "rsv1 on continuation frame";
     if (d->role == CHORUS_WS_SERVER && !masked)
         return "unmasked frame";
     if (d->role == CHORUS_WS_CLIENT && masked)
@@ -176,6 +181,7 @@ static long parse_header(chorus_ws_decoder *d, uint8_t *buf, size_t len,
     if (opcode != CHORUS_WS_OP_CONT) {
         d->msg_opcode = opcode;
         d->msg_len = 0;
+        d->msg_compressed = (b0 & 0x40) != 0;
         chorus_utf8_init(&d->utf8);
     }
     d->in_frame = 1;
@@ -196,12 +202,15 @@ static int deliver_data(chorus_ws_decoder *d, uint8_t *buf, size_t len,
 {
     size_t n = len;
     int opcode = d->msg_opcode;
+    int compressed = d->msg_compressed;
+    /* Compressed text is UTF-8 only once inflated: the caller checks. */
+    int check_utf8 = opcode == CHORUS_WS_OP_TEXT && !compressed;
 
     if ((uint64_t)n > d->frame_left)
         n = (size_t)d->frame_left;
     if (d->frame_masked)
         chorus_ws_mask(buf, n, d->mask, d->mask_pos);
-    if (opcode == CHORUS_WS_OP_TEXT && chorus_utf8_feed(&d->utf8, buf, n)) {
+    if (check_utf8 && chorus_utf8_feed(&d->utf8, buf, n)) {
         fail(d, ev, CHORUS_WS_CLOSE_BAD_DATA, "invalid utf-8");
         return -1;
     }
@@ -213,8 +222,7 @@ static int deliver_data(chorus_ws_decoder *d, uint8_t *buf, size_t len,
     if (d->frame_left == 0) {
         d->in_frame = 0;
         if (d->frame_fin) {
-            if (opcode == CHORUS_WS_OP_TEXT &&
-                !chorus_utf8_complete(&d->utf8)) {
+            if (check_utf8 && !chorus_utf8_complete(&d->utf8)) {
                 fail(d, ev, CHORUS_WS_CLOSE_BAD_DATA,
                      "truncated utf-8 at end of message");
                 return -1;
@@ -222,10 +230,12 @@ static int deliver_data(chorus_ws_decoder *d, uint8_t *buf, size_t len,
             ev->fin = 1;
             d->msg_opcode = 0;
             d->msg_len = 0;
+            d->msg_compressed = 0;
         }
     }
     ev->type = CHORUS_WS_EV_DATA;
     ev->opcode = opcode;
+    ev->compressed = compressed;
     ev->data = buf;
     ev->len = n;
     return 0;
@@ -288,6 +298,17 @@ size_t chorus_ws_write_header(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
         memcpy(out + n, mask_key, 4);
         n += 4;
     }
+    return n;
+}
+
+size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER],
+                                   int fin, int opcode, uint64_t payload_len,
+                                   const uint8_t *mask_key)
+{
+    size_t n = chorus_ws_write_header(out, fin, opcode, payload_len,
+                                      mask_key);
+
+    out[0] |= 0x40;
     return n;
 }
 

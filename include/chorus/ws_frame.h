@@ -52,11 +52,23 @@ typedef struct chorus_ws_event {
     uint16_t close_code; /* CONTROL close: received code (1005 if none);
                             ERROR: the code to close with */
     const char *reason;  /* ERROR: static text for the close reason */
+    int compressed;      /* DATA: 1 for every chunk of a message whose
+                            first frame had RSV1 set (allow_rsv1 only) */
 } chorus_ws_event;
 
 typedef struct chorus_ws_decoder {
     chorus_ws_role role;
-    uint64_t max_message; /* bytes of reassembled payload; 0 = no limit */
+    uint64_t max_message; /* bytes of reassembled payload; 0 = no limit.
+                             For a compressed message this bounds the
+                             compressed bytes; the inflater bounds the
+                             rest. */
+    int allow_rsv1;       /* set after init once permessage-deflate is
+                             negotiated (RFC 7692 section 6): RSV1 is then
+                             accepted on the first frame of a TEXT/BINARY
+                             message, still refused (1002) on continuation
+                             and control frames. UTF-8 is not checked for
+                             compressed messages: the caller checks after
+                             inflating. 0 after chorus_ws_decoder_init. */
 
     /* private state */
     int in_frame;          /* header parsed, payload pending */
@@ -69,6 +81,7 @@ typedef struct chorus_ws_decoder {
     int msg_opcode;        /* TEXT/BINARY while a message is open, else 0 */
     uint64_t msg_len;      /* payload bytes of the open message so far */
     chorus_utf8 utf8;
+    int msg_compressed;    /* the open message had RSV1 on its first frame */
     int failed;
 } chorus_ws_decoder;
 
@@ -92,6 +105,12 @@ void chorus_ws_decode(chorus_ws_decoder *d, uint8_t *buf, size_t len,
 size_t chorus_ws_write_header(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
                               int opcode, uint64_t payload_len,
                               const uint8_t *mask_key);
+
+/* Same with RSV1 set: the first frame of a permessage-deflate compressed
+ * message (RFC 7692 section 6). Never for control or continuation frames. */
+size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER],
+                                   int fin, int opcode, uint64_t payload_len,
+                                   const uint8_t *mask_key);
 
 /* XORs len bytes with key, starting at position pos of the key stream. */
 void chorus_ws_mask(uint8_t *p, size_t len, const uint8_t key[4],
