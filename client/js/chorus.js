@@ -140,12 +140,9 @@ export class Chorus {
     this._dirty = new Set();
     this._flushTimer = null;
 
-    if (typeof window !== 'undefined' && window.addEventListener) {
-      this._onOnline = () => { if (!this._stopped && this._state !== 'open') this.reconnect(); };
-      this._onHide = () => this._flush();
-      window.addEventListener('online', this._onOnline);
-      window.addEventListener('pagehide', this._onHide);
-    }
+    this._win = typeof window !== 'undefined' && window.addEventListener ? window : null;
+    this._onOnline = () => { if (!this._stopped && this._state !== 'open') this.reconnect(); };
+    this._onHide = () => this._flush();
     if (options.connect !== false) this.connect();
   }
 
@@ -182,10 +179,21 @@ export class Chorus {
   connect() {
     if (!this._stopped && this._state !== 'closed') return;
     this._stopped = false;
+    this._listenWindow(true);
     this._failures = 0;
     this._handshakeFails = 0;
     this._refusedReported = false;
     this._open();
+  }
+
+  /** Back online: retry now, not at the end of a long backoff. Page hidden
+   *  (closed, navigated away): save positions now. Removed by close() so a
+   *  discarded client can be garbage collected. */
+  _listenWindow(on) {
+    if (!this._win) return;
+    const f = on ? 'addEventListener' : 'removeEventListener';
+    this._win[f]('online', this._onOnline);
+    this._win[f]('pagehide', this._onHide);
   }
 
   reconnect() {
@@ -202,10 +210,7 @@ export class Chorus {
     this._drop(1000, 'client closed');
     this._rejectAll('closed', 'chorus: client closed', true);
     this._flush();
-    if (this._onOnline) {
-      window.removeEventListener('online', this._onOnline);
-      window.removeEventListener('pagehide', this._onHide);
-    }
+    this._listenWindow(false);
     if (this._state !== 'closed') this._setState('closed', { code: 1000 });
   }
 

@@ -96,7 +96,7 @@ client.on('state', (state, info) => {
 client.on('replayed', ({ topic: t, count }) => {
   if (t !== topic) return;
   demo.replayed += count;
-  showNotice(`Reconnected: replayed ${count} missed message${count === 1 ? '' : 's'}.`);
+  showNotice(`Resumed: replayed ${count} missed message${count === 1 ? '' : 's'}.`);
   log(`resumed ${t}: replayed ${count} missed messages`);
 });
 

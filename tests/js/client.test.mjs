@@ -296,3 +296,24 @@ test('a handshake refused for another reason is reported after 3 tries, then slo
   c.close();
   s.close();
 });
+
+test("the browser's 'online' event reconnects at once", async () => {
+  const b = await broker();
+  globalThis.window = new EventTarget(); // what the client listens on
+  try {
+    const c = client(b.url, { backoff: { min: 20000, max: 20000 } });
+    const got = collect(c, 'unit.online');
+    await got.unsub.ready;
+    await b.stop();
+    await waitFor(() => c.events.some(([e, , i]) => e === 'state' && i?.retryIn >= 10000),
+      { what: 'a long retry delay' });
+    await b.start();
+    await cliPub(b.url, 'unit.online', 'while offline');
+    window.dispatchEvent(new Event('online'));
+    await waitFor(() => got.length === 1, { timeout: 3000, what: 'resumed at once' });
+    assert.equal(got[0].replayed, true);
+    c.close();
+  } finally {
+    delete globalThis.window;
+  }
+});
