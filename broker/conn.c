@@ -158,11 +158,14 @@ static void slow_consumer(conn *c)
 
 /* Output queued on a direct-write connection goes out at the end of the
  * turn, together with everything else queued for it meanwhile. */
-static void schedule_write(conn *c)
+static void schedule_write(conn *c, size_t len)
 {
     server *srv = c->srv;
 
-    if (!c->direct_write || c->flush_pending)
+    if (!c->direct_write)
+        return;
+    c->turn_bytes += len;
+    if (c->flush_pending)
         return;
     c->flush_pending = 1;
     c->flush_next = NULL;
@@ -205,6 +208,9 @@ void conn_flush_pending(server *srv)
         struct evbuffer *out;
         next = c->flush_next;
         c->flush_pending = 0;
+        c->turn_bytes = 0;
+        if (c->state == CONN_DEAD) /* kept for us by conn_reap */
+            event_active(srv->reap_ev, EV_TIMEOUT, 0);
         if (c->state != CONN_WS || !c->direct_write)
             continue;
         out = bufferevent_get_output(c->bev);
@@ -230,19 +236,20 @@ static int queue_frame(conn *c, int opcode, const void *payload, size_t len)
     if (evbuffer_add(out, hdr, n) || evbuffer_add(out, payload, len))
         return -1;
     c->srv->stats.bytes_out += n + len;
-    schedule_write(c);
+    schedule_write(c, n + len);
     return 0;
 }
 
-/* The bound is on the backlog: a connection whose queue is empty keeps
- * up, and takes even a block larger than the bound (it is written at the
- * end of this turn); one that still holds earlier output may not grow
- * past max_outbound_bytes. */
+/* The bound is on the backlog: a connection that has written everything
+ * queued before this turn keeps up, and takes all of this turn's output
+ * even past the bound (it is written at the end of the turn); one that
+ * still holds earlier output may not grow past max_outbound_bytes. */
 static int over_bound(const conn *c, size_t len)
 {
     size_t queued = conn_queued(c);
+    size_t backlog = queued - (c->direct_write ? c->turn_bytes : 0);
 
-    return queued > 0 && queued + len > c->srv->cfg->max_outbound_bytes;
+    return backlog > 0 && queued + len > c->srv->cfg->max_outbound_bytes;
 }
 
 int conn_send(conn *c, int opcode, const void *payload, size_t len)
@@ -262,18 +269,23 @@ int conn_send(conn *c, int opcode, const void *payload, size_t len)
 
 int conn_send_shared(conn *c, frame_ref *f)
 {
+    return conn_send_shared_range(c, f, 0, f->len);
+}
+
+int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
+{
     if (c->state != CONN_WS)
         return -1;
-    if (over_bound(c, f->len)) {
+    if (over_bound(c, len)) {
         slow_consumer(c);
         return -1;
     }
-    if (frame_ref_attach(f, bufferevent_get_output(c->bev))) {
+    if (frame_ref_attach_range(f, bufferevent_get_output(c->bev), off, len)) {
         conn_abort(c);
         return -1;
     }
-    c->srv->stats.bytes_out += f->len;
-    schedule_write(c);
+    c->srv->stats.bytes_out += len;
+    schedule_write(c, len);
     return 0;
 }
 
@@ -403,14 +415,13 @@ void conn_reap(server *srv)
 
     for (; c; c = next) {
         next = c->next;
-        if (c->refs)
+        if (c->refs || c->flush_pending) /* still referenced or listed */
             continue;
         unlink_conn(&srv->reap, c);
         if (c->expiry_ev)
             event_free(c->expiry_ev);
         auth_identity_free(&c->auth);
-        if (c->ip)
-            ip_table_release(&srv->ips, c->ip);
+        loops_release(srv->b, c->ip);
         bufferevent_free(c->bev);
         if (c->msg)
             evbuffer_free(c->msg);
@@ -561,6 +572,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
             replay_pump(c);
         if (!c->tls && conn_queued(c) == 0 && c->state == CONN_WS) {
             c->direct_write = 1; /* drained: back to writing ourselves */
+            c->turn_bytes = 0;
             bufferevent_disable(c->bev, EV_WRITE);
         }
     }

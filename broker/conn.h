@@ -41,6 +41,7 @@ typedef struct conn {
     int tls;
     int direct_write;         /* WS over TCP: we write, not the bufferevent */
     int flush_pending;        /* on the server's flush list */
+    size_t turn_bytes;        /* queued since the last flush */
     struct conn *flush_next;
     int http_busy;            /* an HTTP reply is pending (publish) */
     int http_keepalive;       /* keep the connection after that reply */
@@ -77,6 +78,9 @@ int conn_send(conn *c, int opcode, const void *payload, size_t len);
 
 /* Queues a shared frame without copying it; same result as conn_send. */
 int conn_send_shared(conn *c, frame_ref *f);
+
+/* Queues len bytes of a shared block of frames from off. */
+int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len);
 
 /* Bytes queued and not yet written to the socket. */
 size_t conn_queued(const conn *c);

@@ -62,11 +62,15 @@ size_t frame_write(uint8_t *dst, int opcode, size_t bound,
     return h + n;
 }
 
-void frame_ref_incref(frame_ref *f) { f->refs++; }
+/* Atomic: a block of frames is shared by the loops of several threads. */
+void frame_ref_incref(frame_ref *f)
+{
+    __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+}
 
 void frame_ref_decref(frame_ref *f)
 {
-    if (--f->refs == 0)
+    if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0)
         free(f);
 }
 
@@ -77,12 +81,19 @@ static void release(const void *data, size_t len, void *arg)
     frame_ref_decref(arg);
 }
 
-int frame_ref_attach(frame_ref *f, struct evbuffer *buf)
+int frame_ref_attach_range(frame_ref *f, struct evbuffer *buf, size_t off,
+                           size_t len)
 {
-    f->refs++;
-    if (evbuffer_add_reference(buf, frame_ref_bytes(f), f->len, release, f)) {
-        f->refs--;
+    frame_ref_incref(f);
+    if (evbuffer_add_reference(buf, frame_ref_bytes(f) + off, len, release,
+                               f)) {
+        frame_ref_decref(f);
         return -1;
     }
     return 0;
+}
+
+int frame_ref_attach(frame_ref *f, struct evbuffer *buf)
+{
+    return frame_ref_attach_range(f, buf, 0, f->len);
 }

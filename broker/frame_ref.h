@@ -10,7 +10,7 @@
 struct evbuffer;
 
 typedef struct frame_ref {
-    uint32_t refs;
+    uint32_t refs;   /* atomic: blocks are shared across loops */
     size_t len;      /* bytes of frame in data[] from start */
     size_t start;    /* the header is written right-aligned before payload */
     uint8_t data[];
@@ -44,6 +44,10 @@ void frame_ref_decref(frame_ref *f);
 /* Attaches the frame to buf without copying; takes its own reference.
  * Returns 0 or -1. */
 int frame_ref_attach(frame_ref *f, struct evbuffer *buf);
+
+/* The same for len bytes from off (whole frames of a block). */
+int frame_ref_attach_range(frame_ref *f, struct evbuffer *buf, size_t off,
+                           size_t len);
 
 static inline const uint8_t *frame_ref_bytes(const frame_ref *f)
 {

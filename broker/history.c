@@ -59,7 +59,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_TOPIC_GET] = "SELECT id, epoch, last_offset FROM topics WHERE name = ?1",
-    [ST_TOPIC_ADD] = "INSERT INTO topics(name, epoch, last_offset) "
+    /* OR IGNORE: another connection (another event loop) may create the
+     * same topic at the same moment; then its row wins. */
+    [ST_TOPIC_ADD] = "INSERT OR IGNORE INTO topics(name, epoch, last_offset) "
                      "VALUES(?1, ?2, 0)",
     [ST_MSG_ADD] = "INSERT INTO messages(topic_id, \"offset\", ts, data) "
                    "VALUES(?1, ?2, ?3, ?4)",
@@ -419,6 +421,8 @@ int history_topic_load(history *h, const char *name, int create,
         bind_text(h, s, 2, t.epoch, HISTORY_EPOCH_LEN) != 0 ||
         run(h, s, "create topic") != 0)
         return -1;
+    if (sqlite3_changes(h->db) == 0) /* created elsewhere meanwhile */
+        return history_topic_load(h, name, 0, out) == 0 ? 0 : -1;
     t.id = sqlite3_last_insert_rowid(h->db);
     t.last_offset = 0;
     *out = t;

@@ -126,7 +126,6 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     json_error_t jerr;
     json_t *data;
     char *text;
-    topic *t;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
     if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 1,
@@ -140,10 +139,8 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     }
     text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(data);
-    t = text ? publish_load_topic(srv, name, (size_t)n) : NULL;
-    if (!t || publish_submit(srv, c, ACK_HTTP, NULL, t, text, strlen(text))) {
-        if (!t)
-            free(text);
+    if (!text || publish_submit(srv, c, ACK_HTTP, NULL, name, (size_t)n, text,
+                                strlen(text))) {
         http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
                            "history store unavailable", keepalive);
         return HTTP_API_DONE;
@@ -151,8 +148,8 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     return HTTP_API_PENDING;
 }
 
-void http_api_publish_done(conn *c, const topic *t, uint64_t offset,
-                           const char *error)
+void http_api_publish_done(conn *c, const char *name, const char *epoch,
+                           uint64_t offset, const char *error)
 {
     int keepalive = c->http_keepalive;
     json_t *o;
@@ -161,7 +158,7 @@ void http_api_publish_done(conn *c, const topic *t, uint64_t offset,
     if (error) {
         http_respond_error(c, 500, CHORUS_ERR_INTERNAL, error, keepalive);
     } else {
-        o = json_pack("{s:s,s:s,s:I}", "topic", t->name, "epoch", t->epoch,
+        o = json_pack("{s:s,s:s,s:I}", "topic", name, "epoch", epoch,
                       "offset", (json_int_t)offset);
         body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         if (body)

@@ -29,7 +29,7 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
 
 /* Completes a publish made over HTTP: 200 with the offset once committed,
  * or 500 with error. */
-void http_api_publish_done(conn *c, const topic *t, uint64_t offset,
-                           const char *error);
+void http_api_publish_done(conn *c, const char *name, const char *epoch,
+                           uint64_t offset, const char *error);
 
 #endif

@@ -7,7 +7,8 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "loops.h"
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -34,7 +35,6 @@ int main(int argc, char **argv)
     const char *conf_path = NULL, *listen = NULL, *level = NULL;
     char err[512];
     config cfg;
-    server srv;
     int opt, rc;
 
     while ((opt = getopt_long(argc, argv, "c:l:L:h", opts, NULL)) != -1) {
@@ -63,14 +63,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (EFBIG), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    if (server_init(&srv, &cfg, err, sizeof err)) {
-        log_error("%s", err);
-        server_destroy(&srv);
-        config_free(&cfg);
-        return 1;
+    if (cfg.threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg.threads = cores > 0 ? (uint64_t)cores : 1;
     }
-    rc = server_run(&srv);
-    server_destroy(&srv);
+    if (!cfg.history && cfg.threads > 1) {
+        /* Without a shared store the loops could not agree on epochs. */
+        log_info("history = off: running one event loop");
+        cfg.threads = 1;
+    }
+    rc = loops_run(&cfg);
     config_free(&cfg);
     return rc;
 }

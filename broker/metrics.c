@@ -105,20 +105,48 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
     evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
 }
 
+/* Adds b's counters to a. */
+static void add(metrics *a, const metrics *b)
+{
+    const uint64_t *src = (const uint64_t *)b;
+    uint64_t *dst = (uint64_t *)a;
+    double sum = a->commit_latency_sum_s + b->commit_latency_sum_s;
+
+    /* Every field but the latency sum is a uint64_t counter. */
+    for (size_t i = 0; i < sizeof *a / sizeof(uint64_t); i++)
+        dst[i] += src[i];
+    a->commit_latency_sum_s = sum;
+}
+
 void metrics_render(const server *s, struct evbuffer *out)
 {
-    const metrics *m = &s->stats;
+    metrics total = s->stats, *m = &total;
+    uint64_t nconns = s->nconns, subs = topics_sub_count(&s->topics);
+    uint64_t ntopics = topics_count(&s->topics);
+
+    /* The other loops' counters are read while they run: each value is
+     * a word that is only ever incremented, so a scrape sees a recent
+     * value of each (not one instant of all). */
+    for (int i = 0; s->b && i < s->b->n; i++) {
+        const server *o = &s->b->loops[i];
+        if (o == s)
+            continue;
+        add(&total, &o->stats);
+        nconns += __atomic_load_n(&o->nconns, __ATOMIC_RELAXED);
+        subs += __atomic_load_n(&o->topics.subs.count, __ATOMIC_RELAXED);
+        ntopics += __atomic_load_n(&o->topics.by_name.count,
+                                   __ATOMIC_RELAXED);
+    }
     one(out, "chorus_connections", "gauge", "Open client connections.",
-        s->nconns);
+        nconns);
     one(out, "chorus_connections_total", "counter",
         "Connections accepted since start.", m->connections_total);
     labelled(out, "chorus_connections_rejected_total",
              "Connections refused, by cause.", "cause", reject_names,
              m->rejected, REJECT__COUNT);
-    one(out, "chorus_subscriptions", "gauge", "Current subscriptions.",
-        topics_sub_count(&s->topics));
-    one(out, "chorus_topics", "gauge", "Topics currently in memory.",
-        topics_count(&s->topics));
+    one(out, "chorus_subscriptions", "gauge", "Current subscriptions.", subs);
+    one(out, "chorus_topics", "gauge",
+        "Topics in memory (summed over event loops).", ntopics);
     one(out, "chorus_messages_published_total", "counter",
         "Messages accepted for publishing.", m->messages_published);
     one(out, "chorus_messages_delivered_total", "counter",

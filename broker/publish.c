@@ -9,7 +9,9 @@
 
 #include "chorus/wire.h"
 #include "conn.h"
+#include "fanout.h"
 #include "frame_ref.h"
+#include "loops.h"
 #include "history.h"
 #include "http_api.h"
 #include "log.h"
@@ -86,8 +88,28 @@ topic *publish_load_topic(server *s, const char *name, size_t len)
     return t;
 }
 
-int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
-                   char *data, size_t data_len)
+int publish_newest(server *s, topic *t, uint64_t *newest)
+{
+    history_topic ht;
+
+    *newest = t->last_offset;
+    if (s->index == 0 || !s->hist)
+        return 0;
+    /* Loop 0 commits; blocks reach this loop a little later. An ack it
+     * sent may already have reached a client, so ask the store. */
+    if (history_topic_load(s->hist, t->name, 0, &ht) < 0) {
+        log_error("history: cannot read topic %s: %s", t->name,
+                  history_errmsg(s->hist));
+        return -1;
+    }
+    if (ht.last_offset > *newest)
+        *newest = ht.last_offset;
+    return 0;
+}
+
+/* Appends an item to loop 0's batch; takes ownership of data. */
+static int batch_add(server *s, topic *t, conn *c, ack_kind ack, json_t *id,
+                     int origin, void *token, char *data, size_t data_len)
 {
     publish_batch *b = &s->batch;
     publish_item *it;
@@ -107,9 +129,12 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
     it->t = t;
     topics_pin(t);
     it->c = c;
-    conn_ref(c);
+    if (c)
+        conn_ref(c);
     it->ack = ack;
     it->id = id ? json_incref(id) : NULL;
+    it->origin = origin;
+    it->token = token;
     it->offset = ++t->next_offset;
     it->ts_ms = server_now_ms(s);
     it->data = data;
@@ -125,79 +150,158 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
     return 0;
 }
 
-typedef struct message_src {
-    const topic *t;
-    const publish_item *it;
-} message_src;
+/* A publish received by a loop other than 0, waiting for its ack. */
+typedef struct pending_ack {
+    conn *c;
+    ack_kind ack;
+    json_t *id;
+} pending_ack;
 
-static size_t fill_message(uint8_t *payload, void *arg)
+static int forward(server *s, conn *c, ack_kind ack, json_t *id,
+                   const char *name, size_t len, char *data, size_t data_len)
 {
-    const message_src *m = arg;
+    pending_ack *p = malloc(sizeof *p);
+    lmsg *m = lmsg_new(LMSG_PUBLISH, name, len);
 
-    return chorus_encode_message((char *)payload, m->t->name,
-                                 m->t->name_len, m->it->offset,
-                                 m->it->ts_ms, m->it->data,
-                                 m->it->data_len);
+    if (!p || !m) {
+        free(p);
+        free(m);
+        free(data);
+        return -1;
+    }
+    p->c = c;
+    conn_ref(c);
+    p->ack = ack;
+    p->id = id ? json_incref(id) : NULL;
+    m->origin = s->index;
+    m->token = p;
+    m->data = data;
+    m->data_len = data_len;
+    loops_post(s->b, 0, m);
+    return 0;
 }
 
-/* Encodes all of one topic's messages of this batch once, as one block of
- * consecutive frames, and shares that block with every live subscriber:
- * one buffer reference per subscriber per batch, whatever the number of
- * messages, and no copy. */
-static void fan_out(server *s, publish_item *items, size_t first)
+int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
+                   const char *name, size_t len, char *data,
+                   size_t data_len)
 {
-    topic *t = items[first].t;
-    size_t total = 0, len = 0, count = 0;
-    frame_ref *f;
+    topic *t;
 
-    for (size_t i = first + 1; i; i = items[i - 1].next_same) {
-        total += chorus_message_bound(t->name_len, items[i - 1].data_len) +
-                 FRAME_REF_HEADROOM;
-        t->last_offset = items[i - 1].offset;
-        count++;
+    if (s->index != 0)
+        return forward(s, c, ack, id, name, len, data, data_len);
+    t = publish_load_topic(s, name, len);
+    if (!t) {
+        free(data);
+        return -1;
     }
-    if (!t->subs)
-        return;
-    f = frame_ref_new(total);
-    if (!f) {
-        log_error("out of memory fanning out %s", t->name);
-        return;
-    }
-    for (size_t i = first + 1; i; i = items[i - 1].next_same) {
-        message_src m = {t, &items[i - 1]};
-        size_t bound = chorus_message_bound(t->name_len, m.it->data_len);
-        len += frame_write(frame_ref_payload(f) + len, CHORUS_WS_OP_TEXT,
-                           bound, fill_message, &m);
-    }
-    frame_ref_seal_raw(f, len);
-    /* A send may close a slow subscriber, which unlinks only that
-     * subscriber's own node; the topic stays pinned by the batch. */
-    for (sub *sb = t->subs, *next; sb; sb = next) {
-        next = sb->t_next;
-        if (sb->replaying)
-            continue;
-        if (conn_send_shared(sb->owner, f) == 0)
-            s->stats.messages_delivered += count;
-    }
-    frame_ref_decref(f);
+    return batch_add(s, t, c, ack, id, -1, NULL, data, data_len);
 }
 
-static void acknowledge(publish_item *it, const char *error)
+void publish_receive_forwarded(server *s, lmsg *m)
 {
-    conn *c = it->c;
+    topic *t = publish_load_topic(s, m->name, m->name_len);
+    lmsg *ack;
 
+    if (t && batch_add(s, t, NULL, ACK_WS, NULL, m->origin, m->token,
+                       m->data, m->data_len) == 0) {
+        m->data = NULL; /* the batch owns it now */
+        return;
+    }
+    if (!t) {
+        free(m->data);
+    }
+    m->data = NULL;
+    ack = lmsg_new(LMSG_ACK, m->name, m->name_len);
+    if (ack) {
+        ack->token = m->token;
+        ack->failed = 1;
+    }
+    loops_post(s->b, m->origin, ack);
+}
+
+/* Answers the publisher: `published` or HTTP 200, or `internal`. */
+static void answer(conn *c, ack_kind ack, json_t *id, const char *name,
+                   const char *epoch, uint64_t offset, const char *error)
+{
     if (c->state == CONN_DEAD)
         return;
-    if (it->ack == ACK_HTTP) {
-        http_api_publish_done(c, it->t, it->offset, error);
+    if (ack == ACK_HTTP) {
+        http_api_publish_done(c, name, epoch, offset, error);
         return;
     }
     if (c->state != CONN_WS)
         return;
     if (error)
-        session_error(c, it->id, CHORUS_ERR_INTERNAL, error);
+        session_error(c, id, CHORUS_ERR_INTERNAL, error);
     else
-        session_published(c, it->id, it->t->name, it->offset);
+        session_published(c, id, name, offset);
+}
+
+void publish_forwarded_ack(server *s, lmsg *m)
+{
+    pending_ack *p = m->token;
+
+    (void)s;
+    answer(p->c, p->ack, p->id, m->name, m->epoch, m->offset,
+           m->failed ? "history write failed" : NULL);
+    if (p->id)
+        json_decref(p->id);
+    conn_unref(p->c);
+    free(p);
+}
+
+static void acknowledge(server *s, publish_item *it, const char *error)
+{
+    lmsg *m;
+
+    if (it->c) {
+        answer(it->c, it->ack, it->id, it->t->name, it->t->epoch, it->offset,
+               error);
+        return;
+    }
+    m = lmsg_new(LMSG_ACK, it->t->name, it->t->name_len);
+    if (m) {
+        m->token = it->token;
+        m->offset = it->offset;
+        m->failed = error != NULL;
+        memcpy(m->epoch, it->t->epoch, sizeof m->epoch);
+    }
+    loops_post(s->b, it->origin, m);
+}
+
+/* Fans one topic's committed items out here and in every other loop. */
+static void fan_out(server *s, publish_item *items, size_t first)
+{
+    topic *t = items[first].t;
+    size_t count, *pos;
+    frame_ref *f;
+
+    for (size_t i = first + 1; i; i = items[i - 1].next_same)
+        t->last_offset = items[i - 1].offset;
+    if (!t->subs && s->b->n == 1)
+        return;
+    f = fanout_build(t, items, first, &count, &pos);
+    if (!f) {
+        log_error("out of memory fanning out %s", t->name);
+        return;
+    }
+    fanout_deliver(s, t, f, items[first].offset, count, pos);
+    for (int i = 1; i < s->b->n; i++) {
+        lmsg *m = lmsg_new(LMSG_COMMITTED, t->name, t->name_len);
+        if (m && (m->pos = malloc((count + 1) * sizeof *pos))) {
+            memcpy(m->pos, pos, (count + 1) * sizeof *pos);
+            frame_ref_incref(f);
+            m->block = f;
+            m->offset = items[first].offset;
+            m->count = count;
+        } else if (m) {
+            free(m);
+            m = NULL;
+        }
+        loops_post(s->b, i, m);
+    }
+    free(pos);
+    frame_ref_decref(f);
 }
 
 static int write_batch(server *s)
@@ -263,11 +367,12 @@ void publish_flush(server *s)
                 fan_out(s, items, i);
             it->t->batch_head = it->t->batch_tail = 0;
         }
-        acknowledge(it, failed ? "history write failed" : NULL);
+        acknowledge(s, it, failed ? "history write failed" : NULL);
         free(it->data);
         if (it->id)
             json_decref(it->id);
-        conn_unref(it->c);
+        if (it->c)
+            conn_unref(it->c);
         topics_unpin(&s->topics, it->t);
     }
     if (!b->items) { /* keep the array for the next turn */

@@ -15,13 +15,17 @@
 typedef struct server server;
 typedef struct conn conn;
 typedef struct topic topic;
+struct lmsg;
 struct event;
 
 typedef enum { ACK_WS, ACK_HTTP } ack_kind;
 
 typedef struct publish_item {
     topic *t;          /* pinned until the batch is done */
-    conn *c;           /* referenced; acked unless closed meanwhile */
+    conn *c;           /* referenced; acked unless closed meanwhile; NULL
+                          when another loop holds the publisher */
+    int origin;        /* that loop, when c is NULL */
+    void *token;       /* and its record of the publish */
     ack_kind ack;
     json_t *id;        /* request id to echo (a reference), or NULL */
     uint64_t offset;
@@ -46,10 +50,24 @@ void publish_destroy(server *s);
  * the loop. */
 topic *publish_load_topic(server *s, const char *name, size_t len);
 
-/* Assigns the next offset and queues the message; takes ownership of data.
- * Returns 0, or -1 (data freed) when the batch cannot grow. */
-int publish_submit(server *s, conn *c, ack_kind ack, json_t *id, topic *t,
-                   char *data, size_t data_len);
+/* The newest offset of t that any client may have seen acknowledged:
+ * what `subscribed` reports and where live delivery starts. Returns 0, or
+ * -1 when the store failed. */
+int publish_newest(server *s, topic *t, uint64_t *newest);
+
+/* Publishes data (serialized JSON, owned) to the topic for c, whose reply
+ * (`published` or HTTP 200) follows the commit. Loop 0 assigns the offset
+ * and joins the batch; other loops forward to loop 0. Returns 0, or -1
+ * (data freed) when that failed; the caller replies `internal`. */
+int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
+                   const char *name, size_t len, char *data,
+                   size_t data_len);
+
+/* Loop 0: a publish forwarded by another loop (takes m->data). */
+void publish_receive_forwarded(server *s, struct lmsg *m);
+
+/* The origin loop: the outcome of a forwarded publish. */
+void publish_forwarded_ack(server *s, struct lmsg *m);
 
 /* Commits the pending batch now (also run at the end of each turn). */
 void publish_flush(server *s);

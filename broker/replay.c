@@ -12,25 +12,25 @@
 #include "topics.h"
 
 int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
-                int *recovered, uint64_t *cursor)
+                uint64_t newest, int *recovered, uint64_t *cursor)
 {
     uint64_t first;
 
     srv->stats.replays++;
-    if (strcmp(epoch, t->epoch) != 0 || since > t->last_offset) {
+    if (strcmp(epoch, t->epoch) != 0 || since > newest) {
         /* A foreign epoch, or an offset this epoch never reached: the
          * client's position means nothing here; send all we have. */
         *recovered = 0;
-        *cursor = srv->hist ? 0 : t->last_offset;
+        *cursor = srv->hist ? 0 : newest;
         return 0;
     }
     *cursor = since;
     if (!srv->hist) { /* nothing stored: only "up to date" recovers */
-        *recovered = since == t->last_offset;
-        *cursor = t->last_offset;
+        *recovered = since == newest;
+        *cursor = newest;
         return 0;
     }
-    if (since == t->last_offset) {
+    if (since == newest) {
         *recovered = 1;
         return 0;
     }
@@ -57,6 +57,14 @@ static void unlink_replay(conn *c, sub *s)
         c->replay_tail = prev;
     s->replay_next = NULL;
     s->replaying = 0;
+}
+
+/* Live from here: offsets up to the cursor have been sent. */
+static void finish(conn *c, sub *s)
+{
+    if (s->cursor > s->live_from)
+        s->live_from = s->cursor;
+    unlink_replay(c, s);
 }
 
 void replay_start(conn *c, sub *s, uint64_t cursor)
@@ -131,8 +139,8 @@ void replay_pump(conn *c)
         sub *s = c->replay_head;
         int rows;
 
-        if (s->cursor >= s->t->last_offset) {
-            unlink_replay(c, s); /* caught up: live from now on */
+        if (s->cursor >= s->live_from && s->cursor >= s->t->last_offset) {
+            finish(c, s); /* caught up: live from now on */
             continue;
         }
         p.s = s;
@@ -147,6 +155,6 @@ void replay_pump(conn *c)
             return;
         }
         if (rows == 0)
-            unlink_replay(c, s); /* the rest was trimmed meanwhile */
+            finish(c, s); /* the rest was trimmed meanwhile */
     }
 }

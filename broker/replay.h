@@ -21,11 +21,11 @@ typedef struct topic topic;
 #define REPLAY_HIGH_WATER (512 * 1024)
 #define REPLAY_PAGE_ROWS 256
 
-/* Decides what a subscribe with since (epoch, offset) gets: *recovered
- * per PROTOCOL.md, and *cursor, the offset after which to replay. Returns
- * 0, or -1 when the store failed. */
+/* Decides what a subscribe with since (epoch, offset) gets, newest being
+ * the topic's newest offset: *recovered per PROTOCOL.md, and *cursor, the
+ * offset after which to replay. Returns 0, or -1 when the store failed. */
 int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
-                int *recovered, uint64_t *cursor);
+                uint64_t newest, int *recovered, uint64_t *cursor);
 
 /* Starts (or restarts) streaming stored messages after cursor to s. */
 void replay_start(conn *c, sub *s, uint64_t cursor);

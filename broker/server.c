@@ -13,8 +13,9 @@
 #include <openssl/ssl.h>
 
 #include "conn.h"
+#include "listener.h"
 #include "log.h"
-#include "tls.h"
+#include "loops.h"
 
 /* Retention runs in small steps so that no step blocks the loop for
  * long; a step that hit its budget is followed by another soon after. */
@@ -23,8 +24,6 @@
 #define TRIM_BUSY_MS 10
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
-/* Pause before accepting again after accept() failed (e.g. EMFILE). */
-#define ACCEPT_BACKOFF_MS 200
 
 int64_t server_now_ms(server *s)
 {
@@ -87,121 +86,6 @@ int server_reject(server *s, reject_cause cause)
     return server_log_due(s, (int)cause);
 }
 
-/* Refuses a connection before it gets any state: a short 503 written
- * straight to the new socket (best effort), then close. */
-static void refuse_fd(evutil_socket_t fd)
-{
-    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                               "Content-Length: 0\r\n"
-                               "Connection: close\r\n\r\n";
-    ssize_t n = send(fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-    (void)n;
-    evutil_closesocket(fd);
-}
-
-static void accept_conn(server *s, evutil_socket_t fd, struct sockaddr *sa,
-                        int salen, int tls)
-{
-    uint64_t max = s->cfg->max_connections;
-    ip_slot *ip;
-    SSL *ssl = NULL;
-    conn *c;
-
-    if (max && s->nconns >= max) {
-        if (server_reject(s, REJECT_MAX_CONNECTIONS))
-            log_warn("max_connections (%llu) reached, refusing connections",
-                     (unsigned long long)max);
-        refuse_fd(fd);
-        return;
-    }
-    ip = ip_table_acquire(&s->ips, sa, s->cfg->max_connections_per_ip);
-    if (!ip && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
-        if (server_reject(s, REJECT_PER_IP))
-            log_warn("max_connections_per_ip (%llu) reached, refusing "
-                     "connections", (unsigned long long)s->cfg->max_connections_per_ip);
-        refuse_fd(fd);
-        return;
-    }
-    if (tls && !(ssl = SSL_new(s->tls_ctx))) {
-        if (ip)
-            ip_table_release(&s->ips, ip);
-        evutil_closesocket(fd);
-        return;
-    }
-    c = conn_new(s, fd, sa, salen, ssl);
-    if (!c) {
-        if (ip)
-            ip_table_release(&s->ips, ip);
-        return;
-    }
-    c->ip = ip;
-}
-
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg)
-{
-    (void)l;
-    accept_conn(arg, fd, sa, salen, 0);
-}
-
-static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
-                          struct sockaddr *sa, int salen, void *arg)
-{
-    (void)l;
-    accept_conn(arg, fd, sa, salen, 1);
-}
-
-/* SIGHUP: load the certificate and key again. New connections use the
- * new context; open ones keep theirs (an SSL holds its context). */
-static void reload_cb(evutil_socket_t sig, short what, void *arg)
-{
-    server *s = arg;
-    char err[512];
-    SSL_CTX *ctx;
-
-    (void)sig;
-    (void)what;
-    if (!s->tls_ctx)
-        return;
-    ctx = tls_context_new(s->cfg->tls_cert, s->cfg->tls_key, err,
-                          sizeof err);
-    if (!ctx) {
-        log_error("SIGHUP: keeping the old certificate: %s", err);
-        return;
-    }
-    SSL_CTX_free(s->tls_ctx);
-    s->tls_ctx = ctx;
-    log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert,
-             s->cfg->tls_key);
-}
-
-static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server *s = arg;
-
-    (void)fd;
-    (void)what;
-    if (s->stopping)
-        return;
-    if (s->listener)
-        evconnlistener_enable(s->listener);
-    if (s->tls_listener)
-        evconnlistener_enable(s->tls_listener);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    server *s = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-
-    log_warn("accept: %s; pausing for %d ms",
-             evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS);
-    evconnlistener_disable(l);
-    event_base_once(s->base, -1, EV_TIMEOUT, resume_accept_cb, s,
-                    &(struct timeval){0, ACCEPT_BACKOFF_MS * 1000});
-}
-
 static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
@@ -212,25 +96,13 @@ static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
-static void shutdown_cb(evutil_socket_t sig, short what, void *arg)
+void server_stop(server *s)
 {
-    server *s = arg;
-
-    (void)what;
     if (s->stopping)
         return;
-    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT"
-                                                          : "SIGTERM");
     s->stopping = 1;
-    if (s->listener) { /* closes the socket: stop accepting */
-        evconnlistener_free(s->listener);
-        s->listener = NULL;
-    }
-    if (s->tls_listener) {
-        evconnlistener_free(s->tls_listener);
-        s->tls_listener = NULL;
-    }
-    publish_flush(s); /* acks for what was already accepted */
+    listener_close(s); /* stop accepting */
+    publish_flush(s);  /* acks for what was already accepted */
     conn_close_all(s, CHORUS_WS_CLOSE_GOING_AWAY, "broker shutting down");
     if (s->nconns == 0)
         event_base_loopexit(s->base, NULL);
@@ -239,41 +111,25 @@ static void shutdown_cb(evutil_socket_t sig, short what, void *arg)
                         &(struct timeval){SHUTDOWN_GRACE_MS / 1000, 0});
 }
 
-static struct evconnlistener *open_listener(server *s, const char *addr,
-                                            evconnlistener_cb cb, char *err,
-                                            size_t errlen)
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-    struct evconnlistener *l;
-    char host[256];
-    char port[8];
-    int portnum;
-    struct addrinfo hints = {0}, *ai = NULL;
-    int rc;
+    server *s = arg;
 
-    if (config_parse_listen(addr, host, sizeof host, &portnum)) {
-        snprintf(err, errlen, "listen: bad address %s", addr);
-        return NULL;
+    (void)what;
+    if (sig == SIGHUP) {
+        listener_reload_tls(s);
+        return;
     }
-    snprintf(port, sizeof port, "%d", portnum);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc) {
-        snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
-        return NULL;
-    }
-    l = evconnlistener_new_bind(
-        s->base, cb, s,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, ai->ai_addr, (int)ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (!l) {
-        snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
-        return NULL;
-    }
-    evconnlistener_set_error_cb(l, accept_error_cb);
-    return l;
+    if (s->stopping)
+        return;
+    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT"
+                                                          : "SIGTERM");
+    /* Publishes other loops forwarded before this are in our inbox:
+     * take them into the batch so that they are committed and acked. */
+    loops_drain_inbox(s);
+    server_stop(s);
+    for (int i = 1; i < s->b->n; i++)
+        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
 }
 
 /* epoll with a changelist: an event added and removed within one turn
@@ -291,34 +147,45 @@ static struct event_base *new_base(void)
     return base;
 }
 
-int server_init(server *s, const config *cfg, char *err, size_t errlen)
+int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
+    const config *cfg = b->cfg;
     history_opts hopts = {cfg->durability == DURABILITY_FULL,
                           cfg->history_size, cfg->history_ttl_ms};
+    int first = index == 0;
 
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
+    s->b = b;
+    s->index = index;
     s->base = new_base();
     if (!s->base) {
         snprintf(err, errlen, "cannot create the event loop");
         return -1;
     }
-    if (topics_init(&s->topics) || ip_table_init(&s->ips)) {
+    if (topics_init(&s->topics)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* Every loop reads history through its own SQLite connection; only
+     * loop 0 writes messages. */
     if (cfg->history && history_open(&s->hist, cfg->db_path, &hopts, err,
                                      errlen))
         return -1;
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
+    if (!s->reap_ev || !s->flush_ev || publish_init(s) ||
+        loops_inbox_init(s)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!first)
+        return 0;
     s->trim_timer = evtimer_new(s->base, trim_cb, s);
-    s->sig_term = evsignal_new(s->base, SIGTERM, shutdown_cb, s);
-    s->sig_int = evsignal_new(s->base, SIGINT, shutdown_cb, s);
-    s->sig_hup = evsignal_new(s->base, SIGHUP, reload_cb, s);
-    if (!s->reap_ev || !s->flush_ev || !s->trim_timer || !s->sig_term || !s->sig_int ||
-        !s->sig_hup ||
-        publish_init(s)) {
+    s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+    s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+    if (!s->trim_timer || !s->sig_term || !s->sig_int || !s->sig_hup) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -327,65 +194,48 @@ int server_init(server *s, const config *cfg, char *err, size_t errlen)
     event_add(s->sig_hup, NULL);
     if (s->hist)
         arm_ms(s->trim_timer, TRIM_IDLE_MS);
-    if (cfg->tls_listen) {
-        s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err,
-                                     errlen);
-        if (!s->tls_ctx)
-            return -1;
-        s->tls_listener = open_listener(s, cfg->tls_listen, accept_tls_cb,
-                                        err, errlen);
-        if (!s->tls_listener)
-            return -1;
-    }
-    s->listener = open_listener(s, cfg->listen, accept_cb, err, errlen);
-    return s->listener ? 0 : -1;
+    return listener_open(s, err, errlen);
 }
 
 int server_run(server *s)
 {
-    log_info("chorusd listening on %s%s%s (history %s%s)", s->cfg->listen,
-             s->tls_listener ? ", TLS on " : "",
-             s->tls_listener ? s->cfg->tls_listen : "",
-             s->hist ? "in " : "off", s->hist ? s->cfg->db_path : "");
-    event_base_dispatch(s->base);
-    log_info("stopped");
+    if (s->index == 0)
+        log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
+                 s->cfg->listen, s->tls_listener ? ", TLS on " : "",
+                 s->tls_listener ? s->cfg->tls_listen : "",
+                 s->hist ? "in " : "off", s->hist ? s->cfg->db_path : "",
+                 s->b->n, s->b->n == 1 ? "" : "s");
+    /* A loop with no client yet has no pending event: its inbox is only
+     * ever activated from another thread. */
+    event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return s->exit_code;
 }
 
 void server_destroy(server *s)
 {
+    struct event **events[] = {&s->reap_ev,  &s->flush_ev, &s->trim_timer,
+                               &s->sig_term, &s->sig_int,  &s->sig_hup};
+
     if (s->base) {
         publish_flush(s);
         while (s->conns)
             conn_abort(s->conns);
+        for (conn *c = s->flush_head; c; c = c->flush_next)
+            c->flush_pending = 0; /* no flush will run: let reap free */
+        s->flush_head = s->flush_tail = NULL;
         conn_reap(s);
     }
-    if (s->listener)
-        evconnlistener_free(s->listener);
-    if (s->tls_listener)
-        evconnlistener_free(s->tls_listener);
-    if (s->tls_ctx)
-        SSL_CTX_free(s->tls_ctx);
+    listener_close(s);
     if (s->batch.commit_ev)
         publish_destroy(s);
-    if (s->reap_ev)
-        event_free(s->reap_ev);
-    if (s->flush_ev)
-        event_free(s->flush_ev);
-    if (s->trim_timer)
-        event_free(s->trim_timer);
-    if (s->sig_term)
-        event_free(s->sig_term);
-    if (s->sig_int)
-        event_free(s->sig_int);
-    if (s->sig_hup)
-        event_free(s->sig_hup);
+    loops_inbox_destroy(s);
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+        if (*events[i])
+            event_free(*events[i]);
     if (s->hist)
         history_close(s->hist);
     if (s->topics.by_name.buckets)
         topics_destroy(&s->topics);
-    if (s->ips.slots.buckets)
-        ip_table_destroy(&s->ips);
     if (s->base)
         event_base_free(s->base);
 }

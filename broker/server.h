@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "history.h"
-#include "ip_table.h"
+#include "loops.h"
 #include "metrics.h"
 #include "publish.h"
 #include "topics.h"
@@ -32,12 +32,14 @@ enum {
 typedef struct server {
     struct event_base *base;
     const config *cfg;
+    broker *b;               /* the loops this one runs beside */
+    int index;               /* 0 accepts and writes history */
+    inbox in;                /* messages from the other loops */
     history *hist;
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
     struct ssl_ctx_st *tls_ctx;   /* new TLS connections use this one */
-    ip_table ips;
     int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
     struct event *sig_hup;
     struct event *sig_term;
@@ -56,14 +58,18 @@ typedef struct server {
     int exit_code;
 } server;
 
-/* Opens the store, binds the listener and installs signal handlers. On
+/* Sets up loop `index` of b: its event base, store connection and inbox;
+ * loop 0 also binds the listeners and installs the signal handlers. On
  * failure returns -1 with a message in err; server_destroy() then frees
  * whatever was set up. */
-int server_init(server *s, const config *cfg, char *err, size_t errlen);
+int server_init(server *s, broker *b, int index, char *err, size_t errlen);
 
-/* Runs the loop until SIGTERM/SIGINT (then closes clients with 1001).
- * Returns the process exit code. */
+/* Runs the loop until it is stopped. Returns the process exit code. */
 int server_run(server *s);
+
+/* Stops accepting, commits what was accepted, closes every client with
+ * 1001, and ends the loop once they are gone (or after a grace time). */
+void server_stop(server *s);
 void server_destroy(server *s);
 
 /* Counts a refused connection or request; returns 1 when a log line about

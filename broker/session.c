@@ -42,44 +42,50 @@ void session_published(conn *c, json_t *id, const char *topic_name,
     send_json(c, text, len);
 }
 
-static void on_subscribe(conn *c, const chorus_request *req)
+/* Checks that come before a subscription: permission, since shape and
+ * the per-connection limit. Replies and returns -1 when one fails. */
+static int may_subscribe(conn *c, const chorus_request *req, int is_new)
 {
-    server *srv = c->srv;
-    uint64_t max = srv->cfg->max_subscriptions_per_connection;
-    uint64_t cursor = 0;
-    int recovered = 0;
-    topic *t;
-    sub *s;
-    size_t len;
-    char *text;
+    const config *cfg = c->srv->cfg;
+    uint64_t max = cfg->max_subscriptions_per_connection;
 
-    if (!auth_can_subscribe(srv->cfg, &c->auth, req->topic, req->topic_len)) {
+    if (!auth_can_subscribe(cfg, &c->auth, req->topic, req->topic_len)) {
         session_error(c, req->id, CHORUS_ERR_FORBIDDEN,
                       "no subscribe permission for this topic");
-        return;
+        return -1;
     }
     if (req->has_since && !chorus_epoch_valid(req->since_epoch)) {
         session_error(c, req->id, CHORUS_ERR_BAD_REQUEST,
                       "since.epoch must be 32 lowercase hex characters");
-        return;
+        return -1;
     }
-    t = publish_load_topic(srv, req->topic, req->topic_len);
-    if (!t) {
-        session_error(c, req->id, CHORUS_ERR_INTERNAL,
-                      "history store unavailable");
-        return;
-    }
-    s = topics_find_sub(&srv->topics, t, c);
-    if (!s && max && c->nsubs >= max) {
-        topics_release(&srv->topics, t);
+    if (is_new && max && c->nsubs >= max) {
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
-        return;
+        return -1;
     }
-    if (req->has_since &&
-        replay_plan(srv, t, req->since_epoch, req->since_offset, &recovered,
-                    &cursor)) {
-        topics_release(&srv->topics, t);
+    return 0;
+}
+
+static void on_subscribe(conn *c, const chorus_request *req)
+{
+    server *srv = c->srv;
+    uint64_t cursor = 0, newest;
+    int recovered = 0;
+    topic *t = topics_find(&srv->topics, req->topic, req->topic_len);
+    sub *s = t ? topics_find_sub(&srv->topics, t, c) : NULL;
+    size_t len;
+    char *text;
+
+    if (may_subscribe(c, req, s == NULL))
+        return;
+    t = publish_load_topic(srv, req->topic, req->topic_len);
+    if (!t || publish_newest(srv, t, &newest) ||
+        (req->has_since &&
+         replay_plan(srv, t, req->since_epoch, req->since_offset, newest,
+                     &recovered, &cursor))) {
+        if (t)
+            topics_release(&srv->topics, t);
         session_error(c, req->id, CHORUS_ERR_INTERNAL,
                       "history store unavailable");
         return;
@@ -91,10 +97,11 @@ static void on_subscribe(conn *c, const chorus_request *req)
             session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
             return;
         }
+        s->live_from = newest;
         c->nsubs++;
     }
-    text = chorus_encode_subscribed(req->id, t->name, t->epoch,
-                                          t->last_offset, recovered, &len);
+    text = chorus_encode_subscribed(req->id, t->name, t->epoch, newest,
+                                    recovered, &len);
     send_json(c, text, len);
     if (req->has_since && c->state == CONN_WS)
         replay_start(c, s, cursor);
@@ -148,7 +155,6 @@ static void on_publish(conn *c, const chorus_request *req)
 {
     server *srv = c->srv;
     char *data;
-    topic *t;
 
     if (!auth_can_publish(srv->cfg, &c->auth, req->topic, req->topic_len)) {
         session_error(c, req->id, CHORUS_ERR_FORBIDDEN,
@@ -168,14 +174,8 @@ static void on_publish(conn *c, const chorus_request *req)
         session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
         return;
     }
-    t = publish_load_topic(srv, req->topic, req->topic_len);
-    if (!t) {
-        free(data);
-        session_error(c, req->id, CHORUS_ERR_INTERNAL,
-                      "history store unavailable");
-        return;
-    }
-    if (publish_submit(srv, c, ACK_WS, req->id, t, data, strlen(data)))
+    if (publish_submit(srv, c, ACK_WS, req->id, req->topic, req->topic_len,
+                       data, strlen(data)))
         session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
 }
 

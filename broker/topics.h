@@ -23,6 +23,10 @@ typedef struct sub {
      * not delivered; the owner streams stored ones after cursor. */
     uint64_t cursor;
     int replaying;
+    /* Offsets up to this one reached the subscriber otherwise (they were
+     * older than its subscription, or replayed): live delivery skips
+     * them, so that nothing arrives twice. */
+    uint64_t live_from;
     struct sub *replay_next;
 } sub;
 

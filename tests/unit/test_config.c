@@ -49,7 +49,7 @@ static int same_config(const config *a, const config *b)
            a->max_subscriptions_per_connection ==
                b->max_subscriptions_per_connection &&
            a->max_connections_per_ip == b->max_connections_per_ip &&
-           a->history == b->history &&
+           a->history == b->history && a->threads == b->threads &&
            a->allow_anonymous == b->allow_anonymous &&
            a->anonymous_publish == b->anonymous_publish &&
            a->publish_rate == b->publish_rate &&
@@ -595,7 +595,7 @@ static void test_example(const char *path)
         "db_path", "history_size", "history_ttl", "durability",
         "max_connections", "max_subscriptions_per_connection",
         "max_connections_per_ip", "history", "allow_anonymous",
-        "anonymous_publish", "publish_rate", "publish_burst",
+        "anonymous_publish", "publish_rate", "publish_burst", "threads",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;
@@ -676,6 +676,7 @@ static void test_example(const char *path)
     c.max_subscriptions_per_connection = 7;
     c.max_connections_per_ip = 7;
     c.history = 0;
+    c.threads = 7;
     c.allow_anonymous = 1;
     c.anonymous_publish = 1;
     c.publish_rate = 7;

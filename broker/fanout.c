@@ -1,0 +1,92 @@
+#include "fanout.h"
+
+#include <stdlib.h>
+
+#include "chorus/wire.h"
+#include "chorus/ws_frame.h"
+#include "conn.h"
+#include "frame_ref.h"
+#include "publish.h"
+#include "server.h"
+#include "topics.h"
+
+typedef struct message_src {
+    const topic *t;
+    const publish_item *it;
+} message_src;
+
+static size_t fill_message(uint8_t *payload, void *arg)
+{
+    const message_src *m = arg;
+
+    return chorus_encode_message((char *)payload, m->t->name,
+                                 m->t->name_len, m->it->offset,
+                                 m->it->ts_ms, m->it->data,
+                                 m->it->data_len);
+}
+
+frame_ref *fanout_build(const topic *t, const publish_item *items,
+                        size_t first, size_t *count, size_t **pos)
+{
+    size_t total = 0, n = 0, len = 0, k = 0;
+    frame_ref *f;
+
+    for (size_t i = first + 1; i; i = items[i - 1].next_same, n++)
+        total += chorus_message_bound(t->name_len, items[i - 1].data_len) +
+                 FRAME_REF_HEADROOM;
+    f = frame_ref_new(total);
+    *pos = malloc((n + 1) * sizeof **pos);
+    if (!f || !*pos) {
+        if (f)
+            frame_ref_decref(f);
+        free(*pos);
+        *pos = NULL;
+        return NULL;
+    }
+    for (size_t i = first + 1; i; i = items[i - 1].next_same) {
+        message_src m = {t, &items[i - 1]};
+        size_t bound = chorus_message_bound(t->name_len, m.it->data_len);
+        (*pos)[k++] = len;
+        len += frame_write(frame_ref_payload(f) + len, CHORUS_WS_OP_TEXT,
+                           bound, fill_message, &m);
+    }
+    (*pos)[k] = len;
+    frame_ref_seal_raw(f, len);
+    *count = n;
+    return f;
+}
+
+void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
+                    size_t count, const size_t *pos)
+{
+    uint64_t last = first + count - 1;
+
+    if (last > t->last_offset)
+        t->last_offset = last;
+    /* A send may close a slow subscriber, which unlinks only that
+     * subscriber's own node; the caller keeps the topic alive. */
+    for (sub *sb = t->subs, *next; sb; sb = next) {
+        size_t i = 0;
+        next = sb->t_next;
+        if (sb->replaying || sb->live_from >= last)
+            continue;
+        if (sb->live_from >= first)
+            i = (size_t)(sb->live_from - first) + 1;
+        if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) ==
+            0)
+            s->stats.messages_delivered += count - i;
+    }
+}
+
+void publish_deliver_block(server *s, const char *name, size_t len,
+                           frame_ref *f, uint64_t first, size_t count,
+                           const size_t *pos)
+{
+    topic *t = topics_find(&s->topics, name, len);
+
+    if (!t || !t->loaded)
+        return; /* nobody here subscribes to it */
+    topics_pin(t);
+    fanout_deliver(s, t, f, first, count, pos);
+    topics_unpin(&s->topics, t);
+}

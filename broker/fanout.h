@@ -1,0 +1,34 @@
+/* Fan-out: a topic's messages of one commit are encoded once, as one
+ * block of consecutive frames, and that block is shared by reference with
+ * every live subscriber, in every loop: one buffer reference per
+ * subscriber per commit, whatever the number of messages, and no copy. */
+#ifndef CHORUS_FANOUT_H
+#define CHORUS_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct server server;
+typedef struct topic topic;
+typedef struct frame_ref frame_ref;
+typedef struct publish_item publish_item;
+
+/* Encodes the items of t linked from items[first] (through next_same)
+ * into one block. *pos gets count + 1 byte offsets (frame i spans
+ * pos[i]..pos[i+1]); both are the caller's to free. NULL on allocation
+ * failure. */
+frame_ref *fanout_build(const topic *t, const publish_item *items,
+                        size_t first, size_t *count, size_t **pos);
+
+/* Delivers a committed block (offsets first .. first+count-1) to t's live
+ * subscribers in this loop, skipping what each has had already. */
+void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
+                    size_t count, const size_t *pos);
+
+/* The same for a block that loop 0 committed: only topics this loop has
+ * subscribers for are concerned. */
+void publish_deliver_block(server *s, const char *name, size_t len,
+                           frame_ref *f, uint64_t first, size_t count,
+                           const size_t *pos);
+
+#endif

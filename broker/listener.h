@@ -1,0 +1,21 @@
+/* Accepting connections (loop 0 only): the plain and TLS listeners, the
+ * connection limits checked before a socket gets any state, the hand-off
+ * of each socket to a loop, and the TLS certificate reload on SIGHUP. */
+#ifndef CHORUS_LISTENER_H
+#define CHORUS_LISTENER_H
+
+#include <stddef.h>
+
+typedef struct server server;
+
+/* Opens the listeners of cfg (and loads the TLS certificate). Returns 0,
+ * or -1 with a message in err. */
+int listener_open(server *s, char *err, size_t errlen);
+
+/* Stops accepting: closes the listening sockets. */
+void listener_close(server *s);
+
+/* Loads tls_cert and tls_key again; keeps the old pair on failure. */
+void listener_reload_tls(server *s);
+
+#endif
