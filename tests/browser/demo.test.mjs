@@ -139,10 +139,14 @@ test('a slow-consumer close (1013) is recovered from with every offset once', as
   const COUNT = 2000;
   const big = 'x'.repeat(8000);
   const lines = range(COUNT).map((i) => JSON.stringify(`${i} ${big}`));
-  const busy = page.evaluate(() => { const end = Date.now() + 3000; while (Date.now() < end); });
-  await sleep(100);
-  await cliPub(b.url, topic, lines, { timeout: 60000 });
-  await busy;
+  // Busy for as long as the CLI publishes (however slow the build), and a
+  // second more, with only a moment between the busy spells.
+  let publishing = true;
+  const published = cliPub(b.url, topic, lines, { timeout: 120000 }).finally(() => { publishing = false; });
+  const busy = () => page.evaluate(() => { const end = Date.now() + 1000; while (Date.now() < end); });
+  while (publishing) await busy();
+  await busy();
+  await published;
 
   await waitFor(async () => (await offsets(page)).length >= COUNT,
     { timeout: 30000, what: `all ${COUNT} offsets after the slow-consumer close` });
