@@ -495,6 +495,12 @@ static void on_control(conn *c, const chorus_ws_event *ev)
     }
 }
 
+static void too_big(conn *c, const chorus_ws_event *ev)
+{
+    server_too_large(c->srv, c->peer, "closing with 1009");
+    conn_close(c, ev->close_code, ev->reason);
+}
+
 static void ws_read(conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -527,6 +533,8 @@ static void ws_read(conn *c)
                 on_data(c, &ev);
             else if (ev.type == CHORUS_WS_EV_CONTROL)
                 on_control(c, &ev);
+            else if (ev.close_code == CHORUS_WS_CLOSE_TOO_BIG)
+                too_big(c, &ev);
             else
                 conn_close(c, ev.close_code, ev.reason);
             if (c->state != CONN_WS)
@@ -621,10 +629,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     conn *c = arg;
 
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is done */
+        c->tls_ok = 1;
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         on_read_timeout(c);
         return;
     }
+    if (c->tls && !c->tls_ok && server_reject(c->srv, REJECT_TLS))
+        log_info("conn %llu (%s): TLS handshake failed",
+                 (unsigned long long)c->id, c->peer);
     if (what & BEV_EVENT_ERROR)
         log_debug("conn %llu: socket error: %s", (unsigned long long)c->id,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

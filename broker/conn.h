@@ -39,6 +39,7 @@ typedef struct conn {
     ws_kind kind;
     int awaiting_pong;
     int tls;
+    int tls_ok;               /* the TLS handshake completed */
     int direct_write;         /* WS over TCP: we write, not the bufferevent */
     int flush_pending;        /* on the server's flush list */
     size_t turn_bytes;        /* queued since the last flush */

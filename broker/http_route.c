@@ -316,7 +316,9 @@ static int serve_one(conn *c)
         return 0;
     }
     if (body == -2) {
-        refuse(c, 413, "too_large", "body larger than max_message_size");
+        server_too_large(c->srv, c->peer, "answering 413");
+        http_respond_error(c, 413, "too_large",
+                           "body larger than max_message_size", 0);
         return 0;
     }
     if (total < (size_t)head + (size_t)body)

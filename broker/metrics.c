@@ -170,6 +170,9 @@ void metrics_render(const server *s, struct evbuffer *out)
     commit_histogram(out, m);
     labelled(out, "chorus_errors_total", "Error replies sent, by code.",
              "code", error_names, m->errors, ERRCODE__COUNT);
+    one(out, "chorus_messages_too_large_total", "counter",
+        "Messages refused for max_message_size (close 1009 or HTTP 413).",
+        m->too_large);
     one(out, "chorus_idle_closes_total", "counter",
         "Connections closed after idle_timeout.", m->idle_closes);
     one(out, "chorus_token_expired_closes_total", "counter",

@@ -51,6 +51,7 @@ typedef struct metrics {
     double commit_latency_sum_s;
     uint64_t errors[ERRCODE__COUNT];
     uint64_t idle_closes;
+    uint64_t too_large;          /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
 } metrics;
 

@@ -124,6 +124,7 @@ static int emit_row(uint64_t offset, int64_t ts_ms, const char *data,
     frame_ref_decref(f);
     p->s->cursor = offset;
     p->c->srv->stats.replayed_messages++;
+    p->c->srv->stats.messages_delivered++;
     return conn_queued(p->c) >= p->high_water;
 }
 

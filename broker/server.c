@@ -80,6 +80,15 @@ int server_log_due(server *s, int cause)
     return 1;
 }
 
+void server_too_large(server *s, const char *peer, const char *how)
+{
+    s->stats.too_large++;
+    if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
+        log_info("%s: message larger than max_message_size (%llu bytes); "
+                 "%s", peer, (unsigned long long)s->cfg->max_message_size,
+                 how);
+}
+
 int server_reject(server *s, reject_cause cause)
 {
     s->stats.rejected[cause]++;

@@ -26,6 +26,8 @@ enum {
     LOG_CAUSE_RATE_LIMIT = REJECT__COUNT,
     LOG_CAUSE_SLOW_CONSUMER,
     LOG_CAUSE_HISTORY,
+    LOG_CAUSE_TOO_LARGE,
+    LOG_CAUSE_SUB_LIMIT,
     LOG_CAUSE__COUNT
 };
 
@@ -78,6 +80,10 @@ int server_reject(server *s, reject_cause cause);
 
 /* 1 when a log line about cause is due (at most one per second). */
 int server_log_due(server *s, int cause);
+
+/* Counts a message refused for max_message_size, and logs it (at most
+ * once a second). */
+void server_too_large(server *s, const char *peer, const char *how);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

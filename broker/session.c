@@ -60,6 +60,10 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
         return -1;
     }
     if (is_new && max && c->nsubs >= max) {
+        if (server_log_due(c->srv, LOG_CAUSE_SUB_LIMIT))
+            log_info("conn %llu (%s): max_subscriptions_per_connection "
+                     "(%llu) reached", (unsigned long long)c->id, c->peer,
+                     (unsigned long long)max);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
         return -1;
