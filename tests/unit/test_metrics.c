@@ -100,6 +100,7 @@ static void test_render(void)
     m->history_commits = 9;
     m->history_errors = 1;
     m->idle_closes = 8;
+    m->too_large = 6;
     m->token_expired_closes = 2;
     metrics_count_error(m, "forbidden");
     metrics_observe_commit(m, 0.0002);
@@ -149,6 +150,7 @@ static void test_render(void)
     CHECK_LINE(t, "chorus_errors_total{code=\"bad_request\"} 0");
     CHECK_LINE(t, "chorus_errors_total{code=\"not_subscribed\"} 0");
     CHECK_LINE(t, "chorus_idle_closes_total 8");
+    CHECK_LINE(t, "chorus_messages_too_large_total 6");
     CHECK_LINE(t, "chorus_token_expired_closes_total 2");
 
     /* Every sample line belongs to a family announced just before it by
@@ -177,8 +179,8 @@ static void test_render(void)
         }
     }
     CHECK(ok);
-    CHECK_EQ_INT(families, 18);
-    CHECK_EQ_INT(samples, 15 + REJECT__COUNT + ERRCODE__COUNT +
+    CHECK_EQ_INT(families, 19);
+    CHECK_EQ_INT(samples, 16 + REJECT__COUNT + ERRCODE__COUNT +
                               METRICS_COMMIT_BUCKETS + 3);
     free(t);
 
