@@ -6,6 +6,8 @@
 #include "history.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <time.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -443,8 +445,9 @@ int history_begin(history *h)
     return 0;
 }
 
-int history_append(history *h, int64_t topic_id, uint64_t offset,
-                   int64_t ts_ms, const char *data, size_t data_len)
+int history_append_run(history *h, int64_t topic_id, uint64_t offset,
+                       int64_t ts_ms, const char *data, size_t data_len,
+                       int last)
 {
     sqlite3_stmt *s;
 
@@ -463,6 +466,8 @@ int history_append(history *h, int64_t topic_id, uint64_t offset,
         bind_text(h, s, 4, data, data_len) != 0 ||
         run(h, s, "append") != 0)
         return -1;
+    if (!last)
+        return 0;
     s = stmt(h, ST_TOPIC_BUMP);
     if (bind_i64(h, s, 1, topic_id) != 0 ||
         bind_i64(h, s, 2, (int64_t)offset) != 0 ||
@@ -473,6 +478,12 @@ int history_append(history *h, int64_t topic_id, uint64_t offset,
         return -1;
     }
     return 0;
+}
+
+int history_append(history *h, int64_t topic_id, uint64_t offset,
+                   int64_t ts_ms, const char *data, size_t data_len)
+{
+    return history_append_run(h, topic_id, offset, ts_ms, data, data_len, 1);
 }
 
 /* SQLite may already have rolled back after SQLITE_FULL or an I/O error;
@@ -696,4 +707,90 @@ int history_test_set_max_pages(history *h, int pages)
         return -1;
     }
     return (int)v;
+}
+
+/* ---- checkpoints off the event loop ---------------------------------- */
+
+/* A WAL checkpoint copies committed pages into the database file and
+ * fsyncs it; SQLite runs one inside a commit every 1000 pages, which would
+ * stall the event loop for that fsync. Instead the writer turns automatic
+ * checkpoints off and this thread, on a connection of its own, runs a
+ * PASSIVE checkpoint (which never blocks the writer) twice a second. */
+#define CHECKPOINT_EVERY_MS 500
+
+struct history_checkpointer {
+    sqlite3 *db;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stop;
+};
+
+static void *checkpoint_main(void *arg)
+{
+    history_checkpointer *cp = arg;
+    struct timespec until;
+
+    pthread_mutex_lock(&cp->mu);
+    while (!cp->stop) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += CHECKPOINT_EVERY_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&cp->cond, &cp->mu, &until);
+        if (cp->stop)
+            break;
+        pthread_mutex_unlock(&cp->mu);
+        sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                  NULL, NULL);
+        pthread_mutex_lock(&cp->mu);
+    }
+    pthread_mutex_unlock(&cp->mu);
+    return NULL;
+}
+
+int history_checkpointer_start(history *h, const char *path,
+                               history_checkpointer **out, char *err,
+                               size_t errlen)
+{
+    history_checkpointer *cp = calloc(1, sizeof *cp);
+
+    *out = NULL;
+    if (!cp || sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE |
+                                                  SQLITE_OPEN_NOMUTEX,
+                               NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open for checkpoints: %s", path,
+                 cp && cp->db ? sqlite3_errmsg(cp->db) : "out of memory");
+        if (cp)
+            sqlite3_close(cp->db);
+        free(cp);
+        return -1;
+    }
+    sqlite3_busy_timeout(cp->db, BUSY_TIMEOUT_MS);
+    pthread_mutex_init(&cp->mu, NULL);
+    pthread_cond_init(&cp->cond, NULL);
+    if (pthread_create(&cp->thread, NULL, checkpoint_main, cp)) {
+        snprintf(err, errlen, "cannot start the checkpoint thread");
+        sqlite3_close(cp->db);
+        free(cp);
+        return -1;
+    }
+    sqlite3_wal_autocheckpoint(h->db, 0);
+    *out = cp;
+    return 0;
+}
+
+void history_checkpointer_stop(history_checkpointer *cp)
+{
+    if (!cp)
+        return;
+    pthread_mutex_lock(&cp->mu);
+    cp->stop = 1;
+    pthread_cond_signal(&cp->cond);
+    pthread_mutex_unlock(&cp->mu);
+    pthread_join(cp->thread, NULL);
+    sqlite3_close(cp->db);
+    pthread_mutex_destroy(&cp->mu);
+    pthread_cond_destroy(&cp->cond);
+    free(cp);
 }

@@ -52,6 +52,13 @@ int history_begin(history *h);
 int history_append(history *h, int64_t topic_id, uint64_t offset,
                    int64_t ts_ms, const char *data, size_t data_len);
 int history_commit(history *h);
+
+/* The same as history_append, but only the last message of a run of one
+ * topic (last = 1) advances the topic's last_offset: one UPDATE per topic
+ * per batch instead of one per message. */
+int history_append_run(history *h, int64_t topic_id, uint64_t offset,
+                       int64_t ts_ms, const char *data, size_t data_len,
+                       int last);
 void history_rollback(history *h);
 
 /* Oldest retained offset of a topic (0 when it has no messages). */
@@ -74,5 +81,15 @@ int history_trim_step(history *h, int64_t now_ms, size_t budget);
  * clamps it to the current size), so unit tests can simulate a full disk.
  * Returns the resulting limit or -1. Not for production use. */
 int history_test_set_max_pages(history *h, int pages);
+
+/* Runs WAL checkpoints on a thread of their own (with a connection of
+ * their own to path) and turns h's automatic checkpoints off, so that the
+ * fsync a checkpoint needs never stalls h's event loop. */
+typedef struct history_checkpointer history_checkpointer;
+int history_checkpointer_start(history *h, const char *path,
+                               history_checkpointer **out, char *err,
+                               size_t errlen);
+/* Stops the thread (after h's last commit; before history_close). */
+void history_checkpointer_stop(history_checkpointer *cp);
 
 #endif

@@ -314,8 +314,9 @@ static int write_batch(server *s)
         return -1;
     for (size_t i = 0; i < b->n; i++) {
         publish_item *it = &b->items[i];
-        if (history_append(s->hist, it->t->store_id, it->offset, it->ts_ms,
-                           it->data, it->data_len)) {
+        if (history_append_run(s->hist, it->t->store_id, it->offset,
+                               it->ts_ms, it->data, it->data_len,
+                               it->next_same == 0)) {
             history_rollback(s->hist);
             return -1;
         }

@@ -201,8 +201,12 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
-    if (s->hist)
+    if (s->hist) {
         arm_ms(s->trim_timer, TRIM_IDLE_MS);
+        if (history_checkpointer_start(s->hist, cfg->db_path,
+                                       &s->checkpointer, err, errlen))
+            return -1;
+    }
     return listener_open(s, err, errlen);
 }
 
@@ -241,6 +245,7 @@ void server_destroy(server *s)
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (*events[i])
             event_free(*events[i]);
+    history_checkpointer_stop(s->checkpointer);
     if (s->hist)
         history_close(s->hist);
     if (s->topics.by_name.buckets)

@@ -38,6 +38,7 @@ typedef struct server {
     int index;               /* 0 accepts and writes history */
     inbox in;                /* messages from the other loops */
     history *hist;
+    history_checkpointer *checkpointer; /* loop 0 only */
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
