@@ -127,8 +127,6 @@ test('broker killed and restarted while the CLI publishes: every offset once, re
 
 test('a slow-consumer close (1013) is recovered from with every offset once', async () => {
   const topic = 'slow.feed';
-  // Messages stay well below max_outbound_bytes: one larger than it would
-  // close every resuming client on each attempt (see docs/BROWSER.md).
   const b = await broker({ max_outbound_bytes: '16k', history_size: 10000 });
   const page = await openDemo(b, topic);
   await subscribed(page, topic);
