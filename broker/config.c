@@ -64,6 +64,7 @@ static const key_def keys[] = {
     {"max_connections_per_ip", T_COUNT, OFF(max_connections_per_ip), 0, 0,
      NULL},
     {"history", T_BOOL, OFF(history), 0, 0, NULL},
+    {"compression", T_BOOL, OFF(compression), 0, 0, NULL},
     {"threads", T_COUNT, OFF(threads), 0, 64, "must be between 0 and 64"},
     {"auth_secret", T_STRING, OFF(auth_secret), 0, 0, NULL},
     {"api_key", T_STRING, OFF(api_key), 0, 0, NULL},

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <event2/event.h>
 
+#include "compress.h"
 #include "http_route.h"
 #include "log.h"
 #include "replay.h"
@@ -126,6 +127,7 @@ void conn_upgrade(conn *c, ws_kind kind)
     c->kind = kind;
     chorus_ws_decoder_init(&c->dec, CHORUS_WS_SERVER,
                            c->srv->cfg->max_message_size);
+    c->dec.allow_rsv1 = c->pmd;
     set_timeouts(c, heartbeat_ms(c), 0);
     bufferevent_setwatermark(c->bev, EV_WRITE, REPLAY_LOW_WATER, 0);
     if (!c->tls && conn_queued(c) == 0) {
@@ -451,6 +453,26 @@ static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
         session_message(c, (const char *)data, len);
 }
 
+/* A whole compressed message: inflated, then checked as UTF-8 (the
+ * decoder cannot check compressed text). */
+static void deliver_compressed(conn *c, int opcode, const uint8_t *data,
+                               size_t len)
+{
+    uint8_t *plain;
+    size_t n;
+    uint16_t code = compress_inflate(c, data, len, &plain, &n);
+
+    if (code) {
+        conn_close(c, code, "bad compressed message");
+        return;
+    }
+    if (opcode == CHORUS_WS_OP_TEXT && !chorus_utf8_valid(plain, n))
+        conn_close(c, CHORUS_WS_CLOSE_BAD_DATA, "invalid utf-8");
+    else
+        deliver(c, opcode, plain, n);
+    free(plain);
+}
+
 static void on_data(conn *c, const chorus_ws_event *ev)
 {
     if (c->kind == WS_PUBSUB && ev->opcode == CHORUS_WS_OP_BINARY) {
@@ -459,7 +481,10 @@ static void on_data(conn *c, const chorus_ws_event *ev)
         return;
     }
     if (!c->msg_opcode && ev->fin) { /* whole message in one piece */
-        deliver(c, ev->opcode, ev->data, ev->len);
+        if (ev->compressed)
+            deliver_compressed(c, ev->opcode, ev->data, ev->len);
+        else
+            deliver(c, ev->opcode, ev->data, ev->len);
         return;
     }
     if (!c->msg && !(c->msg = evbuffer_new())) {
@@ -475,7 +500,10 @@ static void on_data(conn *c, const chorus_ws_event *ev)
         size_t n = evbuffer_get_length(c->msg);
         uint8_t *m = evbuffer_pullup(c->msg, -1);
         c->msg_opcode = 0;
-        deliver(c, ev->opcode, m, n);
+        if (ev->compressed)
+            deliver_compressed(c, ev->opcode, m, n);
+        else
+            deliver(c, ev->opcode, m, n);
         evbuffer_drain(c->msg, n);
     }
 }

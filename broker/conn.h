@@ -40,6 +40,8 @@ typedef struct conn {
     int awaiting_pong;
     int tls;
     int tls_ok;               /* the TLS handshake completed */
+    int pmd;                  /* permessage-deflate was negotiated */
+    int msg_compressed;       /* the message being reassembled is */
     int direct_write;         /* WS over TCP: we write, not the bufferevent */
     int flush_pending;        /* on the server's flush list */
     size_t turn_bytes;        /* queued since the last flush */

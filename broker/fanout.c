@@ -4,6 +4,7 @@
 
 #include "chorus/wire.h"
 #include "chorus/ws_frame.h"
+#include "compress.h"
 #include "conn.h"
 #include "frame_ref.h"
 #include "publish.h"
@@ -56,10 +57,22 @@ frame_ref *fanout_build(const topic *t, const publish_item *items,
     return f;
 }
 
+/* Sends frames i.. of a block to one subscriber. */
+static void send_tail(server *s, sub *sb, frame_ref *f, const size_t *pos,
+                      size_t i, size_t count)
+{
+    if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) ==
+        0)
+        s->stats.messages_delivered += count - i;
+}
+
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
                     size_t count, const size_t *pos)
 {
     uint64_t last = first + count - 1;
+    frame_ref *zf = NULL; /* compressed twin, built on first need */
+    size_t *zpos = NULL;
+    int ztried = 0;
 
     if (last > t->last_offset)
         t->last_offset = last;
@@ -72,10 +85,18 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
             continue;
         if (sb->live_from >= first)
             i = (size_t)(sb->live_from - first) + 1;
-        if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) ==
-            0)
-            s->stats.messages_delivered += count - i;
+        if (((conn *)sb->owner)->pmd && !ztried) {
+            ztried = 1;
+            zf = compress_block(s, f, count, pos, &zpos);
+        }
+        if (((conn *)sb->owner)->pmd && zf)
+            send_tail(s, sb, zf, zpos, i, count);
+        else
+            send_tail(s, sb, f, pos, i, count);
     }
+    if (zf)
+        frame_ref_decref(zf);
+    free(zpos);
 }
 
 void publish_deliver_block(server *s, const char *name, size_t len,

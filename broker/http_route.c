@@ -11,6 +11,8 @@
 #include "chorus/handshake.h"
 #include "chorus/http_parse.h"
 #include "chorus/wire.h"
+#include "chorus/deflate.h"
+#include "compress.h"
 #include "conn.h"
 #include "http_api.h"
 #include "log.h"
@@ -136,7 +138,7 @@ static route_result upgrade(conn *c, const chorus_http_request *req,
 {
     const char *key, *why;
     size_t key_len;
-    char resp[512];
+    char resp[512], ext[CHORUS_PMD_RESPONSE_MAX + 64] = "";
     int status = chorus_ws_check_upgrade(req, &key, &key_len, &why);
 
     if (status == 426) {
@@ -154,7 +156,9 @@ static route_result upgrade(conn *c, const chorus_http_request *req,
     }
     if (kind == WS_PUBSUB && admit(c, req, query, query_len))
         return ROUTE_CLOSE;
-    if (chorus_ws_accept_response(key, key_len, NULL, resp, sizeof resp) < 0)
+    if (kind == WS_PUBSUB)
+        compress_negotiate(c, req, ext, sizeof ext);
+    if (chorus_ws_accept_response(key, key_len, ext, resp, sizeof resp) < 0)
         return ROUTE_CLOSE;
     evbuffer_add(bufferevent_get_output(c->bev), resp, strlen(resp));
     return ROUTE_UPGRADE;

@@ -12,6 +12,7 @@
 
 #include <openssl/ssl.h>
 
+#include "compress.h"
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
@@ -245,6 +246,7 @@ void server_destroy(server *s)
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (*events[i])
             event_free(*events[i]);
+    compress_free(s);
     history_checkpointer_stop(s->checkpointer);
     if (s->hist)
         history_close(s->hist);

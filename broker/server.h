@@ -39,6 +39,8 @@ typedef struct server {
     inbox in;                /* messages from the other loops */
     history *hist;
     history_checkpointer *checkpointer; /* loop 0 only */
+    struct chorus_pmd_compressor *deflater; /* compression; lazily */
+    struct chorus_pmd_inflater *inflater;
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;

@@ -50,6 +50,7 @@ static int same_config(const config *a, const config *b)
                b->max_subscriptions_per_connection &&
            a->max_connections_per_ip == b->max_connections_per_ip &&
            a->history == b->history && a->threads == b->threads &&
+           a->compression == b->compression &&
            a->allow_anonymous == b->allow_anonymous &&
            a->anonymous_publish == b->anonymous_publish &&
            a->publish_rate == b->publish_rate &&
@@ -596,6 +597,7 @@ static void test_example(const char *path)
         "max_connections", "max_subscriptions_per_connection",
         "max_connections_per_ip", "history", "allow_anonymous",
         "anonymous_publish", "publish_rate", "publish_burst", "threads",
+        "compression",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;
@@ -677,6 +679,7 @@ static void test_example(const char *path)
     c.max_connections_per_ip = 7;
     c.history = 0;
     c.threads = 7;
+    c.compression = 1;
     c.allow_anonymous = 1;
     c.anonymous_publish = 1;
     c.publish_rate = 7;
