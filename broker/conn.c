@@ -11,15 +11,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
-#include "compress.h"
 #include "http_route.h"
 #include "log.h"
 #include "replay.h"
 #include "server.h"
-#include "session.h"
 
 /* How long a closing connection may take to flush what is queued, and
  * then to send its EOF after ours (a lingering close, as nginx does, so
@@ -27,9 +25,6 @@
 #define CLOSE_FLUSH_MS 5000
 #define CLOSE_LINGER_MS 2000
 
-/* Control frames are at most 2 + 4 + 125 bytes and data headers 14, so
- * with this much contiguous input the decoder always makes progress. */
-#define DECODE_CONTIG 256
 
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
@@ -119,8 +114,6 @@ static uint64_t heartbeat_ms(const conn *c)
                                  : cfg->idle_timeout_ms;
 }
 
-static void ws_read(conn *c);
-
 void conn_upgrade(conn *c, ws_kind kind)
 {
     c->state = CONN_WS;
@@ -140,7 +133,7 @@ void conn_upgrade(conn *c, ws_kind kind)
               kind == WS_ECHO ? "/echo" : "/ws");
     /* Frames may have arrived with the request head. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)))
-        ws_read(c);
+        conn_ws_read(c);
 }
 
 size_t conn_queued(const conn *c)
@@ -444,139 +437,6 @@ void conn_close_all(server *srv, uint16_t code, const char *reason)
     }
 }
 
-/* A whole message: to the echo or to the pub/sub session. */
-static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
-{
-    if (c->kind == WS_ECHO)
-        conn_send(c, opcode, data, len);
-    else
-        session_message(c, (const char *)data, len);
-}
-
-/* A whole compressed message: inflated, then checked as UTF-8 (the
- * decoder cannot check compressed text). */
-static void deliver_compressed(conn *c, int opcode, const uint8_t *data,
-                               size_t len)
-{
-    uint8_t *plain;
-    size_t n;
-    uint16_t code = compress_inflate(c, data, len, &plain, &n);
-
-    if (code) {
-        conn_close(c, code, "bad compressed message");
-        return;
-    }
-    if (opcode == CHORUS_WS_OP_TEXT && !chorus_utf8_valid(plain, n))
-        conn_close(c, CHORUS_WS_CLOSE_BAD_DATA, "invalid utf-8");
-    else
-        deliver(c, opcode, plain, n);
-    free(plain);
-}
-
-static void on_data(conn *c, const chorus_ws_event *ev)
-{
-    if (c->kind == WS_PUBSUB && ev->opcode == CHORUS_WS_OP_BINARY) {
-        conn_close(c, CHORUS_WS_CLOSE_UNSUPPORTED,
-                   "binary frames are not accepted on /ws");
-        return;
-    }
-    if (!c->msg_opcode && ev->fin) { /* whole message in one piece */
-        if (ev->compressed)
-            deliver_compressed(c, ev->opcode, ev->data, ev->len);
-        else
-            deliver(c, ev->opcode, ev->data, ev->len);
-        return;
-    }
-    if (!c->msg && !(c->msg = evbuffer_new())) {
-        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    c->msg_opcode = ev->opcode;
-    if (evbuffer_add(c->msg, ev->data, ev->len)) {
-        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    if (ev->fin) {
-        size_t n = evbuffer_get_length(c->msg);
-        uint8_t *m = evbuffer_pullup(c->msg, -1);
-        c->msg_opcode = 0;
-        if (ev->compressed)
-            deliver_compressed(c, ev->opcode, m, n);
-        else
-            deliver(c, ev->opcode, m, n);
-        evbuffer_drain(c->msg, n);
-    }
-}
-
-static void on_control(conn *c, const chorus_ws_event *ev)
-{
-    switch (ev->opcode) {
-    case CHORUS_WS_OP_PING:
-        conn_send(c, CHORUS_WS_OP_PONG, ev->data, ev->len);
-        break;
-    case CHORUS_WS_OP_PONG:
-        break; /* any input already counts as life */
-    case CHORUS_WS_OP_CLOSE:
-        /* Echo the peer's code (none if it sent none), then close. */
-        conn_close(c, ev->close_code, NULL);
-        break;
-    }
-}
-
-static void too_big(conn *c, const chorus_ws_event *ev)
-{
-    server_too_large(c->srv, c->peer, "closing with 1009");
-    conn_close(c, ev->close_code, ev->reason);
-}
-
-static void ws_read(conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-
-    if (c->awaiting_pong) {
-        c->awaiting_pong = 0;
-        set_timeouts(c, heartbeat_ms(c), 0);
-    }
-    while (c->state == CONN_WS) {
-        size_t total = evbuffer_get_length(in), seg, used = 0;
-        struct evbuffer_iovec v;
-        uint8_t *p;
-
-        if (total == 0)
-            break;
-        evbuffer_peek(in, -1, NULL, &v, 1);
-        seg = v.iov_len;
-        if (seg < DECODE_CONTIG && seg < total)
-            seg = total < DECODE_CONTIG ? total : DECODE_CONTIG;
-        p = evbuffer_pullup(in, (ssize_t)seg);
-        for (;;) {
-            chorus_ws_event ev;
-            size_t consumed;
-
-            chorus_ws_decode(&c->dec, p + used, seg - used, &consumed, &ev);
-            used += consumed;
-            if (ev.type == CHORUS_WS_EV_NEED_MORE)
-                break;
-            if (ev.type == CHORUS_WS_EV_DATA)
-                on_data(c, &ev);
-            else if (ev.type == CHORUS_WS_EV_CONTROL)
-                on_control(c, &ev);
-            else if (ev.close_code == CHORUS_WS_CLOSE_TOO_BIG)
-                too_big(c, &ev);
-            else
-                conn_close(c, ev.close_code, ev.reason);
-            if (c->state != CONN_WS)
-                break;
-        }
-        evbuffer_drain(in, used);
-        c->srv->stats.bytes_in += used;
-        if (used == 0)
-            break; /* the rest of a frame has not arrived yet */
-    }
-    if (c->state != CONN_WS && c->state != CONN_DEAD)
-        evbuffer_drain(in, evbuffer_get_length(in));
-}
-
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     conn *c = arg;
@@ -586,7 +446,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
         http_route_read(c);
         break;
     case CONN_WS:
-        ws_read(c);
+        if (c->awaiting_pong) { /* any input answers the ping */
+            c->awaiting_pong = 0;
+            set_timeouts(c, heartbeat_ms(c), 0);
+        }
+        conn_ws_read(c);
         break;
     default: /* closing: discard until EOF */
         evbuffer_drain(bufferevent_get_input(bev),

@@ -72,6 +72,9 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
 /* Closes with 1008 when the identity's token expires (if it does). */
 void conn_arm_expiry(conn *c);
 
+/* Decodes what arrived on an upgraded connection (conn_ws.c). */
+void conn_ws_read(conn *c);
+
 /* Switches to WebSocket after the 101 response has been queued. */
 void conn_upgrade(conn *c, ws_kind kind);
 

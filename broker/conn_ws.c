@@ -1,0 +1,147 @@
+/* The WebSocket side of a connection: turns input into frames with the
+ * codec, reassembles messages (inflating compressed ones) and hands each
+ * whole message to the echo or to the pub/sub session; answers pings and
+ * the close handshake. */
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "chorus/utf8.h"
+#include "compress.h"
+#include "conn.h"
+#include "server.h"
+#include "session.h"
+
+/* Control frames are at most 2 + 4 + 125 bytes and data headers 14, so
+ * with this much contiguous input the decoder always makes progress. */
+#define DECODE_CONTIG 256
+
+/* A whole message: to the echo or to the pub/sub session. */
+static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
+{
+    if (c->kind == WS_ECHO)
+        conn_send(c, opcode, data, len);
+    else
+        session_message(c, (const char *)data, len);
+}
+
+/* A whole compressed message: inflated, then checked as UTF-8 (the
+ * decoder cannot check compressed text). */
+static void deliver_compressed(conn *c, int opcode, const uint8_t *data,
+                               size_t len)
+{
+    uint8_t *plain;
+    size_t n;
+    uint16_t code = compress_inflate(c, data, len, &plain, &n);
+
+    if (code) {
+        conn_close(c, code, "bad compressed message");
+        return;
+    }
+    if (opcode == CHORUS_WS_OP_TEXT && !chorus_utf8_valid(plain, n))
+        conn_close(c, CHORUS_WS_CLOSE_BAD_DATA, "invalid utf-8");
+    else
+        deliver(c, opcode, plain, n);
+    free(plain);
+}
+
+static void on_data(conn *c, const chorus_ws_event *ev)
+{
+    if (c->kind == WS_PUBSUB && ev->opcode == CHORUS_WS_OP_BINARY) {
+        conn_close(c, CHORUS_WS_CLOSE_UNSUPPORTED,
+                   "binary frames are not accepted on /ws");
+        return;
+    }
+    if (!c->msg_opcode && ev->fin) { /* whole message in one piece */
+        if (ev->compressed)
+            deliver_compressed(c, ev->opcode, ev->data, ev->len);
+        else
+            deliver(c, ev->opcode, ev->data, ev->len);
+        return;
+    }
+    if (!c->msg && !(c->msg = evbuffer_new())) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    c->msg_opcode = ev->opcode;
+    if (evbuffer_add(c->msg, ev->data, ev->len)) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    if (ev->fin) {
+        size_t n = evbuffer_get_length(c->msg);
+        uint8_t *m = evbuffer_pullup(c->msg, -1);
+        c->msg_opcode = 0;
+        if (ev->compressed)
+            deliver_compressed(c, ev->opcode, m, n);
+        else
+            deliver(c, ev->opcode, m, n);
+        evbuffer_drain(c->msg, n);
+    }
+}
+
+static void on_control(conn *c, const chorus_ws_event *ev)
+{
+    switch (ev->opcode) {
+    case CHORUS_WS_OP_PING:
+        conn_send(c, CHORUS_WS_OP_PONG, ev->data, ev->len);
+        break;
+    case CHORUS_WS_OP_PONG:
+        break; /* any input already counts as life */
+    case CHORUS_WS_OP_CLOSE:
+        /* Echo the peer's code (none if it sent none), then close. */
+        conn_close(c, ev->close_code, NULL);
+        break;
+    }
+}
+
+static void too_big(conn *c, const chorus_ws_event *ev)
+{
+    server_too_large(c->srv, c->peer, "closing with 1009");
+    conn_close(c, ev->close_code, ev->reason);
+}
+
+void conn_ws_read(conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while (c->state == CONN_WS) {
+        size_t total = evbuffer_get_length(in), seg, used = 0;
+        struct evbuffer_iovec v;
+        uint8_t *p;
+
+        if (total == 0)
+            break;
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        seg = v.iov_len;
+        if (seg < DECODE_CONTIG && seg < total)
+            seg = total < DECODE_CONTIG ? total : DECODE_CONTIG;
+        p = evbuffer_pullup(in, (ssize_t)seg);
+        for (;;) {
+            chorus_ws_event ev;
+            size_t consumed;
+
+            chorus_ws_decode(&c->dec, p + used, seg - used, &consumed, &ev);
+            used += consumed;
+            if (ev.type == CHORUS_WS_EV_NEED_MORE)
+                break;
+            if (ev.type == CHORUS_WS_EV_DATA)
+                on_data(c, &ev);
+            else if (ev.type == CHORUS_WS_EV_CONTROL)
+                on_control(c, &ev);
+            else if (ev.close_code == CHORUS_WS_CLOSE_TOO_BIG)
+                too_big(c, &ev);
+            else
+                conn_close(c, ev.close_code, ev.reason);
+            if (c->state != CONN_WS)
+                break;
+        }
+        evbuffer_drain(in, used);
+        c->srv->stats.bytes_in += used;
+        if (used == 0)
+            break; /* the rest of a frame has not arrived yet */
+    }
+    if (c->state != CONN_WS && c->state != CONN_DEAD)
+        evbuffer_drain(in, evbuffer_get_length(in));
+}
