@@ -5,6 +5,11 @@
 #   bench/compare.sh            # full run, ~6-9 minutes
 #   DUR=3 WARM=1 bench/compare.sh   # shorter runs
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
+#   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
+#   bench/compare.sh --scaling  # also: Chorus threads = 1 vs 2 (A and B)
+#   bench/compare.sh --scaling-only   # only that section
+#
+# Chorus always runs with `threads = 1` and history on in the comparison.
 #
 # Each broker runs pinned to CPU 0 (taskset -c 0), the bench to CPU 1. Every
 # scenario starts a fresh broker. Only 127.0.0.1 is used. Every process
@@ -12,8 +17,17 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=$ROOT/build/bench/chorus-bench
-CHORUSD=$ROOT/build/chorusd
+BUILD=${BUILD:-$ROOT/build}
+BENCH=$BUILD/bench/chorus-bench
+CHORUSD=$BUILD/chorusd
+SCALING=0; COMPARE=1
+for a in "$@"; do
+    case "$a" in
+        --scaling) SCALING=1 ;;
+        --scaling-only) SCALING=1; COMPARE=0 ;;
+        *) echo "usage: $0 [--scaling|--scaling-only]" >&2; exit 2 ;;
+    esac
+done
 DUR=${DUR:-5}
 WARM=${WARM:-2}
 REPLAY_N=${REPLAY_N:-200000}
@@ -28,7 +42,7 @@ log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
 # ------------------------------------------------------------- setup
 if [ ! -x "$BENCH" ] || [ ! -x "$CHORUSD" ]; then
     log "building (cmake)"
-    (cd "$ROOT" && cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null) ||
+    (cd "$ROOT" && cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$BUILD" -j2 >/dev/null) ||
         { log "build failed"; exit 1; }
 fi
 
@@ -109,6 +123,9 @@ stop_broker() {
 # ------------------------------------------------------------- brokers
 CHORUS_NOTES=""
 CHORUS_THREADS_KEY=unknown
+CHORUS_THREADS=1
+BROKER_CPUS=0      # taskset list for chorusd
+BENCH_CPUS=1       # taskset list for the bench
 CHORUS_EXTRA=()
 SHM=/dev/shm/chorus-compare.$$
 
@@ -127,10 +144,10 @@ start_chorus() {
         echo "log_level = warn"
         echo "ping_interval = 0"
         echo "idle_timeout = 0"
-        [ "$CHORUS_THREADS_KEY" = yes ] && echo "threads = 1"
+        [ "$CHORUS_THREADS_KEY" = yes ] && echo "threads = $CHORUS_THREADS"
         printf '%s\n' "$@" "${CHORUS_EXTRA[@]}"
     } > "$d/chorus.conf"
-    nice -n "$NICE" taskset -c 0 "$CHORUSD" -c "$d/chorus.conf" > "$d/chorusd.log" 2>&1 &
+    nice -n "$NICE" taskset -c "$BROKER_CPUS" "$CHORUSD" -c "$d/chorus.conf" > "$d/chorusd.log" 2>&1 &
     BPID=$!
     disown "$BPID" 2>/dev/null
     PIDS+=("$BPID")
@@ -249,7 +266,7 @@ run() {
         return
     fi
     sleep 0.3
-    nice -n "$NICE" taskset -c 1 "$BENCH" --port "$PORT" --pid "$BPID" -q "$@" > "$out" 2>&1
+    nice -n "$NICE" taskset -c "$BENCH_CPUS" "$BENCH" --port "$PORT" --pid "$BPID" -q "$@" > "$out" 2>&1
     grep '^RESULT' "$out" > "$TMP/$scn.$broker.res" ||
         echo "RESULT failed=bench" > "$TMP/$scn.$broker.res"
     if ! kill -0 "$BPID" 2>/dev/null; then
@@ -263,6 +280,8 @@ run() {
     if [ "${lost:-0}" != 0 ] || [ "${dup:-0}" != 0 ] || [ "${closed:-0}" != 0 ]; then
         echo "$scn.$broker: lost=$lost dup=$dup closed_by_broker=$closed" >> "$TMP/problems"
     fi
+    [ "$broker" = chorus ] &&
+        curl -sf "http://127.0.0.1:$PORT/metrics" > "$TMP/$scn.$broker.metrics" 2>/dev/null
     sed -n 's/^.*\(\*\* bench near 100%.*\)$/\1/p' "$out" | head -1 |
         sed "s/^/$scn.$broker: /" >> "$TMP/problems"
     stop_broker
@@ -282,10 +301,12 @@ for_all() { # scn -- args (same for the three brokers; nchan gets 8 HTTP publish
 }
 
 T0=$(date +%s)
+LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
 if chorus_accepts "threads = 1"; then CHORUS_THREADS_KEY=yes
 else CHORUS_THREADS_KEY=no; CHORUS_NOTES+="chorusd has no 'threads' key yet (single loop). "; fi
 
 W="-d $DUR -w $WARM"
+if [ "$COMPARE" = 1 ]; then
 for_all A -- -n 1000 -t 1 -p 100 --window 100 $W
 for_all B -- -n 10000 -t 1000 -p 100 --window 2000 $W
 for_all C -- -n 1000 -t 1 -p 100 --rate 200 $W
@@ -308,7 +329,22 @@ run H_off chorus start_chorus -- --proto chorus -n 0 -t 10 --window 1000 $W
 CHORUS_EXTRA=("history_size = 0")
 run R chorus start_chorus -- --proto chorus --replay "$REPLAY_N" --window 1000 --setup-timeout 120
 CHORUS_EXTRA=()
+fi
+
+# Optional: Chorus threads = 1 vs 2 on scenarios A and B. Both runs put
+# chorusd AND the bench on cores 0-1 (the machine has only 2): in the
+# 2-thread run the bench competes with the broker's second loop for CPU.
+if [ "$SCALING" = 1 ] && [ "$CHORUS_THREADS_KEY" = yes ]; then
+    BROKER_CPUS=0,1; BENCH_CPUS=0,1
+    for th in 1 2; do
+        CHORUS_THREADS=$th
+        run SA$th chorus start_chorus -- --proto chorus -n 1000 -t 1 -p 100 --window 100 $W
+        run SB$th chorus start_chorus -- --proto chorus -n 10000 -t 1000 -p 100 --window 2000 $W
+    done
+    CHORUS_THREADS=1; BROKER_CPUS=0; BENCH_CPUS=1
+fi
 T1=$(date +%s)
+LOAD1=$(cut -d" " -f1-3 /proc/loadavg)
 
 # ------------------------------------------------------------- table
 num() { case "$1" in ''|-|-1|-1.0*|failed*) return 1;; esac; return 0; }
@@ -336,7 +372,30 @@ lossrow() { # scn
     printf '| %s lost/dup/closed | %s | %s | %s | | |\n' "$1" "${out[@]}"
 }
 
+hq() { # metrics-file quantile -> upper bound (ms) of the bucket holding it
+    [ -s "$1" ] || { echo "-"; return; }
+    awk -v q="$2" '
+        /^chorus_history_commit_duration_seconds_bucket/ {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+            n++; b[n] = le; c[n] = $NF }
+        /^chorus_history_commit_duration_seconds_count/ { tot = $NF }
+        END { if (!tot) { print "-"; exit }
+              for (i = 1; i <= n; i++) if (c[i] >= q * tot) {
+                  if (b[i] == "+Inf") print ">" b[i-1] * 1000; else print "<=" b[i] * 1000; exit } }' "$1"
+}
+hcount() { sed -n 's/^chorus_history_commit_duration_seconds_count \(.*\)/\1/p' "$1" 2>/dev/null; }
+hmean() { # mean commit ms
+    awk '/^chorus_history_commit_duration_seconds_sum/ {s=$NF} /^chorus_history_commit_duration_seconds_count/ {c=$NF}
+         END { if (c) printf "%.3f", s * 1000 / c; else print "-" }' "$1" 2>/dev/null
+}
+srow() { # label key scale decimals
+    local a1 a2
+    a1=$(fmt "$(get "S${2}1" chorus "$3")" "$4" "$5"); a2=$(fmt "$(get "S${2}2" chorus "$3")" "$4" "$5")
+    printf '| %s | %s | %s | %s |\n' "$1" "$a1" "$a2" "$(ratio "$a2" "$a1")"
+}
+
 {
+if [ "$COMPARE" = 1 ]; then
 echo
 echo "## chorus-bench comparison ($(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; brokers on CPU 0, bench on CPU 1, nice $NICE)"
 echo
@@ -388,9 +447,34 @@ echo "| history-on / history-off | $(ratio "$(get H_on chorus pub_rate)" "$(get 
 echo "| broker CPU us/publish, history on / off | $(fmt "$(awk "BEGIN{r=$(get H_on chorus broker_cpu_s)*1e6/($(get H_on chorus pub_rate)*$DUR+1); printf \"%.2f\", r}" 2>/dev/null)" 1 2) / $(fmt "$(awk "BEGIN{r=$(get H_off chorus broker_cpu_s)*1e6/($(get H_off chorus pub_rate)*$DUR+1); printf \"%.2f\", r}" 2>/dev/null)" 1 2) |"
 echo "| store $REPLAY_N msgs (1 topic, 1000 in flight): publish msg/s | $(fmt "$(get R chorus replay_pub_rate)" 1 0) |"
 echo "| replay to one subscriber (since offset 0): msg/s | $(fmt "$(get R chorus replay_rate)" 1 0) (recovered=$(get R chorus recovered), lost=$(get R chorus lost)) |"
+M=$TMP/H_on.chorus.metrics
+echo "| history on: commits (whole process life), mean commit ms | $(hcount "$M") , $(hmean "$M") |"
+echo "| history on: commit duration p50 / p99 ms (histogram bucket bound) | $(hq "$M" 0.5) / $(hq "$M" 0.99) |"
 echo
+fi
+if [ "$SCALING" = 1 ]; then
+echo
+echo "## Chorus threads = 1 vs 2 ($(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; chorusd and bench both on CPUs 0-1, nice $NICE)"
+echo
+echo "| metric | threads = 1 | threads = 2 | 2 / 1 |"
+echo "|---|---|---|---|"
+for sc in A B; do
+    srow "$sc deliveries/s" "$sc" deliv_rate 1 0
+    srow "$sc publishes/s" "$sc" pub_rate 1 0
+    srow "$sc broker CPU us/delivery" "$sc" cpu_us_per_deliv 1 3
+    srow "$sc broker CPU %" "$sc" broker_cpu_pct 1 0
+    srow "$sc bench CPU %" "$sc" bench_cpu_pct 1 0
+    srow "$sc broker run-queue wait %" "$sc" broker_wait_pct 1 0
+    srow "$sc bench run-queue wait %" "$sc" bench_wait_pct 1 0
+    srow "$sc p99 latency ms" "$sc" p99_us 0.001 2
+    printf '| %s lost/dup/closed | %s | %s | |\n' "$sc" \
+        "$(get "S${sc}1" chorus lost)/$(get "S${sc}1" chorus dup)/$(get "S${sc}1" chorus closed)" \
+        "$(get "S${sc}2" chorus lost)/$(get "S${sc}2" chorus dup)/$(get "S${sc}2" chorus closed)"
+done
+echo
+fi
 [ -n "$CHORUS_NOTES" ] && echo "Note: $CHORUS_NOTES"
-echo "Wall time: $((T1 - T0)) s."
+echo "Wall time: $((T1 - T0)) s. Load average (1/5/15 min) at start: $LOAD0; at end: $LOAD1 ($(nproc) CPUs)."
 if [ -s "$TMP/problems" ]; then
     echo
     echo "Problems seen:"
