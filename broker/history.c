@@ -6,8 +6,6 @@
 #include "history.h"
 
 #include <inttypes.h>
-#include <pthread.h>
-#include <time.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,7 +15,6 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
-#define BUSY_TIMEOUT_MS 2000
 /* A trim step looks at no more topics than this, so a broker with very
  * many idle topics still gets short steps; the cursor carries on. */
 #define TRIM_MAX_TOPICS 1024
@@ -271,7 +268,7 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
         goto db_fail;
     if (sqlite3_extended_result_codes(db, 1) != SQLITE_OK ||
-        sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS) != SQLITE_OK)
+        sqlite3_busy_timeout(db, HISTORY_BUSY_TIMEOUT_MS) != SQLITE_OK)
         goto db_fail;
     if (sqlite3_db_readonly(db, "main") != 0) {
         snprintf(err, errlen, "%s: database is read-only", path);
@@ -709,88 +706,4 @@ int history_test_set_max_pages(history *h, int pages)
     return (int)v;
 }
 
-/* ---- checkpoints off the event loop ---------------------------------- */
-
-/* A WAL checkpoint copies committed pages into the database file and
- * fsyncs it; SQLite runs one inside a commit every 1000 pages, which would
- * stall the event loop for that fsync. Instead the writer turns automatic
- * checkpoints off and this thread, on a connection of its own, runs a
- * PASSIVE checkpoint (which never blocks the writer) twice a second. */
-#define CHECKPOINT_EVERY_MS 500
-
-struct history_checkpointer {
-    sqlite3 *db;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int stop;
-};
-
-static void *checkpoint_main(void *arg)
-{
-    history_checkpointer *cp = arg;
-    struct timespec until;
-
-    pthread_mutex_lock(&cp->mu);
-    while (!cp->stop) {
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += CHECKPOINT_EVERY_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&cp->cond, &cp->mu, &until);
-        if (cp->stop)
-            break;
-        pthread_mutex_unlock(&cp->mu);
-        sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                  NULL, NULL);
-        pthread_mutex_lock(&cp->mu);
-    }
-    pthread_mutex_unlock(&cp->mu);
-    return NULL;
-}
-
-int history_checkpointer_start(history *h, const char *path,
-                               history_checkpointer **out, char *err,
-                               size_t errlen)
-{
-    history_checkpointer *cp = calloc(1, sizeof *cp);
-
-    *out = NULL;
-    if (!cp || sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE |
-                                                  SQLITE_OPEN_NOMUTEX,
-                               NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot open for checkpoints: %s", path,
-                 cp && cp->db ? sqlite3_errmsg(cp->db) : "out of memory");
-        if (cp)
-            sqlite3_close(cp->db);
-        free(cp);
-        return -1;
-    }
-    sqlite3_busy_timeout(cp->db, BUSY_TIMEOUT_MS);
-    pthread_mutex_init(&cp->mu, NULL);
-    pthread_cond_init(&cp->cond, NULL);
-    if (pthread_create(&cp->thread, NULL, checkpoint_main, cp)) {
-        snprintf(err, errlen, "cannot start the checkpoint thread");
-        sqlite3_close(cp->db);
-        free(cp);
-        return -1;
-    }
-    sqlite3_wal_autocheckpoint(h->db, 0);
-    *out = cp;
-    return 0;
-}
-
-void history_checkpointer_stop(history_checkpointer *cp)
-{
-    if (!cp)
-        return;
-    pthread_mutex_lock(&cp->mu);
-    cp->stop = 1;
-    pthread_cond_signal(&cp->cond);
-    pthread_mutex_unlock(&cp->mu);
-    pthread_join(cp->thread, NULL);
-    sqlite3_close(cp->db);
-    pthread_mutex_destroy(&cp->mu);
-    pthread_cond_destroy(&cp->cond);
-    free(cp);
-}
+struct sqlite3 *history_sqlite(history *h) { return h->db; }

@@ -22,6 +22,9 @@ typedef struct history_opts {
     uint64_t history_ttl_ms; /* drop messages older than this; 0 = off */
 } history_opts;
 
+/* How long a connection waits for another's lock (ms). */
+#define HISTORY_BUSY_TIMEOUT_MS 2000
+
 #define HISTORY_EPOCH_LEN 32 /* lowercase hex of 128 random bits */
 
 typedef struct history_topic {
@@ -81,6 +84,9 @@ int history_trim_step(history *h, int64_t now_ms, size_t budget);
  * clamps it to the current size), so unit tests can simulate a full disk.
  * Returns the resulting limit or -1. Not for production use. */
 int history_test_set_max_pages(history *h, int pages);
+
+/* The SQLite handle, for the rest of the history module only. */
+struct sqlite3 *history_sqlite(history *h);
 
 /* Runs WAL checkpoints on a thread of their own (with a connection of
  * their own to path) and turns h's automatic checkpoints off, so that the
