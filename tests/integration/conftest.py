@@ -58,13 +58,30 @@ class Broker:
         return path
 
     def start(self, wait=True):
-        cfg = self.write_config()
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([CHORUSD, "-c", cfg],
-                                     stdout=self.log, stderr=self.log)
-        if wait:
-            self.wait_healthy()
+        # free_port() can race with another test taking the same port
+        # before chorusd binds it: then pick another and try again (only
+        # on a first start; a restart must keep its port).
+        for attempt in range(5):
+            cfg = self.write_config()
+            self.log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([CHORUSD, "-c", cfg],
+                                         stdout=self.log, stderr=self.log)
+            if not wait:
+                return self
+            try:
+                self.wait_healthy()
+                return self
+            except RuntimeError:
+                if (self.started or attempt == 4 or
+                        "Address already in use" not in self.read_log()):
+                    raise
+                self.port = free_port()
+                self.conf["listen"] = f"127.0.0.1:{self.port}"
         return self
+
+    @property
+    def started(self):
+        return getattr(self, "_started", False)
 
     def wait_healthy(self, timeout=10.0):
         deadline = time.time() + timeout
@@ -76,6 +93,7 @@ class Broker:
                 with urllib.request.urlopen(self.http + "/healthz",
                                             timeout=1) as r:
                     if r.status == 200:
+                        self._started = True
                         return
             except OSError:
                 pass
