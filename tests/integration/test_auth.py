@@ -21,49 +21,21 @@ import websockets
 
 from conftest import dumps, http_request, run_cli
 
-WAIT = 5.0
+import chorus_helpers
+from chorus_helpers import WAIT, b64u
+from chorus_helpers import recv_json_any as recv_json
+from chorus_helpers import request_any as request
+from chorus_helpers import run_aborting as run
+
 SECRET = "s3cret #with spaces and \u00e9"  # taken as written (quoted below)
 SECRET_CONF = '"' + SECRET + '"'
 API_KEY = "api-key-0123456789abcdef-LEAKCHECK"
 
 
-def run(coro, timeout=40):
-    """Runs a test coroutine; every connection it opened with connect()
-    is closed before the loop ends, so that brokers stop quickly."""
-    async def wrapper():
-        opened = []
-        _OPEN.append(opened)
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            _OPEN.remove(opened)
-            for ws in opened:
-                ws.transport.abort()
-    return asyncio.run(wrapper())
-
-
-_OPEN = []
-
-
 # --- JWTs made with the standard library ------------------------------------
 
-def b64u(data):
-    if isinstance(data, str):
-        data = data.encode()
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def make_jwt(claims, secret=SECRET, header=None, digest=hashlib.sha256,
-             sig=None):
-    header = header if header is not None else {"alg": "HS256",
-                                                "typ": "JWT"}
-    h = header if isinstance(header, str) else dumps(header)
-    c = claims if isinstance(claims, str) else dumps(claims)
-    signing_input = b64u(h) + "." + b64u(c)
-    if sig is None:
-        sig = b64u(hmac.new(secret.encode(), signing_input.encode(),
-                            digest).digest())
-    return signing_input + "." + sig
+def make_jwt(claims, secret=SECRET, **kw):
+    return chorus_helpers.make_jwt(claims, secret, **kw)
 
 
 def claims(sub="alice", ttl=3600, subscribe=("*",), publish=("*",), **kw):
@@ -153,21 +125,9 @@ def assert_refused(broker, status, code, headers=None, query="",
 
 
 async def connect(broker, headers=None, query="", origin=None):
-    ws = await asyncio.wait_for(
-        websockets.connect(broker.url + query, extra_headers=headers or {},
-                           origin=origin, max_size=None), WAIT)
-    if _OPEN:
-        _OPEN[-1].append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
+    return await chorus_helpers.connect_aborting(
+        broker, broker.url + query, extra_headers=headers or {},
+        origin=origin)
 
 
 async def can_subscribe(ws, topic):

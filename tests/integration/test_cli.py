@@ -7,31 +7,13 @@ import os
 import signal
 import subprocess
 
-import websockets
-
 from conftest import CHORUS_CLI, dumps, free_port, run_cli
 
-WAIT = 5.0
+from chorus_helpers import WAIT, connect, recv_json, request, run_simple
 
 
 def run(coro, timeout=55):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def connect(broker):
-    return await asyncio.wait_for(
-        websockets.connect(broker.url, max_size=None), WAIT)
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), raw
-    return json.loads(raw)
-
-
-async def request(ws, msg):
-    await ws.send(dumps(msg))
-    return await recv_json(ws)
+    return run_simple(coro, timeout)
 
 
 async def read_event(proc, timeout=WAIT):

@@ -13,67 +13,16 @@ import websockets
 
 from conftest import CHORUSD, Broker, dumps, http_request
 
-WAIT = 5.0
-_OPEN = []
-
-
-def run(coro, timeout=60):
-    async def wrapper():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            conns = list(_OPEN)
-            _OPEN.clear()
-            await asyncio.wait_for(asyncio.gather(
-                *(ws.close() for ws in conns), return_exceptions=True), 5)
-    return asyncio.run(wrapper())
-
-
-async def connect(broker, **kw):
-    kw.setdefault("max_size", None)
-    kw.setdefault("close_timeout", 1)
-    ws = await asyncio.wait_for(websockets.connect(broker.url, **kw), WAIT)
-    _OPEN.append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), f"expected a text message, got {raw!r}"
-    return json.loads(raw)
-
-
-async def expect_silence(ws, seconds=0.3):
-    try:
-        raw = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {raw[:300]!r}")
-
-
-async def subscribe(ws, topic, since=None):
-    msg = {"op": "subscribe", "topic": topic}
-    if since is not None:
-        msg["since"] = since
-    await ws.send(dumps(msg))
-    r = await recv_json(ws)
-    assert r.get("op") == "subscribed" and r["topic"] == topic, r
-    return r
+from chorus_helpers import WAIT, expect_silence, recv_json, recv_messages, \
+    request, subscribe
+from chorus_helpers import connect_closing as connect
+from chorus_helpers import run_closing as run
 
 
 async def publish(ws, topic, data, timeout=WAIT):
     """Returns the `published` or `error` reply."""
-    await ws.send(dumps({"op": "publish", "topic": topic, "data": data}))
-    return await recv_json(ws, timeout)
-
-
-async def recv_messages(ws, topic, count, timeout=WAIT):
-    out = []
-    for _ in range(count):
-        m = await recv_json(ws, timeout)
-        assert m.get("op") == "message" and m["topic"] == topic, m
-        out.append(m)
-    return out
+    return await request(ws, {"op": "publish", "topic": topic, "data": data},
+                         timeout)
 
 
 def read_history(broker, topic, page=250):

@@ -2,35 +2,21 @@
 auth, the connection surviving each error reply, and the close codes for
 too-large messages (1009), invalid UTF-8 (1007) and binary frames (1003)."""
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import socket
 import struct
 
 import pytest
-import websockets
 
 from conftest import dumps, http_request
 
-WAIT = 5.0
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from chorus_helpers import RawWS, WAIT, connect, recv_json, run_simple, \
+    wait_close_code
 
 
 def run(coro, timeout=50):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def connect(broker, **kw):
-    return await asyncio.wait_for(
-        websockets.connect(broker.url, max_size=None, **kw), WAIT)
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), raw
-    return json.loads(raw)
+    return run_simple(coro, timeout)
 
 
 async def send_raw(ws, text, timeout=WAIT):
@@ -43,15 +29,6 @@ async def still_works(ws, tag="alive"):
     assert r == {"op": "pong", "id": tag}, r
 
 
-async def wait_close_code(ws, timeout=WAIT):
-    """Reads until the broker closes; returns the close code it sent."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed as e:
-        return e.code
-
-
 def check_error(r, code, id_=None, has_id=True):
     assert r.get("op") == "error", r
     assert r.get("code") == code, r
@@ -60,80 +37,6 @@ def check_error(r, code, id_=None, has_id=True):
         assert "id" in r and r["id"] == id_ and type(r["id"]) is type(id_), r
     else:
         assert "id" not in r, r
-
-
-# --- minimal raw WebSocket client (masked frames, any payload) -----------
-
-class RawWS:
-    def __init__(self, port, path="/ws", timeout=WAIT):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-             "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise AssertionError(f"closed during handshake: {buf!r}")
-            buf += chunk
-        head, self.buf = buf.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        accept = base64.b64encode(
-            hashlib.sha1(key.encode() + GUID).digest()).decode()
-        assert accept.encode() in head, head
-
-    def send_frame(self, opcode, payload, fin=True):
-        b0 = (0x80 if fin else 0) | opcode
-        n = len(payload)
-        if n < 126:
-            hdr = struct.pack("!BB", b0, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-        mask = os.urandom(4)
-        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-        self.sock.sendall(hdr + mask + masked)
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv_frame(self):
-        b0, b1 = self._need(2)
-        n = b1 & 0x7F
-        assert not b1 & 0x80, "server frames must not be masked"
-        if n == 126:
-            n = struct.unpack("!H", self._need(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._need(8))[0]
-        return bool(b0 & 0x80), b0 & 0x0F, self._need(n)
-
-    def recv_close(self):
-        """Skips data frames; returns (code, reason) of the close frame, or
-        None if the connection ended without one."""
-        try:
-            while True:
-                _, op, payload = self.recv_frame()
-                if op == 8:
-                    if len(payload) >= 2:
-                        return (struct.unpack("!H", payload[:2])[0],
-                                payload[2:].decode("utf-8", "replace"))
-                    return (None, "")
-        except (EOFError, ConnectionResetError):
-            return None
-
-    def close(self):
-        self.sock.close()
 
 
 # --- bad_request ----------------------------------------------------------

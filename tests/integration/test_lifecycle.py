@@ -2,125 +2,21 @@
 (close 1001, exit 0), heartbeat and idle timeout, handshake timeout, and
 the slow-consumer bound (close 1013 "slow consumer")."""
 import asyncio
-import base64
-import hashlib
 import json
-import os
 import select
 import signal
 import socket
-import struct
 import time
 
-import websockets
 
 from conftest import dumps, http_request
 
-WAIT = 5.0
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from chorus_helpers import RawWS, connect, parse_close, recv_json, request, \
+    run_simple, wait_close_code
 
 
 def run(coro, timeout=90):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def connect(broker, **kw):
-    kw.setdefault("max_size", None)
-    return await asyncio.wait_for(websockets.connect(broker.url, **kw), WAIT)
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), raw
-    return json.loads(raw)
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
-
-
-async def wait_close_code(ws, timeout=WAIT):
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed as e:
-        return e.code
-
-
-class RawWS:
-    """Minimal blocking WebSocket client that does only what it is told
-    (never answers pings, never reads unless asked)."""
-
-    def __init__(self, port, path="/ws", timeout=WAIT, rcvbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-             "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise AssertionError(f"closed during handshake: {buf!r}")
-            buf += chunk
-        head, self.buf = buf.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        accept = base64.b64encode(
-            hashlib.sha1(key.encode() + GUID).digest()).decode()
-        assert accept.encode() in head, head
-
-    def send_frame(self, opcode, payload, fin=True):
-        b0 = (0x80 if fin else 0) | opcode
-        n = len(payload)
-        if n < 126:
-            hdr = struct.pack("!BB", b0, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-        mask = os.urandom(4)
-        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-        self.sock.sendall(hdr + mask + masked)
-
-    def send_json(self, obj):
-        self.send_frame(1, dumps(obj).encode())
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv_frame(self):
-        """(fin, opcode, payload); EOFError when the connection ended."""
-        b0, b1 = self._need(2)
-        n = b1 & 0x7F
-        assert not b1 & 0x80, "server frames must not be masked"
-        if n == 126:
-            n = struct.unpack("!H", self._need(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._need(8))[0]
-        return bool(b0 & 0x80), b0 & 0x0F, self._need(n)
-
-    def close(self):
-        self.sock.close()
-
-
-def parse_close(payload):
-    if len(payload) >= 2:
-        return (struct.unpack("!H", payload[:2])[0],
-                payload[2:].decode("utf-8", "replace"))
-    return (None, "")
+    return run_simple(coro, timeout)
 
 
 def raw_wait_close(raw, timeout):

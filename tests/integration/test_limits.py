@@ -7,7 +7,6 @@ log line at most once per second per cause however many refusals."""
 import asyncio
 import json
 import re
-import socket
 import time
 
 import pytest
@@ -15,40 +14,12 @@ import websockets
 
 from conftest import dumps, http_request
 
-WAIT = 5.0
-
-
-def run(coro, timeout=40):
-    async def wrapper():
-        opened = []
-        _OPEN.append(opened)
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            _OPEN.remove(opened)
-            for ws in opened:
-                ws.transport.abort()
-    return asyncio.run(wrapper())
-
-
-_OPEN = []
-
-
-async def connect(broker, **kw):
-    kw.setdefault("max_size", None)
-    ws = await asyncio.wait_for(websockets.connect(broker.url, **kw), WAIT)
-    if _OPEN:
-        _OPEN[-1].append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
+import chorus_helpers
+from chorus_helpers import WAIT
+from chorus_helpers import connect_aborting as connect
+from chorus_helpers import recv_json_any as recv_json
+from chorus_helpers import request_any as request
+from chorus_helpers import run_aborting as run
 
 
 async def still_works(ws, topic="alive"):
@@ -58,15 +29,7 @@ async def still_works(ws, topic="alive"):
     assert r["op"] == "published", r
 
 
-def metrics(broker):
-    st, _, body = http_request(broker, "GET", "/metrics")
-    assert st == 200, (st, body)
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+metrics = chorus_helpers.metrics_values
 
 
 def log_lines(broker, pattern, since=0):
@@ -101,15 +64,8 @@ def assert_no_problems(problems):
 def raw_upgrade(port, src=None, timeout=WAIT):
     """Opens a socket (from source address src) and sends a /ws upgrade;
     returns (socket, first bytes of the answer)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    if src:
-        s.bind((src, 0))
-    s.connect(("127.0.0.1", port))
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    s = chorus_helpers.raw_upgrade_socket(port, f"127.0.0.1:{port}", timeout,
+                                          src=src)
     buf = b""
     try:
         while b"\r\n\r\n" not in buf:

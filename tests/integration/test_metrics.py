@@ -4,12 +4,8 @@ subscriptions, topics, published/delivered, bytes, replays, history
 commits and their latency histogram, errors by code, rejections by cause,
 slow-consumer closes), and access control with api_key."""
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import re
-import socket
 import struct
 import os
 import time
@@ -19,7 +15,13 @@ import websockets
 
 from conftest import dumps, http_request
 
-WAIT = 5.0
+import chorus_helpers
+from chorus_helpers import WAIT
+from chorus_helpers import connect_aborting as connect
+from chorus_helpers import recv_json_any as recv_json
+from chorus_helpers import request_any as request
+from chorus_helpers import run_aborting as run
+
 SECRET = "metrics-secret"
 API_KEY = "metrics-api-key-LEAK"
 
@@ -38,49 +40,8 @@ SAMPLE_RE = re.compile(
     r'(-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$')
 
 
-def run(coro, timeout=40):
-    async def wrapper():
-        opened = []
-        _OPEN.append(opened)
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            _OPEN.remove(opened)
-            for ws in opened:
-                ws.transport.abort()
-    return asyncio.run(wrapper())
-
-
-_OPEN = []
-
-
-async def connect(broker, url=None, **kw):
-    kw.setdefault("max_size", None)
-    ws = await asyncio.wait_for(websockets.connect(url or broker.url, **kw),
-                                WAIT)
-    if _OPEN:
-        _OPEN[-1].append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
-
-
-def b64u(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def make_jwt(claims, secret=SECRET):
-    si = b64u(dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
-        b64u(dumps(claims).encode())
-    return si + "." + b64u(hmac.new(secret.encode(), si.encode(),
-                                    hashlib.sha256).digest())
+    return chorus_helpers.make_jwt(claims, secret)
 
 
 def scrape(broker, headers=None):
@@ -346,14 +307,7 @@ def test_token_expired_close_counted(make_broker):
 
 
 def _raw_ws(port, rcvbuf):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(WAIT)
-    s.connect(("127.0.0.1", port))
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    s = chorus_helpers.raw_upgrade_socket(port, "x", WAIT, rcvbuf=rcvbuf)
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += s.recv(4096)

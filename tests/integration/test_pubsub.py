@@ -2,64 +2,24 @@
 RFC-strict client: replies, offsets, delivery of every JSON type, fan-out,
 topic isolation, unsubscribe, double subscribe, disconnect clean-up."""
 import asyncio
-import json
 import re
 import time
 
-import websockets
-
 from conftest import dumps
 
+import chorus_helpers
+from chorus_helpers import WAIT, connect, expect_silence, publish, recv_json, \
+    request, run_simple
+
 EPOCH_RE = re.compile(r"^[0-9a-f]{32}$")
-WAIT = 5.0
 
 
 def run(coro, timeout=50):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def connect(broker):
-    return await asyncio.wait_for(
-        websockets.connect(broker.url, max_size=None), WAIT)
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), f"expected a text message, got {raw!r}"
-    return json.loads(raw)
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
-
-
-async def expect_silence(ws, seconds=0.3):
-    try:
-        raw = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {raw[:300]!r}")
+    return run_simple(coro, timeout)
 
 
 async def subscribe(ws, topic, id=None):
-    msg = {"op": "subscribe", "topic": topic}
-    if id is not None:
-        msg["id"] = id
-    r = await request(ws, msg)
-    assert r.get("op") == "subscribed", r
-    assert r["topic"] == topic, r
-    return r
-
-
-async def publish(ws, topic, data, id=None):
-    msg = {"op": "publish", "topic": topic, "data": data}
-    if id is not None:
-        msg["id"] = id
-    r = await request(ws, msg)
-    assert r.get("op") == "published", r
-    assert r["topic"] == topic, r
-    return r
+    return await chorus_helpers.subscribe(ws, topic, id=id, check_id=False)
 
 
 async def close_all(*conns):

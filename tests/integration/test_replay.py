@@ -4,83 +4,28 @@ offsets, malformed `since`, re-subscribing, replay racing concurrent
 publishers, a 100,000-message replay to a slow reader next to a live
 subscriber, and a seeded random reconnect storm."""
 import asyncio
-import base64
 import json
 import os
 import random
-import socket
 import struct
 import threading
 import time
 
-import websockets
-
 from conftest import dumps, http_request
 
-WAIT = 5.0
+import chorus_helpers
+from chorus_helpers import WAIT, expect_silence, recv_json, recv_messages, \
+    subscribe
+from chorus_helpers import connect_closing as connect
+from chorus_helpers import run_closing as run
+from wsraw import OP_TEXT, build_frame
+
 FOREIGN = "0" * 32
 
 
-_OPEN = []
-
-
-def run(coro, timeout=60):
-    async def wrapper():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            conns = list(_OPEN)
-            _OPEN.clear()
-            await asyncio.wait_for(asyncio.gather(
-                *(ws.close() for ws in conns), return_exceptions=True), 5)
-    return asyncio.run(wrapper())
-
-
-async def connect(broker, **kw):
-    kw.setdefault("max_size", None)
-    kw.setdefault("close_timeout", 1)
-    ws = await asyncio.wait_for(websockets.connect(broker.url, **kw), WAIT)
-    _OPEN.append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    raw = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(raw, str), f"expected a text message, got {raw!r}"
-    return json.loads(raw)
-
-
-async def expect_silence(ws, seconds=0.3):
-    try:
-        raw = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {raw[:300]!r}")
-
-
-async def subscribe(ws, topic, since=None, id=None):
-    """Sends subscribe and returns the `subscribed` reply; anything else
-    arriving first fails the test."""
-    msg = {"op": "subscribe", "topic": topic}
-    if since is not None:
-        msg["since"] = since
-    if id is not None:
-        msg["id"] = id
-    await ws.send(dumps(msg))
-    r = await recv_json(ws)
-    assert r.get("op") == "subscribed", r
-    assert r["topic"] == topic, r
-    if id is not None:
-        assert r["id"] == id, r
-    return r
-
-
 async def publish(ws, topic, data):
-    await ws.send(dumps({"op": "publish", "topic": topic, "data": data}))
-    r = await recv_json(ws)
-    assert r.get("op") == "published", r
-    assert r["topic"] == topic, r
-    return r["offset"]
+    """Publishes and returns the offset of the `published` reply."""
+    return (await chorus_helpers.publish(ws, topic, data))["offset"]
 
 
 async def publish_many(ws, topic, datas):
@@ -106,15 +51,6 @@ async def publish_many(ws, topic, datas):
 
     await asyncio.gather(sender(), receiver())
     return acked
-
-
-async def recv_messages(ws, topic, count, timeout=WAIT):
-    out = []
-    for _ in range(count):
-        m = await recv_json(ws, timeout)
-        assert m.get("op") == "message" and m["topic"] == topic, m
-        out.append(m)
-    return out
 
 
 def offsets(msgs):
@@ -547,39 +483,16 @@ def test_replay_during_concurrent_publishes(make_broker):
 def ws_text_frame(payload):
     """A masked client text frame with an all-zero mask key (legal, and
     the payload then goes out as is)."""
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", 0x81, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", 0x81, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
-    return hdr + b"\0\0\0\0" + payload
+    return build_frame(OP_TEXT, payload, mask_key=b"\0\0\0\0")
 
 
-class RawWS:
+class RawWS(chorus_helpers.RawWS):
     """A /ws client on a plain socket: handshake, zero-mask text frames,
     and an incremental parser of the server's frames."""
 
     def __init__(self, port, rcvbuf=None, timeout=15):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-             "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(4096)
-            assert chunk, "closed during handshake"
-            buf += chunk
-        head, _, self.buf = buf.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
+        super().__init__(port, timeout=timeout, rcvbuf=rcvbuf,
+                         check_accept=False)
 
     def send_text(self, text):
         self.sock.sendall(ws_text_frame(text.encode()))
@@ -609,9 +522,6 @@ class RawWS:
             yield b0, buf[pos + hl:pos + hl + n]
             pos += hl + n
         self.buf = buf[pos:]
-
-    def close(self):
-        self.sock.close()
 
 
 def raw_publish_many(port, topic, datas):

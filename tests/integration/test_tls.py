@@ -21,25 +21,13 @@ import time
 import pytest
 import websockets
 
-from conftest import CHORUSD, Broker, dumps, free_port, http_request, run_cli
+from conftest import CHORUSD, Broker, free_port, http_request, run_cli
 
-WAIT = 5.0
-
-
-def run(coro, timeout=40):
-    async def wrapper():
-        opened = []
-        _OPEN.append(opened)
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            _OPEN.remove(opened)
-            for ws in opened:
-                ws.transport.abort()
-    return asyncio.run(wrapper())
-
-
-_OPEN = []
+import chorus_helpers
+from chorus_helpers import WAIT
+from chorus_helpers import recv_json_any as recv_json
+from chorus_helpers import request_any as request
+from chorus_helpers import run_aborting as run
 
 
 def openssl(*args, cwd):
@@ -113,21 +101,8 @@ def https(b, cafile, method, path, body=None, headers=None):
 
 
 async def wss_connect(b, cafile, **kw):
-    ws = await asyncio.wait_for(
-        websockets.connect(b.wss, ssl=client_ctx(cafile), max_size=None,
-                           **kw), WAIT)
-    if _OPEN:
-        _OPEN[-1].append(ws)
-    return ws
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def request(ws, msg, timeout=WAIT):
-    await ws.send(dumps(msg))
-    return await recv_json(ws, timeout)
+    return await chorus_helpers.connect_aborting(
+        b, b.wss, ssl=client_ctx(cafile), **kw)
 
 
 async def roundtrip(sub, pub, topic, data):
@@ -137,15 +112,7 @@ async def roundtrip(sub, pub, topic, data):
     assert m["op"] == "message" and m["data"] == data, m
 
 
-def metrics(b):
-    st, _, body = http_request(b, "GET", "/metrics")
-    assert st == 200
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            out[k] = float(v)
-    return out
+metrics = chorus_helpers.metrics_values
 
 
 # --- happy path -------------------------------------------------------------
@@ -162,7 +129,7 @@ def test_wss_and_https_happy_path(make_broker, certs):
         await roundtrip(sub, pub, "secure", {"hello": "tls"})
         # plain ws:// on the other port shares the topics
         plain = await asyncio.wait_for(websockets.connect(b.url), WAIT)
-        _OPEN[-1].append(plain)
+        chorus_helpers.ABORTING.stack[-1].append(plain)
         await roundtrip(sub, plain, "secure", "from plain")
         # a big message crosses TLS records intact
         big = "z" * 300000
