@@ -302,6 +302,7 @@ for_all() { # scn -- args (same for the three brokers; nchan gets 8 HTTP publish
 
 T0=$(date +%s)
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
+START_UTC=$(date -u +"%F %T")
 if chorus_accepts "threads = 1"; then CHORUS_THREADS_KEY=yes
 else CHORUS_THREADS_KEY=no; CHORUS_NOTES+="chorusd has no 'threads' key yet (single loop). "; fi
 
@@ -397,7 +398,7 @@ srow() { # label key scale decimals
 {
 if [ "$COMPARE" = 1 ]; then
 echo
-echo "## chorus-bench comparison ($(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; brokers on CPU 0, bench on CPU 1, nice $NICE)"
+echo "## chorus-bench comparison (started $START_UTC UTC, ${DUR}s runs after ${WARM}s warm-up; brokers on CPU 0, bench on CPU 1, nice $NICE)"
 echo
 echo "| metric | chorus | nchan | nats | chorus/nchan | chorus/nats |"
 echo "|---|---|---|---|---|---|"
@@ -454,7 +455,7 @@ echo
 fi
 if [ "$SCALING" = 1 ]; then
 echo
-echo "## Chorus threads = 1 vs 2 ($(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; chorusd and bench both on CPUs 0-1, nice $NICE)"
+echo "## Chorus threads = 1 vs 2 (table printed $(date -u +%F\ %T) UTC, ${DUR}s runs after ${WARM}s warm-up; chorusd and bench both on CPUs 0-1, nice $NICE)"
 echo
 echo "| metric | threads = 1 | threads = 2 | 2 / 1 |"
 echo "|---|---|---|---|"
