@@ -1,5 +1,6 @@
 #include "publish.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,28 +19,53 @@
 #include "server.h"
 #include "session.h"
 #include "topics.h"
+#include "writer.h"
 
+static void start_commit(server *s);
+
+/* End of a loop turn: hand the batch to the writer thread if it is idle
+ * (else it goes when the one in flight is done), or complete it here
+ * when there is no store to write. */
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
+    server *s = arg;
+
     (void)fd;
     (void)what;
-    publish_flush(arg);
+    if (s->batch.writer)
+        start_commit(s);
+    else
+        publish_flush(s);
 }
 
-int publish_init(server *s)
+static void writer_done(void *arg);
+
+int publish_init(server *s, char *err, size_t errlen)
 {
+    const config *cfg = s->cfg;
+    history_opts hopts = {cfg->durability == DURABILITY_FULL,
+                          cfg->history_size, cfg->history_ttl_ms};
+
     s->batch.commit_ev = event_new(s->base, -1, 0, commit_cb, s);
-    if (!s->batch.commit_ev)
+    if (!s->batch.commit_ev) {
+        snprintf(err, errlen, "out of memory");
         return -1;
-    return 0;
+    }
+    if (s->index != 0 || !s->hist)
+        return 0;
+    s->batch.writer = writer_start(cfg->db_path, &hopts, s->base,
+                                   writer_done, s, err, errlen);
+    return s->batch.writer ? 0 : -1;
 }
 
 void publish_destroy(server *s)
 {
     publish_flush(s);
+    writer_stop(s->batch.writer);
     if (s->batch.commit_ev)
         event_free(s->batch.commit_ev);
     free(s->batch.items);
+    free(s->batch.inflight);
 }
 
 /* Without history a topic lives only in memory: each time it is created
@@ -127,6 +153,7 @@ static int batch_add(server *s, topic *t, conn *c, ack_kind ack, json_t *id,
     }
     it = &b->items[b->n++];
     it->t = t;
+    it->store_id = t->store_id;
     topics_pin(t);
     it->c = c;
     if (c)
@@ -304,70 +331,50 @@ static void fan_out(server *s, publish_item *items, size_t first)
     frame_ref_decref(f);
 }
 
-static int write_batch(server *s)
+/* Marks the first item of each topic and unlinks the batch from the
+ * topics, so that new publishes start a new batch. */
+static void seal(publish_item *items, size_t n)
 {
-    publish_batch *b = &s->batch;
-
-    if (!s->hist)
-        return 0;
-    if (history_begin(s->hist))
-        return -1;
-    for (size_t i = 0; i < b->n; i++) {
-        publish_item *it = &b->items[i];
-        if (history_append_run(s->hist, it->t->store_id, it->offset,
-                               it->ts_ms, it->data, it->data_len,
-                               it->next_same == 0)) {
-            history_rollback(s->hist);
-            return -1;
-        }
-    }
-    if (history_commit(s->hist))
-        return -1;
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        items[i].group_first = items[i].t->batch_head == i + 1;
+    for (size_t i = 0; i < n; i++)
+        items[i].t->batch_head = items[i].t->batch_tail = 0;
 }
 
-void publish_flush(server *s)
+/* After a failed commit nobody saw its offsets: the topics start again
+ * from their last committed offset, and the batch collected meanwhile is
+ * numbered anew after it. */
+static void renumber(server *s, const publish_item *failed, size_t n)
 {
     publish_batch *b = &s->batch;
-    publish_item *items = b->items;
-    size_t n = b->n, cap = b->cap;
-    int failed;
 
-    if (n == 0)
-        return;
-    {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        failed = write_batch(s) != 0;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (s->hist)
-            metrics_observe_commit(&s->stats,
-                                   (double)(t1.tv_sec - t0.tv_sec) +
-                                       (double)(t1.tv_nsec - t0.tv_nsec) /
-                                           1e9);
-    }
+    for (size_t i = 0; i < n; i++)
+        failed[i].t->next_offset = failed[i].t->last_offset;
+    for (size_t i = 0; i < b->n; i++)
+        b->items[i].t->next_offset = b->items[i].t->last_offset;
+    for (size_t i = 0; i < b->n; i++)
+        b->items[i].offset = ++b->items[i].t->next_offset;
+}
+
+/* Makes a committed (or failed) batch visible: fan-out and acks. */
+static void complete(server *s, publish_item *items, size_t n, int failed,
+                     double seconds, const char *why)
+{
+    if (s->hist)
+        metrics_observe_commit(&s->stats, seconds);
     if (failed) {
         s->stats.history_errors++;
         if (server_log_due(s, LOG_CAUSE_HISTORY))
-            log_error("history: write of %zu messages failed: %s", n,
-                  history_errmsg(s->hist));
+            log_error("history: write of %zu messages failed: %s", n, why);
+        renumber(s, items, n);
     } else {
         s->stats.history_commits++;
         s->stats.messages_published += n;
     }
-    /* Detach the items first: an HTTP ack may go on to serve a pipelined
-     * request, which may publish into a new batch. */
-    b->items = NULL;
-    b->n = b->cap = 0;
     for (size_t i = 0; i < n; i++) {
         publish_item *it = &items[i];
-        if (it->t->batch_head == i + 1) {
-            if (failed) /* nobody saw these offsets: hand them out again */
-                it->t->next_offset = it->t->last_offset;
-            else
-                fan_out(s, items, i);
-            it->t->batch_head = it->t->batch_tail = 0;
-        }
+        if (it->group_first && !failed)
+            fan_out(s, items, i);
         acknowledge(s, it, failed ? "history write failed" : NULL);
         free(it->data);
         if (it->id)
@@ -376,6 +383,72 @@ void publish_flush(server *s)
             conn_unref(it->c);
         topics_unpin(&s->topics, it->t);
     }
+}
+
+/* Hands the collected batch to the writer thread, if it is idle. */
+static void start_commit(server *s)
+{
+    publish_batch *b = &s->batch;
+    publish_item *spare = b->inflight;
+    size_t spare_cap = b->inflight_cap;
+
+    if (b->n == 0 || b->inflight_n)
+        return;
+    seal(b->items, b->n);
+    b->inflight = b->items;
+    b->inflight_n = b->n;
+    b->inflight_cap = b->cap;
+    b->items = spare; /* reuse the array of the last batch */
+    b->cap = spare_cap;
+    b->n = 0;
+    writer_submit(b->writer, b->inflight, b->inflight_n);
+}
+
+/* Collects the writer's result, if there is one (waiting for it when
+ * wait is set), and completes that batch. */
+static void finish_commit(server *s, int wait)
+{
+    publish_batch *b = &s->batch;
+    int failed;
+    double seconds;
+    const char *why;
+    size_t n = b->inflight_n;
+
+    if (!n || !writer_take(b->writer, wait, &failed, &seconds, &why))
+        return;
+    /* An HTTP ack may serve a pipelined request that publishes: it joins
+     * the collecting batch, not this one. */
+    b->inflight_n = 0;
+    complete(s, b->inflight, n, failed, seconds, why);
+}
+
+static void writer_done(void *arg)
+{
+    server *s = arg;
+
+    finish_commit(s, 0);
+    start_commit(s);
+}
+
+void publish_flush(server *s)
+{
+    publish_batch *b = &s->batch;
+    publish_item *items = b->items;
+    size_t n = b->n, cap = b->cap;
+
+    if (b->writer) { /* until nothing is pending (shutdown) */
+        while (b->inflight_n || b->n) {
+            finish_commit(s, 1);
+            start_commit(s);
+        }
+        return;
+    }
+    if (n == 0)
+        return;
+    seal(items, n);
+    b->items = NULL;
+    b->n = b->cap = 0;
+    complete(s, items, n, 0, 0, NULL); /* no store: visible at once */
     if (!b->items) { /* keep the array for the next turn */
         b->items = items;
         b->cap = cap;

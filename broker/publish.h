@@ -28,20 +28,27 @@ typedef struct publish_item {
     void *token;       /* and its record of the publish */
     ack_kind ack;
     json_t *id;        /* request id to echo (a reference), or NULL */
+    int64_t store_id;  /* the topic's row, for the writer thread */
     uint64_t offset;
     int64_t ts_ms;
     char *data;        /* serialized JSON of the data, owned */
     size_t data_len;
     size_t next_same;  /* index + 1 of the topic's next item; 0 = last */
+    int group_first;   /* the first of its topic in its batch */
 } publish_item;
 
 typedef struct publish_batch {
-    publish_item *items;
+    publish_item *items;     /* collecting */
     size_t n, cap;
+    publish_item *inflight;  /* being committed by the writer thread */
+    size_t inflight_n, inflight_cap;
     struct event *commit_ev;
+    struct writer *writer;   /* loop 0 with history; else commits inline */
 } publish_batch;
 
-int publish_init(server *s);
+/* Sets up the batch; loop 0 with history also starts the writer thread
+ * (-1 with a message in err when it cannot). */
+int publish_init(server *s, char *err, size_t errlen);
 void publish_destroy(server *s);
 
 /* Returns the topic with its stored state loaded (creating its row and

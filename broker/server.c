@@ -18,11 +18,6 @@
 #include "log.h"
 #include "loops.h"
 
-/* Retention runs in small steps so that no step blocks the loop for
- * long; a step that hit its budget is followed by another soon after. */
-#define TRIM_BUDGET 1000
-#define TRIM_IDLE_MS 1000
-#define TRIM_BUSY_MS 10
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
 
@@ -32,12 +27,6 @@ int64_t server_now_ms(server *s)
 
     event_base_gettimeofday_cached(s->base, &tv);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void arm_ms(struct event *ev, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
 }
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -56,19 +45,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_flush_pending(arg);
-}
-
-static void trim_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server *s = arg;
-    int n;
-
-    (void)fd;
-    (void)what;
-    n = history_trim_step(s->hist, server_now_ms(s), TRIM_BUDGET);
-    if (n < 0)
-        log_error("history: trim failed: %s", history_errmsg(s->hist));
-    arm_ms(s->trim_timer, n >= TRIM_BUDGET ? TRIM_BUSY_MS : TRIM_IDLE_MS);
 }
 
 int server_log_due(server *s, int cause)
@@ -184,18 +160,18 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         return -1;
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
-    if (!s->reap_ev || !s->flush_ev || publish_init(s) ||
-        loops_inbox_init(s)) {
+    if (!s->reap_ev || !s->flush_ev || loops_inbox_init(s)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (publish_init(s, err, errlen))
+        return -1;
     if (!first)
         return 0;
-    s->trim_timer = evtimer_new(s->base, trim_cb, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
     s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
-    if (!s->trim_timer || !s->sig_term || !s->sig_int || !s->sig_hup) {
+    if (!s->sig_term || !s->sig_int || !s->sig_hup) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -203,7 +179,6 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
     if (s->hist) {
-        arm_ms(s->trim_timer, TRIM_IDLE_MS);
         if (history_checkpointer_start(s->hist, cfg->db_path,
                                        &s->checkpointer, err, errlen))
             return -1;
@@ -227,7 +202,7 @@ int server_run(server *s)
 
 void server_destroy(server *s)
 {
-    struct event **events[] = {&s->reap_ev,  &s->flush_ev, &s->trim_timer,
+    struct event **events[] = {&s->reap_ev,  &s->flush_ev,
                                &s->sig_term, &s->sig_int,  &s->sig_hup};
 
     if (s->base) {

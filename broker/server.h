@@ -49,7 +49,6 @@ typedef struct server {
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
-    struct event *trim_timer;
     struct event *reap_ev;   /* frees closed connections after the turn */
     conn *conns;             /* every open connection */
     conn *reap;              /* closed connections waiting to be freed */

@@ -1,0 +1,204 @@
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "publish.h"
+
+/* Retention runs between batches, at most this often, in steps this big. */
+#define TRIM_EVERY_MS 1000
+#define TRIM_BUDGET 1000
+
+struct writer {
+    history *hist;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct event *done_ev;   /* on the loop: a batch is done */
+    void (*done)(void *arg);
+    void *done_arg;
+    const publish_item *items;
+    size_t n;
+    int busy;                /* a batch is in flight */
+    int ready;               /* its result is waiting to be taken */
+    int failed;
+    double seconds;
+    char why[256];
+    int stop;
+};
+
+static double now_s(int clock)
+{
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int write_batch(history *h, const publish_item *items, size_t n)
+{
+    if (history_begin(h))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const publish_item *it = &items[i];
+        if (history_append_run(h, it->store_id, it->offset, it->ts_ms,
+                               it->data, it->data_len,
+                               it->next_same == 0)) {
+            history_rollback(h);
+            return -1;
+        }
+    }
+    return history_commit(h);
+}
+
+/* Retention, when due and while no batch waits. */
+static void maybe_trim(writer *w, double *next_trim)
+{
+    double now = now_s(CLOCK_MONOTONIC);
+    int n;
+
+    if (now < *next_trim)
+        return;
+    n = history_trim_step(w->hist, (int64_t)(now_s(CLOCK_REALTIME) * 1000),
+                          TRIM_BUDGET);
+    /* A full step means a backlog: come back soon. */
+    *next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
+}
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    double next_trim = 0;
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        if (!w->busy || w->ready) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100 * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&w->cond, &w->mu, &until);
+            if (!w->busy || w->ready) {
+                pthread_mutex_unlock(&w->mu);
+                maybe_trim(w, &next_trim);
+                pthread_mutex_lock(&w->mu);
+            }
+            continue;
+        }
+        pthread_mutex_unlock(&w->mu);
+        double t0 = now_s(CLOCK_MONOTONIC);
+        int failed = write_batch(w->hist, w->items, w->n) != 0;
+        double t1 = now_s(CLOCK_MONOTONIC);
+        pthread_mutex_lock(&w->mu);
+        w->failed = failed;
+        w->seconds = t1 - t0;
+        snprintf(w->why, sizeof w->why, "%s",
+                 failed ? history_errmsg(w->hist) : "");
+        w->ready = 1;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->mu);
+        event_active(w->done_ev, EV_READ, 0); /* takes the base's lock */
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void done_trampoline(evutil_socket_t fd, short what, void *arg)
+{
+    writer *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->done(w->done_arg);
+}
+
+writer *writer_start(const char *path, const history_opts *opts,
+                     struct event_base *base, void (*done)(void *arg),
+                     void *arg, char *err, size_t errlen)
+{
+    writer *w = calloc(1, sizeof *w);
+
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (history_open(&w->hist, path, opts, err, errlen)) {
+        free(w);
+        return NULL;
+    }
+    w->done = done;
+    w->done_arg = arg;
+    w->done_ev = event_new(base, -1, 0, done_trampoline, w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (!w->done_ev || pthread_create(&w->thread, NULL, writer_main, w)) {
+        snprintf(err, errlen, "cannot start the history writer thread");
+        if (w->done_ev)
+            event_free(w->done_ev);
+        history_close(w->hist);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void writer_submit(writer *w, const publish_item *items, size_t n)
+{
+    pthread_mutex_lock(&w->mu);
+    w->items = items;
+    w->n = n;
+    w->busy = 1;
+    w->ready = 0;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int writer_take(writer *w, int wait, int *failed, double *seconds,
+                const char **why)
+{
+    int taken = 0;
+
+    pthread_mutex_lock(&w->mu);
+    while (wait && w->busy && !w->ready)
+        pthread_cond_wait(&w->cond, &w->mu);
+    if (w->busy && w->ready) {
+        *failed = w->failed;
+        *seconds = w->seconds;
+        *why = w->why;
+        w->busy = w->ready = 0;
+        taken = 1;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return taken;
+}
+
+void writer_stop(writer *w)
+{
+    int failed;
+    double seconds;
+    const char *why;
+
+    if (!w)
+        return;
+    writer_take(w, 1, &failed, &seconds, &why);
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    event_free(w->done_ev);
+    history_close(w->hist);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
