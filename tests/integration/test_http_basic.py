@@ -306,3 +306,17 @@ def test_garbage_400_and_closed(broker, garbage):
     assert r.status in (400, 505) if b"9.9" in garbage else r.status == 400, r
     assert r.closed, r
     assert healthy(broker)
+
+
+def test_header_count_limit(broker):
+    # 64 headers in all are accepted; one more is refused with 431, each
+    # line short and the head far below its byte limit.
+    ok = "".join(f"X-H-{i}: v\r\n" for i in range(63))
+    r = raw_http(broker.port, f"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                 f"{ok}\r\n".encode())
+    assert r.status == 200, r
+    over = "".join(f"X-H-{i}: v\r\n" for i in range(64))
+    r = raw_http(broker.port, f"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                 f"{over}\r\n".encode())
+    assert r.status == 431, r
+    assert healthy(broker)
