@@ -263,9 +263,33 @@ char *chorus_encode_unsubscribed(json_t *id, const char *topic, size_t *len)
 char *chorus_encode_published(json_t *id, const char *topic, uint64_t offset,
                               size_t *len)
 {
-    return dump(json_pack("{s:s, s:O*, s:s, s:I}", "op", "published", "id",
-                          id, "topic", topic, "offset", (json_int_t)offset),
-                len);
+    size_t cap = strlen(topic) + 96;
+    char *out;
+    int n;
+
+    /* One per publish: build it directly unless the id needs escaping
+     * (topics are valid, so they never do). */
+    if (id && !json_is_integer(id))
+        return dump(json_pack("{s:s, s:O*, s:s, s:I}", "op", "published",
+                              "id", id, "topic", topic, "offset",
+                              (json_int_t)offset),
+                    len);
+    out = malloc(cap);
+    if (!out)
+        return NULL;
+    if (id)
+        n = snprintf(out, cap,
+                     "{\"op\":\"published\",\"id\":%" JSON_INTEGER_FORMAT
+                     ",\"topic\":\"%s\",\"offset\":%llu}",
+                     json_integer_value(id), topic,
+                     (unsigned long long)offset);
+    else
+        n = snprintf(out, cap,
+                     "{\"op\":\"published\",\"topic\":\"%s\",\"offset\":%llu}",
+                     topic, (unsigned long long)offset);
+    if (len)
+        *len = (size_t)n;
+    return out;
 }
 
 char *chorus_encode_pong(json_t *id, size_t *len)
