@@ -112,7 +112,8 @@ void conn_flush_pending(server *srv);
 /* Frees every connection queued by conn_abort() whose refs are zero. */
 void conn_reap(server *srv);
 
-/* Sends a ping to every open WebSocket, closing with 1001 (shutdown). */
+/* Closes every WebSocket with code and reason (1001 at shutdown) and
+ * drops connections still in HTTP. */
 void conn_close_all(server *srv, uint16_t code, const char *reason);
 
 #endif

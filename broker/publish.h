@@ -1,9 +1,11 @@
-/* Publishing with group commit. Publishes that arrive in one loop turn
- * join a batch; at the end of the turn the batch is written to history in
- * one transaction, and only after the commit are offsets made visible,
- * acks sent and messages fanned out: no client ever sees an offset that a
- * crash could take back. A failed commit answers each publish with
- * `internal` and reuses none of its offsets. */
+/* Publishing with group commit. Loop 0 assigns offsets and collects
+ * publishes into a batch; at the end of a loop turn the batch goes to the
+ * history writer thread (writer.h), which commits it in one transaction
+ * while the next batch collects. Only after the commit are offsets made
+ * visible, acks sent and messages fanned out: no client ever sees an
+ * offset that a crash could take back. A failed commit answers each
+ * publish with `internal` and hands none of its offsets out. Other loops
+ * forward their publishes to loop 0 (loops.h). */
 #ifndef CHORUS_PUBLISH_H
 #define CHORUS_PUBLISH_H
 
@@ -76,7 +78,8 @@ void publish_receive_forwarded(server *s, struct lmsg *m);
 /* The origin loop: the outcome of a forwarded publish. */
 void publish_forwarded_ack(server *s, struct lmsg *m);
 
-/* Commits the pending batch now (also run at the end of each turn). */
+/* Commits everything pending and completes it, waiting for the writer
+ * thread: for shutdown. */
 void publish_flush(server *s);
 
 #endif

@@ -1,7 +1,7 @@
-/* One broker event loop and everything it owns: listener, connections,
- * topic table, history store and the current publish batch. All broker
- * state is reached from here; there are no mutable globals, so several
- * servers (loops) can later run side by side. */
+/* One broker event loop and everything it owns: connections, topic
+ * table, SQLite connection, inbox and, for loop 0, the listeners and the
+ * publish batch. All broker state is reached from here or from the broker
+ * the loops share (loops.h); there are no mutable globals. */
 #ifndef CHORUS_SERVER_H
 #define CHORUS_SERVER_H
 
