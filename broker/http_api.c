@@ -266,8 +266,7 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
 
     if (has_prefix(path, path_len, PUBLISH_PREFIX)) {
         if (!method_is(req, "POST")) {
-            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
-                         "Allow: POST\r\n", keepalive);
+            http_respond_405(c, "POST", keepalive);
             return HTTP_API_DONE;
         }
         return publish_body(c, req, path + pn, path_len - pn, query,
@@ -275,8 +274,7 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
     }
     if (has_prefix(path, path_len, HISTORY_PREFIX)) {
         if (!method_is(req, "GET")) {
-            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
-                         "Allow: GET\r\n", keepalive);
+            http_respond_405(c, "GET", keepalive);
             return HTTP_API_DONE;
         }
         return read_history(c, req, path + hn, path_len - hn, query,

@@ -73,6 +73,15 @@ void http_respond(conn *c, int status, const char *content_type,
         conn_finish(c);
 }
 
+void http_respond_405(conn *c, const char *allow, int keepalive)
+{
+    char hdr[64];
+
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    http_respond(c, 405, "text/plain", "method not allowed\n", 19, hdr,
+                 keepalive);
+}
+
 void http_respond_error(conn *c, int status, const char *code,
                         const char *message, int keepalive)
 {
@@ -173,8 +182,7 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     const char *why;
 
     if (!method_is(req, "GET")) {
-        http_respond(c, 405, "text/plain", "method not allowed\n", 19,
-                     "Allow: GET\r\n", keepalive);
+        http_respond_405(c, "GET", keepalive);
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     }
     if (c->srv->cfg->api_key) {
@@ -218,8 +226,7 @@ static route_result route(conn *c, const chorus_http_request *req,
         return metrics_route(c, req, keepalive);
     if (path_is(path, path_len, "/healthz")) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-            http_respond(c, 405, "text/plain", "method not allowed\n", 19,
-                         "Allow: GET, HEAD\r\n", keepalive);
+            http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
         }
         http_respond(c, c->srv->stopping ? 503 : 200, "text/plain",

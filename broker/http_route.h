@@ -23,6 +23,9 @@ void http_respond(conn *c, int status, const char *content_type,
                   const char *body, size_t len, const char *extra_headers,
                   int keepalive);
 
+/* 405 with the methods the path allows ("GET, HEAD"). */
+void http_respond_405(conn *c, const char *allow, int keepalive);
+
 /* A JSON error body {"error":code,"message":...}. */
 void http_respond_error(conn *c, int status, const char *code,
                         const char *message, int keepalive);

@@ -119,8 +119,7 @@ static void reply_head(conn *c, int status, long long len, const char *type,
 
 static void refuse_method(conn *c, int keepalive)
 {
-    http_respond(c, 405, "text/plain", "method not allowed\n", 19,
-                 "Allow: GET, HEAD\r\n", keepalive);
+    http_respond_405(c, "GET, HEAD", keepalive);
 }
 
 /* A file under web_root, or HTTP_API_NO_ROUTE when there is none. */
