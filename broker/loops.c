@@ -55,6 +55,10 @@ void loops_post(broker *b, int to, lmsg *m)
         return;
     }
     in = &b->loops[to].in;
+    if (!in->ev) { /* that loop never started or is gone */
+        lmsg_free(m);
+        return;
+    }
     m->next = NULL;
     pthread_mutex_lock(&in->mu);
     wake = in->head == NULL;
@@ -222,12 +226,15 @@ int loops_run(const config *cfg)
         log_error("libevent has no thread support");
         return 1;
     }
+    if (pthread_mutex_init(&b.mu, NULL)) {
+        log_error("cannot create a mutex");
+        return 1;
+    }
     b.cfg = cfg;
     b.n = n;
     b.loops = calloc((size_t)n, sizeof *b.loops);
     b.threads = calloc((size_t)n, sizeof *b.threads);
-    if (!b.loops || !b.threads || pthread_mutex_init(&b.mu, NULL) ||
-        ip_table_init(&b.ips)) {
+    if (!b.loops || !b.threads || ip_table_init(&b.ips)) {
         log_error("out of memory");
         goto out;
     }
@@ -248,9 +255,11 @@ int loops_run(const config *cfg)
     }
     log_info("stopped");
 out:
-    /* Loops other than 0 first: their inboxes may hold blocks of 0's. */
-    for (int i = inited - 1; i >= 0; i--)
+    /* Loop 0 first: what it commits last is acked to loops still there,
+     * which take it from their inboxes as they go. */
+    for (int i = 0; i < inited; i++)
         server_destroy(&b.loops[i]);
+    pthread_mutex_destroy(&b.mu);
     if (b.ips.slots.buckets)
         ip_table_destroy(&b.ips);
     free(b.loops);

@@ -206,6 +206,10 @@ void server_destroy(server *s)
                                &s->sig_term, &s->sig_int,  &s->sig_hup};
 
     if (s->base) {
+        /* Publishes, acks and blocks other loops left here: loop 0 is
+         * destroyed first, so its last acks still reach the others. */
+        if (s->in.ev)
+            loops_drain_inbox(s);
         publish_flush(s);
         while (s->conns)
             conn_abort(s->conns);
