@@ -4,6 +4,7 @@
  * open. Offsets and timestamps are stored as SQLite INTEGERs (signed 64
  * bit), so offsets above INT64_MAX are refused rather than wrapped. */
 #include "history.h"
+#include "history_internal.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -14,10 +15,6 @@
 
 #include <openssl/rand.h>
 #include <sqlite3.h>
-
-/* A trim step looks at no more topics than this, so a broker with very
- * many idle topics still gets short steps; the cursor carries on. */
-#define TRIM_MAX_TOPICS 1024
 
 /* migrations[i] moves the schema from version i to i + 1. To change the
  * schema, append an entry; never edit one that has shipped. */
@@ -37,21 +34,6 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-enum {
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_TOPIC_GET,
-    ST_TOPIC_ADD,
-    ST_MSG_ADD,
-    ST_TOPIC_BUMP,
-    ST_RANGE,
-    ST_FIRST,
-    ST_TOPIC_NEXT,
-    ST_OLDEST,
-    ST_TRIM,
-    ST_COUNT
-};
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -78,18 +60,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRIM] = "DELETE FROM messages WHERE topic_id = ?1 AND \"offset\" <= ?2",
 };
 
-struct history {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    history_opts opts;
-    int in_txn;          /* a batch (history_begin) is open */
-    int64_t trim_cursor; /* id of the last topic a trim step visited */
-    char err[512];
-};
 
 /* ---- errors ---------------------------------------------------------- */
 
-static void set_err(history *h, const char *fmt, ...)
+void  history__set_err(history *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -98,9 +72,9 @@ static void set_err(history *h, const char *fmt, ...)
 }
 
 /* Records "<what>: <sqlite message>" for the last failed call. */
-static void db_err(history *h, const char *what)
+void  history__db_err(history *h, const char *what)
 {
-    set_err(h, "%s: %s", what, sqlite3_errmsg(h->db));
+    history__set_err(h, "%s: %s", what, sqlite3_errmsg(h->db));
 }
 
 const char *history_errmsg(history *h)
@@ -110,27 +84,27 @@ const char *history_errmsg(history *h)
 
 /* ---- statement helpers ----------------------------------------------- */
 
-static sqlite3_stmt *stmt(history *h, int id)
+sqlite3_stmt * history__stmt(history *h, int id)
 {
     sqlite3_reset(h->st[id]); /* previous errors were reported already */
     return h->st[id];
 }
 
-static int bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v)
+int  history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v)
 {
     if (sqlite3_bind_int64(s, col, v) != SQLITE_OK) {
-        db_err(h, "bind");
+        history__db_err(h, "bind");
         return -1;
     }
     return 0;
 }
 
-static int bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
+int  history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
                      size_t len)
 {
     if (sqlite3_bind_text64(s, col, p, len, SQLITE_STATIC, SQLITE_UTF8) !=
         SQLITE_OK) {
-        db_err(h, "bind");
+        history__db_err(h, "bind");
         return -1;
     }
     return 0;
@@ -138,29 +112,29 @@ static int bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
 
 /* Steps a statement that returns no rows, then resets it (which also
  * releases text bound with SQLITE_STATIC). */
-static int run(history *h, sqlite3_stmt *s, const char *what)
+int  history__run(history *h, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
-        db_err(h, what);
+        history__db_err(h, what);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Steps a statement expected to return at most one row: 1 row (left
  * positioned on it; the caller resets), 0 none, -1 error. */
-static int step_row(history *h, sqlite3_stmt *s, const char *what)
+int  history__step_row(history *h, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc != SQLITE_DONE)
-        db_err(h, what);
+        history__db_err(h, what);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int64_t clamp_limit(size_t n)
+int64_t  history__clamp_limit(size_t n)
 {
     return n > (size_t)INT_MAX ? INT_MAX : (int64_t)n;
 }
@@ -361,7 +335,7 @@ static int new_epoch(history *h, char out[HISTORY_EPOCH_LEN + 1])
     size_t i;
 
     if (RAND_bytes(raw, sizeof raw) != 1) {
-        set_err(h, "RAND_bytes failed");
+        history__set_err(h, "RAND_bytes failed");
         return -1;
     }
     for (i = 0; i < sizeof raw; i++) {
@@ -379,7 +353,7 @@ static int read_topic(history *h, sqlite3_stmt *s, history_topic *out)
 
     if (!epoch || sqlite3_column_bytes(s, 1) != HISTORY_EPOCH_LEN ||
         last < 0) {
-        set_err(h, "topic %" PRId64 ": corrupt epoch or offset",
+        history__set_err(h, "topic %" PRId64 ": corrupt epoch or offset",
                 (int64_t)sqlite3_column_int64(s, 0));
         return -1;
     }
@@ -392,17 +366,17 @@ static int read_topic(history *h, sqlite3_stmt *s, history_topic *out)
 int history_topic_load(history *h, const char *name, int create,
                        history_topic *out)
 {
-    sqlite3_stmt *s = stmt(h, ST_TOPIC_GET);
+    sqlite3_stmt *s = history__stmt(h, ST_TOPIC_GET);
     history_topic t;
     int rc;
 
     if (!name) {
-        set_err(h, "load topic: no name");
+        history__set_err(h, "load topic: no name");
         return -1;
     }
-    if (bind_text(h, s, 1, name, strlen(name)) != 0)
+    if (history__bind_text(h, s, 1, name, strlen(name)) != 0)
         return -1;
-    rc = step_row(h, s, "load topic");
+    rc = history__step_row(h, s, "load topic");
     if (rc == 1) {
         rc = read_topic(h, s, out);
         sqlite3_reset(s);
@@ -415,10 +389,10 @@ int history_topic_load(history *h, const char *name, int create,
 
     if (new_epoch(h, t.epoch) != 0)
         return -1;
-    s = stmt(h, ST_TOPIC_ADD);
-    if (bind_text(h, s, 1, name, strlen(name)) != 0 ||
-        bind_text(h, s, 2, t.epoch, HISTORY_EPOCH_LEN) != 0 ||
-        run(h, s, "create topic") != 0)
+    s = history__stmt(h, ST_TOPIC_ADD);
+    if (history__bind_text(h, s, 1, name, strlen(name)) != 0 ||
+        history__bind_text(h, s, 2, t.epoch, HISTORY_EPOCH_LEN) != 0 ||
+        history__run(h, s, "create topic") != 0)
         return -1;
     if (sqlite3_changes(h->db) == 0) /* created elsewhere meanwhile */
         return history_topic_load(h, name, 0, out) == 0 ? 0 : -1;
@@ -433,10 +407,10 @@ int history_topic_load(history *h, const char *name, int create,
 int history_begin(history *h)
 {
     if (h->in_txn) {
-        set_err(h, "begin: a batch is already open");
+        history__set_err(h, "begin: a batch is already open");
         return -1;
     }
-    if (run(h, stmt(h, ST_BEGIN), "begin") != 0)
+    if (history__run(h, history__stmt(h, ST_BEGIN), "begin") != 0)
         return -1;
     h->in_txn = 1;
     return 0;
@@ -449,29 +423,29 @@ int history_append_run(history *h, int64_t topic_id, uint64_t offset,
     sqlite3_stmt *s;
 
     if (!h->in_txn) {
-        set_err(h, "append: no batch open");
+        history__set_err(h, "append: no batch open");
         return -1;
     }
     if (offset == 0 || offset > (uint64_t)INT64_MAX) {
-        set_err(h, "append: offset %" PRIu64 " out of range", offset);
+        history__set_err(h, "append: offset %" PRIu64 " out of range", offset);
         return -1;
     }
-    s = stmt(h, ST_MSG_ADD);
-    if (bind_i64(h, s, 1, topic_id) != 0 ||
-        bind_i64(h, s, 2, (int64_t)offset) != 0 ||
-        bind_i64(h, s, 3, ts_ms) != 0 ||
-        bind_text(h, s, 4, data, data_len) != 0 ||
-        run(h, s, "append") != 0)
+    s = history__stmt(h, ST_MSG_ADD);
+    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
+        history__bind_i64(h, s, 2, (int64_t)offset) != 0 ||
+        history__bind_i64(h, s, 3, ts_ms) != 0 ||
+        history__bind_text(h, s, 4, data, data_len) != 0 ||
+        history__run(h, s, "append") != 0)
         return -1;
     if (!last)
         return 0;
-    s = stmt(h, ST_TOPIC_BUMP);
-    if (bind_i64(h, s, 1, topic_id) != 0 ||
-        bind_i64(h, s, 2, (int64_t)offset) != 0 ||
-        run(h, s, "append: update topic") != 0)
+    s = history__stmt(h, ST_TOPIC_BUMP);
+    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
+        history__bind_i64(h, s, 2, (int64_t)offset) != 0 ||
+        history__run(h, s, "append: update topic") != 0)
         return -1;
     if (sqlite3_changes(h->db) != 1) {
-        set_err(h, "append: unknown topic id %" PRId64, topic_id);
+        history__set_err(h, "append: unknown topic id %" PRId64, topic_id);
         return -1;
     }
     return 0;
@@ -485,7 +459,7 @@ int history_append(history *h, int64_t topic_id, uint64_t offset,
 
 /* SQLite may already have rolled back after SQLITE_FULL or an I/O error;
  * only roll back what is still open. */
-static void rollback_open(history *h)
+void history__rollback_open(history *h)
 {
     if (!sqlite3_get_autocommit(h->db))
         sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
@@ -495,11 +469,11 @@ static void rollback_open(history *h)
 int history_commit(history *h)
 {
     if (!h->in_txn) {
-        set_err(h, "commit: no batch open");
+        history__set_err(h, "commit: no batch open");
         return -1;
     }
-    if (run(h, stmt(h, ST_COMMIT), "commit") != 0) {
-        rollback_open(h);
+    if (history__run(h, history__stmt(h, ST_COMMIT), "commit") != 0) {
+        history__rollback_open(h);
         return -1;
     }
     h->in_txn = 0;
@@ -514,8 +488,8 @@ void history_rollback(history *h)
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_reset(h->st[i]);
     if (!sqlite3_get_autocommit(h->db) &&
-        run(h, stmt(h, ST_ROLLBACK), "rollback") != 0)
-        rollback_open(h);
+        history__run(h, history__stmt(h, ST_ROLLBACK), "rollback") != 0)
+        history__rollback_open(h);
     h->in_txn = 0;
 }
 
@@ -523,12 +497,12 @@ void history_rollback(history *h)
 
 int history_first_offset(history *h, int64_t topic_id, uint64_t *first)
 {
-    sqlite3_stmt *s = stmt(h, ST_FIRST);
+    sqlite3_stmt *s = history__stmt(h, ST_FIRST);
     int rc;
 
-    if (bind_i64(h, s, 1, topic_id) != 0)
+    if (history__bind_i64(h, s, 1, topic_id) != 0)
         return -1;
-    rc = step_row(h, s, "first offset");
+    rc = history__step_row(h, s, "first offset");
     if (rc < 0)
         return -1;
     *first = rc ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
@@ -541,16 +515,16 @@ int history_first_offset(history *h, int64_t topic_id, uint64_t *first)
 int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
                  history_row_fn fn, void *arg)
 {
-    sqlite3_stmt *s = stmt(h, ST_RANGE);
+    sqlite3_stmt *s = history__stmt(h, ST_RANGE);
     int rows = 0, rc;
 
     if (limit == 0)
         return 0;
     if (after >= (uint64_t)INT64_MAX)
         return 0;
-    if (bind_i64(h, s, 1, topic_id) != 0 ||
-        bind_i64(h, s, 2, (int64_t)after) != 0 ||
-        bind_i64(h, s, 3, clamp_limit(limit)) != 0)
+    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
+        history__bind_i64(h, s, 2, (int64_t)after) != 0 ||
+        history__bind_i64(h, s, 3, history__clamp_limit(limit)) != 0)
         return -1;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const unsigned char *data = sqlite3_column_text(s, 2);
@@ -568,127 +542,9 @@ int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
         }
     }
     if (rc != SQLITE_DONE)
-        db_err(h, "read");
+        history__db_err(h, "read");
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? rows : -1;
-}
-
-/* ---- retention ------------------------------------------------------- */
-
-/* Deletes the oldest messages of one topic that are past the count bound
- * (offset <= last - history_size) or the age bound (ts < cutoff), at most
- * budget of them. The walk is in offset order and stops at the first
- * message that must stay: a message is expired by age only once every
- * older one is, so a clock stepping back never leaves a hole in the
- * retained range. Returns the number deleted or -1. */
-static int trim_topic(history *h, int64_t id, uint64_t last, int64_t cutoff,
-                      int64_t budget)
-{
-    sqlite3_stmt *s = stmt(h, ST_OLDEST);
-    uint64_t size = h->opts.history_size;
-    uint64_t count_upto = size && last > size ? last - size : 0;
-    int64_t upto = 0;
-    int n = 0, rc;
-
-    if (bind_i64(h, s, 1, id) != 0 || bind_i64(h, s, 2, budget) != 0)
-        return -1;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t off = sqlite3_column_int64(s, 0);
-        int64_t ts = sqlite3_column_int64(s, 1);
-        if ((uint64_t)off > count_upto &&
-            !(h->opts.history_ttl_ms && ts < cutoff))
-            break;
-        upto = off;
-        n++;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        db_err(h, "trim: scan");
-        sqlite3_reset(s);
-        return -1;
-    }
-    sqlite3_reset(s);
-    if (n == 0)
-        return 0;
-    s = stmt(h, ST_TRIM);
-    if (bind_i64(h, s, 1, id) != 0 || bind_i64(h, s, 2, upto) != 0 ||
-        run(h, s, "trim: delete") != 0)
-        return -1;
-    return n;
-}
-
-/* Next topic after the cursor, wrapping once: 1 found, 0 none, -1 error. */
-static int next_topic(history *h, int64_t after, int64_t *id, uint64_t *last)
-{
-    sqlite3_stmt *s = stmt(h, ST_TOPIC_NEXT);
-    int rc;
-
-    if (bind_i64(h, s, 1, after) != 0)
-        return -1;
-    rc = step_row(h, s, "trim: next topic");
-    if (rc == 1) {
-        *id = sqlite3_column_int64(s, 0);
-        *last = (uint64_t)sqlite3_column_int64(s, 1);
-        sqlite3_reset(s);
-    }
-    return rc;
-}
-
-/* Visits topics round-robin from the cursor left by the previous call, so
- * a topic with a large backlog cannot starve the others. */
-static int trim_topics(history *h, int64_t cutoff, int64_t budget)
-{
-    int64_t start = h->trim_cursor, cur = start, id;
-    uint64_t last;
-    int deleted = 0, visited = 0, wrapped = 0, rc, n;
-
-    while (deleted < budget && visited < TRIM_MAX_TOPICS) {
-        rc = next_topic(h, cur, &id, &last);
-        if (rc < 0)
-            return -1;
-        if (rc == 0 || (wrapped && id > start)) {
-            if (wrapped || cur == 0)
-                break;
-            wrapped = 1;
-            cur = 0;
-            continue;
-        }
-        n = trim_topic(h, id, last, cutoff, budget - deleted);
-        if (n < 0)
-            return -1;
-        deleted += n;
-        visited++;
-        cur = id;
-    }
-    h->trim_cursor = cur;
-    return deleted;
-}
-
-int history_trim_step(history *h, int64_t now_ms, size_t budget)
-{
-    int64_t cutoff = INT64_MIN;
-    int deleted;
-
-    if (!h->opts.history_size && !h->opts.history_ttl_ms)
-        return 0;
-    if (budget == 0 || h->in_txn) /* never interleave with a batch */
-        return 0;
-    if (h->opts.history_ttl_ms) {
-        if (h->opts.history_ttl_ms <= (uint64_t)INT64_MAX &&
-            now_ms >= INT64_MIN + (int64_t)h->opts.history_ttl_ms)
-            cutoff = now_ms - (int64_t)h->opts.history_ttl_ms;
-    }
-    if (run(h, stmt(h, ST_BEGIN), "trim: begin") != 0)
-        return -1;
-    deleted = trim_topics(h, cutoff, clamp_limit(budget));
-    if (deleted < 0) {
-        rollback_open(h);
-        return -1;
-    }
-    if (run(h, stmt(h, ST_COMMIT), "trim: commit") != 0) {
-        rollback_open(h);
-        return -1;
-    }
-    return deleted;
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -700,10 +556,8 @@ int history_test_set_max_pages(history *h, int pages)
 
     snprintf(sql, sizeof sql, "PRAGMA max_page_count = %d", pages);
     if (pragma_int(h->db, sql, &v) != SQLITE_OK) {
-        db_err(h, "max_page_count");
+        history__db_err(h, "max_page_count");
         return -1;
     }
     return (int)v;
 }
-
-struct sqlite3 *history_sqlite(history *h) { return h->db; }

@@ -85,9 +85,6 @@ int history_trim_step(history *h, int64_t now_ms, size_t budget);
  * Returns the resulting limit or -1. Not for production use. */
 int history_test_set_max_pages(history *h, int pages);
 
-/* The SQLite handle, for the rest of the history module only. */
-struct sqlite3 *history_sqlite(history *h);
-
 /* Runs WAL checkpoints on a thread of their own (with a connection of
  * their own to path) and turns h's automatic checkpoints off, so that the
  * fsync a checkpoint needs never stalls h's event loop. */

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "history.h"
+#include "history_internal.h"
 
 /* A WAL checkpoint copies committed pages into the database file and
  * fsyncs it; SQLite runs one inside a commit every 1000 pages, which would
@@ -73,7 +74,7 @@ int history_checkpointer_start(history *h, const char *path,
         free(cp);
         return -1;
     }
-    sqlite3_wal_autocheckpoint(history_sqlite(h), 0);
+    sqlite3_wal_autocheckpoint(h->db, 0);
     *out = cp;
     return 0;
 }

@@ -1,0 +1,56 @@
+/* What the files of the history module share (history.c, history_trim.c,
+ * history_checkpoint.c): the handle and its statement helpers. Not for
+ * the rest of the broker: only these files talk to SQLite. */
+#ifndef CHORUS_HISTORY_INTERNAL_H
+#define CHORUS_HISTORY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "history.h"
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_TOPIC_GET,
+    ST_TOPIC_ADD,
+    ST_MSG_ADD,
+    ST_TOPIC_BUMP,
+    ST_RANGE,
+    ST_FIRST,
+    ST_TOPIC_NEXT,
+    ST_OLDEST,
+    ST_TRIM,
+    ST_COUNT
+};
+
+struct history {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    history_opts opts;
+    int in_txn;          /* a batch (history_begin) is open */
+    int64_t trim_cursor; /* id of the last topic a trim step visited */
+    char err[512];
+};
+
+void history__set_err(history *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Records "<what>: <sqlite message>" for the last failed call. */
+void history__db_err(history *h, const char *what);
+/* The prepared statement id, reset. */
+sqlite3_stmt *history__stmt(history *h, int id);
+int history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v);
+int history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
+                       size_t len);
+/* Steps a statement that returns no rows, then resets it. 0 or -1. */
+int history__run(history *h, sqlite3_stmt *s, const char *what);
+/* At most one row: 1 (positioned on it; the caller resets), 0, -1. */
+int history__step_row(history *h, sqlite3_stmt *s, const char *what);
+int64_t history__clamp_limit(size_t n);
+/* Rolls back what is still open (SQLite may have rolled back already). */
+void history__rollback_open(history *h);
+
+#endif
