@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -145,7 +146,59 @@ void conn_upgrade(conn *c, ws_kind kind)
 
 size_t conn_queued(const conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) +
+           c->pend_bytes;
+}
+
+/* Moves the pending frames into the output buffer (as references), so
+ * that what is queued next goes after them. Returns 0 or -1. */
+static int spill(conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int rc = 0;
+
+    for (int i = 0; i < c->npend; i++) {
+        pend_ref *p = &c->pend[i];
+        if (rc == 0 && frame_ref_attach_range(p->f, out, p->off, p->len))
+            rc = -1;
+        frame_ref_decref(p->f);
+    }
+    c->npend = 0;
+    c->pend_bytes = 0;
+    return rc;
+}
+
+/* Writes the pending frames with one writev; what the socket did not take
+ * is spilled into the output buffer. Returns 0, or -1 on a socket error. */
+static int write_pending(conn *c)
+{
+    struct iovec iov[CONN_PEND_MAX];
+    ssize_t n;
+    int i, k = 0;
+
+    for (i = 0; i < c->npend; i++) {
+        iov[i].iov_base = (void *)(frame_ref_bytes(c->pend[i].f) +
+                                   c->pend[i].off);
+        iov[i].iov_len = c->pend[i].len;
+    }
+    n = writev(bufferevent_getfd(c->bev), iov, c->npend);
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return -1;
+    for (; n > 0 && k < c->npend; k++) {
+        pend_ref *p = &c->pend[k];
+        if ((size_t)n < p->len) { /* partly written */
+            p->off += (size_t)n;
+            p->len -= (size_t)n;
+            c->pend_bytes -= (size_t)n;
+            break;
+        }
+        n -= (ssize_t)p->len;
+        c->pend_bytes -= p->len;
+        frame_ref_decref(p->f);
+    }
+    memmove(c->pend, c->pend + k, (size_t)(c->npend - k) * sizeof *c->pend);
+    c->npend -= k;
+    return spill(c);
 }
 
 static void slow_consumer(conn *c)
@@ -182,6 +235,9 @@ static void schedule_write(conn *c, size_t len)
 /* Leaves direct mode: the bufferevent writes when the socket allows. */
 static void write_when_ready(conn *c)
 {
+    if (spill(c))
+        log_error("conn %llu: out of memory queueing output",
+                  (unsigned long long)c->id);
     c->direct_write = 0;
     bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -216,6 +272,12 @@ void conn_flush_pending(server *srv)
         if (c->state != CONN_WS || !c->direct_write)
             continue;
         out = bufferevent_get_output(c->bev);
+        if (c->npend && write_pending(c) < 0) {
+            log_debug("conn %llu: write: %s", (unsigned long long)c->id,
+                      strerror(errno));
+            conn_abort(c);
+            continue;
+        }
         if (evbuffer_get_length(out) && write_out(c, out) < 0) {
             log_debug("conn %llu: write: %s", (unsigned long long)c->id,
                       strerror(errno));
@@ -235,7 +297,8 @@ static int queue_frame(conn *c, int opcode, const void *payload, size_t len)
     size_t n = chorus_ws_write_header(hdr, 1, opcode, len, NULL);
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
-    if (evbuffer_add(out, hdr, n) || evbuffer_add(out, payload, len))
+    if ((c->npend && spill(c)) || evbuffer_add(out, hdr, n) ||
+        evbuffer_add(out, payload, len))
         return -1;
     c->srv->stats.bytes_out += n + len;
     schedule_write(c, n + len);
@@ -282,7 +345,17 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
         slow_consumer(c);
         return -1;
     }
-    if (frame_ref_attach_range(f, bufferevent_get_output(c->bev), off, len)) {
+    if (c->direct_write && c->npend < CONN_PEND_MAX &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        pend_ref *p = &c->pend[c->npend++];
+        frame_ref_incref(f);
+        p->f = f;
+        p->off = off;
+        p->len = len;
+        c->pend_bytes += len;
+    } else if ((c->npend && spill(c)) ||
+               frame_ref_attach_range(f, bufferevent_get_output(c->bev), off,
+                                      len)) {
         conn_abort(c);
         return -1;
     }
@@ -420,6 +493,8 @@ void conn_reap(server *srv)
         if (c->refs || c->flush_pending) /* still referenced or listed */
             continue;
         unlink_conn(&srv->reap, c);
+        for (int i = 0; i < c->npend; i++)
+            frame_ref_decref(c->pend[i].f);
         if (c->expiry_ev)
             event_free(c->expiry_ev);
         auth_identity_free(&c->auth);

@@ -30,6 +30,17 @@ typedef enum {
 
 typedef enum { WS_PUBSUB, WS_ECHO } ws_kind;
 
+/* Shared frames queued for a direct-write connection whose buffer was
+ * empty: written straight from the shared blocks with one writev at the
+ * end of the turn, so the common delivery allocates nothing. Whatever
+ * does not fit goes into the bufferevent's output as references. */
+#define CONN_PEND_MAX 4
+
+typedef struct pend_ref {
+    frame_ref *f; /* a reference we hold */
+    size_t off, len;
+} pend_ref;
+
 typedef struct conn {
     server *srv;
     struct bufferevent *bev;
@@ -45,6 +56,9 @@ typedef struct conn {
     int direct_write;         /* WS over TCP: we write, not the bufferevent */
     int flush_pending;        /* on the server's flush list */
     size_t turn_bytes;        /* queued since the last flush */
+    pend_ref pend[CONN_PEND_MAX];
+    int npend;
+    size_t pend_bytes;
     struct conn *flush_next;
     int http_busy;            /* an HTTP reply is pending (publish) */
     int http_keepalive;       /* keep the connection after that reply */
