@@ -102,8 +102,15 @@ test('broker killed and restarted while the CLI publishes: every offset once, re
   await b.kill9();
   await waitFor(() => page.evaluate(() => document.getElementById('conn').dataset.state !== 'open'),
     { what: 'page notices the broker is gone' });
-  await sleep(2000); // the page retries meanwhile, with growing delays
+  await sleep(1000); // the page retries meanwhile, with growing delays
+  // Keep the page away while the broker is back and the CLI publishes,
+  // so that there is always something for it to replay (without this the
+  // page may reconnect before the first publish after the restart).
+  await page.context().setOffline(true);
   await b.start(); // same port, same database
+  const before = acked;
+  await waitFor(async () => acked >= before + 3, { what: '3 publishes while the page is away' });
+  await page.context().setOffline(false); // 'online': the page reconnects at once
   await sleep(1500);
   running = false;
   await publisher;
