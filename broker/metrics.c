@@ -61,7 +61,7 @@ void metrics_observe_commit(metrics *m, double seconds)
     while (i < METRICS_COMMIT_BUCKETS && seconds > commit_bounds[i])
         i++;
     m->commit_latency_buckets[i]++;
-    m->commit_latency_sum_s += seconds;
+    m->commit_latency_sum_ns += (uint64_t)(seconds * 1e9 + 0.5);
 }
 
 static void head(struct evbuffer *out, const char *name, const char *type,
@@ -101,21 +101,21 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
     }
     cum += m->commit_latency_buckets[METRICS_COMMIT_BUCKETS];
     evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
-    evbuffer_add_printf(out, "%s_sum %.9g\n", name, m->commit_latency_sum_s);
+    evbuffer_add_printf(out, "%s_sum %.9g\n", name,
+                        (double)m->commit_latency_sum_ns / 1e9);
     evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
 }
 
 /* Adds b's counters to a. */
 static void add(metrics *a, const metrics *b)
 {
-    const uint64_t *src = (const uint64_t *)b;
     uint64_t *dst = (uint64_t *)a;
-    double sum = a->commit_latency_sum_s + b->commit_latency_sum_s;
+    const uint64_t *src = (const uint64_t *)b;
 
-    /* Every field but the latency sum is a uint64_t counter. */
+    _Static_assert(sizeof(metrics) % sizeof(uint64_t) == 0,
+                   "metrics holds uint64_t counters only");
     for (size_t i = 0; i < sizeof *a / sizeof(uint64_t); i++)
         dst[i] += src[i];
-    a->commit_latency_sum_s = sum;
 }
 
 void metrics_render(const server *s, struct evbuffer *out)

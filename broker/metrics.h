@@ -35,6 +35,8 @@ typedef enum {
 /* Upper bounds (seconds) of the history commit latency histogram. */
 #define METRICS_COMMIT_BUCKETS 12
 
+/* Every field is a uint64_t counter, so that the loops' counters can be
+ * summed field by field (metrics.c). */
 typedef struct metrics {
     uint64_t connections_total;
     uint64_t rejected[REJECT__COUNT];
@@ -48,7 +50,7 @@ typedef struct metrics {
     uint64_t history_commits;
     uint64_t history_errors;
     uint64_t commit_latency_buckets[METRICS_COMMIT_BUCKETS + 1]; /* +Inf */
-    double commit_latency_sum_s;
+    uint64_t commit_latency_sum_ns;
     uint64_t errors[ERRCODE__COUNT];
     uint64_t idle_closes;
     uint64_t too_large;          /* 1009 closes and 413 answers */

@@ -227,17 +227,15 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
 void publish_receive_forwarded(server *s, lmsg *m)
 {
     topic *t = publish_load_topic(s, m->name, m->name_len);
+    char *data = m->data; /* ours now: batch_add takes it or frees it */
     lmsg *ack;
 
-    if (t && batch_add(s, t, NULL, ACK_WS, NULL, m->origin, m->token,
-                       m->data, m->data_len) == 0) {
-        m->data = NULL; /* the batch owns it now */
-        return;
-    }
-    if (!t) {
-        free(m->data);
-    }
     m->data = NULL;
+    if (!t)
+        free(data);
+    else if (batch_add(s, t, NULL, ACK_WS, NULL, m->origin, m->token, data,
+                       m->data_len) == 0)
+        return;
     ack = lmsg_new(LMSG_ACK, m->name, m->name_len);
     if (ack) {
         ack->token = m->token;

@@ -69,7 +69,8 @@ static void test_histogram(void)
     CHECK_EQ_INT(m.commit_latency_buckets[0], 3);
     CHECK_EQ_INT(m.commit_latency_buckets[4], 1);
     CHECK_EQ_INT(m.commit_latency_buckets[METRICS_COMMIT_BUCKETS], 1);
-    CHECK(m.commit_latency_sum_s > 7.00314 && m.commit_latency_sum_s < 7.00316);
+    CHECK(m.commit_latency_sum_ns > 7003140000ULL &&
+          m.commit_latency_sum_ns < 7003160000ULL);
 }
 
 static void test_render(void)
