@@ -49,6 +49,8 @@ static const key_def keys[] = {
      "must be between 1 and 256m"},
     {"max_outbound_bytes", T_SIZE, OFF(max_outbound_bytes), 1, 0,
      "must be at least 1"},
+    {"max_unacked_bytes", T_SIZE, OFF(max_unacked_bytes), 1, 0,
+     "must be at least 1"},
     {"ping_interval", T_DURATION, OFF(ping_interval_ms), 0, 0, NULL},
     {"idle_timeout", T_DURATION, OFF(idle_timeout_ms), 0, 0, NULL},
     {"handshake_timeout", T_DURATION, OFF(handshake_timeout_ms), 1, 0,
@@ -130,6 +132,7 @@ void config_init(config *c)
     c->echo_endpoint = 0;
     c->max_message_size = 1 * MIB;
     c->max_outbound_bytes = 16 * MIB;
+    c->max_unacked_bytes = 16 * MIB;
     c->ping_interval_ms = 30 * 1000;
     c->idle_timeout_ms = 90 * 1000;
     c->handshake_timeout_ms = 10 * 1000;

@@ -14,6 +14,8 @@ typedef struct config {
     int echo_endpoint;          /* off */
     uint64_t max_message_size;  /* bytes; 1m */
     uint64_t max_outbound_bytes; /* bytes queued per connection; 16m */
+    uint64_t max_unacked_bytes; /* publish data awaiting its ack, per
+                                   connection, before reading pauses; 16m */
     uint64_t ping_interval_ms;  /* 30s; 0 = off */
     uint64_t idle_timeout_ms;   /* 90s; 0 = off */
     uint64_t handshake_timeout_ms; /* 10s */

@@ -72,6 +72,8 @@ typedef struct conn {
     sub *replay_tail;
     auth_identity auth;       /* who this is, set at the handshake */
     struct event *expiry_ev;  /* closes the socket when its token expires */
+    size_t unacked_bytes;     /* published data awaiting its ack */
+    int read_paused;          /* ... reached max_unacked_bytes */
     double publish_tokens;    /* publish_rate token bucket */
     int64_t publish_refill_ms;
     struct ip_slot *ip;       /* per-address connection count */
@@ -122,6 +124,12 @@ void conn_unref(conn *c);
  * no epoll change when it all fits); only what does not fit waits for
  * the socket to become writable. Run at the end of each loop turn. */
 void conn_flush_pending(server *srv);
+
+/* Flow control for publishers: a WebSocket connection with
+ * max_unacked_bytes of publishes awaiting their acks is not read from
+ * until acks bring it under half of that. */
+void conn_publish_taken(conn *c, size_t len);
+void conn_publish_answered(conn *c, size_t len);
 
 /* Frees every connection queued by conn_abort() whose refs are zero. */
 void conn_reap(server *srv);

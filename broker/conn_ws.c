@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "chorus/utf8.h"
 #include "compress.h"
@@ -134,14 +135,43 @@ void conn_ws_read(conn *c)
                 too_big(c, &ev);
             else
                 conn_close(c, ev.close_code, ev.reason);
-            if (c->state != CONN_WS)
+            if (c->state != CONN_WS || c->read_paused)
                 break;
         }
         evbuffer_drain(in, used);
         c->srv->stats.bytes_in += used;
-        if (used == 0)
+        if (used == 0 || c->read_paused)
             break; /* the rest of a frame has not arrived yet */
     }
     if (c->state != CONN_WS && c->state != CONN_DEAD)
         evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+void conn_publish_taken(conn *c, size_t len)
+{
+    c->unacked_bytes += len;
+    if (c->read_paused || c->unacked_bytes < c->srv->cfg->max_unacked_bytes)
+        return;
+    c->read_paused = 1;
+    c->srv->stats.publish_read_pauses++;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void conn_publish_answered(conn *c, size_t len)
+{
+    c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
+    if (!c->read_paused ||
+        c->unacked_bytes > c->srv->cfg->max_unacked_bytes / 2)
+        return;
+    c->read_paused = 0;
+    if (c->state != CONN_WS)
+        return;
+    bufferevent_enable(c->bev, EV_READ);
+    /* What was read before the pause is already in the input buffer and
+     * brings no new read event: run the read callback, later in this turn
+     * (an ack is sent from the middle of completing a batch). */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        bufferevent_trigger(c->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS |
+                                BEV_TRIG_DEFER_CALLBACKS);
 }

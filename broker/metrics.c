@@ -159,6 +159,9 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_slow_consumer_closes_total", "counter",
         "Connections closed because their output queue was full.",
         m->slow_consumer_closes);
+    one(out, "chorus_publish_read_pauses_total", "counter",
+        "Times reading from a publisher paused for max_unacked_bytes.",
+        m->publish_read_pauses);
     one(out, "chorus_replays_total", "counter", "History replays served.",
         m->replays);
     one(out, "chorus_replayed_messages_total", "counter",

@@ -45,6 +45,7 @@ typedef struct metrics {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t slow_consumer_closes;
+    uint64_t publish_read_pauses;  /* max_unacked_bytes reached */
     uint64_t replays;
     uint64_t replayed_messages;
     uint64_t history_commits;

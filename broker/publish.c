@@ -182,6 +182,7 @@ typedef struct pending_ack {
     conn *c;
     ack_kind ack;
     json_t *id;
+    size_t data_len;
 } pending_ack;
 
 static int forward(server *s, conn *c, ack_kind ack, json_t *id,
@@ -200,6 +201,7 @@ static int forward(server *s, conn *c, ack_kind ack, json_t *id,
     conn_ref(c);
     p->ack = ack;
     p->id = id ? json_incref(id) : NULL;
+    p->data_len = data_len;
     m->origin = s->index;
     m->token = p;
     m->data = data;
@@ -244,12 +246,16 @@ void publish_receive_forwarded(server *s, lmsg *m)
     loops_post(s->b, m->origin, ack);
 }
 
-/* Answers the publisher: `published` or HTTP 200, or `internal`. */
-static void answer(conn *c, ack_kind ack, json_t *id, const char *name,
-                   const char *epoch, uint64_t offset, const char *error)
+/* Answers the publisher of data_len bytes: `published` or HTTP 200, or
+ * `internal`. */
+static void answer(conn *c, ack_kind ack, json_t *id, size_t data_len,
+                   const char *name, const char *epoch, uint64_t offset,
+                   const char *error)
 {
     if (c->state == CONN_DEAD)
         return;
+    if (ack == ACK_WS)
+        conn_publish_answered(c, data_len);
     if (ack == ACK_HTTP) {
         http_api_publish_done(c, name, epoch, offset, error);
         return;
@@ -267,7 +273,7 @@ void publish_forwarded_ack(server *s, lmsg *m)
     pending_ack *p = m->token;
 
     (void)s;
-    answer(p->c, p->ack, p->id, m->name, m->epoch, m->offset,
+    answer(p->c, p->ack, p->id, p->data_len, m->name, m->epoch, m->offset,
            m->failed ? "history write failed" : NULL);
     if (p->id)
         json_decref(p->id);
@@ -280,8 +286,8 @@ static void acknowledge(server *s, publish_item *it, const char *error)
     lmsg *m;
 
     if (it->c) {
-        answer(it->c, it->ack, it->id, it->t->name, it->t->epoch, it->offset,
-               error);
+        answer(it->c, it->ack, it->id, it->data_len, it->t->name,
+               it->t->epoch, it->offset, error);
         return;
     }
     m = lmsg_new(LMSG_ACK, it->t->name, it->t->name_len);

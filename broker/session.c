@@ -159,6 +159,7 @@ static void on_publish(conn *c, const chorus_request *req)
 {
     server *srv = c->srv;
     char *data;
+    size_t len;
 
     if (!auth_can_publish(srv->cfg, &c->auth, req->topic, req->topic_len)) {
         session_error(c, req->id, CHORUS_ERR_FORBIDDEN,
@@ -178,9 +179,12 @@ static void on_publish(conn *c, const chorus_request *req)
         session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
         return;
     }
+    len = strlen(data);
     if (publish_submit(srv, c, ACK_WS, req->id, req->topic, req->topic_len,
-                       data, strlen(data)))
+                       data, len))
         session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+    else
+        conn_publish_taken(c, len);
 }
 
 void session_message(conn *c, const char *data, size_t len)

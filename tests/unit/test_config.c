@@ -37,6 +37,7 @@ static int same_config(const config *a, const config *b)
            a->echo_endpoint == b->echo_endpoint &&
            a->max_message_size == b->max_message_size &&
            a->max_outbound_bytes == b->max_outbound_bytes &&
+           a->max_unacked_bytes == b->max_unacked_bytes &&
            a->ping_interval_ms == b->ping_interval_ms &&
            a->idle_timeout_ms == b->idle_timeout_ms &&
            a->handshake_timeout_ms == b->handshake_timeout_ms &&
@@ -70,6 +71,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.echo_endpoint, 0);
     CHECK_EQ_INT(c.max_message_size, 1024 * 1024);
     CHECK_EQ_INT(c.max_outbound_bytes, 16 * 1024 * 1024);
+    CHECK_EQ_INT(c.max_unacked_bytes, 16 * 1024 * 1024);
     CHECK_EQ_INT(c.ping_interval_ms, 30000);
     CHECK_EQ_INT(c.idle_timeout_ms, 90000);
     CHECK_EQ_INT(c.handshake_timeout_ms, 10000);
@@ -249,6 +251,12 @@ static void test_set(void)
     CHECK_EQ_INT(config_set(&c, "max_outbound_bytes", "1g", err, sizeof err),
                  0);
     CHECK(c.max_outbound_bytes == 1ULL << 30);
+    CHECK_EQ_INT(config_set(&c, "max_unacked_bytes", "64k", err, sizeof err),
+                 0);
+    CHECK_EQ_INT(c.max_unacked_bytes, 65536);
+    CHECK_EQ_INT(config_set(&c, "max_unacked_bytes", "0", err, sizeof err),
+                 -1);
+    CHECK(strstr(err, "at least 1") != NULL);
     CHECK_EQ_INT(config_set(&c, "ping_interval", "0", err, sizeof err), 0);
     CHECK_EQ_INT(c.ping_interval_ms, 0);
     CHECK_EQ_INT(config_set(&c, "idle_timeout", "5m", err, sizeof err), 0);
@@ -592,6 +600,7 @@ static void test_example(const char *path)
 {
     static const char *all_keys[] = {
         "listen", "echo_endpoint", "max_message_size", "max_outbound_bytes",
+        "max_unacked_bytes",
         "ping_interval", "idle_timeout", "handshake_timeout", "log_level",
         "db_path", "history_size", "history_ttl", "durability",
         "max_connections", "max_subscriptions_per_connection",

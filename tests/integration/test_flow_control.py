@@ -1,0 +1,103 @@
+"""Publisher flow control (max_unacked_bytes): a WebSocket connection that
+pipelines publishes faster than they are committed stops being read from
+once its unacknowledged data reaches the bound, and is read again when
+acks bring it under half. Nothing is refused or lost: every publish gets
+its `published`, in order, and subscribers see every message once."""
+import json
+import threading
+
+import pytest
+
+import chorus_helpers
+from chorus_helpers import RawWS
+from wsraw import OP_TEXT, build_frame
+
+
+def publish_frames(topic, ids, pad):
+    return b"".join(
+        build_frame(OP_TEXT, json.dumps(
+            {"op": "publish", "topic": topic, "id": i,
+             "data": {"n": i, "pad": pad}}).encode())
+        for i in ids)
+
+
+def recv_json(ws):
+    fin, op, payload = ws.recv_frame()
+    assert fin and op == OP_TEXT, (fin, op, payload[:100])
+    return json.loads(payload)
+
+
+def pipeline(port, topic, count, pad, results):
+    """Sends count publishes at once without reading, then reads every
+    reply; results[topic] = list of (id, offset)."""
+    ws = RawWS(port)
+    try:
+        sender = threading.Thread(
+            target=ws.sock.sendall,
+            args=(publish_frames(topic, range(1, count + 1), pad),))
+        sender.start()
+        got = []
+        while len(got) < count:
+            r = recv_json(ws)
+            assert r["op"] == "published", r
+            got.append((r["id"], r["offset"]))
+        sender.join()
+        results[topic] = got
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pipelined_publishes_pause_reading_and_all_get_acked(make_broker,
+                                                             threads):
+    b = make_broker(max_unacked_bytes="2k", threads=threads)
+    count, pad = 400, "x" * 200   # ~80 KB of data against a 2 KB bound
+    sub = RawWS(b.port)
+    sub.send_json({"op": "subscribe", "topic": "fc0", "id": "s"})
+    assert recv_json(sub)["op"] == "subscribed"
+
+    # Two publishers at once: with threads = 2 one of them is on the
+    # loop that forwards its publishes to loop 0 and waits for their acks.
+    results = {}
+    workers = [threading.Thread(target=pipeline,
+                                args=(b.port, f"fc{k}", count, pad, results))
+               for k in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    for k in range(2):
+        got = results.get(f"fc{k}")
+        assert got == [(i, i) for i in range(1, count + 1)], got and got[:5]
+
+    seen = []
+    while len(seen) < count:
+        m = recv_json(sub)
+        assert m["op"] == "message", m
+        seen.append((m["offset"], m["data"]["n"]))
+    assert seen == [(i, i) for i in range(1, count + 1)]
+    sub.close()
+
+    m = chorus_helpers.metrics_values(b)
+    assert m["chorus_publish_read_pauses_total"] >= 2, m
+    assert m["chorus_messages_published_total"] == 2 * count
+
+
+def test_paused_publisher_does_not_stall_others(make_broker):
+    """While one publisher is paused, another connection's requests are
+    answered at once."""
+    b = make_broker(max_unacked_bytes="1")
+    slow = RawWS(b.port)
+    slow.sock.sendall(publish_frames("busy", range(1, 201), "y" * 100))
+    other = RawWS(b.port)
+    other.send_json({"op": "ping", "id": 7})
+    assert recv_json(other) == {"op": "pong", "id": 7}
+    other.send_json({"op": "publish", "topic": "quiet", "data": 1, "id": 8})
+    r = recv_json(other)
+    assert r["op"] == "published" and r["id"] == 8, r
+    acks = [recv_json(slow) for _ in range(200)]
+    assert [a["id"] for a in acks] == list(range(1, 201))
+    assert all(a["op"] == "published" for a in acks)
+    slow.close()
+    other.close()
+
