@@ -84,7 +84,8 @@ static void adopt_conn(server *s, lmsg *m)
         loops_release(s->b, m->token);
 }
 
-static void handle(server *s, lmsg *m)
+/* Returns 1 when it took m, 0 when m is done with. */
+static int handle(server *s, lmsg *m)
 {
     switch (m->type) {
     case LMSG_CONN:
@@ -96,7 +97,7 @@ static void handle(server *s, lmsg *m)
         break;
     case LMSG_PUBLISH:
         publish_receive_forwarded(s, m);
-        break;
+        return 1;
     case LMSG_COMMITTED:
         publish_deliver_block(s, m->name, m->name_len, m->block, m->offset,
                               m->count, m->pos);
@@ -108,6 +109,7 @@ static void handle(server *s, lmsg *m)
         server_stop(s);
         break;
     }
+    return 0;
 }
 
 void loops_drain_inbox(server *s)
@@ -120,8 +122,8 @@ void loops_drain_inbox(server *s)
     pthread_mutex_unlock(&s->in.mu);
     for (; m; m = next) {
         next = m->next;
-        handle(s, m);
-        lmsg_free(m);
+        if (!handle(s, m))
+            lmsg_free(m);
     }
 }
 

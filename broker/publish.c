@@ -135,7 +135,7 @@ int publish_newest(server *s, topic *t, uint64_t *newest)
 
 /* Appends an item to loop 0's batch; takes ownership of data. */
 static int batch_add(server *s, topic *t, conn *c, ack_kind ack, json_t *id,
-                     int origin, void *token, char *data, size_t data_len)
+                     lmsg *reply, char *data, size_t data_len)
 {
     publish_batch *b = &s->batch;
     publish_item *it;
@@ -160,8 +160,7 @@ static int batch_add(server *s, topic *t, conn *c, ack_kind ack, json_t *id,
         conn_ref(c);
     it->ack = ack;
     it->id = id ? json_incref(id) : NULL;
-    it->origin = origin;
-    it->token = token;
+    it->reply = reply;
     it->offset = ++t->next_offset;
     it->ts_ms = server_now_ms(s);
     it->data = data;
@@ -223,27 +222,32 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
         free(data);
         return -1;
     }
-    return batch_add(s, t, c, ack, id, -1, NULL, data, data_len);
+    return batch_add(s, t, c, ack, id, NULL, data, data_len);
+}
+
+/* Sends a forwarded publish's message back to its loop as the ack. */
+static void reply_forwarded(server *s, lmsg *m, const topic *t,
+                            uint64_t offset, int failed)
+{
+    m->type = LMSG_ACK;
+    m->offset = offset;
+    m->failed = failed;
+    if (t)
+        memcpy(m->epoch, t->epoch, sizeof m->epoch);
+    loops_post(s->b, m->origin, m);
 }
 
 void publish_receive_forwarded(server *s, lmsg *m)
 {
     topic *t = publish_load_topic(s, m->name, m->name_len);
     char *data = m->data; /* ours now: batch_add takes it or frees it */
-    lmsg *ack;
 
     m->data = NULL;
     if (!t)
         free(data);
-    else if (batch_add(s, t, NULL, ACK_WS, NULL, m->origin, m->token, data,
-                       m->data_len) == 0)
+    else if (batch_add(s, t, NULL, ACK_WS, NULL, m, data, m->data_len) == 0)
         return;
-    ack = lmsg_new(LMSG_ACK, m->name, m->name_len);
-    if (ack) {
-        ack->token = m->token;
-        ack->failed = 1;
-    }
-    loops_post(s->b, m->origin, ack);
+    reply_forwarded(s, m, NULL, 0, 1);
 }
 
 /* Answers the publisher of data_len bytes: `published` or HTTP 200, or
@@ -283,21 +287,11 @@ void publish_forwarded_ack(server *s, lmsg *m)
 
 static void acknowledge(server *s, publish_item *it, const char *error)
 {
-    lmsg *m;
-
-    if (it->c) {
+    if (it->c)
         answer(it->c, it->ack, it->id, it->data_len, it->t->name,
                it->t->epoch, it->offset, error);
-        return;
-    }
-    m = lmsg_new(LMSG_ACK, it->t->name, it->t->name_len);
-    if (m) {
-        m->token = it->token;
-        m->offset = it->offset;
-        m->failed = error != NULL;
-        memcpy(m->epoch, it->t->epoch, sizeof m->epoch);
-    }
-    loops_post(s->b, it->origin, m);
+    else
+        reply_forwarded(s, it->reply, it->t, it->offset, error != NULL);
 }
 
 /* Fans one topic's committed items out here and in every other loop. */

@@ -26,8 +26,8 @@ typedef struct publish_item {
     topic *t;          /* pinned until the batch is done */
     conn *c;           /* referenced; acked unless closed meanwhile; NULL
                           when another loop holds the publisher */
-    int origin;        /* that loop, when c is NULL */
-    void *token;       /* and its record of the publish */
+    struct lmsg *reply; /* when c is NULL: that loop's message, owned; it
+                           goes back as the ack, so acking allocates nothing */
     ack_kind ack;
     json_t *id;        /* request id to echo (a reference), or NULL */
     int64_t store_id;  /* the topic's row, for the writer thread */
@@ -72,7 +72,8 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
                    const char *name, size_t len, char *data,
                    size_t data_len);
 
-/* Loop 0: a publish forwarded by another loop (takes m->data). */
+/* Loop 0: a publish forwarded by another loop. Takes m: it is sent back
+ * as the ack. */
 void publish_receive_forwarded(server *s, struct lmsg *m);
 
 /* The origin loop: the outcome of a forwarded publish. */
