@@ -67,6 +67,7 @@ static const key_def keys[] = {
      NULL},
     {"history", T_BOOL, OFF(history), 0, 0, NULL},
     {"compression", T_BOOL, OFF(compression), 0, 0, NULL},
+    {"io_uring", T_BOOL, OFF(io_uring), 0, 0, NULL},
     {"threads", T_COUNT, OFF(threads), 0, 64, "must be between 0 and 64"},
     {"auth_secret", T_STRING, OFF(auth_secret), 0, 0, NULL},
     {"api_key", T_STRING, OFF(api_key), 0, 0, NULL},
@@ -144,6 +145,7 @@ void config_init(config *c)
     c->max_connections = 10000;
     c->max_subscriptions_per_connection = 1000;
     c->history = 1;
+    c->io_uring = 1;
 }
 
 void config_free(config *c)

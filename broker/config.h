@@ -30,6 +30,7 @@ typedef struct config {
     int history;                /* on: keep history in db_path */
     uint64_t threads;           /* event loops; 0 = one per core */
     int compression;            /* off: permessage-deflate when offered */
+    int io_uring;               /* on: batch the end-of-turn writes */
     /* Authentication is on when auth_secret or api_key is set. */
     char *auth_secret;          /* HS256 key for client tokens; NULL */
     char *api_key;              /* bearer key for the HTTP API; NULL */

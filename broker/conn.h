@@ -58,6 +58,7 @@ typedef struct conn {
     size_t turn_bytes;        /* queued since the last flush */
     pend_ref pend[CONN_PEND_MAX];
     int npend;
+    int write_errno;          /* a write failed: abort at the flush */
     size_t pend_bytes;
     struct conn *flush_next;
     int http_busy;            /* an HTTP reply is pending (publish) */
@@ -90,6 +91,11 @@ void conn_arm_expiry(conn *c);
 
 /* Decodes what arrived on an upgraded connection (conn_ws.c). */
 void conn_ws_read(conn *c);
+
+/* Within conn*.c: queues a frame built from payload (copied); leaves
+ * direct-write mode for bufferevent writes when the socket is ready. */
+int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len);
+void conn_write_when_ready(conn *c);
 
 /* Switches to WebSocket after the 101 response has been queued. */
 void conn_upgrade(conn *c, ws_kind kind);

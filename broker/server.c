@@ -17,9 +17,14 @@
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
+#include "publish.h"
+#include "send_batch.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
+
+/* Writes issued per io_uring_enter at the end of a turn. */
+#define SEND_BATCH_ENTRIES 1024
 
 int64_t server_now_ms(server *s)
 {
@@ -133,6 +138,20 @@ static struct event_base *new_base(void)
     return base;
 }
 
+/* io_uring for the end-of-turn writes, when configured and available;
+ * else they are one writev each. */
+static void open_send_batch(server *s)
+{
+    char why[128];
+
+    if (!s->cfg->io_uring)
+        return;
+    s->sends = send_batch_new(SEND_BATCH_ENTRIES, CONN_PEND_MAX, why,
+                              sizeof why);
+    if (!s->sends && s->index == 0)
+        log_info("io_uring not available (%s): writing with writev", why);
+}
+
 int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
     const config *cfg = b->cfg;
@@ -166,6 +185,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     }
     if (publish_init(s, err, errlen))
         return -1;
+    open_send_batch(s);
     if (!first)
         return 0;
     s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
@@ -226,6 +246,7 @@ void server_destroy(server *s)
         if (*events[i])
             event_free(*events[i]);
     compress_free(s);
+    send_batch_free(s->sends);
     history_checkpointer_stop(s->checkpointer);
     if (s->hist)
         history_close(s->hist);

@@ -55,6 +55,7 @@ typedef struct server {
     conn *flush_head;        /* connections with output queued this turn */
     conn *flush_tail;
     struct event *flush_ev;  /* writes it out after everything else */
+    struct send_batch *sends; /* io_uring for those writes, or NULL */
     size_t nconns;
     publish_batch batch;
     metrics stats;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libevent-dev libssl-dev libjansson-dev libsqlite3-dev zlib1g-dev
+  libevent-dev libssl-dev libjansson-dev libsqlite3-dev zlib1g-dev liburing-dev
   openssl curl
   python3 python3-websockets python3-pytest
 )

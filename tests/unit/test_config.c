@@ -52,6 +52,7 @@ static int same_config(const config *a, const config *b)
            a->max_connections_per_ip == b->max_connections_per_ip &&
            a->history == b->history && a->threads == b->threads &&
            a->compression == b->compression &&
+           a->io_uring == b->io_uring &&
            a->allow_anonymous == b->allow_anonymous &&
            a->anonymous_publish == b->anonymous_publish &&
            a->publish_rate == b->publish_rate &&
@@ -606,7 +607,7 @@ static void test_example(const char *path)
         "max_connections", "max_subscriptions_per_connection",
         "max_connections_per_ip", "history", "allow_anonymous",
         "anonymous_publish", "publish_rate", "publish_burst", "threads",
-        "compression",
+        "compression", "io_uring",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;
