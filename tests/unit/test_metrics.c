@@ -180,8 +180,8 @@ static void test_render(void)
         }
     }
     CHECK(ok);
-    CHECK_EQ_INT(families, 19);
-    CHECK_EQ_INT(samples, 16 + REJECT__COUNT + ERRCODE__COUNT +
+    CHECK_EQ_INT(families, 20);
+    CHECK_EQ_INT(samples, 17 + REJECT__COUNT + ERRCODE__COUNT +
                               METRICS_COMMIT_BUCKETS + 3);
     free(t);
 
