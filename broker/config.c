@@ -383,13 +383,29 @@ static int set_string(char **field, const char *value, const key_def *k,
     return 0;
 }
 
+/* Parsers of the keys whose value is an int, and of those whose value is
+ * a uint64_t (bounded by the key's min and max); NULL for other types. */
+static int (*const int_parser[])(const char *, int *) = {
+    [T_BOOL] = config_parse_bool,
+    [T_LOG_LEVEL] = config_parse_log_level,
+    [T_DURABILITY] = parse_durability,
+    [T_STRING] = NULL,
+};
+static int (*const u64_parser[])(const char *, uint64_t *) = {
+    [T_SIZE] = config_parse_size,
+    [T_DURATION] = config_parse_duration,
+    [T_COUNT] = parse_count,
+    [T_STRING] = NULL,
+};
+
 int config_set(config *c, const char *key, const char *value, char *err,
                size_t errlen)
 {
     const key_def *k = find_key(key);
     void *field;
     uint64_t u;
-    int i, rc = 0;
+    int i;
+    char host[256];
 
     if (!k) {
         set_err(err, errlen, "unknown key \"%s\"", key);
@@ -401,45 +417,20 @@ int config_set(config *c, const char *key, const char *value, char *err,
         return -1;
     }
     field = (char *)c + k->offset;
-    switch (k->type) {
-    case T_BOOL:
-    case T_LOG_LEVEL:
-    case T_DURABILITY:
-        if (k->type == T_BOOL)
-            rc = config_parse_bool(value, &i);
-        else if (k->type == T_LOG_LEVEL)
-            rc = config_parse_log_level(value, &i);
-        else
-            rc = parse_durability(value, &i);
-        if (rc < 0)
-            break;
-        *(int *)field = i;
-        return 0;
-    case T_SIZE:
-    case T_DURATION:
-    case T_COUNT:
-        if (k->type == T_SIZE)
-            rc = config_parse_size(value, &u);
-        else if (k->type == T_DURATION)
-            rc = config_parse_duration(value, &u);
-        else
-            rc = parse_count(value, &u);
-        if (rc < 0)
-            break;
-        if (check_bounds(k, u, err, errlen) < 0)
-            return -1;
-        *(uint64_t *)field = u;
-        return 0;
-    case T_LISTEN: {
-        char host[256];
-        if (config_parse_listen(value, host, sizeof host, &i) < 0) {
-            rc = -1;
-            break;
+    if (int_parser[k->type]) {
+        if (int_parser[k->type](value, &i) == 0) {
+            *(int *)field = i;
+            return 0;
         }
-        return set_string(field, value, k, err, errlen);
-    }
-    case T_PATH:
-    case T_STRING:
+    } else if (u64_parser[k->type]) {
+        if (u64_parser[k->type](value, &u) == 0) {
+            if (check_bounds(k, u, err, errlen) < 0)
+                return -1;
+            *(uint64_t *)field = u;
+            return 0;
+        }
+    } else if (k->type != T_LISTEN ||
+               config_parse_listen(value, host, sizeof host, &i) == 0) {
         return set_string(field, value, k, err, errlen);
     }
     bad_value(k, value, err, errlen);
