@@ -292,6 +292,28 @@ static void refuse(conn *c, int status, const char *code, const char *why)
 }
 
 /* Serves one request if a whole one is buffered. Returns 1 to go on. */
+/* What follows a routed request. Returns 1 to serve the next one. */
+static int after_route(conn *c, route_result r, int keepalive, ws_kind kind)
+{
+    switch (r) {
+    case ROUTE_NEXT:
+        return 1;
+    case ROUTE_WAIT:
+        c->http_busy = 1;
+        c->http_keepalive = keepalive;
+        return 0;
+    case ROUTE_UPGRADE:
+        conn_arm_expiry(c);
+        conn_upgrade(c, kind);
+        return 0;
+    case ROUTE_CLOSE:
+        if (c->state == CONN_HTTP)
+            conn_finish(c);
+        return 0;
+    }
+    return 0;
+}
+
 static int serve_one(conn *c)
 {
     static const chorus_http_limits limits = {HTTP_MAX_LINE,
@@ -341,23 +363,7 @@ static int serve_one(conn *c)
     r = route(c, &req, p + head, (size_t)body, keepalive, &kind);
     evbuffer_drain(in, (size_t)head + (size_t)body);
     c->head_started_ms = server_now_ms(c->srv);
-    switch (r) {
-    case ROUTE_NEXT:
-        return 1;
-    case ROUTE_WAIT:
-        c->http_busy = 1;
-        c->http_keepalive = keepalive;
-        return 0;
-    case ROUTE_UPGRADE:
-        conn_arm_expiry(c);
-        conn_upgrade(c, kind);
-        return 0;
-    case ROUTE_CLOSE:
-        if (c->state == CONN_HTTP)
-            conn_finish(c);
-        return 0;
-    }
-    return 0;
+    return after_route(c, r, keepalive, kind);
 }
 
 void http_route_read(conn *c)

@@ -126,6 +126,19 @@ static void deliver_control(chorus_ws_decoder *d, int opcode, uint8_t *p,
  * are needed, or -1 after filling an ERROR event. Control frames are
  * delivered here when complete (the return value then covers the payload
  * too and ev is a CONTROL event); data frames leave d->in_frame set. */
+/* RFC 6455 5.2: the length in the fewest bytes, and the top bit of a
+ * 64-bit length clear. Returns what is wrong, or NULL. */
+static const char *check_length(size_t lenlen, uint64_t plen)
+{
+    if (lenlen == 2 && plen < 126)
+        return "non-minimal length";
+    if (lenlen == 8 && (plen >> 63))
+        return "length top bit set";
+    if (lenlen == 8 && plen <= 0xFFFF)
+        return "non-minimal length";
+    return NULL;
+}
+
 static long parse_header(chorus_ws_decoder *d, uint8_t *buf, size_t len,
                          chorus_ws_event *ev)
 {
@@ -153,16 +166,9 @@ static long parse_header(chorus_ws_decoder *d, uint8_t *buf, size_t len,
         return 0;
     if (lenlen) {
         plen = read_be(buf + 2, (int)lenlen);
-        if (lenlen == 2 && plen < 126) {
-            fail(d, ev, CHORUS_WS_CLOSE_PROTOCOL, "non-minimal length");
-            return -1;
-        }
-        if (lenlen == 8 && (plen >> 63)) {
-            fail(d, ev, CHORUS_WS_CLOSE_PROTOCOL, "length top bit set");
-            return -1;
-        }
-        if (lenlen == 8 && plen <= 0xFFFF) {
-            fail(d, ev, CHORUS_WS_CLOSE_PROTOCOL, "non-minimal length");
+        bad = check_length(lenlen, plen);
+        if (bad) {
+            fail(d, ev, CHORUS_WS_CLOSE_PROTOCOL, bad);
             return -1;
         }
     }
