@@ -14,15 +14,12 @@
 typedef struct hist {
     uint64_t count;
     uint64_t max;
-    uint64_t min;
-    double sum;
     uint64_t b[HIST_BUCKETS];
 } hist;
 
 static inline void hist_init(hist *h)
 {
     memset(h, 0, sizeof(*h));
-    h->min = UINT64_MAX;
 }
 
 static inline unsigned hist_index(uint64_t v)
@@ -56,11 +53,8 @@ static inline void hist_record(hist *h, uint64_t v)
 {
     h->b[hist_index(v)]++;
     h->count++;
-    h->sum += (double)v;
     if (v > h->max)
         h->max = v;
-    if (v < h->min)
-        h->min = v;
 }
 
 /* Value at quantile q (0..1); exact max for q >= 1. */
