@@ -10,7 +10,9 @@
  * message to every socket, which is what a fan-out of one message to N
  * subscribers does; the figure is CPU-bound wall time per send. Only
  * 127.0.0.1 is used. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_setaffinity */
+#endif
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
