@@ -31,9 +31,31 @@ static const char *const migrations[] = {
     "  ts INTEGER NOT NULL,"
     "  data TEXT NOT NULL,"
     "  PRIMARY KEY(topic_id, \"offset\")) WITHOUT ROWID;",
+    /* v2: one row per topic per commit (a record batch, history_batch.h)
+     * instead of one per message; each v1 message becomes a batch of one
+     * (chorus_batch1() is registered on every connection, open_db).
+     * topics.trim_offset: retention has dropped every offset up to it,
+     * also those still inside a batch that straddles it. */
+    "CREATE TABLE batches("
+    "  id INTEGER PRIMARY KEY,"
+    "  topic_id INTEGER NOT NULL,"
+    "  first_offset INTEGER NOT NULL,"
+    "  last_offset INTEGER NOT NULL,"
+    "  max_ts INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);"
+    "INSERT INTO batches(topic_id, first_offset, last_offset, max_ts, data)"
+    "  SELECT topic_id, \"offset\", \"offset\", ts, chorus_batch1(ts, data)"
+    "  FROM messages ORDER BY topic_id, \"offset\";"
+    "DROP TABLE messages;"
+    "CREATE UNIQUE INDEX batches_topic ON batches(topic_id, last_offset);"
+    "ALTER TABLE topics ADD COLUMN trim_offset INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
+/* The page size of a new database (an existing one keeps its own). */
+#ifndef HISTORY_PAGE_SIZE
+#define HISTORY_PAGE_SIZE 16384
+#endif
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -44,20 +66,29 @@ static const char *const stmt_sql[ST_COUNT] = {
      * same topic at the same moment; then its row wins. */
     [ST_TOPIC_ADD] = "INSERT OR IGNORE INTO topics(name, epoch, last_offset) "
                      "VALUES(?1, ?2, 0)",
-    [ST_MSG_ADD] = "INSERT INTO messages(topic_id, \"offset\", ts, data) "
-                   "VALUES(?1, ?2, ?3, ?4)",
-    [ST_TOPIC_BUMP] = "UPDATE topics SET last_offset = MAX(last_offset, ?2) "
-                      "WHERE id = ?1",
-    [ST_RANGE] = "SELECT \"offset\", ts, data FROM messages "
-                 "WHERE topic_id = ?1 AND \"offset\" > ?2 "
-                 "ORDER BY \"offset\" LIMIT ?3",
-    [ST_FIRST] = "SELECT \"offset\" FROM messages WHERE topic_id = ?1 "
-                 "ORDER BY \"offset\" LIMIT 1",
-    [ST_TOPIC_NEXT] = "SELECT id, last_offset FROM topics WHERE id > ?1 "
-                      "ORDER BY id LIMIT 1",
-    [ST_OLDEST] = "SELECT \"offset\", ts FROM messages WHERE topic_id = ?1 "
-                  "ORDER BY \"offset\" LIMIT ?2",
-    [ST_TRIM] = "DELETE FROM messages WHERE topic_id = ?1 AND \"offset\" <= ?2",
+    [ST_BATCH_ADD] = "INSERT INTO batches(topic_id, first_offset, "
+                     "last_offset, max_ts, data) VALUES(?1, ?2, ?3, ?4, ?5)",
+    /* Offsets only grow: a batch that does not start after the topic's
+     * last offset (a duplicate) changes nothing and is refused. */
+    [ST_TOPIC_BUMP] = "UPDATE topics SET last_offset = ?3 "
+                      "WHERE id = ?1 AND last_offset < ?2",
+    [ST_RANGE] = "SELECT b.first_offset, b.last_offset, b.data, "
+                 "t.trim_offset FROM topics t JOIN batches b "
+                 "ON b.topic_id = t.id WHERE t.id = ?1 "
+                 "AND b.last_offset > max(?2, t.trim_offset) "
+                 "ORDER BY b.last_offset",
+    [ST_FIRST] = "SELECT max(b.first_offset, t.trim_offset + 1) "
+                 "FROM topics t JOIN batches b ON b.topic_id = t.id "
+                 "WHERE t.id = ?1 AND b.last_offset > t.trim_offset "
+                 "ORDER BY b.last_offset LIMIT 1",
+    [ST_TOPIC_NEXT] = "SELECT id, last_offset, trim_offset FROM topics "
+                      "WHERE id > ?1 ORDER BY id LIMIT 1",
+    [ST_OLDEST] = "SELECT first_offset, last_offset, max_ts, data "
+                  "FROM batches WHERE topic_id = ?1 AND last_offset > ?2 "
+                  "ORDER BY last_offset LIMIT ?3",
+    [ST_TRIM] = "DELETE FROM batches WHERE topic_id = ?1 "
+                "AND last_offset <= ?2",
+    [ST_TRIM_MARK] = "UPDATE topics SET trim_offset = ?2 WHERE id = ?1",
 };
 
 
@@ -104,6 +135,16 @@ int  history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
 {
     if (sqlite3_bind_text64(s, col, p, len, SQLITE_STATIC, SQLITE_UTF8) !=
         SQLITE_OK) {
+        history__db_err(h, "bind");
+        return -1;
+    }
+    return 0;
+}
+
+int  history__bind_blob(history *h, sqlite3_stmt *s, int col, const void *p,
+                        size_t len)
+{
+    if (sqlite3_bind_blob64(s, col, p, len, SQLITE_STATIC) != SQLITE_OK) {
         history__db_err(h, "bind");
         return -1;
     }
@@ -227,6 +268,46 @@ fail:
     return -1;
 }
 
+/* chorus_batch1(ts, data): the record batch of one message, for the v2
+ * migration (which turns each v1 message row into a batch of one). */
+static void sql_batch1(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    history_batch b = {0};
+    const unsigned char *blob;
+    size_t len;
+
+    (void)argc;
+    history_batch_reset(&b);
+    if (history_batch_add(&b, sqlite3_value_int64(argv[0]),
+                          (const char *)sqlite3_value_text(argv[1]),
+                          (size_t)sqlite3_value_bytes(argv[1])) != 0) {
+        sqlite3_result_error_nomem(ctx);
+        history_batch_free(&b);
+        return;
+    }
+    blob = history_batch_finish(&b, &len);
+    sqlite3_result_blob64(ctx, blob, len, SQLITE_TRANSIENT);
+    history_batch_free(&b);
+}
+
+/* Per-connection setup before anything reads the file. The page size only
+ * takes effect on a new, empty file (before WAL mode writes its header). */
+static int setup_db(sqlite3 *db)
+{
+    char sql[48];
+
+    snprintf(sql, sizeof sql, "PRAGMA page_size = %d", HISTORY_PAGE_SIZE);
+    if (sqlite3_extended_result_codes(db, 1) != SQLITE_OK ||
+        sqlite3_busy_timeout(db, HISTORY_BUSY_TIMEOUT_MS) != SQLITE_OK ||
+        sqlite3_create_function_v2(db, "chorus_batch1", 2,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                   sql_batch1, NULL, NULL,
+                                   NULL) != SQLITE_OK ||
+        sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    return 0;
+}
+
 /* Opens the connection and checks that it is a writable database in WAL
  * mode. Touching the header (journal_mode) is what detects a file that is
  * not a database. */
@@ -241,8 +322,7 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
 
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
         goto db_fail;
-    if (sqlite3_extended_result_codes(db, 1) != SQLITE_OK ||
-        sqlite3_busy_timeout(db, HISTORY_BUSY_TIMEOUT_MS) != SQLITE_OK)
+    if (setup_db(db) != 0)
         goto db_fail;
     if (sqlite3_db_readonly(db, "main") != 0) {
         snprintf(err, errlen, "%s: database is read-only", path);
@@ -323,6 +403,7 @@ void history_close(history *h)
         sqlite3_finalize(h->st[i]);
     /* Every statement is finalized, so close cannot be busy. */
     sqlite3_close(h->db);
+    history_batch_free(&h->run);
     free(h);
 }
 
@@ -400,151 +481,6 @@ int history_topic_load(history *h, const char *name, int create,
     t.last_offset = 0;
     *out = t;
     return 0;
-}
-
-/* ---- batches --------------------------------------------------------- */
-
-int history_begin(history *h)
-{
-    if (h->in_txn) {
-        history__set_err(h, "begin: a batch is already open");
-        return -1;
-    }
-    if (history__run(h, history__stmt(h, ST_BEGIN), "begin") != 0)
-        return -1;
-    h->in_txn = 1;
-    return 0;
-}
-
-int history_append_run(history *h, int64_t topic_id, uint64_t offset,
-                       int64_t ts_ms, const char *data, size_t data_len,
-                       int last)
-{
-    sqlite3_stmt *s;
-
-    if (!h->in_txn) {
-        history__set_err(h, "append: no batch open");
-        return -1;
-    }
-    if (offset == 0 || offset > (uint64_t)INT64_MAX) {
-        history__set_err(h, "append: offset %" PRIu64 " out of range", offset);
-        return -1;
-    }
-    s = history__stmt(h, ST_MSG_ADD);
-    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
-        history__bind_i64(h, s, 2, (int64_t)offset) != 0 ||
-        history__bind_i64(h, s, 3, ts_ms) != 0 ||
-        history__bind_text(h, s, 4, data, data_len) != 0 ||
-        history__run(h, s, "append") != 0)
-        return -1;
-    if (!last)
-        return 0;
-    s = history__stmt(h, ST_TOPIC_BUMP);
-    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
-        history__bind_i64(h, s, 2, (int64_t)offset) != 0 ||
-        history__run(h, s, "append: update topic") != 0)
-        return -1;
-    if (sqlite3_changes(h->db) != 1) {
-        history__set_err(h, "append: unknown topic id %" PRId64, topic_id);
-        return -1;
-    }
-    return 0;
-}
-
-int history_append(history *h, int64_t topic_id, uint64_t offset,
-                   int64_t ts_ms, const char *data, size_t data_len)
-{
-    return history_append_run(h, topic_id, offset, ts_ms, data, data_len, 1);
-}
-
-/* SQLite may already have rolled back after SQLITE_FULL or an I/O error;
- * only roll back what is still open. */
-void history__rollback_open(history *h)
-{
-    if (!sqlite3_get_autocommit(h->db))
-        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-    h->in_txn = 0;
-}
-
-int history_commit(history *h)
-{
-    if (!h->in_txn) {
-        history__set_err(h, "commit: no batch open");
-        return -1;
-    }
-    if (history__run(h, history__stmt(h, ST_COMMIT), "commit") != 0) {
-        history__rollback_open(h);
-        return -1;
-    }
-    h->in_txn = 0;
-    return 0;
-}
-
-void history_rollback(history *h)
-{
-    /* Resetting the statements first lets ROLLBACK run even when one was
-     * left mid-step by a failed call. */
-    int i;
-    for (i = 0; i < ST_COUNT; i++)
-        sqlite3_reset(h->st[i]);
-    if (!sqlite3_get_autocommit(h->db) &&
-        history__run(h, history__stmt(h, ST_ROLLBACK), "rollback") != 0)
-        history__rollback_open(h);
-    h->in_txn = 0;
-}
-
-/* ---- reading --------------------------------------------------------- */
-
-int history_first_offset(history *h, int64_t topic_id, uint64_t *first)
-{
-    sqlite3_stmt *s = history__stmt(h, ST_FIRST);
-    int rc;
-
-    if (history__bind_i64(h, s, 1, topic_id) != 0)
-        return -1;
-    rc = history__step_row(h, s, "first offset");
-    if (rc < 0)
-        return -1;
-    *first = rc ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return 0;
-}
-
-/* fn must not call into the same handle: the range statement stays in use
- * until history_read returns. */
-int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
-                 history_row_fn fn, void *arg)
-{
-    sqlite3_stmt *s = history__stmt(h, ST_RANGE);
-    int rows = 0, rc;
-
-    if (limit == 0)
-        return 0;
-    if (after >= (uint64_t)INT64_MAX)
-        return 0;
-    if (history__bind_i64(h, s, 1, topic_id) != 0 ||
-        history__bind_i64(h, s, 2, (int64_t)after) != 0 ||
-        history__bind_i64(h, s, 3, history__clamp_limit(limit)) != 0)
-        return -1;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const unsigned char *data = sqlite3_column_text(s, 2);
-        int len = sqlite3_column_bytes(s, 2);
-        if (!data && sqlite3_errcode(h->db) == SQLITE_NOMEM) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        rows++;
-        if (fn((uint64_t)sqlite3_column_int64(s, 0),
-               sqlite3_column_int64(s, 1),
-               data ? (const char *)data : "", (size_t)len, arg) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        history__db_err(h, "read");
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? rows : -1;
 }
 
 /* ---- tests ----------------------------------------------------------- */

@@ -1,11 +1,15 @@
 /* Durable per-topic message history in SQLite. The only module that
  * includes sqlite3.h. Not thread-safe: one history per event loop.
  *
- * On disk (schema version in PRAGMA user_version):
+ * On disk (schema version 2 in PRAGMA user_version):
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE, epoch TEXT,
- *          last_offset INTEGER)
- *   messages(topic_id, offset, ts, data TEXT, PRIMARY KEY(topic_id, offset))
- *          WITHOUT ROWID
+ *          last_offset INTEGER, trim_offset INTEGER)
+ *   batches(id INTEGER PRIMARY KEY, topic_id, first_offset, last_offset,
+ *           max_ts, data BLOB), UNIQUE INDEX (topic_id, last_offset)
+ * Each batches row is a record batch (history_batch.h): the messages of
+ * one topic, consecutive offsets first_offset..last_offset, committed
+ * together. Retention drops offsets up to topics.trim_offset (readers skip
+ * them) and deletes the batches that lie wholly below it.
  * A topic row is never deleted, so its epoch and offset survive even when
  * every message has been trimmed. */
 #ifndef CHORUS_HISTORY_H
@@ -49,16 +53,20 @@ int history_topic_load(history *h, const char *name, int create,
                        history_topic *out);
 
 /* Group commit: begin, append any number of messages, then commit (or
- * rollback on any failure). append also advances the topic's last_offset.
- * Each returns 0 or -1. */
+ * rollback on any failure). append stores one message as a batch of its
+ * own and advances the topic's last_offset; an offset not after the
+ * topic's last one is refused. Each returns 0 or -1. */
 int history_begin(history *h);
 int history_append(history *h, int64_t topic_id, uint64_t offset,
                    int64_t ts_ms, const char *data, size_t data_len);
 int history_commit(history *h);
 
-/* The same as history_append, but only the last message of a run of one
- * topic (last = 1) advances the topic's last_offset: one UPDATE per topic
- * per batch instead of one per message. */
+/* Appends the messages of a run of one topic, in offset order, the last
+ * one with last = 1: the run is stored as one batch row (split where its
+ * offsets are not consecutive or it grows large) and the topic's
+ * last_offset is updated once. Messages of another topic may only follow
+ * once the run has ended; commit refuses an unfinished run. data is
+ * copied, so it need not outlive the call. */
 int history_append_run(history *h, int64_t topic_id, uint64_t offset,
                        int64_t ts_ms, const char *data, size_t data_len,
                        int last);
@@ -75,9 +83,10 @@ typedef int (*history_row_fn)(uint64_t offset, int64_t ts_ms,
 int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
                  history_row_fn fn, void *arg);
 
-/* Enforces retention (count and age) on at most budget rows in all and
- * returns the number deleted (or -1). Call repeatedly from a timer: each
- * call is a short transaction, so it never blocks the loop for long. */
+/* Enforces retention (count and age) on at most budget messages in all
+ * and returns the number dropped (or -1); it deletes at most that many
+ * rows. Call repeatedly from a timer: each call is a short transaction,
+ * so it never blocks the loop for long. */
 int history_trim_step(history *h, int64_t now_ms, size_t budget);
 
 /* Test-only hook: sets PRAGMA max_page_count on the connection (SQLite

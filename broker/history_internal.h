@@ -1,6 +1,7 @@
-/* What the files of the history module share (history.c, history_trim.c,
- * history_checkpoint.c): the handle and its statement helpers. Not for
- * the rest of the broker: only these files talk to SQLite. */
+/* What the files of the history module share (history.c, history_write.c,
+ * history_read.c, history_trim.c, history_checkpoint.c): the handle and
+ * its statement helpers. Not for the rest of the broker: only these files
+ * talk to SQLite. */
 #ifndef CHORUS_HISTORY_INTERNAL_H
 #define CHORUS_HISTORY_INTERNAL_H
 
@@ -10,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "history.h"
+#include "history_batch.h"
 
 enum {
     ST_BEGIN,
@@ -17,13 +19,14 @@ enum {
     ST_ROLLBACK,
     ST_TOPIC_GET,
     ST_TOPIC_ADD,
-    ST_MSG_ADD,
+    ST_BATCH_ADD,
     ST_TOPIC_BUMP,
     ST_RANGE,
     ST_FIRST,
     ST_TOPIC_NEXT,
     ST_OLDEST,
     ST_TRIM,
+    ST_TRIM_MARK,
     ST_COUNT
 };
 
@@ -32,6 +35,12 @@ struct history {
     sqlite3_stmt *st[ST_COUNT];
     history_opts opts;
     int in_txn;          /* a batch (history_begin) is open */
+    /* The run being appended (history_append_run): messages of one topic
+     * with consecutive offsets, written as one row when it ends. */
+    history_batch run;
+    int64_t run_topic;
+    uint64_t run_first;  /* first offset of the run; 0 = no run open */
+    uint64_t run_next;   /* the offset that continues it */
     int64_t trim_cursor; /* id of the last topic a trim step visited */
     char err[512];
 };
@@ -45,6 +54,8 @@ sqlite3_stmt *history__stmt(history *h, int id);
 int history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v);
 int history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
                        size_t len);
+int history__bind_blob(history *h, sqlite3_stmt *s, int col, const void *p,
+                       size_t len);
 /* Steps a statement that returns no rows, then resets it. 0 or -1. */
 int history__run(history *h, sqlite3_stmt *s, const char *what);
 /* At most one row: 1 (positioned on it; the caller resets), 0, -1. */
@@ -52,5 +63,7 @@ int history__step_row(history *h, sqlite3_stmt *s, const char *what);
 int64_t history__clamp_limit(size_t n);
 /* Rolls back what is still open (SQLite may have rolled back already). */
 void history__rollback_open(history *h);
+/* Forgets the run being appended (after a rollback). */
+void history__drop_run(history *h);
 
 #endif

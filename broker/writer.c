@@ -41,18 +41,31 @@ static double now_s(int clock)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* One batch row per topic: each topic's items are walked along their
+ * next_same chain (group_first marks where a chain starts), so the
+ * history appends them as one run. */
 static int write_batch(history *h, const publish_item *items, size_t n)
 {
+    size_t written = 0;
+
     if (history_begin(h))
         return -1;
     for (size_t i = 0; i < n; i++) {
-        const publish_item *it = &items[i];
-        if (history_append_run(h, it->store_id, it->offset, it->ts_ms,
-                               it->data, it->data_len,
-                               it->next_same == 0)) {
-            history_rollback(h);
-            return -1;
+        if (!items[i].group_first)
+            continue;
+        for (size_t j = i + 1; j; j = items[j - 1].next_same, written++) {
+            const publish_item *it = &items[j - 1];
+            if (history_append_run(h, it->store_id, it->offset, it->ts_ms,
+                                   it->data, it->data_len,
+                                   it->next_same == 0)) {
+                history_rollback(h);
+                return -1;
+            }
         }
+    }
+    if (written != n) { /* a chain broken: never commit part of a batch */
+        history_rollback(h);
+        return -1;
     }
     return history_commit(h);
 }
