@@ -2,7 +2,7 @@
 # Side-by-side benchmark of chorusd, nginx + nchan and nats-server, all
 # driven by the same load generator (build/bench/chorus-bench).
 #
-#   bench/compare.sh            # full run, ~6-9 minutes
+#   bench/compare.sh            # full run, ~8-12 minutes
 #   DUR=3 WARM=1 bench/compare.sh   # shorter runs
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
 #   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
@@ -293,10 +293,17 @@ get() { # scn broker key
     sed -n "s/.* $3=\([^ ]*\).*/\1/p" "$f" | head -1
 }
 
-for_all() { # scn -- args (same for the three brokers; nchan gets 8 HTTP publishers)
+# nchan is published to over HTTP, one request in flight per connection,
+# and answers a publish only once it has been handed to its subscribers:
+# NCHAN_PUBCONNS connections bound its publishes in flight, whatever the
+# window. With 32 instead of 8 nchan delivered as much or more in A and B
+# (A: 121-158k vs 92-114k/s, B: 31-49k vs 29-31k/s; noisy, shared host),
+# at a somewhat lower CPU per delivery; 64 did not add more.
+NCHAN_PUBCONNS=${NCHAN_PUBCONNS:-32}
+for_all() { # scn -- args (same for the three brokers)
     local scn=$1; shift 2
     run "$scn" chorus start_chorus -- --proto chorus "$@"
-    run "$scn" nchan start_nchan -- --proto nchan --pubconns 8 "$@"
+    run "$scn" nchan start_nchan -- --proto nchan --pubconns "$NCHAN_PUBCONNS" "$@"
     run "$scn" nats start_nats -- --proto nats "$@"
 }
 
@@ -306,14 +313,31 @@ START_UTC=$(date -u +"%F %T")
 if chorus_accepts "threads = 1"; then CHORUS_THREADS_KEY=yes
 else CHORUS_THREADS_KEY=no; CHORUS_NOTES+="chorusd has no 'threads' key yet (single loop). "; fi
 
-W="-d $DUR -w $WARM"
+# --drain: at B's window a slow broker has seconds of deliveries queued; the
+# bench waits for them (ending as soon as all are in) rather than count
+# them lost.
+W="-d $DUR -w $WARM --drain ${DRAIN:-20}"
+# Full speed: the window (deliveries in flight = window x subscribers per
+# topic) is large enough that no broker waits for the bench (Little's law:
+# at A's old window of 100, Chorus was latency-bound at ~2M deliveries/s
+# with its core 13% idle). A100 and B2000 keep the old, latency-bound
+# windows for comparison with earlier runs.
+WIN_A=${WIN_A:-1000}
+WIN_B=${WIN_B:-20000}
 if [ "$COMPARE" = 1 ]; then
-for_all A -- -n 1000 -t 1 -p 100 --window 100 $W
-for_all B -- -n 10000 -t 1000 -p 100 --window 2000 $W
+for_all A -- -n 1000 -t 1 -p 100 --window "$WIN_A" $W
+for_all A100 -- -n 1000 -t 1 -p 100 --window 100 $W
+for_all B -- -n 10000 -t 1000 -p 100 --window "$WIN_B" $W
+for_all B2000 -- -n 10000 -t 1000 -p 100 --window 2000 $W
 for_all C -- -n 1000 -t 1 -p 100 --rate 200 $W
 for_all D -- -n 10000 -t 10 --idle --hold 2
 for_all D2 -- -n "$MAXCONN" -t 10 --idle --hold 2 --setup-timeout 90
-for_all E -- -n 100 -t 1 -p 102400 --window 16 $W
+# E0: E's publishes with no subscriber, so that what each subscriber adds
+# to a 100 KB publish can be told from what the publish itself costs
+# (parsing, validation, history): (E - E0) / E_SUBS per delivery.
+E_SUBS=100
+for_all E -- -n "$E_SUBS" -t 1 -p 102400 --window 16 $W
+for_all E0 -- -n 0 -t 1 -p 102400 --window 16 $W
 
 # Chorus only: publish throughput with history on vs off, and replay speed.
 # Publish-only runs: no subscribers, 10 topics, 1000 publishes in flight.
@@ -339,8 +363,8 @@ if [ "$SCALING" = 1 ] && [ "$CHORUS_THREADS_KEY" = yes ]; then
     BROKER_CPUS=0,1; BENCH_CPUS=0,1
     for th in 1 2; do
         CHORUS_THREADS=$th
-        run SA$th chorus start_chorus -- --proto chorus -n 1000 -t 1 -p 100 --window 100 $W
-        run SB$th chorus start_chorus -- --proto chorus -n 10000 -t 1000 -p 100 --window 2000 $W
+        run SA$th chorus start_chorus -- --proto chorus -n 1000 -t 1 -p 100 --window "$WIN_A" $W
+        run SB$th chorus start_chorus -- --proto chorus -n 10000 -t 1000 -p 100 --window "$WIN_B" $W
     done
     CHORUS_THREADS=1; BROKER_CPUS=0; BENCH_CPUS=1
 fi
@@ -364,6 +388,31 @@ row() { # label scn key scale decimals
     a=$(fmt "$(get "$2" nats "$3")" "$4" "$5")
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$c" "$n" "$a" \
         "$(ratio "$c" "$n")" "$(ratio "$c" "$a")"
+}
+perpub() { # scn broker key -> key (CPU seconds) in us per publish
+    local v r d
+    v=$(get "$1" "$2" "$3"); r=$(get "$1" "$2" pub_rate); d=$(get "$1" "$2" dur)
+    if num "$v" && num "$r" && num "$d" && awk "BEGIN{exit !($r * $d > 0)}"; then
+        awk "BEGIN{printf \"%.1f\", $v * 1e6 / ($r * $d)}"
+    else echo "-"; fi
+}
+pubrow() { # label scn key
+    local c n a
+    c=$(perpub "$2" chorus "$3"); n=$(perpub "$2" nchan "$3"); a=$(perpub "$2" nats "$3")
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$c" "$n" "$a" \
+        "$(ratio "$c" "$n")" "$(ratio "$c" "$a")"
+}
+# (E - E0) / E's subscribers: what each subscriber adds to a publish's cost
+subrow() { # label key
+    local b e z out=()
+    for b in chorus nchan nats; do
+        e=$(perpub E "$b" "$2"); z=$(perpub E0 "$b" "$2")
+        if num "$e" && num "$z"; then
+            out+=("$(awk "BEGIN{printf \"%.2f\", ($e - $z) / $E_SUBS}")")
+        else out+=("-"); fi
+    done
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "${out[@]}" \
+        "$(ratio "${out[0]}" "${out[1]}")" "$(ratio "${out[0]}" "${out[2]}")"
 }
 lossrow() { # scn
     local b out=()
@@ -402,21 +451,40 @@ echo "## chorus-bench comparison (started $START_UTC UTC, ${DUR}s runs after ${W
 echo
 echo "| metric | chorus | nchan | nats | chorus/nchan | chorus/nats |"
 echo "|---|---|---|---|---|---|"
-row "A 1x1000 100B: deliveries/s" A deliv_rate 1 0
+row "A 1x1000 100B, window $WIN_A: deliveries/s" A deliv_rate 1 0
 row "A publishes/s" A pub_rate 1 0
 row "A broker CPU us/delivery" A cpu_us_per_deliv 1 3
+row "A broker user CPU us/delivery" A user_us_per_deliv 1 3
+row "A broker system CPU us/delivery" A sys_us_per_deliv 1 3
 row "A broker CPU %" A broker_cpu_pct 1 0
 row "A bench CPU %" A bench_cpu_pct 1 0
 row "A broker run-queue wait %" A broker_wait_pct 1 0
 row "A p50 latency ms" A p50_us 0.001 2
 row "A p99 latency ms" A p99_us 0.001 2
 lossrow A
-row "B 1000x10 100B: deliveries/s" B deliv_rate 1 0
+row "A100 (window 100): deliveries/s" A100 deliv_rate 1 0
+row "A100 broker CPU us/delivery" A100 cpu_us_per_deliv 1 3
+row "A100 broker CPU %" A100 broker_cpu_pct 1 0
+row "A100 bench CPU %" A100 bench_cpu_pct 1 0
+row "A100 p50 latency ms" A100 p50_us 0.001 2
+row "A100 p99 latency ms" A100 p99_us 0.001 2
+lossrow A100
+row "B 1000x10 100B, window $WIN_B: deliveries/s" B deliv_rate 1 0
 row "B broker CPU us/delivery" B cpu_us_per_deliv 1 3
+row "B broker user CPU us/delivery" B user_us_per_deliv 1 3
+row "B broker system CPU us/delivery" B sys_us_per_deliv 1 3
+row "B broker CPU %" B broker_cpu_pct 1 0
 row "B bench CPU %" B bench_cpu_pct 1 0
 row "B broker run-queue wait %" B broker_wait_pct 1 0
+row "B p50 latency ms" B p50_us 0.001 2
 row "B p99 latency ms" B p99_us 0.001 2
 lossrow B
+row "B2000 (window 2000): deliveries/s" B2000 deliv_rate 1 0
+row "B2000 broker CPU us/delivery" B2000 cpu_us_per_deliv 1 3
+row "B2000 broker CPU %" B2000 broker_cpu_pct 1 0
+row "B2000 bench CPU %" B2000 bench_cpu_pct 1 0
+row "B2000 p99 latency ms" B2000 p99_us 0.001 2
+lossrow B2000
 row "C 200 msg/s x1000: p50 latency ms" C p50_us 0.001 3
 row "C p99 latency ms" C p99_us 0.001 3
 row "C p99.9 latency ms" C p999_us 0.001 3
@@ -433,6 +501,16 @@ row "D2 broker RSS KiB total" D2 rss1_kb 1 0
 row "E 100KB x100: deliveries/s" E deliv_rate 1 0
 row "E delivered MB/s" E deliv_rate 0.1024 0
 row "E broker CPU us/delivery" E cpu_us_per_deliv 1 2
+row "E broker user CPU us/delivery" E user_us_per_deliv 1 3
+row "E broker system CPU us/delivery" E sys_us_per_deliv 1 2
+row "E broker CPU %" E broker_cpu_pct 1 0
+pubrow "E broker user CPU us/publish ($E_SUBS subscribers)" E broker_user_s
+pubrow "E0 broker user CPU us/publish (no subscribers)" E0 broker_user_s
+subrow "E user CPU us per subscriber per message ((E - E0) / $E_SUBS)" broker_user_s
+row "A user CPU us/delivery (100 B), for comparison" A user_us_per_deliv 1 3
+pubrow "E broker system CPU us/publish ($E_SUBS subscribers)" E broker_sys_s
+pubrow "E0 broker system CPU us/publish (no subscribers)" E0 broker_sys_s
+subrow "E system CPU us per subscriber per message ((E - E0) / $E_SUBS)" broker_sys_s
 row "E bench CPU %" E bench_cpu_pct 1 0
 row "E broker run-queue wait %" E broker_wait_pct 1 0
 row "E p99 latency ms" E p99_us 0.001 2
