@@ -128,6 +128,7 @@ struct bench {
     uint64_t published, published_ms, acked, expected, delivered,
         delivered_ms, last_delivered, bytes_ms, rx_bytes, reads;
     uint64_t errors, bad, stalls, pub_errors;
+    uint64_t forgiven;  /* deliveries written off by stalls (may come) */
     long cursor;
     int pub_rr;
     hist h;
