@@ -52,6 +52,9 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
+/* SQLite's default: 1000 pages of 4 KiB. */
+#define HISTORY_WAL_CHECKPOINT_BYTES (4000 * 1024)
+
 /* The page size of a new database (an existing one keeps its own). */
 #ifndef HISTORY_PAGE_SIZE
 #define HISTORY_PAGE_SIZE 16384
@@ -340,6 +343,13 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
                               : "PRAGMA synchronous=NORMAL",
                      NULL, NULL, NULL) != SQLITE_OK)
         goto db_fail;
+    /* A commit that finds the WAL this big checkpoints it (the WAL can
+     * only start over once checkpointed); in bytes, whatever the page
+     * size, so that the fsync it needs stays as short. */
+    if (pragma_int(db, "PRAGMA page_size", &n) != SQLITE_OK)
+        goto db_fail;
+    sqlite3_wal_autocheckpoint(db, (int)(HISTORY_WAL_CHECKPOINT_BYTES /
+                                         (n > 0 ? n : 4096)));
     /* Reads the schema page: a damaged or foreign file fails here. */
     if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) !=
         SQLITE_OK)

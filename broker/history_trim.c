@@ -81,6 +81,24 @@ malformed:
     return -1;
 }
 
+/* Moves the topic's mark to upto and deletes the batches wholly below
+ * it. 0 or -1. */
+static int drop_upto(history *h, int64_t id, uint64_t upto)
+{
+    sqlite3_stmt *s = history__stmt(h, ST_TRIM);
+
+    if (history__bind_i64(h, s, 1, id) != 0 ||
+        history__bind_i64(h, s, 2, (int64_t)upto) != 0 ||
+        history__run(h, s, "trim: delete") != 0)
+        return -1;
+    s = history__stmt(h, ST_TRIM_MARK);
+    if (history__bind_i64(h, s, 1, id) != 0 ||
+        history__bind_i64(h, s, 2, (int64_t)upto) != 0 ||
+        history__run(h, s, "trim: mark") != 0)
+        return -1;
+    return 0;
+}
+
 /* Drops the oldest messages of one topic that are past the count bound
  * (offset <= last - history_size) or the age bound (ts < cutoff), at most
  * budget of them. The walk is in offset order and stops at the first
@@ -116,17 +134,7 @@ static int trim_topic(history *h, int64_t id, uint64_t last, uint64_t mark,
     sqlite3_reset(s);
     if (t.dropped == 0)
         return 0;
-    s = history__stmt(h, ST_TRIM);
-    if (history__bind_i64(h, s, 1, id) != 0 ||
-        history__bind_i64(h, s, 2, (int64_t)t.mark) != 0 ||
-        history__run(h, s, "trim: delete") != 0)
-        return -1;
-    s = history__stmt(h, ST_TRIM_MARK);
-    if (history__bind_i64(h, s, 1, id) != 0 ||
-        history__bind_i64(h, s, 2, (int64_t)t.mark) != 0 ||
-        history__run(h, s, "trim: mark") != 0)
-        return -1;
-    return (int)t.dropped;
+    return drop_upto(h, id, t.mark) == 0 ? (int)t.dropped : -1;
 }
 
 typedef struct topic_pos {
