@@ -89,6 +89,13 @@ int history_read(history *h, int64_t topic_id, uint64_t after, size_t limit,
  * so it never blocks the loop for long. */
 int history_trim_step(history *h, int64_t now_ms, size_t budget);
 
+/* The same inside the open batch, after its appends (none unfinished)
+ * and before history_commit: so that retention keeps up while batches
+ * follow each other without a pause, and shares their pages. A failed
+ * step is undone (a savepoint), leaving the batch as it was, and returns
+ * -1. */
+int history_trim_in_batch(history *h, int64_t now_ms, size_t budget);
+
 /* Test-only hook: sets PRAGMA max_page_count on the connection (SQLite
  * clamps it to the current size), so unit tests can simulate a full disk.
  * Returns the resulting limit or -1. Not for production use. */

@@ -190,23 +190,28 @@ static int trim_topics(history *h, int64_t cutoff, int64_t budget)
     return deleted;
 }
 
+/* The age bound for now_ms: INT64_MIN when there is none. */
+static int64_t age_cutoff(const history *h, int64_t now_ms)
+{
+    uint64_t ttl = h->opts.history_ttl_ms;
+
+    if (ttl && ttl <= (uint64_t)INT64_MAX && now_ms >= INT64_MIN + (int64_t)ttl)
+        return now_ms - (int64_t)ttl;
+    return INT64_MIN;
+}
+
 int history_trim_step(history *h, int64_t now_ms, size_t budget)
 {
-    int64_t cutoff = INT64_MIN;
     int deleted;
 
     if (!h->opts.history_size && !h->opts.history_ttl_ms)
         return 0;
     if (budget == 0 || h->in_txn) /* never interleave with a batch */
         return 0;
-    if (h->opts.history_ttl_ms) {
-        if (h->opts.history_ttl_ms <= (uint64_t)INT64_MAX &&
-            now_ms >= INT64_MIN + (int64_t)h->opts.history_ttl_ms)
-            cutoff = now_ms - (int64_t)h->opts.history_ttl_ms;
-    }
     if (history__run(h, history__stmt(h, ST_BEGIN), "trim: begin") != 0)
         return -1;
-    deleted = trim_topics(h, cutoff, history__clamp_limit(budget));
+    deleted = trim_topics(h, age_cutoff(h, now_ms),
+                          history__clamp_limit(budget));
     if (deleted < 0) {
         history__rollback_open(h);
         return -1;
@@ -215,5 +220,28 @@ int history_trim_step(history *h, int64_t now_ms, size_t budget)
         history__rollback_open(h);
         return -1;
     }
+    return deleted;
+}
+
+int history_trim_in_batch(history *h, int64_t now_ms, size_t budget)
+{
+    int deleted;
+
+    if (!h->opts.history_size && !h->opts.history_ttl_ms)
+        return 0;
+    if (budget == 0 || !h->in_txn || h->run_first)
+        return 0;
+    if (sqlite3_exec(h->db, "SAVEPOINT trim", NULL, NULL, NULL) != SQLITE_OK) {
+        history__db_err(h, "trim: savepoint");
+        return -1;
+    }
+    deleted = trim_topics(h, age_cutoff(h, now_ms),
+                          history__clamp_limit(budget));
+    if (deleted < 0) {
+        /* Undo the step only; SQLite may have ended the whole
+         * transaction (an I/O error), then the commit reports it. */
+        sqlite3_exec(h->db, "ROLLBACK TO trim", NULL, NULL, NULL);
+    }
+    sqlite3_exec(h->db, "RELEASE trim", NULL, NULL, NULL);
     return deleted;
 }

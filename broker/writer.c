@@ -11,9 +11,11 @@
 
 #include "publish.h"
 
-/* Retention runs between batches, at most this often, in steps this big. */
+/* Retention runs at most this often, in steps of at most this many
+ * messages; inside a batch's transaction while batches follow each other,
+ * else between them. */
 #define TRIM_EVERY_MS 1000
-#define TRIM_BUDGET 1000
+#define TRIM_BUDGET 4000
 
 struct writer {
     history *hist;
@@ -31,6 +33,7 @@ struct writer {
     double seconds;
     char why[256];
     int stop;
+    double next_trim;        /* the writer thread's own */
 };
 
 static double now_s(int clock)
@@ -41,11 +44,15 @@ static double now_s(int clock)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void trim_due(writer *w, int in_batch);
+
 /* One batch row per topic: each topic's items are walked along their
  * next_same chain (group_first marks where a chain starts), so the
- * history appends them as one run. */
-static int write_batch(history *h, const publish_item *items, size_t n)
+ * history appends them as one run. Retention, when due, joins the
+ * transaction. */
+static int write_batch(writer *w, const publish_item *items, size_t n)
 {
+    history *h = w->hist;
     size_t written = 0;
 
     if (history_begin(h))
@@ -67,27 +74,29 @@ static int write_batch(history *h, const publish_item *items, size_t n)
         history_rollback(h);
         return -1;
     }
+    trim_due(w, 1);
     return history_commit(h);
 }
 
-/* Retention, when due and while no batch waits. */
-static void maybe_trim(writer *w, double *next_trim)
+/* Retention, when due: a step inside the open batch (in_batch) or one of
+ * its own. A failed step is retried at the next due time. */
+static void trim_due(writer *w, int in_batch)
 {
     double now = now_s(CLOCK_MONOTONIC);
+    int64_t wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
     int n;
 
-    if (now < *next_trim)
+    if (now < w->next_trim)
         return;
-    n = history_trim_step(w->hist, (int64_t)(now_s(CLOCK_REALTIME) * 1000),
-                          TRIM_BUDGET);
+    n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
+                 : history_trim_step(w->hist, wall, TRIM_BUDGET);
     /* A full step means a backlog: come back soon. */
-    *next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
+    w->next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
 }
 
 static void *writer_main(void *arg)
 {
     writer *w = arg;
-    double next_trim = 0;
 
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
@@ -100,14 +109,14 @@ static void *writer_main(void *arg)
             pthread_cond_timedwait(&w->cond, &w->mu, &until);
             if (!w->busy || w->ready) {
                 pthread_mutex_unlock(&w->mu);
-                maybe_trim(w, &next_trim);
+                trim_due(w, 0);
                 pthread_mutex_lock(&w->mu);
             }
             continue;
         }
         pthread_mutex_unlock(&w->mu);
         double t0 = now_s(CLOCK_MONOTONIC);
-        int failed = write_batch(w->hist, w->items, w->n) != 0;
+        int failed = write_batch(w, w->items, w->n) != 0;
         double t1 = now_s(CLOCK_MONOTONIC);
         pthread_mutex_lock(&w->mu);
         w->failed = failed;

@@ -299,6 +299,45 @@ static void test_trim_straddle_age(void)
     history_close(h);
 }
 
+/* Retention inside a batch's transaction: committed with it, undone with
+ * it, refused while a run is unfinished or outside a batch. */
+static void test_trim_in_batch(void)
+{
+    history_opts o = {.history_size = 5};
+    history_topic t;
+    char path[128];
+    history *h;
+    uint64_t first;
+
+    path_in_dir(path, sizeof path, "trim_in_batch.db");
+    h = open_ok(path, &o);
+    if (!h)
+        return;
+    CHECK_EQ_INT(history_topic_load(h, "t", 1, &t), 0);
+    CHECK_EQ_INT(commit_run(h, t.id, 1, 10), 0);
+    CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 0); /* no batch */
+    CHECK_EQ_INT(history_begin(h), 0);
+    CHECK_EQ_INT(append_run(h, t.id, 11, 12), 0);
+    CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 7);
+    history_rollback(h);
+    CHECK_EQ_INT(history_first_offset(h, t.id, &first), 0);
+    CHECK_EQ_INT(first, 1);
+
+    CHECK_EQ_INT(history_begin(h), 0);
+    CHECK_EQ_INT(history_append_run(h, t.id, 11, 110, "{\"n\":11}", 8, 0),
+                 0);
+    CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 0); /* run open */
+    CHECK_EQ_INT(history_append_run(h, t.id, 12, 120, "{\"n\":12}", 8, 1),
+                 0);
+    CHECK_EQ_INT(history_trim_in_batch(h, 0, 3), 3);
+    CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 4);
+    CHECK_EQ_INT(history_commit(h), 0);
+    CHECK_EQ_INT(history_first_offset(h, t.id, &first), 0);
+    CHECK_EQ_INT(first, 8);
+    CHECK_EQ_INT(history_trim_step(h, 0, 100), 0);
+    history_close(h);
+}
+
 /* A damaged row is a storage error for reads and trims, never a crash;
  * the other topics and later writes are unaffected. */
 static void test_damaged_row(void)
@@ -462,6 +501,7 @@ int main(void)
     test_runs_and_reads();
     test_trim_straddle_count();
     test_trim_straddle_age();
+    test_trim_in_batch();
     test_damaged_row();
     test_migrate_v1();
     test_perf();
