@@ -77,6 +77,7 @@ def test_v1_database_migrates_and_replays(make_broker, workdir):
     assert db.execute("SELECT count(*) FROM sqlite_master "
                       "WHERE name = 'messages'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 33
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 4096  # kept
     db.close()
 
     h = history(broker, "mig.a")
@@ -162,3 +163,11 @@ def test_v1_database_retention_after_migration(make_broker, workdir):
         s = await subscribe(sub2, "mig.a", {"epoch": EPOCH_A, "offset": 37})
         assert s["recovered"] is False, s
     run(check())
+
+
+def test_new_database_is_v2_with_16k_pages(broker):
+    db = sqlite3.connect(broker.db_path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 16384
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
