@@ -23,6 +23,9 @@
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
 
+/* Unused topics loop 0 keeps loaded (least recently used out). */
+#define IDLE_TOPICS_KEPT 4096
+
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
 
@@ -172,6 +175,9 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* Loop 0 assigns every offset, so its idle topics stay exact. */
+    if (index == 0 && cfg->history)
+        s->topics.idle_max = IDLE_TOPICS_KEPT;
     /* Every loop reads history through its own SQLite connection; only
      * loop 0 writes messages. */
     if (cfg->history && history_open(&s->hist, cfg->db_path, &hopts, err,
