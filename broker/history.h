@@ -111,4 +111,12 @@ int history_checkpointer_start(history *h, const char *path,
 /* Stops the thread (after h's last commit; before history_close). */
 void history_checkpointer_stop(history_checkpointer *cp);
 
+/* For the connection that commits while a checkpointer runs: it
+ * checkpoints only when the WAL reaches HISTORY_WAL_RESTART_BYTES. The
+ * checkpointer copies the WAL into the database as it grows, but under
+ * constant writes never catches up with its end, and the WAL can only
+ * start over once all of it is copied: this rare checkpoint copies the
+ * little that is left (and pays the fsync) so that it does. */
+void history_checkpoint_rarely(history *h);
+
 #endif

@@ -17,6 +17,9 @@
  * PASSIVE checkpoint (which never blocks the writer) twice a second. */
 #define CHECKPOINT_EVERY_MS 500
 
+/* See history_checkpoint_rarely. */
+#define HISTORY_WAL_RESTART_BYTES (64 * 1024 * 1024)
+
 struct history_checkpointer {
     sqlite3 *db;
     pthread_t thread;
@@ -66,6 +69,10 @@ int history_checkpointer_start(history *h, const char *path,
         return -1;
     }
     sqlite3_busy_timeout(cp->db, HISTORY_BUSY_TIMEOUT_MS);
+    /* Until a connection has read the database it does not know it is in
+     * WAL mode, and sqlite3_wal_checkpoint on it does nothing at all. */
+    sqlite3_exec(cp->db, "SELECT count(*) FROM sqlite_master", NULL, NULL,
+                 NULL);
     pthread_mutex_init(&cp->mu, NULL);
     pthread_cond_init(&cp->cond, NULL);
     if (pthread_create(&cp->thread, NULL, checkpoint_main, cp)) {
@@ -92,4 +99,22 @@ void history_checkpointer_stop(history_checkpointer *cp)
     pthread_mutex_destroy(&cp->mu);
     pthread_cond_destroy(&cp->cond);
     free(cp);
+}
+
+void history_checkpoint_rarely(history *h)
+{
+    sqlite3_stmt *s;
+    int page = 4096;
+
+    if (sqlite3_prepare_v2(h->db, "PRAGMA page_size", -1, &s, NULL) ==
+        SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) > 0)
+            page = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    sqlite3_wal_autocheckpoint(h->db, HISTORY_WAL_RESTART_BYTES / page);
+    /* The committing connection revisits the same pages (the right edge of
+     * the batches table, every topic's index entries and row): keep them
+     * in its cache rather than reading them back from the WAL. */
+    sqlite3_exec(h->db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
 }

@@ -156,6 +156,7 @@ writer *writer_start(const char *path, const history_opts *opts,
         free(w);
         return NULL;
     }
+    history_checkpoint_rarely(w->hist);
     w->done = done;
     w->done_arg = arg;
     w->done_ev = event_new(base, -1, 0, done_trampoline, w);
