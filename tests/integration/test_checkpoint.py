@@ -1,0 +1,32 @@
+"""WAL checkpoints run on their own thread while the broker is up: the
+committed pages reach the database file itself, not only its WAL, without
+waiting for a restart (a checkpoint connection that had never read the
+database used to do nothing at all)."""
+import json
+import os
+import time
+
+from chorus_helpers import RawWS
+from wsraw import OP_TEXT
+
+
+def test_checkpoint_thread_copies_the_wal_into_the_database(make_broker):
+    b = make_broker()
+    pub = RawWS(b.port)
+    size0 = os.path.getsize(b.db_path)
+    count, pad = 2000, "c" * 400   # ~1 MB of history, far past one page
+    for i in range(1, count + 1):
+        pub.send_json({"op": "publish", "topic": f"ck{i % 7}", "id": i,
+                       "data": {"n": i, "pad": pad}})
+    for _ in range(count):
+        fin, op, payload = pub.recv_frame()
+        assert op == OP_TEXT and json.loads(payload)["op"] == "published"
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            os.path.getsize(b.db_path) < size0 + 500_000:
+        time.sleep(0.1)
+    assert os.path.getsize(b.db_path) >= size0 + 500_000, \
+        (size0, os.path.getsize(b.db_path),
+         os.path.getsize(b.db_path + "-wal"))
+    assert b.proc.poll() is None
+    pub.close()
