@@ -6,6 +6,7 @@
  *   bench_pub.c    publishing
  *   bench_stats.c  payload header, loss/dup tracking, latency, report
  *   bench_proc.c   /proc readers (broker CPU, RSS, run-queue wait)
+ *   bench_uring.c  subscriber reads by io_uring multishot receive
  *
  * Payload layout (P bytes, P >= HDR_LEN):
  *   TTTTTTTT.KK.SSSSSSSSSSSSSSSS.NNNNNNNNNNNNNNNN.xxxxx...
@@ -72,6 +73,7 @@ typedef struct conn {
     uint64_t recv, lost, dup;
     /* the rest */
     uint8_t resubscribed; /* replay mode */
+    uint8_t uring;        /* reads by io_uring (bench_uring.c) */
     short ev_flags;
     struct event *ev;
     char *in;           /* handshake / HTTP response buffer */
@@ -105,6 +107,8 @@ struct bench {
     int connect_par;
     char prefix[64];
     int quiet;
+    int no_uring;       /* --no-uring: subscribers read() */
+    int uring;          /* io_uring set up for subscriber reads */
 
     struct event_base *base;
     conn *subs, *pubs;
@@ -127,6 +131,7 @@ struct bench {
     uint64_t lat_lo, lat_hi; /* send times recorded in the histogram */
     uint64_t published, published_ms, acked, expected, delivered,
         delivered_ms, last_delivered, bytes_ms, rx_bytes, reads;
+    uint64_t reads0, reads1; /* B.reads at the measurement's ends */
     uint64_t errors, bad, stalls, pub_errors;
     uint64_t forgiven;  /* deliveries written off by stalls (may come) */
     long cursor;
@@ -172,6 +177,13 @@ void proto_on_ack(conn *c);
 
 /* bench_pub.c */
 void pub_pump(void);
+
+/* bench_uring.c: uring_init 0 when subscriber reads go by io_uring;
+ * uring_arm (0 if done) once a subscriber is open; uring_release before
+ * its socket is closed. */
+int uring_init(void);
+int uring_arm(conn *c);
+void uring_release(conn *c);
 
 /* bench_stats.c */
 void stats_record(conn *c, const uint8_t *p, size_t avail, uint64_t now);

@@ -234,6 +234,8 @@ static void __attribute__((noreturn)) usage(void)
 "  --drain S                   max seconds to wait for stragglers (5)\n"
 "  --setup-timeout S           max seconds to connect everyone (60)\n"
 "  --prefix S                  topic name prefix (b<pid>_)\n"
+"  --no-uring                  subscribers read() rather than io_uring\n"
+"                              multishot receive\n"
 "  -q, --quiet                 no progress notes\n",
             HDR_LEN, MAX_PUBS);
     exit(2);
@@ -293,6 +295,7 @@ static void set_option(int opt, const char *arg)
     case 'S': B.setup_timeout = atof(arg); break;
     case 'x': snprintf(B.prefix, sizeof B.prefix, "%s", arg); break;
     case 'q': B.quiet = 1; break;
+    case 'U': B.no_uring = 1; break;
     default: usage();
     }
 }
@@ -310,7 +313,8 @@ static void parse_options(int argc, char **argv)
         {"replay", 1, 0, 'R'},    {"connect-par", 1, 0, 'C'},
         {"drain", 1, 0, 'D'},     {"setup-timeout", 1, 0, 'S'},
         {"prefix", 1, 0, 'x'},    {"quiet", 0, 0, 'q'},
-        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+        {"no-uring", 0, 0, 'U'},  {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int opt;
 
     set_defaults();
@@ -440,6 +444,7 @@ int main(int argc, char **argv)
     if (!B.base)
         die("event_base_new failed");
     B.rss0 = proc_rss(B.pid);
+    B.uring = !B.no_uring && uring_init() == 0;
     B.tick = event_new(B.base, -1, EV_PERSIST, on_tick, NULL);
     event_add(B.tick, &tv);
 

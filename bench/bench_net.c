@@ -19,6 +19,12 @@ static void on_event(evutil_socket_t fd, short what, void *arg);
 static const chorus_http_limits http_lim = {8192, CHORUS_HTTP_MAX_HEADERS,
                                             16384};
 
+/* EV_READ unless io_uring does c's reads. */
+static short rd(const conn *c)
+{
+    return c->uring ? 0 : EV_READ;
+}
+
 static void set_ev(conn *c, short flags)
 {
     if (c->ev_flags == flags)
@@ -78,9 +84,9 @@ void net_flush(conn *c)
             c->out = NULL;
             c->out_cap = 0;
         }
-        set_ev(c, EV_READ);
+        set_ev(c, rd(c));
     } else {
-        set_ev(c, EV_READ | EV_WRITE);
+        set_ev(c, (short)(rd(c) | EV_WRITE));
     }
 }
 
@@ -210,6 +216,7 @@ void net_dead(conn *c, int code, const char *why)
     if (c->ev_flags)
         event_del(c->ev);
     c->ev_flags = 0;
+    uring_release(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -287,6 +294,9 @@ static void handshake_read(conn *c)
     on_open(c);
     if (rest && c->state == S_OPEN)
         proto_ws_feed(c, B.rbuf, rest, now_ns());
+    if (B.uring && c->kind == K_SUB && c->state == S_OPEN &&
+        uring_arm(c) == 0)
+        set_ev(c, (short)(c->ev_flags & ~EV_READ));
 }
 
 static void send_handshake(conn *c)

@@ -114,10 +114,12 @@ void proc_sample(int end)
         self_cpu(&B.scpu0);
         proc_sched(B.pid, &B.brun0, &B.bwait0);
         proc_sched(getpid(), &B.srun0, &B.swait0);
+        B.reads0 = B.reads;
     } else {
         B.bcpu_ok = B.bcpu_ok && proc_cpu(B.pid, &B.bcpu1) == 0;
         self_cpu(&B.scpu1);
         proc_sched(B.pid, &B.brun1, &B.bwait1);
         proc_sched(getpid(), &B.srun1, &B.swait1);
+        B.reads1 = B.reads;
     }
 }

@@ -274,9 +274,14 @@ static void print_human(const figures *f)
                pct(B.bwait1 - B.bwait0, f->wall),
                pct(B.swait1 - B.swait0, f->wall));
     printf("bench CPU %.2f s (%.0f%% of one core; user %.2f s, sys %.2f s),"
-           " %.1f KiB per read%s\n",
+           " %.1f KiB per read, %" PRIu64 " reads measured (%.2f us of"
+           " bench CPU each; %s)%s\n",
            f->scpu, pct(f->scpu, f->wall), f->suser, f->ssys,
            B.reads ? (double)B.rx_bytes / 1024.0 / (double)B.reads : 0,
+           B.reads1 - B.reads0,
+           B.reads1 > B.reads0 ? f->scpu * 1e6 / (double)(B.reads1 - B.reads0)
+                               : 0,
+           B.uring ? "io_uring multishot" : "read()",
            f->wall > 0 && f->scpu / f->wall > 0.9
                ? "  ** bench near 100%: it may be the bottleneck **"
                : "");
