@@ -1,6 +1,5 @@
 /* Unit tests for broker/history.c on real files in a temporary directory. */
-#include "check.h"
-#include "history.h"
+#include "history_fixture.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -11,31 +10,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static char dir[64];
-
-static void path_in_dir(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static history *open_ok(const char *path, const history_opts *o)
-{
-    history *h = NULL;
-    char err[256];
-    int rc = history_open(&h, path, o, err, sizeof err);
-    CHECK_EQ_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "open: %s\n", err);
-    return h;
-}
 
 /* Appends offsets [from, to] of a topic in one batch, ts = offset * 10. */
 static int append_range(history *h, int64_t topic, uint64_t from, uint64_t to)
@@ -54,36 +28,6 @@ static int append_range(history *h, int64_t topic, uint64_t from, uint64_t to)
         }
     }
     return history_commit(h);
-}
-
-struct rows {
-    uint64_t off[64];
-    int n;
-    int stop_at; /* return non-zero after this many rows; 0 = never */
-    int bad_data;
-};
-
-static int collect(uint64_t offset, int64_t ts_ms, const char *data,
-                   size_t len, void *arg)
-{
-    struct rows *r = arg;
-    char want[64];
-    int n = snprintf(want, sizeof want, "{\"n\":%llu}",
-                     (unsigned long long)offset);
-    if ((size_t)n != len || memcmp(want, data, len) != 0 ||
-        ts_ms != (int64_t)offset * 10)
-        r->bad_data++;
-    if (r->n < 64)
-        r->off[r->n] = offset;
-    r->n++;
-    return r->stop_at && r->n >= r->stop_at;
-}
-
-static int read_all(history *h, int64_t topic, uint64_t after, size_t limit,
-                    struct rows *r)
-{
-    memset(r, 0, sizeof *r);
-    return history_read(h, topic, after, limit, collect, r);
 }
 
 static void test_create_reopen(void)
@@ -121,7 +65,7 @@ static void test_create_reopen(void)
     /* order, limit, after, early stop */
     CHECK_EQ_INT(read_all(h, a.id, 0, 100, &r), 10);
     CHECK_EQ_INT(r.n, 10);
-    CHECK_EQ_INT(r.bad_data, 0);
+    CHECK_EQ_INT(r.bad, 0);
     for (i = 0; i < 10; i++)
         CHECK_EQ_INT(r.off[i], i + 1);
     CHECK_EQ_INT(read_all(h, a.id, 4, 3, &r), 3);
@@ -133,7 +77,7 @@ static void test_create_reopen(void)
     r.stop_at = 2;
     CHECK_EQ_INT(history_read(h, a.id, 0, 100, collect, &r), 2);
     CHECK_EQ_INT(read_all(h, b.id, 0, 100, &r), 3);
-    CHECK_EQ_INT(r.bad_data, 0);
+    CHECK_EQ_INT(r.bad, 0);
 
     /* a duplicate offset fails and the batch can be rolled back */
     CHECK_EQ_INT(history_begin(h), 0);
@@ -470,7 +414,7 @@ static void test_commit_write_error(void)
     if (!h)
         return;
     CHECK_EQ_INT(read_all(h, t.id, 0, 100, &r), 50);
-    CHECK_EQ_INT(r.bad_data, 0);
+    CHECK_EQ_INT(r.bad, 0);
     history_close(h);
 }
 

@@ -3,8 +3,7 @@
  * retention that drops part of a batch, a damaged row reported as a
  * storage error, and the migration of a v1 database. test_history.c
  * covers the API with one message per batch. */
-#include "check.h"
-#include "history.h"
+#include "history_fixture.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -14,24 +13,6 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
-
-static char dir[64];
-
-static void path_in_dir(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
-static history *open_ok(const char *path, const history_opts *o)
-{
-    history *h = NULL;
-    char err[256];
-    int rc = history_open(&h, path, o, err, sizeof err);
-    CHECK_EQ_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "open: %s\n", err);
-    return h;
-}
 
 /* Appends offsets [from, to] of a topic as one run, ts = offset * 10,
  * inside an open batch. */
@@ -81,40 +62,12 @@ static long long raw_sql(const char *path, const char *sql)
     return v;
 }
 
-struct rows {
-    uint64_t off[512];
-    int n, bad;
-};
-
-static int collect(uint64_t offset, int64_t ts_ms, const char *data,
-                   size_t len, void *arg)
-{
-    struct rows *r = arg;
-    char want[64];
-    int n = snprintf(want, sizeof want, "{\"n\":%llu}",
-                     (unsigned long long)offset);
-    if ((size_t)n != len || memcmp(want, data, len) != 0 ||
-        ts_ms != (int64_t)offset * 10)
-        r->bad++;
-    if (r->n < 512)
-        r->off[r->n] = offset;
-    r->n++;
-    return 0;
-}
-
-static int read_all(history *h, int64_t topic, uint64_t after, size_t limit,
-                    struct rows *r)
-{
-    memset(r, 0, sizeof *r);
-    return history_read(h, topic, after, limit, collect, r);
-}
-
 /* Consecutive offsets from..from+n-1, no duplicates, good data. */
 static int is_range(const struct rows *r, uint64_t from, int n)
 {
     if (r->n != n || r->bad)
         return 0;
-    for (int i = 0; i < n && i < 512; i++)
+    for (int i = 0; i < n && i < ROWS_KEPT; i++)
         if (r->off[i] != from + (uint64_t)i)
             return 0;
     return 1;
@@ -436,13 +389,6 @@ static void test_migrate_v1(void)
         CHECK_EQ_INT(read_all(h, a.id, 0, 100, &r), 5);
         history_close(h);
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The writer's pattern: each commit holds a run of 10 messages for each
