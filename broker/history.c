@@ -343,13 +343,6 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
                               : "PRAGMA synchronous=NORMAL",
                      NULL, NULL, NULL) != SQLITE_OK)
         goto db_fail;
-    /* A commit that finds the WAL this big checkpoints it (the WAL can
-     * only start over once checkpointed); in bytes, whatever the page
-     * size, so that the fsync it needs stays as short. */
-    if (pragma_int(db, "PRAGMA page_size", &n) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_wal_autocheckpoint(db, (int)(HISTORY_WAL_CHECKPOINT_BYTES /
-                                         (n > 0 ? n : 4096)));
     /* Reads the schema page: a damaged or foreign file fails here. */
     if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) !=
         SQLITE_OK)
@@ -368,6 +361,7 @@ int history_open(history **out, const char *path, const history_opts *opts,
                  char *err, size_t errlen)
 {
     history *h;
+    long long page;
     int i;
 
     *out = NULL;
@@ -386,6 +380,14 @@ int history_open(history **out, const char *path, const history_opts *opts,
     if (open_db(&h->db, path, opts->durability_full, err, errlen) != 0 ||
         migrate(h->db, path, err, errlen) != 0)
         goto fail;
+    if (pragma_int(h->db, "PRAGMA page_size", &page) != SQLITE_OK) {
+        open_err(h->db, path, err, errlen);
+        goto fail;
+    }
+    h->page_size = page > 0 ? (int)page : 4096;
+    /* In bytes, whatever the page size, so that the checkpoint's fsync
+     * stays as short. */
+    history__checkpoint_at(h, HISTORY_WAL_CHECKPOINT_BYTES);
     for (i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &h->st[i],
@@ -400,6 +402,12 @@ int history_open(history **out, const char *path, const history_opts *opts,
 fail:
     history_close(h);
     return -1;
+}
+
+void history__checkpoint_at(history *h, uint64_t wal_bytes)
+{
+    sqlite3_wal_autocheckpoint(h->db,
+                               (int)(wal_bytes / (uint64_t)h->page_size));
 }
 
 void history_close(history *h)

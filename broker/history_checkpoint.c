@@ -103,16 +103,7 @@ void history_checkpointer_stop(history_checkpointer *cp)
 
 void history_checkpoint_rarely(history *h)
 {
-    sqlite3_stmt *s;
-    int page = 4096;
-
-    if (sqlite3_prepare_v2(h->db, "PRAGMA page_size", -1, &s, NULL) ==
-        SQLITE_OK) {
-        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) > 0)
-            page = sqlite3_column_int(s, 0);
-        sqlite3_finalize(s);
-    }
-    sqlite3_wal_autocheckpoint(h->db, HISTORY_WAL_RESTART_BYTES / page);
+    history__checkpoint_at(h, HISTORY_WAL_RESTART_BYTES);
     /* The committing connection revisits the same pages (the right edge of
      * the batches table, every topic's index entries and row): keep them
      * in its cache rather than reading them back from the WAL. */

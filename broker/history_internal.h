@@ -35,6 +35,7 @@ struct history {
     sqlite3_stmt *st[ST_COUNT];
     history_opts opts;
     int in_txn;          /* a batch (history_begin) is open */
+    int page_size;       /* of the file, read once at open */
     /* The run being appended (history_append_run): messages of one topic
      * with consecutive offsets, written as one row when it ends. */
     history_batch run;
@@ -65,5 +66,8 @@ int64_t history__clamp_limit(size_t n);
 void history__rollback_open(history *h);
 /* Forgets the run being appended (after a rollback). */
 void history__drop_run(history *h);
+/* A commit that finds the WAL at least this big checkpoints it (the WAL
+ * can only start over once checkpointed). */
+void history__checkpoint_at(history *h, uint64_t wal_bytes);
 
 #endif

@@ -83,11 +83,12 @@ static int write_batch(writer *w, const publish_item *items, size_t n)
 static void trim_due(writer *w, int in_batch)
 {
     double now = now_s(CLOCK_MONOTONIC);
-    int64_t wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
+    int64_t wall;
     int n;
 
     if (now < w->next_trim)
         return;
+    wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
     n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
                  : history_trim_step(w->hist, wall, TRIM_BUDGET);
     /* A full step means a backlog: come back soon. */
