@@ -43,6 +43,7 @@ def make_v1(path):
     """mig.a: offsets 1..40 were published, 1..10 trimmed (so 11..40
     remain); mig.b: 1..3; mig.c: a topic whose messages all expired."""
     db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size=8192")  # not ours: opening must keep it
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(V1_SCHEMA)
     db.execute("INSERT INTO topics VALUES(1, 'mig.a', ?, 40)", (EPOCH_A,))
@@ -77,7 +78,7 @@ def test_v1_database_migrates_and_replays(make_broker, workdir):
     assert db.execute("SELECT count(*) FROM sqlite_master "
                       "WHERE name = 'messages'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 33
-    assert db.execute("PRAGMA page_size").fetchone()[0] == 4096  # kept
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 8192  # kept
     db.close()
 
     h = history(broker, "mig.a")
@@ -165,9 +166,9 @@ def test_v1_database_retention_after_migration(make_broker, workdir):
     run(check())
 
 
-def test_new_database_is_v2_with_16k_pages(broker):
+def test_new_database_is_v2_with_4k_pages(broker):
     db = sqlite3.connect(broker.db_path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert db.execute("PRAGMA page_size").fetchone()[0] == 16384
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
