@@ -33,6 +33,7 @@ static void *checkpoint_main(void *arg)
     history_checkpointer *cp = arg;
     struct timespec until;
 
+    pthread_setname_np(pthread_self(), "chorus-ckpt");
     pthread_mutex_lock(&cp->mu);
     while (!cp->stop) {
         clock_gettime(CLOCK_REALTIME, &until);

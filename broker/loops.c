@@ -210,9 +210,15 @@ static int start_threads(broker *b)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 1; i < b->n && rc == 0; i++) {
+        char name[32];
         rc = pthread_create(&b->threads[i], NULL, loop_main, &b->loops[i]);
-        if (rc)
+        if (rc) {
             b->n = i; /* run with the loops that started */
+            break;
+        }
+        snprintf(name, sizeof name, "chorus-loop%d", i); /* for top -H */
+        name[15] = '\0';                          /* the kernel's limit */
+        pthread_setname_np(b->threads[i], name);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;

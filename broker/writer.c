@@ -116,6 +116,7 @@ static void *writer_main(void *arg)
 {
     writer *w = arg;
 
+    pthread_setname_np(pthread_self(), "chorus-writer");
     writer_yield_to_loops();
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {

@@ -30,3 +30,23 @@ def test_checkpoint_thread_copies_the_wal_into_the_database(make_broker):
          os.path.getsize(b.db_path + "-wal"))
     assert b.proc.poll() is None
     pub.close()
+
+
+def thread_policies(pid):
+    """comm -> scheduling policy (field 41 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        out[comm] = int(stat[stat.rindex(")") + 2:].split()[38])
+    return out
+
+
+def test_writer_thread_never_preempts_the_loops(make_broker):
+    """SCHED_BATCH (3): waking the writer lets the loop finish its turn."""
+    b = make_broker(threads=2)
+    policies = thread_policies(b.proc.pid)
+    assert policies.get("chorus-writer") == 3, policies
+    assert policies.get("chorus-ckpt") == 0, policies
+    assert policies.get("chorus-loop1") == 0, policies
