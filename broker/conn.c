@@ -27,9 +27,6 @@
 #define CLOSE_LINGER_MS 2000
 
 
-/* Most bytes taken from a socket in one read. */
-#define CONN_MAX_READ (64 * 1024)
-
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
@@ -104,10 +101,6 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     link_conn(&srv->conns, c);
     srv->nconns++;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    /* libevent reads 4 KiB at a time by default; a publisher pipelining
-     * requests then gets a commit per 4 KiB. Larger reads make larger
-     * group commits. */
-    bufferevent_set_max_single_read(c->bev, CONN_MAX_READ);
     set_timeouts(c, srv->cfg->handshake_timeout_ms, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     log_debug("conn %llu: accepted from %s", (unsigned long long)c->id,

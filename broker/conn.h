@@ -74,7 +74,10 @@ typedef struct conn {
     auth_identity auth;       /* who this is, set at the handshake */
     struct event *expiry_ev;  /* closes the socket when its token expires */
     size_t unacked_bytes;     /* published data awaiting its ack */
+    uint32_t unacked;         /* ... in publishes */
     int read_paused;          /* ... reached max_unacked_bytes */
+    int close_deferred;       /* the peer's close waits for those acks */
+    uint16_t close_code;      /* ... and is then echoed */
     double publish_tokens;    /* publish_rate token bucket */
     int64_t publish_refill_ms;
     struct ip_slot *ip;       /* per-address connection count */
@@ -133,7 +136,8 @@ void conn_flush_pending(server *srv);
 
 /* Flow control for publishers: a WebSocket connection with
  * max_unacked_bytes of publishes awaiting their acks is not read from
- * until acks bring it under half of that. */
+ * until acks bring it under half of that. A close frame from the peer is
+ * answered once every publish before it has its ack. */
 void conn_publish_taken(conn *c, size_t len);
 void conn_publish_answered(conn *c, size_t len);
 

@@ -3,6 +3,7 @@
  * whole message to the echo or to the pub/sub session; answers pings and
  * the close handshake. */
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -91,7 +92,18 @@ static void on_control(conn *c, const chorus_ws_event *ev)
     case CHORUS_WS_OP_PONG:
         break; /* any input already counts as life */
     case CHORUS_WS_OP_CLOSE:
-        /* Echo the peer's code (none if it sent none), then close. */
+        /* Echo the peer's code (none if it sent none), then close; after
+         * the acks of the publishes sent before it, which the close
+         * frame would otherwise cut off. Nothing is read meanwhile. */
+        if (c->unacked) {
+            c->close_deferred = 1;
+            c->close_code = ev->close_code;
+            if (!c->read_paused) {
+                c->read_paused = 1;
+                bufferevent_disable(c->bev, EV_READ);
+            }
+            break;
+        }
         conn_close(c, ev->close_code, NULL);
         break;
     }
@@ -103,7 +115,7 @@ static void too_big(conn *c, const chorus_ws_event *ev)
     conn_close(c, ev->close_code, ev->reason);
 }
 
-void conn_ws_read(conn *c)
+static void consume(conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
@@ -147,8 +159,63 @@ void conn_ws_read(conn *c)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
 
+/* libevent 2.1 reads at most 4 KiB per callback, whatever
+ * bufferevent_set_max_single_read says (evbuffer_set_max_read came in
+ * 2.2), so a pipelining publisher got ~30 publishes into a loop turn:
+ * group commits stayed small and, spread over many topics, gave each
+ * subscriber one message per send. When that read came back full, the
+ * socket is read on here, up to CONN_TURN_READ a turn (~1,800 small
+ * publishes, a few ms of parsing), so that one turn's commit carries
+ * several messages per topic and each send several frames (B in
+ * docs/BENCHMARKS.md: 2.5x the deliveries per second). Plain sockets only:
+ * TLS reads belong to the OpenSSL bufferevent. */
+#define LIBEVENT_READ 4096
+#define READ_CHUNK (64 * 1024)
+#define CONN_TURN_READ (256 * 1024)
+
+static void read_on(conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+    for (size_t got = 0; got < CONN_TURN_READ;) {
+        struct evbuffer_iovec v;
+        ssize_t n;
+
+        if (c->state != CONN_WS || c->read_paused)
+            return;
+        /* The bufferevent keeps the end of its input frozen, as it alone
+         * adds to it; this is its read, done once more. */
+        evbuffer_unfreeze(in, 0);
+        n = -1;
+        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) == 1) {
+            n = recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+            v.iov_len = n > 0 ? (size_t)n : 0;
+            evbuffer_commit_space(in, &v, 1);
+        }
+        evbuffer_freeze(in, 0);
+        if (n <= 0) /* EOF and errors: libevent's next read sees them */
+            return;
+        got += (size_t)n;
+        consume(c);
+        if ((size_t)n < READ_CHUNK) /* drained */
+            return;
+    }
+}
+
+void conn_ws_read(conn *c)
+{
+    int full = evbuffer_get_length(bufferevent_get_input(c->bev)) >=
+               LIBEVENT_READ;
+
+    consume(c);
+    if (full && !c->tls)
+        read_on(c);
+}
+
 void conn_publish_taken(conn *c, size_t len)
 {
+    c->unacked++;
     c->unacked_bytes += len;
     if (c->read_paused || c->unacked_bytes < c->srv->cfg->max_unacked_bytes)
         return;
@@ -160,6 +227,12 @@ void conn_publish_taken(conn *c, size_t len)
 void conn_publish_answered(conn *c, size_t len)
 {
     c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
+    c->unacked -= c->unacked > 0;
+    if (c->close_deferred) {
+        if (c->unacked == 0 && c->state == CONN_WS)
+            conn_close(c, c->close_code, NULL);
+        return;
+    }
     if (!c->read_paused ||
         c->unacked_bytes > c->srv->cfg->max_unacked_bytes / 2)
         return;

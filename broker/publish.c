@@ -258,18 +258,15 @@ static void answer(conn *c, ack_kind ack, json_t *id, size_t data_len,
 {
     if (c->state == CONN_DEAD)
         return;
-    if (ack == ACK_WS)
-        conn_publish_answered(c, data_len);
     if (ack == ACK_HTTP) {
         http_api_publish_done(c, name, epoch, offset, error);
         return;
     }
-    if (c->state != CONN_WS)
-        return;
-    if (error)
+    if (c->state == CONN_WS && error)
         session_error(c, id, CHORUS_ERR_INTERNAL, error);
-    else
+    else if (c->state == CONN_WS)
         session_published(c, id, name, offset);
+    conn_publish_answered(c, data_len); /* after the ack: it may close */
 }
 
 void publish_forwarded_ack(server *s, lmsg *m)
