@@ -327,7 +327,7 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                 SQLITE_OPEN_NOMUTEX;
 
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
+    if (sqlite3_open_v2(path, &db, flags, history__vfs()) != SQLITE_OK)
         goto db_fail;
     if (setup_db(db) != 0)
         goto db_fail;

@@ -61,7 +61,7 @@ int history_checkpointer_start(history *h, const char *path,
     *out = NULL;
     if (!cp || sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE |
                                                   SQLITE_OPEN_NOMUTEX,
-                               NULL) != SQLITE_OK) {
+                               history__vfs()) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open for checkpoints: %s", path,
                  cp && cp->db ? sqlite3_errmsg(cp->db) : "out of memory");
         if (cp)

@@ -46,6 +46,10 @@ struct history {
     char err[512];
 };
 
+/* The name of the WAL-write-gathering VFS (history_vfs.c), registered on
+ * first use; NULL (use the default VFS) if that failed. */
+const char *history__vfs(void);
+
 void history__set_err(history *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Records "<what>: <sqlite message>" for the last failed call. */
