@@ -45,6 +45,7 @@ typedef struct walbuf_file {
     size_t len, cap;
     sqlite3_int64 start;      /* file offset of buf[0] */
     sqlite3_int64 commit_at;  /* offset of a commit frame's page, or -1 */
+    sqlite3_int64 written_to; /* end of the furthest write since offset 0 */
     int failed;               /* a flush at a barrier failed */
 } walbuf_file;
 
@@ -115,19 +116,20 @@ static uint32_t get_be32(const unsigned char *p)
 }
 
 /* A frame header (24 bytes) says in bytes 4-7 whether its frame commits
- * the transaction. Flushing right after that frame's page is written
- * lets a failure (a full disk) fail the commit itself. A commit header
- * that is rewritten in place (SQLite recomputing the checksums of a
- * transaction that overwrote one of its frames) is flushed at once. */
+ * the transaction: once that frame's page is written, the buffer goes out,
+ * so that a failure (a full disk) fails the commit itself. A commit header
+ * rewritten in place (SQLite recomputing the checksums of a transaction
+ * that overwrote one of its own frames, after its last frame) goes out at
+ * once, as no page follows it. */
 static int after_write(walbuf_file *f, const void *data, int amt,
-                       sqlite3_int64 off, int appended)
+                       sqlite3_int64 off, int rewrite)
 {
     if (amt == WAL_FRAME_HEADER &&
         get_be32((const unsigned char *)data + 4) != 0) {
-        if (!appended)
-            return flush(f);
         f->commit_at = off + WAL_FRAME_HEADER;
-    } else if (off == f->commit_at) {
+        return rewrite ? flush(f) : SQLITE_OK;
+    }
+    if (off == f->commit_at) {
         f->commit_at = -1;
         return flush(f);
     }
@@ -140,11 +142,15 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt,
     walbuf_file *f = (walbuf_file *)pf;
     size_t n = (size_t)amt;
     sqlite3_int64 end = f->start + (sqlite3_int64)f->len;
-    int rc = SQLITE_OK, appended = 1;
+    /* Frames go forward from the WAL header (offset 0, at a restart);
+     * a write that ends before the furthest one is a rewrite. */
+    int rewrite = off != 0 && off + amt <= f->written_to;
+    int rc = SQLITE_OK;
 
+    if (!rewrite)
+        f->written_to = off + amt;
     if (f->len && off >= f->start && off + amt <= end) {
-        memcpy(f->buf + (off - f->start), data, n); /* a frame rewritten */
-        appended = off + amt == end;
+        memcpy(f->buf + (off - f->start), data, n);
     } else if (f->len && off == end && f->len + n <= WALBUF_MAX) {
         rc = buffer(f, data, n, off);
     } else {
@@ -154,7 +160,7 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt,
                                                              amt, off)
                                  : buffer(f, data, n, off);
     }
-    return rc != SQLITE_OK ? rc : after_write(f, data, amt, off, appended);
+    return rc != SQLITE_OK ? rc : after_write(f, data, amt, off, rewrite);
 }
 
 /* ---- the other methods: flush, then the underlying file's ------------ */
