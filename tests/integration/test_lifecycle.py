@@ -205,12 +205,17 @@ def test_handshake_timeout(make_broker):
 # --- slow consumer --------------------------------------------------------
 
 def test_slow_consumer_closed_1013(make_broker):
-    b = make_broker(max_outbound_bytes="64k")
+    # The bound must leave room for a reader that keeps up: the broker
+    # reads a pipelining publisher up to 256 KiB per loop turn, and fans
+    # that out in one go.
+    b = make_broker(max_outbound_bytes="2m")
     N = 2000
     pad = "x" * 1000
 
     async def main():
-        normal = await connect(b)
+        # max_queue=None: the client library keeps reading the socket
+        # while the test checks messages one by one.
+        normal = await connect(b, max_queue=None)
         r = await request(normal, {"op": "subscribe", "topic": "fire"})
         assert r["op"] == "subscribed", r
         # a subscriber with a tiny receive buffer that stops reading
@@ -250,7 +255,7 @@ def test_slow_consumer_closed_1013(make_broker):
         # should it have swallowed all of the above, publish more (the
         # bound is what is under test, not the kernel's buffering).
         total = N
-        for _ in range(8):
+        for _ in range(24):
             if "slow consumer" in b.read_log().lower():
                 break
             elapsed = await burst(total + 1, 500)
