@@ -99,6 +99,27 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
     free(zpos);
 }
 
+#define LOST_REASON "missed messages (out of memory); resume"
+
+void fanout_lost(server *s, topic *t)
+{
+    (void)s;
+    /* Closing drops the subscription: the caller keeps t alive. */
+    for (sub *sb = t->subs, *next; sb; sb = next) {
+        next = sb->t_next;
+        conn_close(sb->owner, CHORUS_WS_CLOSE_TRY_AGAIN, LOST_REASON);
+    }
+}
+
+void fanout_lost_all(server *s)
+{
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_WS && c->nsubs)
+            conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, LOST_REASON);
+    }
+}
+
 void publish_deliver_block(server *s, const char *name, size_t len,
                            frame_ref *f, uint64_t first, size_t count,
                            const size_t *pos)

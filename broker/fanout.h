@@ -25,6 +25,15 @@ frame_ref *fanout_build(const topic *t, const publish_item *items,
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
                     size_t count, const size_t *pos);
 
+/* A committed block could not be built or passed on (out of memory):
+ * its subscribers here would see a gap. They are closed with 1013 instead
+ * (reconnect and resume), so that each resumes from the last offset it
+ * got and replays the rest. fanout_lost: t's subscribers;
+ * fanout_lost_all: every connection with a subscription in this loop
+ * (when which topic is not known). */
+void fanout_lost(server *s, topic *t);
+void fanout_lost_all(server *s);
+
 /* The same for a block that loop 0 committed: only topics this loop has
  * subscribers for are concerned. */
 void publish_deliver_block(server *s, const char *name, size_t len,

@@ -72,6 +72,18 @@ void loops_post(broker *b, int to, lmsg *m)
         event_active(in->ev, EV_READ, 0);
 }
 
+void loops_post_lost(broker *b, int to)
+{
+    inbox *in = &b->loops[to].in;
+
+    if (!in->ev)
+        return;
+    pthread_mutex_lock(&in->mu);
+    in->lost = 1;
+    pthread_mutex_unlock(&in->mu);
+    event_active(in->ev, EV_READ, 0);
+}
+
 static void adopt_conn(server *s, lmsg *m)
 {
     conn *c = conn_new(s, m->fd, (struct sockaddr *)&m->addr, m->addrlen,
@@ -115,11 +127,21 @@ static int handle(server *s, lmsg *m)
 void loops_drain_inbox(server *s)
 {
     lmsg *m, *next;
+    int lost;
 
     pthread_mutex_lock(&s->in.mu);
     m = s->in.head;
     s->in.head = s->in.tail = NULL;
+    lost = s->in.lost;
+    s->in.lost = 0;
     pthread_mutex_unlock(&s->in.mu);
+    /* The flag was set before any block queued after the lost one: close
+     * first, so that no subscriber here sees a later offset. */
+    if (lost) {
+        log_error("a committed block was lost (out of memory): closing "
+                  "this loop's subscribers so that they resume");
+        fanout_lost_all(s);
+    }
     for (; m; m = next) {
         next = m->next;
         if (!handle(s, m))

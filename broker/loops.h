@@ -57,6 +57,7 @@ typedef struct lmsg {
 typedef struct inbox {
     pthread_mutex_t mu;
     lmsg *head, *tail;
+    int lost;               /* a committed block could not be posted */
     struct event *ev;
 } inbox;
 
@@ -78,6 +79,11 @@ void lmsg_free(lmsg *m);
 
 /* Queues m for loop `to` and wakes it; takes ownership of m. */
 void loops_post(broker *b, int to, lmsg *m);
+
+/* Tells loop `to`, without allocating, that a committed block meant for
+ * it was lost: before anything queued after, it closes its subscribers
+ * (fanout_lost_all) so that they resume without a gap. */
+void loops_post_lost(broker *b, int to);
 
 /* Starts cfg->threads loops (loop 0 on the calling thread), runs until
  * shutdown and returns the exit code; on a start-up failure returns 1

@@ -291,6 +291,25 @@ static void acknowledge(server *s, publish_item *it, const char *error)
         reply_forwarded(s, it->reply, it->t, it->offset, error != NULL);
 }
 
+/* Fault injection for tests (tests/integration/test_lost_block.py):
+ * with CHORUS_FAULT_LOSE_BLOCK=<topic> in the environment, the first
+ * committed block of that topic is handled as if building it had run out
+ * of memory. Loop 0 only. */
+static int fault_lose(const topic *t)
+{
+    static const char *name;
+    static int read_env, fired;
+
+    if (!read_env) {
+        read_env = 1;
+        name = getenv("CHORUS_FAULT_LOSE_BLOCK");
+    }
+    if (!name || fired || strcmp(name, t->name) != 0)
+        return 0;
+    fired = 1;
+    return 1;
+}
+
 /* Fans one topic's committed items out here and in every other loop. */
 static void fan_out(server *s, publish_item *items, size_t first)
 {
@@ -302,9 +321,12 @@ static void fan_out(server *s, publish_item *items, size_t first)
         t->last_offset = items[i - 1].offset;
     if (!t->subs && s->b->n == 1)
         return;
-    f = fanout_build(t, items, first, &count, &pos);
+    f = fault_lose(t) ? NULL : fanout_build(t, items, first, &count, &pos);
     if (!f) {
         log_error("out of memory fanning out %s", t->name);
+        fanout_lost(s, t);
+        for (int i = 1; i < s->b->n; i++)
+            loops_post_lost(s->b, i);
         return;
     }
     fanout_deliver(s, t, f, items[first].offset, count, pos);
@@ -316,11 +338,11 @@ static void fan_out(server *s, publish_item *items, size_t first)
             m->block = f;
             m->offset = items[first].offset;
             m->count = count;
-        } else if (m) {
+            loops_post(s->b, i, m);
+        } else {
             free(m);
-            m = NULL;
+            loops_post_lost(s->b, i);
         }
-        loops_post(s->b, i, m);
     }
     free(pos);
     frame_ref_decref(f);
