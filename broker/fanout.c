@@ -101,9 +101,8 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
 
 #define LOST_REASON "missed messages (out of memory); resume"
 
-void fanout_lost(server *s, topic *t)
+void fanout_lost(topic *t)
 {
-    (void)s;
     /* Closing drops the subscription: the caller keeps t alive. */
     for (sub *sb = t->subs, *next; sb; sb = next) {
         next = sb->t_next;

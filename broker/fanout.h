@@ -31,7 +31,7 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
  * got and replays the rest. fanout_lost: t's subscribers;
  * fanout_lost_all: every connection with a subscription in this loop
  * (when which topic is not known). */
-void fanout_lost(server *s, topic *t);
+void fanout_lost(topic *t);
 void fanout_lost_all(server *s);
 
 /* The same for a block that loop 0 committed: only topics this loop has

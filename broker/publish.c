@@ -324,7 +324,7 @@ static void fan_out(server *s, publish_item *items, size_t first)
     f = fault_lose(t) ? NULL : fanout_build(t, items, first, &count, &pos);
     if (!f) {
         log_error("out of memory fanning out %s", t->name);
-        fanout_lost(s, t);
+        fanout_lost(t);
         for (int i = 1; i < s->b->n; i++)
             loops_post_lost(s->b, i);
         return;

@@ -307,6 +307,12 @@ class RawWS:
             n = struct.unpack("!Q", self._need(8))[0]
         return bool(b0 & 0x80), b0 & 0x0F, self._need(n)
 
+    def recv_json(self):
+        """The next frame, which must be a whole text frame, as JSON."""
+        fin, op, payload = self.recv_frame()
+        assert fin and op == OP_TEXT, (fin, op, payload[:100])
+        return json.loads(payload)
+
     def recv_close(self):
         """Skips data frames; returns (code, reason) of the close frame, or
         None if the connection ended without one."""
@@ -320,3 +326,13 @@ class RawWS:
 
     def close(self):
         self.sock.close()
+
+
+def publish_frames(topic, ids, pad):
+    """Masked text frames of publishes to topic, one per id, each with
+    data {"n": id, "pad": pad}: for pipelining them in one write."""
+    return b"".join(
+        build_frame(OP_TEXT, json.dumps(
+            {"op": "publish", "topic": topic, "id": i,
+             "data": {"n": i, "pad": pad}}).encode())
+        for i in ids)

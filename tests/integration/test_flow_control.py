@@ -3,28 +3,12 @@ pipelines publishes faster than they are committed stops being read from
 once its unacknowledged data reaches the bound, and is read again when
 acks bring it under half. Nothing is refused or lost: every publish gets
 its `published`, in order, and subscribers see every message once."""
-import json
 import threading
 
 import pytest
 
 import chorus_helpers
-from chorus_helpers import RawWS
-from wsraw import OP_TEXT, build_frame
-
-
-def publish_frames(topic, ids, pad):
-    return b"".join(
-        build_frame(OP_TEXT, json.dumps(
-            {"op": "publish", "topic": topic, "id": i,
-             "data": {"n": i, "pad": pad}}).encode())
-        for i in ids)
-
-
-def recv_json(ws):
-    fin, op, payload = ws.recv_frame()
-    assert fin and op == OP_TEXT, (fin, op, payload[:100])
-    return json.loads(payload)
+from chorus_helpers import RawWS, publish_frames
 
 
 def pipeline(port, topic, count, pad, results):
@@ -38,7 +22,7 @@ def pipeline(port, topic, count, pad, results):
         sender.start()
         got = []
         while len(got) < count:
-            r = recv_json(ws)
+            r = ws.recv_json()
             assert r["op"] == "published", r
             got.append((r["id"], r["offset"]))
         sender.join()
@@ -54,7 +38,7 @@ def test_pipelined_publishes_pause_reading_and_all_get_acked(make_broker,
     count, pad = 400, "x" * 200   # ~80 KB of data against a 2 KB bound
     sub = RawWS(b.port)
     sub.send_json({"op": "subscribe", "topic": "fc0", "id": "s"})
-    assert recv_json(sub)["op"] == "subscribed"
+    assert sub.recv_json()["op"] == "subscribed"
 
     # Two publishers at once: with threads = 2 one of them is on the
     # loop that forwards its publishes to loop 0 and waits for their acks.
@@ -72,7 +56,7 @@ def test_pipelined_publishes_pause_reading_and_all_get_acked(make_broker,
 
     seen = []
     while len(seen) < count:
-        m = recv_json(sub)
+        m = sub.recv_json()
         assert m["op"] == "message", m
         seen.append((m["offset"], m["data"]["n"]))
     assert seen == [(i, i) for i in range(1, count + 1)]
@@ -91,11 +75,11 @@ def test_paused_publisher_does_not_stall_others(make_broker):
     slow.sock.sendall(publish_frames("busy", range(1, 201), "y" * 100))
     other = RawWS(b.port)
     other.send_json({"op": "ping", "id": 7})
-    assert recv_json(other) == {"op": "pong", "id": 7}
+    assert other.recv_json() == {"op": "pong", "id": 7}
     other.send_json({"op": "publish", "topic": "quiet", "data": 1, "id": 8})
-    r = recv_json(other)
+    r = other.recv_json()
     assert r["op"] == "published" and r["id"] == 8, r
-    acks = [recv_json(slow) for _ in range(200)]
+    acks = [slow.recv_json() for _ in range(200)]
     assert [a["id"] for a in acks] == list(range(1, 201))
     assert all(a["op"] == "published" for a in acks)
     slow.close()

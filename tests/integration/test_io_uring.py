@@ -2,14 +2,12 @@
 through writev (io_uring = off): the same fan-out, including partial
 writes to a subscriber whose socket is full, must reach every subscriber
 complete and in order either way."""
-import json
 import os
 import time
 
 import pytest
 
 from chorus_helpers import RawWS
-from wsraw import OP_TEXT
 
 
 def rings(pid):
@@ -24,16 +22,10 @@ def rings(pid):
     return n
 
 
-def recv_json(ws):
-    fin, op, payload = ws.recv_frame()
-    assert fin and op == OP_TEXT, (fin, op, payload[:100])
-    return json.loads(payload)
-
-
 def subscribe(port, topic, rcvbuf=None):
     ws = RawWS(port, rcvbuf=rcvbuf)
     ws.send_json({"op": "subscribe", "topic": topic, "id": 1})
-    r = recv_json(ws)
+    r = ws.recv_json()
     assert r["op"] == "subscribed", r
     return ws
 
@@ -59,13 +51,13 @@ def test_fan_out_complete_and_ordered(make_broker, mode):
         pub.send_json({"op": "publish", "topic": "t", "id": i,
                        "data": {"n": i, "pad": pad}})
     for i in range(1, count + 1):
-        r = recv_json(pub)
+        r = pub.recv_json()
         assert r["op"] == "published" and r["id"] == i, r
     for ws in subs:
-        got = [recv_json(ws)["data"]["n"] for _ in range(count)]
+        got = [ws.recv_json()["data"]["n"] for _ in range(count)]
         assert got == list(range(1, count + 1))
     time.sleep(0.2)
-    got = [recv_json(stalled)["data"]["n"] for _ in range(count)]
+    got = [stalled.recv_json()["data"]["n"] for _ in range(count)]
     assert got == list(range(1, count + 1))
     for ws in subs + [stalled, pub]:
         ws.close()

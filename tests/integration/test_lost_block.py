@@ -4,20 +4,12 @@ subscriber that would have missed it is closed with 1013 before it can see
 a later offset, and resuming with `since` replays what it missed. The
 allocation failure is injected with CHORUS_FAULT_LOSE_BLOCK=<topic> (the
 first block of that topic is lost)."""
-import json
 
 import pytest
 
 from chorus_helpers import RawWS, parse_close
-from wsraw import OP_TEXT
 
 TOPIC = "lost.t"
-
-
-def recv_json(ws):
-    fin, op, payload = ws.recv_frame()
-    assert fin and op == OP_TEXT, (fin, op, payload[:100])
-    return json.loads(payload)
 
 
 def subscribe(port, since=None):
@@ -26,7 +18,7 @@ def subscribe(port, since=None):
     if since:
         req["since"] = since
     ws.send_json(req)
-    r = recv_json(ws)
+    r = ws.recv_json()
     assert r["op"] == "subscribed", r
     return ws, r
 
@@ -34,7 +26,7 @@ def subscribe(port, since=None):
 def publish(pub, n):
     pub.send_json({"op": "publish", "topic": TOPIC, "id": n,
                    "data": {"n": n}})
-    r = recv_json(pub)
+    r = pub.recv_json()
     assert r["op"] == "published" and r["offset"] == n, r
     return r
 
@@ -62,7 +54,7 @@ def test_lost_block_closes_subscribers_who_then_resume(make_broker,
     for _ in range(len(subs)):
         ws, r = subscribe(b.port, {"epoch": epoch, "offset": 0})
         assert r["recovered"] is True, r
-        got = [recv_json(ws) for _ in range(3)]
+        got = [ws.recv_json() for _ in range(3)]
         assert [(m["offset"], m["data"]["n"]) for m in got] == \
             [(1, 1), (2, 2), (3, 3)], got
         ws.close()
@@ -70,7 +62,7 @@ def test_lost_block_closes_subscribers_who_then_resume(make_broker,
     # the publisher was not touched, and live delivery works again
     live, _ = subscribe(b.port)
     publish(pub, 4)
-    m = recv_json(live)
+    m = live.recv_json()
     assert m["op"] == "message" and m["offset"] == 4, m
     live.close()
     pub.close()

@@ -4,34 +4,19 @@ Whatever the chunking, every frame is decoded whole and in order, the turn
 budget hands the rest to the next turn, a frame cut at a read boundary is
 completed, a close frame at the end of a burst comes after every publish,
 and flow control still pauses reading in the middle of a burst."""
-import json
 import threading
 
 import pytest
 
 import chorus_helpers
-from chorus_helpers import RawWS, parse_close
-from wsraw import OP_CLOSE, OP_TEXT, build_frame
-
-
-def publish_frames(topic, ids, pad):
-    return b"".join(
-        build_frame(OP_TEXT, json.dumps(
-            {"op": "publish", "topic": topic, "id": i,
-             "data": {"n": i, "pad": pad}}).encode())
-        for i in ids)
-
-
-def recv_json(ws):
-    fin, op, payload = ws.recv_frame()
-    assert fin and op == OP_TEXT, (fin, op, payload[:100])
-    return json.loads(payload)
+from chorus_helpers import RawWS, publish_frames, parse_close
+from wsraw import OP_CLOSE, build_frame
 
 
 def subscribed(port, topic):
     sub = RawWS(port)
     sub.send_json({"op": "subscribe", "topic": topic, "id": "s"})
-    assert recv_json(sub)["op"] == "subscribed"
+    assert sub.recv_json()["op"] == "subscribed"
     return sub
 
 
@@ -42,7 +27,7 @@ def send_in_background(ws, data):
 
 
 def expect_acks(ws, count):
-    acks = [recv_json(ws) for _ in range(count)]
+    acks = [ws.recv_json() for _ in range(count)]
     assert [a.get("op") for a in acks] == ["published"] * count, acks[:3]
     assert [a["id"] for a in acks] == list(range(1, count + 1))
     offsets = [a["offset"] for a in acks]
@@ -50,7 +35,7 @@ def expect_acks(ws, count):
 
 
 def expect_messages(sub, count):
-    seen = [recv_json(sub) for _ in range(count)]
+    seen = [sub.recv_json() for _ in range(count)]
     assert [m["data"]["n"] for m in seen] == list(range(1, count + 1))
 
 
@@ -87,7 +72,7 @@ def test_frame_larger_than_a_turn_is_completed(make_broker):
     small = publish_frames("big", [2, 3], "s")
     pub.sock.sendall(big + small)
     expect_acks(pub, 3)
-    seen = [recv_json(sub) for _ in range(3)]
+    seen = [sub.recv_json() for _ in range(3)]
     assert [m["data"]["n"] for m in seen] == [1, 2, 3]
     assert seen[0]["data"]["pad"] == "B" * 600_000
     pub.close()
