@@ -26,8 +26,8 @@
 #include "hist.h"
 
 #define HDR_LEN 46
-#define PFX_MAX 200      /* message prefix kept while a message streams in */
-#define CARRY_MAX 136    /* undecoded bytes kept between reads (<= 10+125) */
+#define PFX_MAX 200   /* message prefix kept while a message streams in */
+#define CARRY_MAX 136 /* undecoded bytes kept between reads (<= 10+125) */
 #define RBUF_SIZE (256 * 1024)
 #define OUT_HIGH (1024 * 1024) /* stop filling a publisher's buffer here */
 #define MAX_PUBS 64
@@ -39,8 +39,15 @@ enum { PUB_WS, PUB_HTTP };
 enum { K_SUB, K_PUB_WS, K_PUB_HTTP };
 enum { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_DEAD };
 enum {
-    PH_SETUP, PH_SETTLE, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD,
-    PH_RPUB, PH_RSUB, PH_DONE
+    PH_SETUP,
+    PH_SETTLE,
+    PH_WARMUP,
+    PH_MEASURE,
+    PH_DRAIN,
+    PH_HOLD,
+    PH_RPUB,
+    PH_RSUB,
+    PH_DONE
 };
 
 /* Decoder of server-to-client frames (bench_ws.c). Unlike the lib's
@@ -76,11 +83,11 @@ typedef struct conn {
     uint8_t uring;        /* reads by io_uring (bench_uring.c) */
     short ev_flags;
     struct event *ev;
-    char *in;           /* handshake / HTTP response buffer */
+    char *in; /* handshake / HTTP response buffer */
     size_t in_len;
-    char *out;          /* pending output */
+    char *out; /* pending output */
     size_t out_len, out_off, out_cap;
-    uint32_t acks_out;  /* publisher: requests not yet answered */
+    uint32_t acks_out; /* publisher: requests not yet answered */
     int http_busy;
     char key[25];
     uint8_t carry[CARRY_MAX];
@@ -107,33 +114,33 @@ struct bench {
     int connect_par;
     char prefix[64];
     int quiet;
-    int no_uring;       /* --no-uring: subscribers read() */
-    int uring;          /* io_uring set up for subscriber reads */
+    int no_uring; /* --no-uring: subscribers read() */
+    int uring;    /* io_uring set up for subscriber reads */
 
     struct event_base *base;
     conn *subs, *pubs;
     char (*tname)[32];
     uint8_t *tlen;
     uint32_t *fanout;
-    uint64_t *pubseq;   /* [npubs * ntopics] last sequence issued */
-    uint64_t *next;     /* [nsubs * npubs] next expected sequence */
+    uint64_t *pubseq; /* [npubs * ntopics] last sequence issued */
+    uint64_t *next;   /* [nsubs * npubs] next expected sequence */
     uint8_t *rbuf;
     char *tmpl;
     char hostport[64];
     struct sockaddr_in addr;
 
     int phase;
-    long next_connect;  /* next subscriber index to start connecting */
-    long connecting;    /* connects/handshakes in progress */
+    long next_connect; /* next subscriber index to start connecting */
+    long connecting;   /* connects/handshakes in progress */
     long subs_ok, subs_failed, subs_closed, close_1013;
-    uint64_t t_start, t_setup_start, t_setup_done, t_phase, t_pub_start,
-        t_ms, t_me, t_last_progress, t_drain;
+    uint64_t t_start, t_setup_start, t_setup_done, t_phase, t_pub_start, t_ms,
+        t_me, t_last_progress, t_drain;
     uint64_t lat_lo, lat_hi; /* send times recorded in the histogram */
-    uint64_t published, published_ms, acked, expected, delivered,
-        delivered_ms, last_delivered, bytes_ms, rx_bytes, reads;
+    uint64_t published, published_ms, acked, expected, delivered, delivered_ms,
+        last_delivered, bytes_ms, rx_bytes, reads;
     uint64_t reads0, reads1; /* B.reads at the measurement's ends */
     uint64_t errors, bad, stalls, pub_errors;
-    uint64_t forgiven;  /* deliveries written off by stalls (may come) */
+    uint64_t forgiven; /* deliveries written off by stalls (may come) */
     long cursor;
     int pub_rr;
     hist h;

@@ -167,9 +167,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
 
     switch (B.phase) {
-    case PH_SETUP:
-        tick_setup(now, in_phase);
-        break;
+    case PH_SETUP: tick_setup(now, in_phase); break;
     case PH_SETTLE:
         if (in_phase >= 0.3) {
             phase_enter(PH_WARMUP, now);
@@ -179,21 +177,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         break;
     case PH_WARMUP:
-    case PH_MEASURE:
-        tick_publishing(now, in_phase);
-        break;
-    case PH_DRAIN:
-        tick_drain(now, in_phase);
-        break;
+    case PH_MEASURE: tick_publishing(now, in_phase); break;
+    case PH_DRAIN: tick_drain(now, in_phase); break;
     case PH_HOLD:
         if (in_phase >= B.hold) {
             B.rss_end = proc_rss(B.pid);
             phase_enter(PH_DONE, now);
         }
         break;
-    case PH_RPUB:
-        tick_rpub(now, in_phase);
-        break;
+    case PH_RPUB: tick_rpub(now, in_phase); break;
     case PH_RSUB:
         if (B.t_rdone || in_phase > B.setup_timeout) {
             proc_sample(1);
@@ -208,6 +200,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ options */
 
+/* clang-format off */
 static void __attribute__((noreturn)) usage(void)
 {
     fprintf(stderr,
@@ -240,6 +233,7 @@ static void __attribute__((noreturn)) usage(void)
             HDR_LEN, MAX_PUBS);
     exit(2);
 }
+/* clang-format on */
 
 static void set_defaults(void)
 {
@@ -302,19 +296,29 @@ static void set_option(int opt, const char *arg)
 
 static void parse_options(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"proto", 1, 0, 'P'},     {"port", 1, 0, 'o'},
-        {"pub", 1, 0, 'u'},       {"subs", 1, 0, 'n'},
-        {"topics", 1, 0, 't'},    {"payload", 1, 0, 'p'},
-        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'w'},
-        {"rate", 1, 0, 'r'},      {"window", 1, 0, 'W'},
-        {"pubconns", 1, 0, 'K'},  {"pid", 1, 0, 'i'},
-        {"idle", 0, 0, 'I'},      {"hold", 1, 0, 'H'},
-        {"replay", 1, 0, 'R'},    {"connect-par", 1, 0, 'C'},
-        {"drain", 1, 0, 'D'},     {"setup-timeout", 1, 0, 'S'},
-        {"prefix", 1, 0, 'x'},    {"quiet", 0, 0, 'q'},
-        {"no-uring", 0, 0, 'U'},  {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"proto", 1, 0, 'P'},
+                                       {"port", 1, 0, 'o'},
+                                       {"pub", 1, 0, 'u'},
+                                       {"subs", 1, 0, 'n'},
+                                       {"topics", 1, 0, 't'},
+                                       {"payload", 1, 0, 'p'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"warmup", 1, 0, 'w'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"window", 1, 0, 'W'},
+                                       {"pubconns", 1, 0, 'K'},
+                                       {"pid", 1, 0, 'i'},
+                                       {"idle", 0, 0, 'I'},
+                                       {"hold", 1, 0, 'H'},
+                                       {"replay", 1, 0, 'R'},
+                                       {"connect-par", 1, 0, 'C'},
+                                       {"drain", 1, 0, 'D'},
+                                       {"setup-timeout", 1, 0, 'S'},
+                                       {"prefix", 1, 0, 'x'},
+                                       {"quiet", 0, 0, 'q'},
+                                       {"no-uring", 0, 0, 'U'},
+                                       {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
     int opt;
 
     set_defaults();
@@ -353,8 +357,10 @@ static void raise_fd_limit(void)
         getrlimit(RLIMIT_NOFILE, &rl);
         B.rlim = (uint64_t)rl.rlim_cur;
     }
-    fprintf(stderr, "open-file limit %" PRIu64 ": room for about %" PRIu64
-            " connections\n", B.rlim, B.rlim > 32 ? B.rlim - 32 : 0);
+    fprintf(stderr,
+            "open-file limit %" PRIu64 ": room for about %" PRIu64
+            " connections\n",
+            B.rlim, B.rlim > 32 ? B.rlim - 32 : 0);
     if ((uint64_t)(B.nsubs + B.npubs) + 32 > B.rlim)
         die("%ld connections do not fit in the open-file limit %" PRIu64,
             B.nsubs + B.npubs, B.rlim);
@@ -371,8 +377,8 @@ static void alloc_state(size_t ns)
     B.next = calloc((ns ? ns : 1) * (size_t)B.npubs, 8);
     B.rbuf = malloc(RBUF_SIZE + CARRY_MAX + HS_BUF);
     B.tmpl = malloc(B.payload);
-    if (!B.subs || !B.pubs || !B.tname || !B.tlen || !B.fanout ||
-        !B.pubseq || !B.next || !B.rbuf || !B.tmpl)
+    if (!B.subs || !B.pubs || !B.tname || !B.tlen || !B.fanout || !B.pubseq ||
+        !B.next || !B.rbuf || !B.tmpl)
         die("out of memory");
 }
 
@@ -383,8 +389,8 @@ static void init_state(void)
     alloc_state(ns);
     memset(B.tmpl, 'x', B.payload);
     for (long t = 0; t < B.ntopics; t++)
-        B.tlen[t] = (uint8_t)snprintf(B.tname[t], sizeof B.tname[t],
-                                      "%s%ld", B.prefix, t);
+        B.tlen[t] = (uint8_t)snprintf(B.tname[t], sizeof B.tname[t], "%s%ld",
+                                      B.prefix, t);
     for (size_t i = 0; i < ns; i++) {
         conn *c = &B.subs[i];
         c->idx = (uint32_t)i;
@@ -407,8 +413,8 @@ static void init_state(void)
 
 static void run_loop(void)
 {
-    double limit = B.setup_timeout + B.warmup + B.duration + B.drain +
-                   B.hold + 30 + (B.replay_n ? 2 * B.setup_timeout : 0);
+    double limit = B.setup_timeout + B.warmup + B.duration + B.drain + B.hold +
+                   30 + (B.replay_n ? 2 * B.setup_timeout : 0);
     uint64_t deadline = B.t_start + (uint64_t)(limit * 1e9);
 
     while (B.phase != PH_DONE) {

@@ -145,14 +145,9 @@ void net_start_more(void)
 static void sub_path(const conn *c, char *path, size_t n)
 {
     switch (B.proto) {
-    case PROTO_CHORUS:
-        snprintf(path, n, "/ws");
-        break;
-    case PROTO_NCHAN:
-        snprintf(path, n, "/sub/%s", B.tname[c->topic]);
-        break;
-    default:
-        snprintf(path, n, "/");
+    case PROTO_CHORUS: snprintf(path, n, "/ws"); break;
+    case PROTO_NCHAN: snprintf(path, n, "/sub/%s", B.tname[c->topic]); break;
+    default: snprintf(path, n, "/");
     }
 }
 
@@ -294,8 +289,7 @@ static void handshake_read(conn *c)
     on_open(c);
     if (rest && c->state == S_OPEN)
         proto_ws_feed(c, B.rbuf, rest, now_ns());
-    if (B.uring && c->kind == K_SUB && c->state == S_OPEN &&
-        uring_arm(c) == 0)
+    if (B.uring && c->kind == K_SUB && c->state == S_OPEN && uring_arm(c) == 0)
         set_ev(c, (short)(c->ev_flags & ~EV_READ));
 }
 
@@ -354,14 +348,13 @@ static long http_response_len(conn *c, int *status, size_t *hl)
         return 0;
     if (n < 0)
         return -1;
-    h = chorus_http_find_header(res.headers, res.num_headers,
-                                "Content-Length");
+    h = chorus_http_find_header(res.headers, res.num_headers, "Content-Length");
     if (h) {
         body = (size_t)strtoull(h->value, NULL, 10);
     } else if (chorus_http_find_header(res.headers, res.num_headers,
                                        "Transfer-Encoding")) {
-        const char *end = memmem(c->in + n, c->in_len - (size_t)n,
-                                 "0\r\n\r\n", 5);
+        const char *end =
+            memmem(c->in + n, c->in_len - (size_t)n, "0\r\n\r\n", 5);
         if (!end)
             return 0;
         body = (size_t)(end + 5 - (c->in + n));
@@ -455,7 +448,6 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         if ((what & EV_WRITE) && c->state == S_OPEN)
             net_flush(c);
         return;
-    default:
-        return;
+    default: return;
     }
 }

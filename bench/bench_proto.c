@@ -306,9 +306,7 @@ void proto_ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
             memcpy(c->carry, buf + off, len - off);
             c->carry_len = (uint16_t)(len - off);
             return;
-        case CHORUS_WS_EV_DATA:
-            on_data(c, ev.data, ev.len, ev.fin, now);
-            break;
+        case CHORUS_WS_EV_DATA: on_data(c, ev.data, ev.len, ev.fin, now); break;
         case CHORUS_WS_EV_CONTROL:
             if (ev.opcode == CHORUS_WS_OP_PING) {
                 net_ws_queue(c, CHORUS_WS_OP_PONG, ev.data, ev.len);
@@ -318,9 +316,7 @@ void proto_ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
                 return;
             }
             break;
-        case CHORUS_WS_EV_ERROR:
-            net_dead(c, ev.close_code, ev.reason);
-            return;
+        case CHORUS_WS_EV_ERROR: net_dead(c, ev.close_code, ev.reason); return;
         }
     }
 }

@@ -19,8 +19,7 @@ static void put_hex(char *p, uint64_t v, int digits)
     }
 }
 
-static void fill_payload(char *p, long topic, int pub, uint64_t seq,
-                         uint64_t t)
+static void fill_payload(char *p, long topic, int pub, uint64_t seq, uint64_t t)
 {
     put_hex(p, (uint64_t)topic, 8);
     p[8] = '.';

@@ -66,8 +66,8 @@ static inline int parse_hdr(const uint8_t *p, payload_hdr *h)
     uint64_t w0 = load8(p), s0 = load8(p + 12), s1 = load8(p + 20);
     uint64_t n0 = load8(p + 29), n1 = load8(p + 37);
     uint64_t bad = hex_bad(w0) | hex_bad(s0) | hex_bad(s1) | hex_bad(n0) |
-                   hex_bad(n1) | (p[8] ^ '.') | (p[11] ^ '.') |
-                   (p[28] ^ '.') | (p[45] ^ '.');
+                   hex_bad(n1) | (p[8] ^ '.') | (p[11] ^ '.') | (p[28] ^ '.') |
+                   (p[45] ^ '.');
     unsigned k = hex1(p[9], &bad) << 4;
 
     k |= hex1(p[10], &bad);
@@ -128,8 +128,8 @@ void stats_record(conn *c, const uint8_t *p, size_t avail, uint64_t now)
 typedef struct figures {
     uint64_t recv, lost, dup;
     double meas, setup, wall, deliv_rate, pub_rate, setup_rate;
-    double bcpu, buser, bsys; /* seconds; < 0: unknown */
-    double scpu, suser, ssys;  /* the bench's own */
+    double bcpu, buser, bsys;       /* seconds; < 0: unknown */
+    double scpu, suser, ssys;       /* the bench's own */
     double cpu_us, user_us, sys_us; /* broker CPU per delivery */
     double rss_per_conn, replay_rate, rpub_rate;
     double p50, p99, p999, max; /* us */
@@ -146,8 +146,9 @@ static void count_messages(figures *f)
         f->lost += c->lost;
         f->dup += c->dup;
         for (int k = 0; k < B.npubs; k++) {
-            uint64_t last = B.replay_n ? B.pubseq[k]
-                                       : B.pubseq[(size_t)k * (size_t)B.ntopics + c->topic];
+            uint64_t last =
+                B.replay_n ? B.pubseq[k]
+                           : B.pubseq[(size_t)k * (size_t)B.ntopics + c->topic];
             if (last + 1 > c->next[k])
                 f->lost += last + 1 - c->next[k];
         }
@@ -159,10 +160,10 @@ static void replay_figures(figures *f)
     f->wall = B.t_rdone > B.t_rsub ? (double)(B.t_rdone - B.t_rsub) / 1e9
                                    : (double)(now_ns() - B.t_rsub) / 1e9;
     f->replay_rate = f->wall > 0 ? (double)B.replay_recv / f->wall : 0;
-    f->rpub_rate = B.t_rpub_done > B.t_pub_start
-                       ? (double)B.acked /
-                             ((double)(B.t_rpub_done - B.t_pub_start) / 1e9)
-                       : 0;
+    f->rpub_rate =
+        B.t_rpub_done > B.t_pub_start
+            ? (double)B.acked / ((double)(B.t_rpub_done - B.t_pub_start) / 1e9)
+            : 0;
 }
 
 static void cpu_figures(figures *f)
@@ -201,7 +202,8 @@ static void compute(figures *f)
     if (B.replay_n)
         replay_figures(f);
     if (B.rss1 >= 0 && B.rss0 >= 0 && B.subs_ok > 0)
-        f->rss_per_conn = (double)(B.rss1 - B.rss0) * 1024.0 / (double)B.subs_ok;
+        f->rss_per_conn =
+            (double)(B.rss1 - B.rss0) * 1024.0 / (double)B.subs_ok;
     cpu_figures(f);
     f->p50 = (double)hist_quantile(&B.h, 0.5) / 1e3;
     f->p99 = (double)hist_quantile(&B.h, 0.99) / 1e3;
@@ -216,7 +218,7 @@ static double pct(double part, double wall)
 
 static const char *proto_name(void)
 {
-    return B.proto == PROTO_CHORUS ? "chorus"
+    return B.proto == PROTO_CHORUS  ? "chorus"
            : B.proto == PROTO_NCHAN ? "nchan"
                                     : "nats";
 }
@@ -266,8 +268,8 @@ static void print_human(const figures *f)
                " %.2f s, sys %.2f s), %.3f us/delivery (user %.3f, sys"
                " %.3f)\n",
                B.pid, B.rss0, B.rss1, f->rss_per_conn, B.rss_end, f->bcpu,
-               pct(f->bcpu, f->wall), f->buser, f->bsys, f->cpu_us,
-               f->user_us, f->sys_us);
+               pct(f->bcpu, f->wall), f->buser, f->bsys, f->cpu_us, f->user_us,
+               f->sys_us);
     if (f->wall > 0)
         printf("run-queue wait, all threads (CPU starvation): broker %.0f%%,"
                " bench %.0f%% of wall time\n",
@@ -298,13 +300,12 @@ static void print_result(const figures *f)
            " p999_us=%.1f max_us=%.1f samples=%" PRIu64,
            f->pub_rate, f->deliv_rate, f->p50, f->p99, f->p999, f->max,
            B.h.count);
-    printf(" lost=%" PRIu64 " dup=%" PRIu64 " bad=%" PRIu64
-           " errors=%" PRIu64 " stalls=%" PRIu64 " subs_ok=%ld"
+    printf(" lost=%" PRIu64 " dup=%" PRIu64 " bad=%" PRIu64 " errors=%" PRIu64
+           " stalls=%" PRIu64 " subs_ok=%ld"
            " subs_failed=%ld closed=%ld closed_1013=%ld setup_s=%.3f"
            " setup_rate=%.0f",
-           f->lost, f->dup, B.bad, B.errors, B.stalls, B.subs_ok,
-           B.subs_failed, B.subs_closed, B.close_1013, f->setup,
-           f->setup_rate);
+           f->lost, f->dup, B.bad, B.errors, B.stalls, B.subs_ok, B.subs_failed,
+           B.subs_closed, B.close_1013, f->setup, f->setup_rate);
     printf(" rss0_kb=%ld rss1_kb=%ld rss_end_kb=%ld rss_per_conn_b=%.0f"
            " broker_cpu_s=%.3f broker_cpu_pct=%.1f cpu_us_per_deliv=%.4f"
            " broker_user_s=%.3f broker_sys_s=%.3f user_us_per_deliv=%.4f"
@@ -317,9 +318,8 @@ static void print_result(const figures *f)
            " replay_n=%ld replay_rate=%.0f replay_pub_rate=%.0f"
            " recovered=%d broker_wait_pct=%.1f bench_wait_pct=%.1f\n",
            f->scpu, pct(f->scpu, f->wall), f->suser, f->ssys,
-           B.rlim > 32 ? B.rlim - 32 : 0,
-           B.replay_n, f->replay_rate, f->rpub_rate, B.recovered,
-           pct(B.bwait1 - B.bwait0, f->wall),
+           B.rlim > 32 ? B.rlim - 32 : 0, B.replay_n, f->replay_rate,
+           f->rpub_rate, B.recovered, pct(B.bwait1 - B.bwait0, f->wall),
            pct(B.swait1 - B.swait0, f->wall));
 }
 

@@ -24,8 +24,8 @@
 
 #include <liburing.h>
 
-#define NBUF 2048         /* provided buffers (power of two) */
-#define BUF_LEN 16384     /* bytes the kernel may put in one */
+#define NBUF 2048                  /* provided buffers (power of two) */
+#define BUF_LEN 16384              /* bytes the kernel may put in one */
 #define BUF_STRIDE (BUF_LEN + 256) /* >= BUF_LEN + CARRY_MAX */
 #define BGID 7
 #define CQ_ENTRIES 16384
@@ -145,7 +145,8 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
     do {
         seen = 0;
         given = 0;
-        io_uring_for_each_cqe(&ring, head, cqe) {
+        io_uring_for_each_cqe(&ring, head, cqe)
+        {
             on_cqe(cqe, &given);
             seen++;
         }
@@ -187,17 +188,21 @@ int uring_init(void)
     }
     r = setup_bufs();
     if (r < 0) {
-        fprintf(stderr, "io_uring buffer ring failed (%s): subscribers use"
-                " read()\n", strerror(-r));
+        fprintf(stderr,
+                "io_uring buffer ring failed (%s): subscribers use"
+                " read()\n",
+                strerror(-r));
         io_uring_queue_exit(&ring);
         return -1;
     }
-    ring_ev = event_new(B.base, ring.ring_fd, EV_READ | EV_PERSIST, on_ring,
-                        NULL);
+    ring_ev =
+        event_new(B.base, ring.ring_fd, EV_READ | EV_PERSIST, on_ring, NULL);
     if (!ring_ev || event_add(ring_ev, NULL) != 0)
         die("cannot watch the io_uring fd");
-    fprintf(stderr, "subscriber reads: io_uring multishot receive, %d"
-            " buffers of %d B\n", NBUF, BUF_LEN);
+    fprintf(stderr,
+            "subscriber reads: io_uring multishot receive, %d"
+            " buffers of %d B\n",
+            NBUF, BUF_LEN);
     return 0;
 }
 

@@ -67,8 +67,8 @@ static void control(ws_dec *d, int op, uint8_t *p, size_t n,
             fail(d, ev, CHORUS_WS_CLOSE_PROTOCOL, "close payload of 1 byte");
             return;
         }
-        ev->close_code = n == 0 ? CHORUS_WS_CLOSE_NO_STATUS
-                                : (uint16_t)(p[0] << 8 | p[1]);
+        ev->close_code =
+            n == 0 ? CHORUS_WS_CLOSE_NO_STATUS : (uint16_t)(p[0] << 8 | p[1]);
     }
     ev->type = CHORUS_WS_EV_CONTROL;
     ev->opcode = op;

@@ -158,9 +158,12 @@ int main(int argc, char **argv)
     struct iovec iov;
 
     while ((opt = getopt(argc, argv, "n:r:s:")) != -1) {
-        if (opt == 'n') n = atoi(optarg);
-        else if (opt == 'r') rounds = atoi(optarg);
-        else if (opt == 's') size = atoi(optarg);
+        if (opt == 'n')
+            n = atoi(optarg);
+        else if (opt == 'r')
+            rounds = atoi(optarg);
+        else if (opt == 's')
+            size = atoi(optarg);
         else {
             fprintf(stderr, "usage: sendcost [-n sockets] [-r rounds] "
                             "[-s bytes]\n");

@@ -26,8 +26,7 @@ int auth_enabled(const config *cfg)
 /* Equality of two byte strings without leaking where they differ or how
  * long the key is: both are hashed, the digests compared in constant
  * time. */
-static int secret_equal(const char *a, size_t alen, const char *b,
-                        size_t blen)
+static int secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
     unsigned char da[32], db[32];
     unsigned int la = 0, lb = 0;
@@ -89,8 +88,8 @@ static int find_credentials(const chorus_http_request *req, const char *query,
 }
 
 /* Copies a claim that must be an array of strings, if present. */
-static int claim_patterns(const json_t *claims, const char *name,
-                          char ***out, size_t *n)
+static int claim_patterns(const json_t *claims, const char *name, char ***out,
+                          size_t *n)
 {
     const json_t *arr = json_object_get(claims, name);
     *out = NULL;
@@ -137,8 +136,8 @@ static int identity_from_claims(const json_t *claims, auth_identity *id)
             return -1;
     }
     id->expires_ms = exp_to_ms(json_object_get(claims, "exp"));
-    if (claim_patterns(claims, "subscribe", &id->subscribe,
-                       &id->nsubscribe) < 0 ||
+    if (claim_patterns(claims, "subscribe", &id->subscribe, &id->nsubscribe) <
+            0 ||
         claim_patterns(claims, "publish", &id->publish, &id->npublish) < 0)
         return -1;
     id->kind = AUTH_TOKEN;
@@ -159,8 +158,8 @@ int auth_authenticate(const config *cfg, const chorus_http_request *req,
     }
     char tok[AUTH_MAX_TOKEN + 1];
     size_t len = 0;
-    int found = find_credentials(req, query, query_len, tok, sizeof tok,
-                                 &len, why);
+    int found =
+        find_credentials(req, query, query_len, tok, sizeof tok, &len, why);
     int status = 401;
     if (found < 0)
         goto out;
@@ -185,8 +184,8 @@ int auth_authenticate(const config *cfg, const chorus_http_request *req,
     }
     json_t *claims = NULL;
     int64_t now_s = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000);
-    if (chorus_jwt_verify(cfg->auth_secret, strlen(cfg->auth_secret), tok,
-                          len, now_s, &claims, why) < 0)
+    if (chorus_jwt_verify(cfg->auth_secret, strlen(cfg->auth_secret), tok, len,
+                          now_s, &claims, why) < 0)
         goto out;
     if (identity_from_claims(claims, id) < 0) {
         auth_identity_free(id);
@@ -244,8 +243,7 @@ int auth_can_subscribe(const config *cfg, const auth_identity *id,
     switch (id->kind) {
     case AUTH_OPEN:
     case AUTH_API_KEY:
-    case AUTH_ANONYMOUS:
-        return 1;
+    case AUTH_ANONYMOUS: return 1;
     case AUTH_TOKEN:
         return any_match(id->subscribe, id->nsubscribe, topic, len);
     }
@@ -257,17 +255,17 @@ int auth_can_publish(const config *cfg, const auth_identity *id,
 {
     switch (id->kind) {
     case AUTH_OPEN:
-    case AUTH_API_KEY:
-        return 1;
-    case AUTH_ANONYMOUS:
-        return cfg->anonymous_publish != 0;
-    case AUTH_TOKEN:
-        return any_match(id->publish, id->npublish, topic, len);
+    case AUTH_API_KEY: return 1;
+    case AUTH_ANONYMOUS: return cfg->anonymous_publish != 0;
+    case AUTH_TOKEN: return any_match(id->publish, id->npublish, topic, len);
     }
     return 0;
 }
 
-static int is_sep(char c) { return c == ',' || c == ' ' || c == '\t'; }
+static int is_sep(char c)
+{
+    return c == ',' || c == ' ' || c == '\t';
+}
 
 /* The list is parsed on each call: it is short, and a handshake is rare
  * next to the messages that follow it. */
@@ -276,8 +274,8 @@ int auth_check_origin(const config *cfg, const chorus_http_request *req)
     const char *list = cfg->allowed_origins;
     if (!list || !list[0])
         return 0;
-    size_t n = chorus_http_count_header(req->headers, req->num_headers,
-                                        "Origin");
+    size_t n =
+        chorus_http_count_header(req->headers, req->num_headers, "Origin");
     if (n == 0)
         return 0;
     if (n > 1)

@@ -19,9 +19,9 @@ typedef enum {
 
 typedef struct auth_identity {
     auth_kind kind;
-    char *sub;            /* token "sub", or NULL */
-    int64_t expires_ms;   /* token "exp" in ms; 0 = never */
-    char **subscribe;     /* topic patterns from the token */
+    char *sub;          /* token "sub", or NULL */
+    int64_t expires_ms; /* token "exp" in ms; 0 = never */
+    char **subscribe;   /* topic patterns from the token */
     size_t nsubscribe;
     char **publish;
     size_t npublish;

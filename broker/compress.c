@@ -30,8 +30,7 @@ void compress_negotiate(conn *c, const chorus_http_request *req, char *line,
         /* Blocks are shared by every subscriber, so they are compressed
          * with the full window; a client that wants a smaller one goes
          * without compression. */
-        if (params.server_max_window_bits &&
-            params.server_max_window_bits < 15)
+        if (params.server_max_window_bits && params.server_max_window_bits < 15)
             return;
         c->pmd = 1;
         snprintf(line, line_size, "Sec-WebSocket-Extensions: %s\r\n", resp);
@@ -39,8 +38,8 @@ void compress_negotiate(conn *c, const chorus_http_request *req, char *line,
     }
 }
 
-uint16_t compress_inflate(conn *c, const uint8_t *in, size_t len,
-                          uint8_t **out, size_t *out_len)
+uint16_t compress_inflate(conn *c, const uint8_t *in, size_t len, uint8_t **out,
+                          size_t *out_len)
 {
     server *s = c->srv;
     int rc;

@@ -28,8 +28,8 @@ void compress_negotiate(conn *c, const chorus_http_request *req, char *line,
 
 /* Inflates one compressed message. Returns 0 with a malloc'd *out, or the
  * close code to fail the connection with. */
-uint16_t compress_inflate(conn *c, const uint8_t *in, size_t len,
-                          uint8_t **out, size_t *out_len);
+uint16_t compress_inflate(conn *c, const uint8_t *in, size_t len, uint8_t **out,
+                          size_t *out_len);
 
 /* The compressed twin of a block of frames: each frame's payload
  * compressed on its own, with RSV1 set. *cpos as in fanout_build. NULL on

@@ -150,9 +150,9 @@ void config_init(config *c)
 
 void config_free(config *c)
 {
-    char **strings[] = {&c->listen,      &c->db_path,     &c->auth_secret,
-                        &c->api_key,     &c->allowed_origins, &c->tls_listen,
-                        &c->tls_cert,    &c->tls_key,     &c->web_root};
+    char **strings[] = {&c->listen,   &c->db_path,         &c->auth_secret,
+                        &c->api_key,  &c->allowed_origins, &c->tls_listen,
+                        &c->tls_cert, &c->tls_key,         &c->web_root};
 
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         free(*strings[i]);
@@ -211,9 +211,21 @@ int config_parse_size(const char *s, uint64_t *out)
         return -1;
     switch (*s) {
     case '\0': break;
-    case 'k': case 'K': mult = KIB; s++; break;
-    case 'm': case 'M': mult = MIB; s++; break;
-    case 'g': case 'G': mult = GIB; s++; break;
+    case 'k':
+    case 'K':
+        mult = KIB;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mult = MIB;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mult = GIB;
+        s++;
+        break;
     default: return -1;
     }
     if (*s != '\0' || (v != 0 && v > UINT64_MAX / mult))
@@ -224,8 +236,14 @@ int config_parse_size(const char *s, uint64_t *out)
 
 int config_parse_duration(const char *s, uint64_t *ms)
 {
-    static const struct { const char *suffix; uint64_t ms; } units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+    static const struct {
+        const char *suffix;
+        uint64_t ms;
+    } units[] = {
+        {"ms", 1},
+        {"s", 1000},
+        {"m", 60 * 1000},
+        {"h", 3600 * 1000},
         {"d", 24 * 3600 * 1000},
     };
     uint64_t v;
@@ -279,8 +297,7 @@ static int hostname_valid(const char *h, size_t n)
     for (size_t i = 0; i < n; i++) {
         char ch = h[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
-              ch == '_'))
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_'))
             return 0;
     }
     return 1;
@@ -352,8 +369,7 @@ static void bad_value(const key_def *k, const char *value, char *err,
             cut ? 40 : (int)n, value, cut ? "..." : "");
 }
 
-static int check_bounds(const key_def *k, uint64_t v, char *err,
-                        size_t errlen)
+static int check_bounds(const key_def *k, uint64_t v, char *err, size_t errlen)
 {
     uint64_t max = k->max;
 
@@ -459,8 +475,8 @@ int config_validate(const config *c, char *err, size_t errlen)
 
 static int is_space(char ch)
 {
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' ||
-           ch == '\f' || ch == '\n';
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f' ||
+           ch == '\n';
 }
 
 static char *trim(char *s)
@@ -505,8 +521,9 @@ static int split_line(char *line, char **key, char **value, char *err,
     *eq = '\0';
     *key = trim(s);
     if (**key == '\0') {
-        set_err(err, errlen, "expected \"key = value\", found no key "
-                             "before '='");
+        set_err(err, errlen,
+                "expected \"key = value\", found no key "
+                "before '='");
         return -1;
     }
     v = trim(eq + 1);
@@ -554,8 +571,10 @@ static int load_stream(config *c, FILE *f, const char *path, char *err,
             const key_def *k = find_key(key);
             size_t idx = k ? (size_t)(k - keys) : 0;
             if (k && seen[idx]) {
-                set_err(msg, sizeof msg, "%s: duplicate key (first set on "
-                        "line %u)", key, seen[idx]);
+                set_err(msg, sizeof msg,
+                        "%s: duplicate key (first set on "
+                        "line %u)",
+                        key, seen[idx]);
                 rc = -1;
             } else {
                 rc = config_set(c, key, value, msg, sizeof msg);

@@ -10,39 +10,39 @@ enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum { DURABILITY_NORMAL = 0, DURABILITY_FULL };
 
 typedef struct config {
-    char *listen;               /* "host:port", "[v6]:port"; 127.0.0.1:8080 */
-    int echo_endpoint;          /* off */
-    uint64_t max_message_size;  /* bytes; 1m */
+    char *listen;                /* "host:port", "[v6]:port"; 127.0.0.1:8080 */
+    int echo_endpoint;           /* off */
+    uint64_t max_message_size;   /* bytes; 1m */
     uint64_t max_outbound_bytes; /* bytes queued per connection; 16m */
-    uint64_t max_unacked_bytes; /* publish data awaiting its ack, per
-                                   connection, before reading pauses; 16m */
-    uint64_t ping_interval_ms;  /* 30s; 0 = off */
-    uint64_t idle_timeout_ms;   /* 90s; 0 = off */
+    uint64_t max_unacked_bytes;  /* publish data awaiting its ack, per
+                                    connection, before reading pauses; 16m */
+    uint64_t ping_interval_ms;   /* 30s; 0 = off */
+    uint64_t idle_timeout_ms;    /* 90s; 0 = off */
     uint64_t handshake_timeout_ms; /* 10s */
-    int log_level;              /* info */
-    char *db_path;              /* ./chorus.db */
-    uint64_t history_size;      /* 1000 messages per topic; 0 = off */
-    uint64_t history_ttl_ms;    /* 24h; 0 = off */
-    int durability;             /* normal */
-    uint64_t max_connections;   /* 10000; 0 = no limit */
+    int log_level;                 /* info */
+    char *db_path;                 /* ./chorus.db */
+    uint64_t history_size;         /* 1000 messages per topic; 0 = off */
+    uint64_t history_ttl_ms;       /* 24h; 0 = off */
+    int durability;                /* normal */
+    uint64_t max_connections;      /* 10000; 0 = no limit */
     uint64_t max_subscriptions_per_connection; /* 1000; 0 = no limit */
-    uint64_t max_connections_per_ip; /* 0 = no limit */
-    int history;                /* on: keep history in db_path */
-    uint64_t threads;           /* event loops; 0 = one per core */
-    int compression;            /* off: permessage-deflate when offered */
-    int io_uring;               /* on: batch the end-of-turn writes */
+    uint64_t max_connections_per_ip;           /* 0 = no limit */
+    int history;                               /* on: keep history in db_path */
+    uint64_t threads; /* event loops; 0 = one per core */
+    int compression;  /* off: permessage-deflate when offered */
+    int io_uring;     /* on: batch the end-of-turn writes */
     /* Authentication is on when auth_secret or api_key is set. */
-    char *auth_secret;          /* HS256 key for client tokens; NULL */
-    char *api_key;              /* bearer key for the HTTP API; NULL */
-    int allow_anonymous;        /* off: with auth on, a token is needed */
-    int anonymous_publish;      /* off: anonymous clients may publish */
-    char *allowed_origins;      /* comma/space list, "*"; NULL = any */
-    uint64_t publish_rate;      /* publishes per second per connection; 0 */
-    uint64_t publish_burst;     /* bucket size; 0 = publish_rate */
-    char *tls_listen;           /* second listener for wss/https; NULL */
-    char *tls_cert;             /* PEM chain */
-    char *tls_key;              /* PEM private key */
-    char *web_root;             /* static files served at /; NULL */
+    char *auth_secret;      /* HS256 key for client tokens; NULL */
+    char *api_key;          /* bearer key for the HTTP API; NULL */
+    int allow_anonymous;    /* off: with auth on, a token is needed */
+    int anonymous_publish;  /* off: anonymous clients may publish */
+    char *allowed_origins;  /* comma/space list, "*"; NULL = any */
+    uint64_t publish_rate;  /* publishes per second per connection; 0 */
+    uint64_t publish_burst; /* bucket size; 0 = publish_rate */
+    char *tls_listen;       /* second listener for wss/https; NULL */
+    char *tls_cert;         /* PEM chain */
+    char *tls_key;          /* PEM private key */
+    char *web_root;         /* static files served at /; NULL */
 } config;
 
 /* Fills c with the defaults above (strings are heap copies). */
@@ -64,10 +64,11 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen);
 int config_validate(const config *c, char *err, size_t errlen);
 
 /* Value parsers, exposed for tests. Each returns 0 or -1. */
-int config_parse_bool(const char *s, int *out);          /* on|off */
-int config_parse_size(const char *s, uint64_t *out);     /* 123, 64k, 8m, 1g */
-int config_parse_duration(const char *s, uint64_t *ms);  /* 500ms 30s 5m 24h; "0" */
-int config_parse_log_level(const char *s, int *out);     /* error warn info debug */
+int config_parse_bool(const char *s, int *out);      /* on|off */
+int config_parse_size(const char *s, uint64_t *out); /* 123, 64k, 8m, 1g */
+int config_parse_duration(const char *s,
+                          uint64_t *ms);             /* 500ms 30s 5m 24h; "0" */
+int config_parse_log_level(const char *s, int *out); /* error warn info debug */
 
 /* Splits "host:port" / "[v6]:port" / ":port" (host defaults to 0.0.0.0).
  * Returns 0 or -1. */

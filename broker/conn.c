@@ -26,7 +26,6 @@
 #define CLOSE_FLUSH_MS 5000
 #define CLOSE_LINGER_MS 2000
 
-
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
@@ -38,8 +37,7 @@ static void set_timeouts(conn *c, uint64_t read_ms, uint64_t write_ms)
     struct timeval w = {(time_t)(write_ms / 1000),
                         (suseconds_t)(write_ms % 1000) * 1000};
 
-    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL,
-                             write_ms ? &w : NULL);
+    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
 }
 
 static void link_conn(conn **head, conn *c)
@@ -91,8 +89,8 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     }
     c->tls = ssl != NULL;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (getnameinfo(sa, (socklen_t)salen, host, sizeof host, port,
-                    sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+    if (getnameinfo(sa, (socklen_t)salen, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
     c->srv = srv;
     c->state = CONN_HTTP;
@@ -111,8 +109,7 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
 static uint64_t heartbeat_ms(const conn *c)
 {
     const config *cfg = c->srv->cfg;
-    return cfg->ping_interval_ms ? cfg->ping_interval_ms
-                                 : cfg->idle_timeout_ms;
+    return cfg->ping_interval_ms ? cfg->ping_interval_ms : cfg->idle_timeout_ms;
 }
 
 void conn_upgrade(conn *c, ws_kind kind)
@@ -182,8 +179,8 @@ void conn_close(conn *c, uint16_t code, const char *reason)
     detach(c);
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
-    log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id,
-              code, reason ? reason : "");
+    log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id, code,
+              reason ? reason : "");
     /* The close frame goes out even past the outbound bound. */
     if (conn_queue_frame(c, CHORUS_WS_OP_CLOSE, payload, n)) {
         conn_abort(c);
@@ -249,7 +246,10 @@ void conn_arm_expiry(conn *c)
         evtimer_add(c->expiry_ev, &tv);
 }
 
-void conn_ref(conn *c) { c->refs++; }
+void conn_ref(conn *c)
+{
+    c->refs++;
+}
 
 void conn_unref(conn *c)
 {
@@ -297,9 +297,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     conn *c = arg;
 
     switch (c->state) {
-    case CONN_HTTP:
-        http_route_read(c);
-        break;
+    case CONN_HTTP: http_route_read(c); break;
     case CONN_WS:
         if (c->awaiting_pong) { /* any input answers the ping */
             c->awaiting_pong = 0;
@@ -344,9 +342,11 @@ static void on_read_timeout(conn *c)
             return;
         /* idle_timeout counts from the last byte received, which was
          * ping_interval ago (config_validate keeps it the larger). */
-        set_timeouts(c, cfg->idle_timeout_ms
-                            ? cfg->idle_timeout_ms - cfg->ping_interval_ms
-                            : cfg->ping_interval_ms, 0);
+        set_timeouts(c,
+                     cfg->idle_timeout_ms
+                         ? cfg->idle_timeout_ms - cfg->ping_interval_ms
+                         : cfg->ping_interval_ms,
+                     0);
         bufferevent_enable(c->bev, EV_READ);
         return;
     }

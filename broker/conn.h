@@ -50,37 +50,37 @@ typedef struct conn {
     ws_kind kind;
     int awaiting_pong;
     int tls;
-    int tls_ok;               /* the TLS handshake completed */
-    int pmd;                  /* permessage-deflate was negotiated */
-    int msg_compressed;       /* the message being reassembled is */
-    int direct_write;         /* WS over TCP: we write, not the bufferevent */
-    int flush_pending;        /* on the server's flush list */
-    size_t turn_bytes;        /* queued since the last flush */
+    int tls_ok;         /* the TLS handshake completed */
+    int pmd;            /* permessage-deflate was negotiated */
+    int msg_compressed; /* the message being reassembled is */
+    int direct_write;   /* WS over TCP: we write, not the bufferevent */
+    int flush_pending;  /* on the server's flush list */
+    size_t turn_bytes;  /* queued since the last flush */
     pend_ref pend[CONN_PEND_MAX];
     int npend;
-    int write_errno;          /* a write failed: abort at the flush */
+    int write_errno; /* a write failed: abort at the flush */
     size_t pend_bytes;
     struct conn *flush_next;
-    int http_busy;            /* an HTTP reply is pending (publish) */
-    int http_keepalive;       /* keep the connection after that reply */
-    int64_t head_started_ms;  /* deadline base for the request head */
+    int http_busy;           /* an HTTP reply is pending (publish) */
+    int http_keepalive;      /* keep the connection after that reply */
+    int64_t head_started_ms; /* deadline base for the request head */
     chorus_ws_decoder dec;
-    struct evbuffer *msg;     /* reassembly of a fragmented message */
+    struct evbuffer *msg; /* reassembly of a fragmented message */
     int msg_opcode;
-    sub *subs;                /* this connection's subscriptions */
+    sub *subs; /* this connection's subscriptions */
     size_t nsubs;
-    sub *replay_head;         /* subscriptions streaming history */
+    sub *replay_head; /* subscriptions streaming history */
     sub *replay_tail;
-    auth_identity auth;       /* who this is, set at the handshake */
-    struct event *expiry_ev;  /* closes the socket when its token expires */
-    size_t unacked_bytes;     /* published data awaiting its ack */
-    uint32_t unacked;         /* ... in publishes */
-    int read_paused;          /* ... reached max_unacked_bytes */
-    int close_deferred;       /* the peer's close waits for those acks */
-    uint16_t close_code;      /* ... and is then echoed */
-    double publish_tokens;    /* publish_rate token bucket */
+    auth_identity auth;      /* who this is, set at the handshake */
+    struct event *expiry_ev; /* closes the socket when its token expires */
+    size_t unacked_bytes;    /* published data awaiting its ack */
+    uint32_t unacked;        /* ... in publishes */
+    int read_paused;         /* ... reached max_unacked_bytes */
+    int close_deferred;      /* the peer's close waits for those acks */
+    uint16_t close_code;     /* ... and is then echoed */
+    double publish_tokens;   /* publish_rate token bucket */
     int64_t publish_refill_ms;
-    struct ip_slot *ip;       /* per-address connection count */
+    struct ip_slot *ip; /* per-address connection count */
     uint64_t id;
     char peer[64];
 } conn;

@@ -21,8 +21,7 @@
 
 size_t conn_queued(const conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) +
-           c->pend_bytes;
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->pend_bytes;
 }
 
 /* Moves the pending frames into the output buffer (as references), so
@@ -46,8 +45,8 @@ static int spill(conn *c)
 static int pend_iov(const conn *c, struct iovec *iov)
 {
     for (int i = 0; i < c->npend; i++) {
-        iov[i].iov_base = (void *)(frame_ref_bytes(c->pend[i].f) +
-                                   c->pend[i].off);
+        iov[i].iov_base =
+            (void *)(frame_ref_bytes(c->pend[i].f) + c->pend[i].off);
         iov[i].iov_len = c->pend[i].len;
     }
     return c->npend;
@@ -129,8 +128,8 @@ static void slow_consumer(conn *c)
     c->srv->stats.slow_consumer_closes++;
     if (server_log_due(c->srv, LOG_CAUSE_SLOW_CONSUMER))
         log_info("conn %llu (%s): slow consumer, %zu bytes queued; closing "
-             "with 1013", (unsigned long long)c->id, c->peer,
-             conn_queued(c));
+                 "with 1013",
+                 (unsigned long long)c->id, c->peer, conn_queued(c));
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
@@ -290,4 +289,3 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
     schedule_write(c, len);
     return 0;
 }
-

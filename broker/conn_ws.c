@@ -89,8 +89,7 @@ static void on_control(conn *c, const chorus_ws_event *ev)
     case CHORUS_WS_OP_PING:
         conn_send(c, CHORUS_WS_OP_PONG, ev->data, ev->len);
         break;
-    case CHORUS_WS_OP_PONG:
-        break; /* any input already counts as life */
+    case CHORUS_WS_OP_PONG: break; /* any input already counts as life */
     case CHORUS_WS_OP_CLOSE:
         /* Echo the peer's code (none if it sent none), then close; after
          * the acks of the publishes sent before it, which the close
@@ -205,8 +204,8 @@ static void read_on(conn *c)
 
 void conn_ws_read(conn *c)
 {
-    int full = evbuffer_get_length(bufferevent_get_input(c->bev)) >=
-               LIBEVENT_READ;
+    int full =
+        evbuffer_get_length(bufferevent_get_input(c->bev)) >= LIBEVENT_READ;
 
     consume(c);
     if (full && !c->tls)

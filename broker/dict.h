@@ -14,7 +14,7 @@ typedef struct dict_node {
 
 typedef struct dict {
     dict_node **buckets;
-    size_t mask;  /* buckets - 1; a power of two minus one */
+    size_t mask; /* buckets - 1; a power of two minus one */
     size_t count;
 } dict;
 

@@ -20,14 +20,13 @@ static size_t fill_message(uint8_t *payload, void *arg)
 {
     const message_src *m = arg;
 
-    return chorus_encode_message((char *)payload, m->t->name,
-                                 m->t->name_len, m->it->offset,
-                                 m->it->ts_ms, m->it->data,
+    return chorus_encode_message((char *)payload, m->t->name, m->t->name_len,
+                                 m->it->offset, m->it->ts_ms, m->it->data,
                                  m->it->data_len);
 }
 
-frame_ref *fanout_build(const topic *t, const publish_item *items,
-                        size_t first, size_t *count, size_t **pos)
+frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
+                        size_t *count, size_t **pos)
 {
     size_t total = 0, n = 0, len = 0, k = 0;
     frame_ref *f;
@@ -48,8 +47,8 @@ frame_ref *fanout_build(const topic *t, const publish_item *items,
         message_src m = {t, &items[i - 1]};
         size_t bound = chorus_message_bound(t->name_len, m.it->data_len);
         (*pos)[k++] = len;
-        len += frame_write(frame_ref_payload(f) + len, CHORUS_WS_OP_TEXT,
-                           bound, fill_message, &m);
+        len += frame_write(frame_ref_payload(f) + len, CHORUS_WS_OP_TEXT, bound,
+                           fill_message, &m);
     }
     (*pos)[k] = len;
     frame_ref_seal_raw(f, len);
@@ -61,8 +60,7 @@ frame_ref *fanout_build(const topic *t, const publish_item *items,
 static void send_tail(server *s, sub *sb, frame_ref *f, const size_t *pos,
                       size_t i, size_t count)
 {
-    if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) ==
-        0)
+    if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) == 0)
         s->stats.messages_delivered += count - i;
 }
 

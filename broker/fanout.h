@@ -17,8 +17,8 @@ typedef struct publish_item publish_item;
  * into one block. *pos gets count + 1 byte offsets (frame i spans
  * pos[i]..pos[i+1]); both are the caller's to free. NULL on allocation
  * failure. */
-frame_ref *fanout_build(const topic *t, const publish_item *items,
-                        size_t first, size_t *count, size_t **pos);
+frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
+                        size_t *count, size_t **pos);
 
 /* Delivers a committed block (offsets first .. first+count-1) to t's live
  * subscribers in this loop, skipping what each has had already. */

@@ -10,9 +10,9 @@
 struct evbuffer;
 
 typedef struct frame_ref {
-    uint32_t refs;   /* atomic: blocks are shared across loops */
-    size_t len;      /* bytes of frame in data[] from start */
-    size_t start;    /* the header is written right-aligned before payload */
+    uint32_t refs; /* atomic: blocks are shared across loops */
+    size_t len;    /* bytes of frame in data[] from start */
+    size_t start;  /* the header is written right-aligned before payload */
     uint8_t data[];
 } frame_ref;
 

@@ -68,7 +68,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_TOPIC_GET] = "SELECT id, epoch, last_offset FROM topics WHERE name = ?1",
+    [ST_TOPIC_GET] =
+        "SELECT id, epoch, last_offset FROM topics WHERE name = ?1",
     /* OR IGNORE: another connection (another event loop) may create the
      * same topic at the same moment; then its row wins. */
     [ST_TOPIC_ADD] = "INSERT OR IGNORE INTO topics(name, epoch, last_offset) "
@@ -98,10 +99,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRIM_MARK] = "UPDATE topics SET trim_offset = ?2 WHERE id = ?1",
 };
 
-
 /* ---- errors ---------------------------------------------------------- */
 
-void  history__set_err(history *h, const char *fmt, ...)
+void history__set_err(history *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -110,7 +110,7 @@ void  history__set_err(history *h, const char *fmt, ...)
 }
 
 /* Records "<what>: <sqlite message>" for the last failed call. */
-void  history__db_err(history *h, const char *what)
+void history__db_err(history *h, const char *what)
 {
     history__set_err(h, "%s: %s", what, sqlite3_errmsg(h->db));
 }
@@ -122,13 +122,13 @@ const char *history_errmsg(history *h)
 
 /* ---- statement helpers ----------------------------------------------- */
 
-sqlite3_stmt * history__stmt(history *h, int id)
+sqlite3_stmt *history__stmt(history *h, int id)
 {
     sqlite3_reset(h->st[id]); /* previous errors were reported already */
     return h->st[id];
 }
 
-int  history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v)
+int history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v)
 {
     if (sqlite3_bind_int64(s, col, v) != SQLITE_OK) {
         history__db_err(h, "bind");
@@ -137,8 +137,8 @@ int  history__bind_i64(history *h, sqlite3_stmt *s, int col, int64_t v)
     return 0;
 }
 
-int  history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
-                     size_t len)
+int history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
+                       size_t len)
 {
     if (sqlite3_bind_text64(s, col, p, len, SQLITE_STATIC, SQLITE_UTF8) !=
         SQLITE_OK) {
@@ -148,8 +148,8 @@ int  history__bind_text(history *h, sqlite3_stmt *s, int col, const char *p,
     return 0;
 }
 
-int  history__bind_blob(history *h, sqlite3_stmt *s, int col, const void *p,
-                        size_t len)
+int history__bind_blob(history *h, sqlite3_stmt *s, int col, const void *p,
+                       size_t len)
 {
     if (sqlite3_bind_blob64(s, col, p, len, SQLITE_STATIC) != SQLITE_OK) {
         history__db_err(h, "bind");
@@ -160,7 +160,7 @@ int  history__bind_blob(history *h, sqlite3_stmt *s, int col, const void *p,
 
 /* Steps a statement that returns no rows, then resets it (which also
  * releases text bound with SQLITE_STATIC). */
-int  history__run(history *h, sqlite3_stmt *s, const char *what)
+int history__run(history *h, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
@@ -171,7 +171,7 @@ int  history__run(history *h, sqlite3_stmt *s, const char *what)
 
 /* Steps a statement expected to return at most one row: 1 row (left
  * positioned on it; the caller resets), 0 none, -1 error. */
-int  history__step_row(history *h, sqlite3_stmt *s, const char *what)
+int history__step_row(history *h, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
@@ -182,7 +182,7 @@ int  history__step_row(history *h, sqlite3_stmt *s, const char *what)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int64_t  history__clamp_limit(size_t n)
+int64_t history__clamp_limit(size_t n)
 {
     return n > (size_t)INT_MAX ? INT_MAX : (int64_t)n;
 }
@@ -252,8 +252,10 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         goto fail;
     }
     if (version == 0 && objects != 0) {
-        snprintf(err, errlen, "%s: not a Chorus history database "
-                 "(user_version 0 but tables present)", path);
+        snprintf(err, errlen,
+                 "%s: not a Chorus history database "
+                 "(user_version 0 but tables present)",
+                 path);
         goto fail;
     }
     for (; version < SCHEMA_VERSION; version++) {
@@ -308,8 +310,7 @@ static int setup_db(sqlite3 *db)
         sqlite3_busy_timeout(db, HISTORY_BUSY_TIMEOUT_MS) != SQLITE_OK ||
         sqlite3_create_function_v2(db, "chorus_batch1", 2,
                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
-                                   sql_batch1, NULL, NULL,
-                                   NULL) != SQLITE_OK ||
+                                   sql_batch1, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return -1;
     return 0;
@@ -324,8 +325,8 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
     sqlite3 *db = NULL;
     char mode[16];
     long long n;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                SQLITE_OPEN_NOMUTEX;
+    int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 
     if (sqlite3_open_v2(path, &db, flags, history__vfs()) != SQLITE_OK)
         goto db_fail;
@@ -343,13 +344,12 @@ static int open_db(sqlite3 **out, const char *path, int full, char *err,
                  path, mode);
         goto fail;
     }
-    if (sqlite3_exec(db, full ? "PRAGMA synchronous=FULL"
-                              : "PRAGMA synchronous=NORMAL",
-                     NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(
+            db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+            NULL, NULL, NULL) != SQLITE_OK)
         goto db_fail;
     /* Reads the schema page: a damaged or foreign file fails here. */
-    if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) !=
-        SQLITE_OK)
+    if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) != SQLITE_OK)
         goto db_fail;
     *out = db;
     return 0;
@@ -454,10 +454,9 @@ static int read_topic(history *h, sqlite3_stmt *s, history_topic *out)
     const unsigned char *epoch = sqlite3_column_text(s, 1);
     int64_t last = sqlite3_column_int64(s, 2);
 
-    if (!epoch || sqlite3_column_bytes(s, 1) != HISTORY_EPOCH_LEN ||
-        last < 0) {
+    if (!epoch || sqlite3_column_bytes(s, 1) != HISTORY_EPOCH_LEN || last < 0) {
         history__set_err(h, "topic %" PRId64 ": corrupt epoch or offset",
-                (int64_t)sqlite3_column_int64(s, 0));
+                         (int64_t)sqlite3_column_int64(s, 0));
         return -1;
     }
     out->id = sqlite3_column_int64(s, 0);

@@ -21,8 +21,8 @@
 typedef struct history history;
 
 typedef struct history_opts {
-    int durability_full;    /* synchronous=FULL instead of NORMAL */
-    uint64_t history_size;  /* keep at most this many per topic; 0 = off */
+    int durability_full;     /* synchronous=FULL instead of NORMAL */
+    uint64_t history_size;   /* keep at most this many per topic; 0 = off */
     uint64_t history_ttl_ms; /* drop messages older than this; 0 = off */
 } history_opts;
 
@@ -34,7 +34,7 @@ typedef struct history_opts {
 typedef struct history_topic {
     int64_t id;
     char epoch[HISTORY_EPOCH_LEN + 1];
-    uint64_t last_offset;  /* newest offset ever committed; 0 if none */
+    uint64_t last_offset; /* newest offset ever committed; 0 if none */
 } history_topic;
 
 /* Opens (creating or migrating) the database. On failure returns -1 and
@@ -57,8 +57,8 @@ int history_topic_load(history *h, const char *name, int create,
  * own and advances the topic's last_offset; an offset not after the
  * topic's last one is refused. Each returns 0 or -1. */
 int history_begin(history *h);
-int history_append(history *h, int64_t topic_id, uint64_t offset,
-                   int64_t ts_ms, const char *data, size_t data_len);
+int history_append(history *h, int64_t topic_id, uint64_t offset, int64_t ts_ms,
+                   const char *data, size_t data_len);
 int history_commit(history *h);
 
 /* Appends the messages of a run of one topic, in offset order, the last
@@ -75,8 +75,8 @@ void history_rollback(history *h);
 /* Oldest retained offset of a topic (0 when it has no messages). */
 int history_first_offset(history *h, int64_t topic_id, uint64_t *first);
 
-typedef int (*history_row_fn)(uint64_t offset, int64_t ts_ms,
-                              const char *data, size_t data_len, void *arg);
+typedef int (*history_row_fn)(uint64_t offset, int64_t ts_ms, const char *data,
+                              size_t data_len, void *arg);
 
 /* Calls fn for up to limit messages with offset > after, in offset order;
  * stops early when fn returns non-zero. Returns rows visited or -1. */

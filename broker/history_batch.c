@@ -123,8 +123,8 @@ void history_batch_free(history_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-int history_batch_open(history_batch_reader *r, const void *blob,
-                       size_t len, uint64_t count)
+int history_batch_open(history_batch_reader *r, const void *blob, size_t len,
+                       uint64_t count)
 {
     const unsigned char *p = blob;
     uint64_t n;
@@ -140,16 +140,15 @@ int history_batch_open(history_batch_reader *r, const void *blob,
     return 0;
 }
 
-int history_batch_next(history_batch_reader *r, int64_t *ts,
-                       const char **data, size_t *len)
+int history_batch_next(history_batch_reader *r, int64_t *ts, const char **data,
+                       size_t *len)
 {
     uint64_t z, n;
 
     if (r->left == 0)
         return r->p == r->end ? 0 : -1;
     if (get_varint(&r->p, r->end, &z) < 0 ||
-        get_varint(&r->p, r->end, &n) < 0 ||
-        n > (uint64_t)(r->end - r->p))
+        get_varint(&r->p, r->end, &n) < 0 || n > (uint64_t)(r->end - r->p))
         return -1;
     r->ts = unzigzag(r->ts, z);
     *ts = r->ts;

@@ -27,7 +27,7 @@
 /* An encoder that reuses its buffer from one batch to the next. */
 typedef struct history_batch {
     unsigned char *buf;
-    size_t len, cap;  /* len counts from buf, header room included */
+    size_t len, cap; /* len counts from buf, header room included */
     uint64_t count;
     int64_t prev_ts;
     int64_t max_ts;
@@ -52,12 +52,12 @@ typedef struct history_batch_reader {
 
 /* Checks the header: the version, and that the blob holds count messages
  * (count comes from the row). 0, or -1 when the blob is malformed. */
-int history_batch_open(history_batch_reader *r, const void *blob,
-                       size_t len, uint64_t count);
+int history_batch_open(history_batch_reader *r, const void *blob, size_t len,
+                       uint64_t count);
 /* The next message: 1 (ts, data and len set; data points into the blob
  * and is not NUL-terminated), 0 at the end (when the blob ended exactly
  * there), -1 when the blob is malformed. */
-int history_batch_next(history_batch_reader *r, int64_t *ts,
-                       const char **data, size_t *len);
+int history_batch_next(history_batch_reader *r, int64_t *ts, const char **data,
+                       size_t *len);
 
 #endif

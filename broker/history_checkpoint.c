@@ -44,8 +44,8 @@ static void *checkpoint_main(void *arg)
         if (cp->stop)
             break;
         pthread_mutex_unlock(&cp->mu);
-        sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                  NULL, NULL);
+        sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
         pthread_mutex_lock(&cp->mu);
     }
     pthread_mutex_unlock(&cp->mu);
@@ -59,8 +59,8 @@ int history_checkpointer_start(history *h, const char *path,
     history_checkpointer *cp = calloc(1, sizeof *cp);
 
     *out = NULL;
-    if (!cp || sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE |
-                                                  SQLITE_OPEN_NOMUTEX,
+    if (!cp || sqlite3_open_v2(path, &cp->db,
+                               SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                                history__vfs()) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open for checkpoints: %s", path,
                  cp && cp->db ? sqlite3_errmsg(cp->db) : "out of memory");

@@ -34,8 +34,8 @@ struct history {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     history_opts opts;
-    int in_txn;          /* a batch (history_begin) is open */
-    int page_size;       /* of the file, read once at open */
+    int in_txn;    /* a batch (history_begin) is open */
+    int page_size; /* of the file, read once at open */
     /* The run being appended (history_append_run): messages of one topic
      * with consecutive offsets, written as one row when it ends. */
     history_batch run;

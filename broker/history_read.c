@@ -25,11 +25,11 @@ int history_first_offset(history *h, int64_t topic_id, uint64_t *first)
 }
 
 typedef struct read_state {
-    uint64_t after;   /* the caller's position */
+    uint64_t after; /* the caller's position */
     size_t limit, rows;
     history_row_fn fn;
     void *arg;
-    int stopped;      /* fn asked to stop */
+    int stopped; /* fn asked to stop */
 } read_state;
 
 /* Opens the batch of the current row: 0, or -1 (error recorded) when the
@@ -47,8 +47,8 @@ static int open_row(history *h, sqlite3_stmt *s, history_batch_reader *r,
     }
     if (f <= 0 || l < f ||
         history_batch_open(r, blob, (size_t)len, (uint64_t)(l - f) + 1)) {
-        history__set_err(h, "read: malformed batch of offsets %" PRId64
-                         "..%" PRId64, f, l);
+        history__set_err(
+            h, "read: malformed batch of offsets %" PRId64 "..%" PRId64, f, l);
         return -1;
     }
     *first = (uint64_t)f;

@@ -19,10 +19,10 @@ typedef struct trim_topic_state {
     uint64_t count_upto; /* offsets up to here are past the count bound */
     int64_t cutoff;      /* ts below this is past the age bound */
     int by_age;
-    uint64_t mark;       /* trim_offset: dropped up to here */
-    int64_t budget;      /* messages this topic may still drop */
+    uint64_t mark;  /* trim_offset: dropped up to here */
+    int64_t budget; /* messages this topic may still drop */
     int64_t dropped;
-    int done;            /* reached a message that must stay */
+    int done; /* reached a message that must stay */
 } trim_topic_state;
 
 static int expired(const trim_topic_state *t, uint64_t off, int64_t ts)
@@ -76,8 +76,9 @@ static int trim_row(history *h, sqlite3_stmt *s, trim_topic_state *t)
     return 0;
 
 malformed:
-    history__set_err(h, "trim: malformed batch of offsets %" PRIu64
-                     "..%" PRIu64, first, last);
+    history__set_err(h,
+                     "trim: malformed batch of offsets %" PRIu64 "..%" PRIu64,
+                     first, last);
     return -1;
 }
 
@@ -109,8 +110,13 @@ static int trim_topic(history *h, int64_t id, uint64_t last, uint64_t mark,
                       int64_t cutoff, int64_t budget)
 {
     uint64_t size = h->opts.history_size;
-    trim_topic_state t = {size && last > size ? last - size : 0, cutoff,
-                          h->opts.history_ttl_ms != 0, mark, budget, 0, 0};
+    trim_topic_state t = {size && last > size ? last - size : 0,
+                          cutoff,
+                          h->opts.history_ttl_ms != 0,
+                          mark,
+                          budget,
+                          0,
+                          0};
     sqlite3_stmt *s = history__stmt(h, ST_OLDEST);
     int rc = SQLITE_DONE;
 
@@ -210,8 +216,8 @@ int history_trim_step(history *h, int64_t now_ms, size_t budget)
         return 0;
     if (history__run(h, history__stmt(h, ST_BEGIN), "trim: begin") != 0)
         return -1;
-    deleted = trim_topics(h, age_cutoff(h, now_ms),
-                          history__clamp_limit(budget));
+    deleted =
+        trim_topics(h, age_cutoff(h, now_ms), history__clamp_limit(budget));
     if (deleted < 0) {
         history__rollback_open(h);
         return -1;
@@ -235,8 +241,8 @@ int history_trim_in_batch(history *h, int64_t now_ms, size_t budget)
         history__db_err(h, "trim: savepoint");
         return -1;
     }
-    deleted = trim_topics(h, age_cutoff(h, now_ms),
-                          history__clamp_limit(budget));
+    deleted =
+        trim_topics(h, age_cutoff(h, now_ms), history__clamp_limit(budget));
     if (deleted < 0) {
         /* Undo the step only; SQLite may have ended the whole
          * transaction (an I/O error), then the commit reports it. */

@@ -38,9 +38,9 @@
 typedef struct db_file db_file;
 
 typedef struct walbuf_file {
-    sqlite3_file base;        /* pMethods = &walbuf_methods */
-    sqlite3_file *real;       /* the underlying file, right after this */
-    db_file *db;              /* its database file, while both are open */
+    sqlite3_file base;  /* pMethods = &walbuf_methods */
+    sqlite3_file *real; /* the underlying file, right after this */
+    db_file *db;        /* its database file, while both are open */
     unsigned char *buf;
     size_t len, cap;
     sqlite3_int64 start;      /* file offset of buf[0] */
@@ -50,9 +50,9 @@ typedef struct walbuf_file {
 } walbuf_file;
 
 struct db_file {
-    sqlite3_file base;        /* pMethods = &db_methods */
+    sqlite3_file base; /* pMethods = &db_methods */
     sqlite3_file *real;
-    walbuf_file *wal;         /* its WAL, while both are open */
+    walbuf_file *wal; /* its WAL, while both are open */
 };
 
 static sqlite3_vfs walbuf_vfs;
@@ -63,8 +63,8 @@ static sqlite3_vfs *underlying(void)
 }
 
 /* Both wrappers reserve this much before the underlying file. */
-#define FILE_HEAD_MAX                                                      \
-    (sizeof(walbuf_file) > sizeof(db_file) ? sizeof(walbuf_file)           \
+#define FILE_HEAD_MAX                                            \
+    (sizeof(walbuf_file) > sizeof(db_file) ? sizeof(walbuf_file) \
                                            : sizeof(db_file))
 #define FILE_HEAD ((FILE_HEAD_MAX + 15) & ~(size_t)15)
 
@@ -89,8 +89,7 @@ static int flush(walbuf_file *f)
     return rc;
 }
 
-static int buffer(walbuf_file *f, const void *data, size_t n,
-                  sqlite3_int64 off)
+static int buffer(walbuf_file *f, const void *data, size_t n, sqlite3_int64 off)
 {
     if (f->len + n > f->cap) {
         size_t cap = f->cap ? f->cap : 256 * 1024;
@@ -111,8 +110,8 @@ static int buffer(walbuf_file *f, const void *data, size_t n,
 
 static uint32_t get_be32(const unsigned char *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
 }
 
 /* A frame header (24 bytes) says in bytes 4-7 whether its frame commits
@@ -156,9 +155,9 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt,
     } else {
         rc = flush(f);
         if (rc == SQLITE_OK)
-            rc = n > WRITE_CHUNK ? f->real->pMethods->xWrite(f->real, data,
-                                                             amt, off)
-                                 : buffer(f, data, n, off);
+            rc = n > WRITE_CHUNK
+                     ? f->real->pMethods->xWrite(f->real, data, amt, off)
+                     : buffer(f, data, n, off);
     }
     return rc != SQLITE_OK ? rc : after_write(f, data, amt, off, rewrite);
 }
@@ -192,8 +191,7 @@ static int wal_truncate(sqlite3_file *pf, sqlite3_int64 size)
     walbuf_file *f = (walbuf_file *)pf;
     int rc = flush(f);
 
-    return rc != SQLITE_OK ? rc
-                           : f->real->pMethods->xTruncate(f->real, size);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
 }
 
 static int wal_sync(sqlite3_file *pf, int flags)
@@ -209,8 +207,7 @@ static int wal_file_size(sqlite3_file *pf, sqlite3_int64 *size)
     walbuf_file *f = (walbuf_file *)pf;
     int rc = flush(f);
 
-    return rc != SQLITE_OK ? rc
-                           : f->real->pMethods->xFileSize(f->real, size);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
 }
 
 static int wal_lock(sqlite3_file *pf, int lock)
@@ -236,9 +233,8 @@ static int wal_file_control(sqlite3_file *pf, int op, void *arg)
     walbuf_file *f = (walbuf_file *)pf;
     int rc = flush(f);
 
-    return rc != SQLITE_OK
-               ? rc
-               : f->real->pMethods->xFileControl(f->real, op, arg);
+    return rc != SQLITE_OK ? rc
+                           : f->real->pMethods->xFileControl(f->real, op, arg);
 }
 
 static int wal_sector_size(sqlite3_file *pf)
@@ -268,7 +264,12 @@ static const sqlite3_io_methods walbuf_methods = {
     wal_file_control,
     wal_sector_size,
     wal_device_characteristics,
-    NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 /* ---- the database file: the underlying one, plus the flush ---------- */
@@ -447,25 +448,25 @@ static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf,
     return rc;
 }
 
-#define FORWARD(name, args, call)                                          \
-    static int walbuf_##name args                                          \
-    {                                                                      \
-        sqlite3_vfs *real = underlying();                                  \
-        (void)vfs;                                                         \
-        return real->x##call;                                              \
+#define FORWARD(name, args, call)         \
+    static int walbuf_##name args         \
+    {                                     \
+        sqlite3_vfs *real = underlying(); \
+        (void)vfs;                        \
+        return real->x##call;             \
     }
-FORWARD(delete, (sqlite3_vfs *vfs, const char *n, int sync),
+FORWARD(delete, (sqlite3_vfs * vfs, const char *n, int sync),
         Delete(real, n, sync))
-FORWARD(access, (sqlite3_vfs *vfs, const char *n, int flags, int *out),
+FORWARD(access, (sqlite3_vfs * vfs, const char *n, int flags, int *out),
         Access(real, n, flags, out))
-FORWARD(full_pathname, (sqlite3_vfs *vfs, const char *n, int len, char *out),
+FORWARD(full_pathname, (sqlite3_vfs * vfs, const char *n, int len, char *out),
         FullPathname(real, n, len, out))
-FORWARD(randomness, (sqlite3_vfs *vfs, int len, char *out),
+FORWARD(randomness, (sqlite3_vfs * vfs, int len, char *out),
         Randomness(real, len, out))
-FORWARD(sleep, (sqlite3_vfs *vfs, int us), Sleep(real, us))
-FORWARD(current_time_int64, (sqlite3_vfs *vfs, sqlite3_int64 *out),
+FORWARD(sleep, (sqlite3_vfs * vfs, int us), Sleep(real, us))
+FORWARD(current_time_int64, (sqlite3_vfs * vfs, sqlite3_int64 *out),
         CurrentTimeInt64(real, out))
-FORWARD(get_last_error, (sqlite3_vfs *vfs, int len, char *out),
+FORWARD(get_last_error, (sqlite3_vfs * vfs, int len, char *out),
         GetLastError(real, len, out))
 #undef FORWARD
 

@@ -45,9 +45,10 @@ static int bump_topic(history *h, uint64_t first, uint64_t last)
         history__run(h, s, "append: update topic") != 0)
         return -1;
     if (sqlite3_changes(h->db) != 1) {
-        history__set_err(h, "append: unknown topic id %" PRId64 " or offset "
-                         "%" PRIu64 " not after its last one", h->run_topic,
-                         first);
+        history__set_err(h,
+                         "append: unknown topic id %" PRId64 " or offset "
+                         "%" PRIu64 " not after its last one",
+                         h->run_topic, first);
         return -1;
     }
     return 0;
@@ -85,8 +86,10 @@ static int continue_run(history *h, int64_t topic_id, uint64_t offset,
     if (!h->run_first)
         return 0;
     if (topic_id != h->run_topic) {
-        history__set_err(h, "append: the run of topic %" PRId64 " is not "
-                         "finished", h->run_topic);
+        history__set_err(h,
+                         "append: the run of topic %" PRId64 " is not "
+                         "finished",
+                         h->run_topic);
         return -1;
     }
     if (offset != h->run_next || h->run.len + data_len > RUN_MAX_BYTES)
@@ -121,8 +124,8 @@ int history_append_run(history *h, int64_t topic_id, uint64_t offset,
     return last ? write_run(h) : 0;
 }
 
-int history_append(history *h, int64_t topic_id, uint64_t offset,
-                   int64_t ts_ms, const char *data, size_t data_len)
+int history_append(history *h, int64_t topic_id, uint64_t offset, int64_t ts_ms,
+                   const char *data, size_t data_len)
 {
     return history_append_run(h, topic_id, offset, ts_ms, data, data_len, 1);
 }
@@ -144,8 +147,10 @@ int history_commit(history *h)
         return -1;
     }
     if (h->run_first) {
-        history__set_err(h, "commit: the run of topic %" PRId64 " is not "
-                         "finished", h->run_topic);
+        history__set_err(h,
+                         "commit: the run of topic %" PRId64 " is not "
+                         "finished",
+                         h->run_topic);
         history__rollback_open(h);
         return -1;
     }

@@ -54,9 +54,8 @@ static int path_topic(conn *c, const char *enc, size_t len, char *out,
  * allows the topic; anonymous access never extends to it. Replies 401 or
  * 403 itself and returns -1 when the request may not go on. */
 static int api_authorize(conn *c, const chorus_http_request *req,
-                         const char *query, size_t query_len,
-                         const char *name, size_t len, int publish,
-                         int keepalive)
+                         const char *query, size_t query_len, const char *name,
+                         size_t len, int publish, int keepalive)
 {
     const config *cfg = c->srv->cfg;
     auth_identity id;
@@ -65,8 +64,8 @@ static int api_authorize(conn *c, const chorus_http_request *req,
 
     if (!auth_enabled(cfg))
         return 0;
-    if (auth_authenticate(cfg, req, query, query_len,
-                          server_now_ms(c->srv), &id, &why)) {
+    if (auth_authenticate(cfg, req, query, query_len, server_now_ms(c->srv),
+                          &id, &why)) {
         server_reject(c->srv, REJECT_AUTH);
         http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, keepalive);
         return -1;
@@ -128,13 +127,13 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     char *text;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
-    if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 1,
-                               keepalive))
+    if (n < 0 ||
+        api_authorize(c, req, query, query_len, name, (size_t)n, 1, keepalive))
         return HTTP_API_DONE;
     data = json_loadb(body, body_len, JSON_DECODE_ANY, &jerr);
     if (!data) {
-        http_respond_error(c, 400, CHORUS_ERR_BAD_REQUEST,
-                           "body is not JSON", keepalive);
+        http_respond_error(c, 400, CHORUS_ERR_BAD_REQUEST, "body is not JSON",
+                           keepalive);
         return HTTP_API_DONE;
     }
     text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -158,12 +157,12 @@ void http_api_publish_done(conn *c, const char *name, const char *epoch,
     if (error) {
         http_respond_error(c, 500, CHORUS_ERR_INTERNAL, error, keepalive);
     } else {
-        o = json_pack("{s:s,s:s,s:I}", "topic", name, "epoch", epoch,
-                      "offset", (json_int_t)offset);
+        o = json_pack("{s:s,s:s,s:I}", "topic", name, "epoch", epoch, "offset",
+                      (json_int_t)offset);
         body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         if (body)
-            http_respond(c, 200, "application/json", body, strlen(body),
-                         NULL, keepalive);
+            http_respond(c, 200, "application/json", body, strlen(body), NULL,
+                         keepalive);
         else
             http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "out of memory",
                                keepalive);
@@ -203,8 +202,8 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     topic *t;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
-    if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 0,
-                               keepalive))
+    if (n < 0 ||
+        api_authorize(c, req, query, query_len, name, (size_t)n, 0, keepalive))
         return HTTP_API_DONE;
     if (query_u64(query, query_len, "since", 0, &since) ||
         query_u64(query, query_len, "limit", HTTP_HISTORY_DEFAULT_LIMIT,
@@ -232,16 +231,15 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     evbuffer_add_printf(page.out,
                         "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
                         "\"messages\":[",
-                        t->name, t->epoch,
-                        (unsigned long long)t->last_offset);
-    if (srv->hist && history_read(srv->hist, t->store_id, since,
-                                  (size_t)limit, add_row, &page) < 0) {
+                        t->name, t->epoch, (unsigned long long)t->last_offset);
+    if (srv->hist && history_read(srv->hist, t->store_id, since, (size_t)limit,
+                                  add_row, &page) < 0) {
         log_error("history: read of %s failed: %s", t->name,
                   history_errmsg(srv->hist));
         topics_release(&srv->topics, t);
         evbuffer_free(page.out);
-        http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
-                           "history read failed", keepalive);
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "history read failed",
+                           keepalive);
         return HTTP_API_DONE;
     }
     topics_release(&srv->topics, t);
@@ -259,8 +257,7 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
 http_api_result http_api_route(conn *c, const chorus_http_request *req,
                                const char *path, size_t path_len,
                                const char *query, size_t query_len,
-                               const char *body, size_t body_len,
-                               int keepalive)
+                               const char *body, size_t body_len, int keepalive)
 {
     size_t pn = strlen(PUBLISH_PREFIX), hn = strlen(HISTORY_PREFIX);
 
@@ -269,16 +266,16 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
             http_respond_405(c, "POST", keepalive);
             return HTTP_API_DONE;
         }
-        return publish_body(c, req, path + pn, path_len - pn, query,
-                            query_len, body, body_len, keepalive);
+        return publish_body(c, req, path + pn, path_len - pn, query, query_len,
+                            body, body_len, keepalive);
     }
     if (has_prefix(path, path_len, HISTORY_PREFIX)) {
         if (!method_is(req, "GET")) {
             http_respond_405(c, "GET", keepalive);
             return HTTP_API_DONE;
         }
-        return read_history(c, req, path + hn, path_len - hn, query,
-                            query_len, keepalive);
+        return read_history(c, req, path + hn, path_len - hn, query, query_len,
+                            keepalive);
     }
     return HTTP_API_NO_ROUTE;
 }

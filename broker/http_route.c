@@ -55,14 +55,13 @@ void http_respond(conn *c, int status, const char *content_type,
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t before = evbuffer_get_length(out);
 
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
-                        "%s%s%s%s",
-                        status, status_text(status), len,
-                        content_type ? "Content-Type: " : "",
-                        content_type ? content_type : "",
-                        content_type ? "\r\n" : "",
-                        keepalive ? "" : "Connection: close\r\n");
+    evbuffer_add_printf(
+        out,
+        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
+        "%s%s%s%s",
+        status, status_text(status), len, content_type ? "Content-Type: " : "",
+        content_type ? content_type : "", content_type ? "\r\n" : "",
+        keepalive ? "" : "Connection: close\r\n");
     if (extra_headers)
         evbuffer_add(out, extra_headers, strlen(extra_headers));
     evbuffer_add(out, "\r\n", 2);
@@ -88,20 +87,19 @@ void http_respond_error(conn *c, int status, const char *code,
     json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
     char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
-    http_respond(c, status, "application/json", body,
-                 body ? strlen(body) : 0, NULL, keepalive);
+    http_respond(c, status, "application/json", body, body ? strlen(body) : 0,
+                 NULL, keepalive);
     free(body);
     json_decref(o);
 }
 
 static int wants_keepalive(const chorus_http_request *req)
 {
-    const chorus_http_header *h = chorus_http_find_header(
-        req->headers, req->num_headers, "Connection");
+    const chorus_http_header *h =
+        chorus_http_find_header(req->headers, req->num_headers, "Connection");
 
     if (req->minor_version == 0)
-        return h && chorus_http_has_token(h->value, h->value_len,
-                                          "keep-alive");
+        return h && chorus_http_has_token(h->value, h->value_len, "keep-alive");
     return !(h && chorus_http_has_token(h->value, h->value_len, "close"));
 }
 
@@ -127,12 +125,12 @@ static int admit(conn *c, const chorus_http_request *req, const char *query,
         if (server_reject(srv, REJECT_ORIGIN))
             log_warn("refusing WebSocket from a disallowed Origin (%s)",
                      c->peer);
-        http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN,
-                           "origin not allowed", 0);
+        http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN, "origin not allowed",
+                           0);
         return -1;
     }
-    if (auth_authenticate(srv->cfg, req, query, query_len,
-                          server_now_ms(srv), &c->auth, &why)) {
+    if (auth_authenticate(srv->cfg, req, query, query_len, server_now_ms(srv),
+                          &c->auth, &why)) {
         if (server_reject(srv, REJECT_AUTH))
             log_info("refusing WebSocket from %s: %s", c->peer, why);
         http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, 0);
@@ -142,8 +140,7 @@ static int admit(conn *c, const chorus_http_request *req, const char *query,
 }
 
 static route_result upgrade(conn *c, const chorus_http_request *req,
-                            ws_kind kind, const char *query,
-                            size_t query_len)
+                            ws_kind kind, const char *query, size_t query_len)
 {
     const char *key, *why;
     size_t key_len;
@@ -236,15 +233,11 @@ static route_result route(conn *c, const chorus_http_request *req,
     }
     switch (http_api_route(c, req, path, path_len, query, query_len, body,
                            body_len, keepalive)) {
-    case HTTP_API_DONE:
-        return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
-    case HTTP_API_PENDING:
-        return ROUTE_WAIT;
-    case HTTP_API_NO_ROUTE:
-        break;
+    case HTTP_API_DONE: return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
+    case HTTP_API_PENDING: return ROUTE_WAIT;
+    case HTTP_API_NO_ROUTE: break;
     }
-    if (static_files_route(c, req, path, path_len, keepalive) ==
-        HTTP_API_DONE)
+    if (static_files_route(c, req, path, path_len, keepalive) == HTTP_API_DONE)
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     http_respond_error(c, 404, "not_found", "no such endpoint", keepalive);
     return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
@@ -286,8 +279,8 @@ static long long body_length(conn *c, const chorus_http_request *req)
 static void refuse(conn *c, int status, const char *code, const char *why)
 {
     server_reject(c->srv, REJECT_BAD_HANDSHAKE);
-    log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id,
-              c->peer, status, why);
+    log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id, c->peer,
+              status, why);
     http_respond_error(c, status, code, why, 0);
 }
 
@@ -296,8 +289,7 @@ static void refuse(conn *c, int status, const char *code, const char *why)
 static int after_route(conn *c, route_result r, int keepalive, ws_kind kind)
 {
     switch (r) {
-    case ROUTE_NEXT:
-        return 1;
+    case ROUTE_NEXT: return 1;
     case ROUTE_WAIT:
         c->http_busy = 1;
         c->http_keepalive = keepalive;
@@ -316,8 +308,7 @@ static int after_route(conn *c, route_result r, int keepalive, ws_kind kind)
 
 static int serve_one(conn *c)
 {
-    static const chorus_http_limits limits = {HTTP_MAX_LINE,
-                                              HTTP_MAX_HEADERS,
+    static const chorus_http_limits limits = {HTTP_MAX_LINE, HTTP_MAX_HEADERS,
                                               HTTP_MAX_HEAD};
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t total = evbuffer_get_length(in);

@@ -38,8 +38,7 @@ void ip_table_destroy(ip_table *t)
     dict_destroy(&t->slots);
 }
 
-ip_slot *ip_table_acquire(ip_table *t, const struct sockaddr *sa,
-                          uint64_t max)
+ip_slot *ip_table_acquire(ip_table *t, const struct sockaddr *sa, uint64_t max)
 {
     ip_key k;
     ip_slot *s;
@@ -50,8 +49,7 @@ ip_slot *ip_table_acquire(ip_table *t, const struct sockaddr *sa,
         k.addr = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
     } else if (sa->sa_family == AF_INET6) {
         k.len = 16;
-        k.addr =
-            (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        k.addr = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
     } else {
         return NULL;
     }

@@ -25,8 +25,7 @@ void ip_table_destroy(ip_table *t);
 /* Counts one more connection from sa's address. Returns its slot, or NULL
  * when max (> 0) connections from there are already open or memory ran
  * out. */
-ip_slot *ip_table_acquire(ip_table *t, const struct sockaddr *sa,
-                          uint64_t max);
+ip_slot *ip_table_acquire(ip_table *t, const struct sockaddr *sa, uint64_t max);
 void ip_table_release(ip_table *t, ip_slot *slot);
 
 #endif

@@ -112,8 +112,7 @@ void listener_reload_tls(server *s)
 
     if (!s->tls_ctx)
         return;
-    ctx = tls_context_new(s->cfg->tls_cert, s->cfg->tls_key, err,
-                          sizeof err);
+    ctx = tls_context_new(s->cfg->tls_cert, s->cfg->tls_key, err, sizeof err);
     if (!ctx) {
         log_error("SIGHUP: keeping the old certificate: %s", err);
         return;
@@ -121,8 +120,7 @@ void listener_reload_tls(server *s)
     /* Open connections keep the old context: each SSL holds a reference. */
     SSL_CTX_free(s->tls_ctx);
     s->tls_ctx = ctx;
-    log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert,
-             s->cfg->tls_key);
+    log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert, s->cfg->tls_key);
 }
 
 static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -173,10 +171,10 @@ static struct evconnlistener *open_one(server *s, const char *addr,
         snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
         return NULL;
     }
-    l = evconnlistener_new_bind(
-        s->base, cb, s,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    l = evconnlistener_new_bind(s->base, cb, s,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                    LEV_OPT_CLOSE_ON_EXEC,
+                                1024, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!l) {
         snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
@@ -191,12 +189,11 @@ int listener_open(server *s, char *err, size_t errlen)
     const config *cfg = s->cfg;
 
     if (cfg->tls_listen) {
-        s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err,
-                                     errlen);
+        s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, errlen);
         if (!s->tls_ctx)
             return -1;
-        s->tls_listener = open_one(s, cfg->tls_listen, accept_tls_cb, err,
-                                   errlen);
+        s->tls_listener =
+            open_one(s, cfg->tls_listen, accept_tls_cb, err, errlen);
         if (!s->tls_listener)
             return -1;
     }

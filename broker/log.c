@@ -8,9 +8,15 @@
 /* Written once by main() before the loop starts; never after. */
 static int log_level = LOG_INFO;
 
-void log_set_level(int level) { log_level = level; }
+void log_set_level(int level)
+{
+    log_level = level;
+}
 
-int log_enabled(int level) { return level <= log_level; }
+int log_enabled(int level)
+{
+    return level <= log_level;
+}
 
 void log_msg(int level, const char *fmt, ...)
 {

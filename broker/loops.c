@@ -86,8 +86,8 @@ void loops_post_lost(broker *b, int to)
 
 static void adopt_conn(server *s, lmsg *m)
 {
-    conn *c = conn_new(s, m->fd, (struct sockaddr *)&m->addr, m->addrlen,
-                       m->ssl);
+    conn *c =
+        conn_new(s, m->fd, (struct sockaddr *)&m->addr, m->addrlen, m->ssl);
 
     m->fd = -1; /* conn_new owns (or closed) it now */
     if (c)
@@ -107,19 +107,13 @@ static int handle(server *s, lmsg *m)
         }
         adopt_conn(s, m);
         break;
-    case LMSG_PUBLISH:
-        publish_receive_forwarded(s, m);
-        return 1;
+    case LMSG_PUBLISH: publish_receive_forwarded(s, m); return 1;
     case LMSG_COMMITTED:
         publish_deliver_block(s, m->name, m->name_len, m->block, m->offset,
                               m->count, m->pos);
         break;
-    case LMSG_ACK:
-        publish_forwarded_ack(s, m);
-        break;
-    case LMSG_STOP:
-        server_stop(s);
-        break;
+    case LMSG_ACK: publish_forwarded_ack(s, m); break;
+    case LMSG_STOP: server_stop(s); break;
     }
     return 0;
 }
@@ -239,7 +233,7 @@ static int start_threads(broker *b)
             break;
         }
         snprintf(name, sizeof name, "chorus-loop%d", i); /* for top -H */
-        name[15] = '\0';                          /* the kernel's limit */
+        name[15] = '\0'; /* the kernel's limit */
         pthread_setname_np(b->threads[i], name);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -36,28 +36,28 @@ typedef enum {
 typedef struct lmsg {
     struct lmsg *next;
     lmsg_type type;
-    int origin;             /* PUBLISH: loop that holds the publisher */
-    void *token;            /* PUBLISH, ACK: the origin's pending record */
-    char *data;             /* PUBLISH: serialized JSON, owned */
+    int origin;  /* PUBLISH: loop that holds the publisher */
+    void *token; /* PUBLISH, ACK: the origin's pending record */
+    char *data;  /* PUBLISH: serialized JSON, owned */
     size_t data_len;
-    uint64_t offset;        /* ACK: offset; COMMITTED: first offset */
-    size_t count;           /* COMMITTED: frames in the block */
-    size_t *pos;            /* COMMITTED: count + 1 byte positions, owned */
-    frame_ref *block;       /* COMMITTED: a reference, owned */
-    int failed;             /* ACK: the commit failed */
-    char epoch[33];         /* ACK */
-    int fd;                 /* CONN */
-    struct ssl_st *ssl;     /* CONN: TLS state to adopt, or NULL */
+    uint64_t offset;    /* ACK: offset; COMMITTED: first offset */
+    size_t count;       /* COMMITTED: frames in the block */
+    size_t *pos;        /* COMMITTED: count + 1 byte positions, owned */
+    frame_ref *block;   /* COMMITTED: a reference, owned */
+    int failed;         /* ACK: the commit failed */
+    char epoch[33];     /* ACK */
+    int fd;             /* CONN */
+    struct ssl_st *ssl; /* CONN: TLS state to adopt, or NULL */
     struct sockaddr_storage addr;
     int addrlen;
-    size_t name_len;        /* topic name (PUBLISH, COMMITTED, ACK) */
+    size_t name_len; /* topic name (PUBLISH, COMMITTED, ACK) */
     char name[];
 } lmsg;
 
 typedef struct inbox {
     pthread_mutex_t mu;
     lmsg *head, *tail;
-    int lost;               /* a committed block could not be posted */
+    int lost; /* a committed block could not be posted */
     struct event *ev;
 } inbox;
 
@@ -68,10 +68,10 @@ typedef struct broker {
     server *loops;
     int n;
     pthread_t *threads;
-    pthread_mutex_t mu;      /* guards ips and nconns */
+    pthread_mutex_t mu; /* guards ips and nconns */
     ip_table ips;
-    size_t nconns;           /* open connections in all loops */
-    int next_loop;           /* round-robin cursor (loop 0 only) */
+    size_t nconns; /* open connections in all loops */
+    int next_loop; /* round-robin cursor (loop 0 only) */
 } broker;
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);

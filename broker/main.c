@@ -12,15 +12,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: chorusd [-c FILE] [--listen HOST:PORT] "
-            "[--log-level LEVEL]\n"
-            "  -c, --config FILE     read settings from FILE (key = value)\n"
-            "  -l, --listen ADDR     listen address, e.g. 127.0.0.1:8080\n"
-            "  -L, --log-level LVL   error, warn, info or debug\n"
-            "  -h, --help            this text\n"
-            "Without -c, chorusd runs on its built-in defaults; see "
-            "broker.conf.example.\n");
+    fprintf(f, "usage: chorusd [-c FILE] [--listen HOST:PORT] "
+               "[--log-level LEVEL]\n"
+               "  -c, --config FILE     read settings from FILE (key = value)\n"
+               "  -l, --listen ADDR     listen address, e.g. 127.0.0.1:8080\n"
+               "  -L, --log-level LVL   error, warn, info or debug\n"
+               "  -h, --help            this text\n"
+               "Without -c, chorusd runs on its built-in defaults; see "
+               "broker.conf.example.\n");
 }
 
 int main(int argc, char **argv)

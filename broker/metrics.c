@@ -11,8 +11,7 @@
 #include "server.h"
 
 static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
-    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025,  0.05,   0.1,   0.25,   1,     5,
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
 };
 
 static const char *const reject_names[REJECT__COUNT] = {
@@ -78,9 +77,9 @@ static void one(struct evbuffer *out, const char *name, const char *type,
     evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
 }
 
-static void labelled(struct evbuffer *out, const char *name,
-                     const char *help, const char *label,
-                     const char *const *names, const uint64_t *v, int n)
+static void labelled(struct evbuffer *out, const char *name, const char *help,
+                     const char *label, const char *const *names,
+                     const uint64_t *v, int n)
 {
     head(out, name, "counter", help);
     for (int i = 0; i < n; i++)
@@ -92,8 +91,9 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
 {
     const char *name = "chorus_history_commit_duration_seconds";
     uint64_t cum = 0;
-    head(out, name, "histogram", "Time to commit one batch to the history "
-                                 "store.");
+    head(out, name, "histogram",
+         "Time to commit one batch to the history "
+         "store.");
     for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
         cum += m->commit_latency_buckets[i];
         evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
@@ -134,11 +134,9 @@ void metrics_render(const server *s, struct evbuffer *out)
         add(&total, &o->stats);
         nconns += __atomic_load_n(&o->nconns, __ATOMIC_RELAXED);
         subs += __atomic_load_n(&o->topics.subs.count, __ATOMIC_RELAXED);
-        ntopics += __atomic_load_n(&o->topics.by_name.count,
-                                   __ATOMIC_RELAXED);
+        ntopics += __atomic_load_n(&o->topics.by_name.count, __ATOMIC_RELAXED);
     }
-    one(out, "chorus_connections", "gauge", "Open client connections.",
-        nconns);
+    one(out, "chorus_connections", "gauge", "Open client connections.", nconns);
     one(out, "chorus_connections_total", "counter",
         "Connections accepted since start.", m->connections_total);
     labelled(out, "chorus_connections_rejected_total",
@@ -171,8 +169,8 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_history_errors_total", "counter",
         "Failed history store writes.", m->history_errors);
     commit_histogram(out, m);
-    labelled(out, "chorus_errors_total", "Error replies sent, by code.",
-             "code", error_names, m->errors, ERRCODE__COUNT);
+    labelled(out, "chorus_errors_total", "Error replies sent, by code.", "code",
+             error_names, m->errors, ERRCODE__COUNT);
     one(out, "chorus_messages_too_large_total", "counter",
         "Messages refused for max_message_size (close 1009 or HTTP 413).",
         m->too_large);

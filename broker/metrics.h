@@ -45,7 +45,7 @@ typedef struct metrics {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t slow_consumer_closes;
-    uint64_t publish_read_pauses;  /* max_unacked_bytes reached */
+    uint64_t publish_read_pauses; /* max_unacked_bytes reached */
     uint64_t replays;
     uint64_t replayed_messages;
     uint64_t history_commits;
@@ -54,7 +54,7 @@ typedef struct metrics {
     uint64_t commit_latency_sum_ns;
     uint64_t errors[ERRCODE__COUNT];
     uint64_t idle_closes;
-    uint64_t too_large;          /* 1009 closes and 413 answers */
+    uint64_t too_large; /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
 } metrics;
 

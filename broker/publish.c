@@ -43,8 +43,8 @@ static void writer_done(void *arg);
 int publish_init(server *s, char *err, size_t errlen)
 {
     const config *cfg = s->cfg;
-    history_opts hopts = {cfg->durability == DURABILITY_FULL,
-                          cfg->history_size, cfg->history_ttl_ms};
+    history_opts hopts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
+                          cfg->history_ttl_ms};
 
     s->batch.commit_ev = event_new(s->base, -1, 0, commit_cb, s);
     if (!s->batch.commit_ev) {
@@ -53,8 +53,8 @@ int publish_init(server *s, char *err, size_t errlen)
     }
     if (s->index != 0 || !s->hist)
         return 0;
-    s->batch.writer = writer_start(cfg->db_path, &hopts, s->base,
-                                   writer_done, s, err, errlen);
+    s->batch.writer = writer_start(cfg->db_path, &hopts, s->base, writer_done,
+                                   s, err, errlen);
     return s->batch.writer ? 0 : -1;
 }
 
@@ -210,8 +210,7 @@ static int forward(server *s, conn *c, ack_kind ack, json_t *id,
 }
 
 int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
-                   const char *name, size_t len, char *data,
-                   size_t data_len)
+                   const char *name, size_t len, char *data, size_t data_len)
 {
     topic *t;
 
@@ -226,8 +225,8 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
 }
 
 /* Sends a forwarded publish's message back to its loop as the ack. */
-static void reply_forwarded(server *s, lmsg *m, const topic *t,
-                            uint64_t offset, int failed)
+static void reply_forwarded(server *s, lmsg *m, const topic *t, uint64_t offset,
+                            int failed)
 {
     m->type = LMSG_ACK;
     m->offset = offset;
@@ -285,8 +284,8 @@ void publish_forwarded_ack(server *s, lmsg *m)
 static void acknowledge(server *s, publish_item *it, const char *error)
 {
     if (it->c)
-        answer(it->c, it->ack, it->id, it->data_len, it->t->name,
-               it->t->epoch, it->offset, error);
+        answer(it->c, it->ack, it->id, it->data_len, it->t->name, it->t->epoch,
+               it->offset, error);
     else
         reply_forwarded(s, it->reply, it->t, it->offset, error != NULL);
 }
@@ -466,7 +465,7 @@ void publish_flush(server *s)
     b->items = NULL;
     b->n = b->cap = 0;
     complete(s, items, n, 0, 0, NULL); /* no store: visible at once */
-    if (!b->items) { /* keep the array for the next turn */
+    if (!b->items) {                   /* keep the array for the next turn */
         b->items = items;
         b->cap = cap;
     } else {

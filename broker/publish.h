@@ -23,29 +23,29 @@ struct event;
 typedef enum { ACK_WS, ACK_HTTP } ack_kind;
 
 typedef struct publish_item {
-    topic *t;          /* pinned until the batch is done */
-    conn *c;           /* referenced; acked unless closed meanwhile; NULL
-                          when another loop holds the publisher */
+    topic *t;           /* pinned until the batch is done */
+    conn *c;            /* referenced; acked unless closed meanwhile; NULL
+                           when another loop holds the publisher */
     struct lmsg *reply; /* when c is NULL: that loop's message, owned; it
                            goes back as the ack, so acking allocates nothing */
     ack_kind ack;
-    json_t *id;        /* request id to echo (a reference), or NULL */
-    int64_t store_id;  /* the topic's row, for the writer thread */
+    json_t *id;       /* request id to echo (a reference), or NULL */
+    int64_t store_id; /* the topic's row, for the writer thread */
     uint64_t offset;
     int64_t ts_ms;
-    char *data;        /* serialized JSON of the data, owned */
+    char *data; /* serialized JSON of the data, owned */
     size_t data_len;
-    size_t next_same;  /* index + 1 of the topic's next item; 0 = last */
-    int group_first;   /* the first of its topic in its batch */
+    size_t next_same; /* index + 1 of the topic's next item; 0 = last */
+    int group_first;  /* the first of its topic in its batch */
 } publish_item;
 
 typedef struct publish_batch {
-    publish_item *items;     /* collecting */
+    publish_item *items; /* collecting */
     size_t n, cap;
-    publish_item *inflight;  /* being committed by the writer thread */
+    publish_item *inflight; /* being committed by the writer thread */
     size_t inflight_n, inflight_cap;
     struct event *commit_ev;
-    struct writer *writer;   /* loop 0 with history; else commits inline */
+    struct writer *writer; /* loop 0 with history; else commits inline */
 } publish_batch;
 
 /* Sets up the batch; loop 0 with history also starts the writer thread
@@ -69,8 +69,7 @@ int publish_newest(server *s, topic *t, uint64_t *newest);
  * and joins the batch; other loops forward to loop 0. Returns 0, or -1
  * (data freed) when that failed; the caller replies `internal`. */
 int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
-                   const char *name, size_t len, char *data,
-                   size_t data_len);
+                   const char *name, size_t len, char *data, size_t data_len);
 
 /* Loop 0: a publish forwarded by another loop. Takes m: it is sent back
  * as the ack. */

@@ -20,8 +20,8 @@ struct send_batch {
     unsigned cap, n;
     int max_iov;
     entry *ent;
-    struct iovec *iov;     /* cap * max_iov */
-    int broken;            /* the ring failed: take no more writes */
+    struct iovec *iov; /* cap * max_iov */
+    int broken;        /* the ring failed: take no more writes */
 };
 
 send_batch *send_batch_new(unsigned entries, int max_iov, char *err,
@@ -62,8 +62,8 @@ void send_batch_free(send_batch *b)
     free(b);
 }
 
-int send_batch_add(send_batch *b, int fd, const struct iovec *iov,
-                   int iovcnt, void *owner)
+int send_batch_add(send_batch *b, int fd, const struct iovec *iov, int iovcnt,
+                   void *owner)
 {
     struct io_uring_sqe *sqe;
     entry *e;
@@ -104,7 +104,8 @@ static void issue(send_batch *b)
             b->broken = 1;
             break;
         }
-        io_uring_for_each_cqe(&b->ring, head, cqe) {
+        io_uring_for_each_cqe(&b->ring, head, cqe)
+        {
             if (cqe->user_data < b->n)
                 b->ent[cqe->user_data].result = cqe->res;
             seen++;
@@ -137,10 +138,13 @@ send_batch *send_batch_new(unsigned entries, int max_iov, char *err,
     return NULL;
 }
 
-void send_batch_free(send_batch *b) { (void)b; }
+void send_batch_free(send_batch *b)
+{
+    (void)b;
+}
 
-int send_batch_add(send_batch *b, int fd, const struct iovec *iov,
-                   int iovcnt, void *owner)
+int send_batch_add(send_batch *b, int fd, const struct iovec *iov, int iovcnt,
+                   void *owner)
 {
     (void)b;
     (void)fd;

@@ -31,8 +31,8 @@ void send_batch_free(send_batch *b);
  * until send_batch_run) to fd. Returns 0, or -1 when the batch is full
  * (run it and add again) or the ring has failed (if adding to an empty
  * batch fails, write some other way). */
-int send_batch_add(send_batch *b, int fd, const struct iovec *iov,
-                   int iovcnt, void *owner);
+int send_batch_add(send_batch *b, int fd, const struct iovec *iov, int iovcnt,
+                   void *owner);
 
 /* Issues the queued writes and reports each: done(owner, result, arg),
  * where result is the byte count or -errno, in the order they were

@@ -70,8 +70,8 @@ void server_too_large(server *s, const char *peer, const char *how)
     s->stats.too_large++;
     if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
         log_info("%s: message larger than max_message_size (%llu bytes); "
-                 "%s", peer, (unsigned long long)s->cfg->max_message_size,
-                 how);
+                 "%s",
+                 peer, (unsigned long long)s->cfg->max_message_size, how);
 }
 
 int server_reject(server *s, reject_cause cause)
@@ -116,8 +116,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     if (s->stopping)
         return;
-    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT"
-                                                          : "SIGTERM");
+    log_info("received %s, shutting down",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
     /* Publishes other loops forwarded before this are in our inbox:
      * take them into the batch so that they are committed and acked. */
     loops_drain_inbox(s);
@@ -149,8 +149,8 @@ static void open_send_batch(server *s)
 
     if (!s->cfg->io_uring)
         return;
-    s->sends = send_batch_new(SEND_BATCH_ENTRIES, CONN_PEND_MAX, why,
-                              sizeof why);
+    s->sends =
+        send_batch_new(SEND_BATCH_ENTRIES, CONN_PEND_MAX, why, sizeof why);
     if (!s->sends && s->index == 0)
         log_info("io_uring not available (%s): writing with writev", why);
 }
@@ -158,8 +158,8 @@ static void open_send_batch(server *s)
 int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
     const config *cfg = b->cfg;
-    history_opts hopts = {cfg->durability == DURABILITY_FULL,
-                          cfg->history_size, cfg->history_ttl_ms};
+    history_opts hopts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
+                          cfg->history_ttl_ms};
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
@@ -180,8 +180,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         s->topics.idle_max = IDLE_TOPICS_KEPT;
     /* Every loop reads history through its own SQLite connection; only
      * loop 0 writes messages. */
-    if (cfg->history && history_open(&s->hist, cfg->db_path, &hopts, err,
-                                     errlen))
+    if (cfg->history &&
+        history_open(&s->hist, cfg->db_path, &hopts, err, errlen))
         return -1;
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
@@ -205,8 +205,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
     if (s->hist) {
-        if (history_checkpointer_start(s->hist, cfg->db_path,
-                                       &s->checkpointer, err, errlen))
+        if (history_checkpointer_start(s->hist, cfg->db_path, &s->checkpointer,
+                                       err, errlen))
             return -1;
     }
     return listener_open(s, err, errlen);
@@ -228,8 +228,8 @@ int server_run(server *s)
 
 void server_destroy(server *s)
 {
-    struct event **events[] = {&s->reap_ev,  &s->flush_ev,
-                               &s->sig_term, &s->sig_int,  &s->sig_hup};
+    struct event **events[] = {&s->reap_ev, &s->flush_ev, &s->sig_term,
+                               &s->sig_int, &s->sig_hup};
 
     if (s->base) {
         /* Publishes, acks and blocks other loops left here: loop 0 is

@@ -34,27 +34,27 @@ enum {
 typedef struct server {
     struct event_base *base;
     const config *cfg;
-    broker *b;               /* the loops this one runs beside */
-    int index;               /* 0 accepts and writes history */
-    inbox in;                /* messages from the other loops */
+    broker *b; /* the loops this one runs beside */
+    int index; /* 0 accepts and writes history */
+    inbox in;  /* messages from the other loops */
     history *hist;
-    history_checkpointer *checkpointer; /* loop 0 only */
+    history_checkpointer *checkpointer;     /* loop 0 only */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
-    struct ssl_ctx_st *tls_ctx;   /* new TLS connections use this one */
+    struct ssl_ctx_st *tls_ctx;          /* new TLS connections use this one */
     int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
-    struct event *reap_ev;   /* frees closed connections after the turn */
-    conn *conns;             /* every open connection */
-    conn *reap;              /* closed connections waiting to be freed */
-    conn *flush_head;        /* connections with output queued this turn */
+    struct event *reap_ev; /* frees closed connections after the turn */
+    conn *conns;           /* every open connection */
+    conn *reap;            /* closed connections waiting to be freed */
+    conn *flush_head;      /* connections with output queued this turn */
     conn *flush_tail;
-    struct event *flush_ev;  /* writes it out after everything else */
+    struct event *flush_ev;   /* writes it out after everything else */
     struct send_batch *sends; /* io_uring for those writes, or NULL */
     size_t nconns;
     publish_batch batch;

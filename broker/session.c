@@ -22,8 +22,7 @@ static void send_json(conn *c, char *text, size_t len)
     free(text);
 }
 
-void session_error(conn *c, json_t *id, const char *code,
-                   const char *message)
+void session_error(conn *c, json_t *id, const char *code, const char *message)
 {
     size_t len;
     char *text;
@@ -62,7 +61,8 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
     if (is_new && max && c->nsubs >= max) {
         if (server_log_due(c->srv, LOG_CAUSE_SUB_LIMIT))
             log_info("conn %llu (%s): max_subscriptions_per_connection "
-                     "(%llu) reached", (unsigned long long)c->id, c->peer,
+                     "(%llu) reached",
+                     (unsigned long long)c->id, c->peer,
                      (unsigned long long)max);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
@@ -135,8 +135,8 @@ static void on_unsubscribe(conn *c, const chorus_request *req)
 static int take_publish_token(conn *c)
 {
     const config *cfg = c->srv->cfg;
-    double burst = (double)(cfg->publish_burst ? cfg->publish_burst
-                                               : cfg->publish_rate);
+    double burst =
+        (double)(cfg->publish_burst ? cfg->publish_burst : cfg->publish_rate);
     int64_t now = server_now_ms(c->srv);
 
     if (!cfg->publish_rate)
@@ -200,15 +200,9 @@ void session_message(conn *c, const char *data, size_t len)
         return;
     }
     switch (req.op) {
-    case CHORUS_OP_SUBSCRIBE:
-        on_subscribe(c, &req);
-        break;
-    case CHORUS_OP_UNSUBSCRIBE:
-        on_unsubscribe(c, &req);
-        break;
-    case CHORUS_OP_PUBLISH:
-        on_publish(c, &req);
-        break;
+    case CHORUS_OP_SUBSCRIBE: on_subscribe(c, &req); break;
+    case CHORUS_OP_UNSUBSCRIBE: on_unsubscribe(c, &req); break;
+    case CHORUS_OP_PUBLISH: on_publish(c, &req); break;
     case CHORUS_OP_PING:
         text = chorus_encode_pong(req.id, &n);
         send_json(c, text, n);

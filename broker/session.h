@@ -15,8 +15,7 @@ typedef struct conn conn;
 void session_message(conn *c, const char *data, size_t len);
 
 /* Sends an `error` reply (id may be NULL). */
-void session_error(conn *c, json_t *id, const char *code,
-                   const char *message);
+void session_error(conn *c, json_t *id, const char *code, const char *message);
 
 /* Sends `published` for an acknowledged publish. */
 void session_published(conn *c, json_t *id, const char *topic_name,

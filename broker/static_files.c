@@ -49,8 +49,7 @@ static const char *mime_type(const char *path)
 {
     const char *dot = strrchr(path, '.');
 
-    for (size_t i = 0; dot && i < sizeof mime_types / sizeof mime_types[0];
-         i++)
+    for (size_t i = 0; dot && i < sizeof mime_types / sizeof mime_types[0]; i++)
         if (strcmp(dot, mime_types[i].ext) == 0)
             return mime_types[i].type;
     return "application/octet-stream";
@@ -72,7 +71,8 @@ static int safe_path(const char *path, size_t len, char *out, size_t size)
 static int method_ok(const chorus_http_request *req, int *head)
 {
     *head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    return *head || (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0);
+    return *head ||
+           (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0);
 }
 
 /* If-None-Match lists the ETag (or is "*"): the client's copy is current.
@@ -151,8 +151,7 @@ static http_api_result serve_file(conn *c, const chorus_http_request *req,
      * changes whenever a deploy replaces the file. */
     snprintf(etag, sizeof etag, "\"%llx.%lx-%llx\"",
              (unsigned long long)st.st_mtim.tv_sec,
-             (unsigned long)st.st_mtim.tv_nsec,
-             (unsigned long long)st.st_size);
+             (unsigned long)st.st_mtim.tv_nsec, (unsigned long long)st.st_size);
     status = not_modified(req, etag) ? 304 : 200;
     reply_head(c, status, (long long)st.st_size, mime_type(full), etag,
                keepalive);
@@ -187,8 +186,8 @@ static http_api_result serve_asset(conn *c, const chorus_http_request *req,
                keepalive);
     /* The data is static: reference it instead of copying it. */
     if (!head && status == 200)
-        evbuffer_add_reference(bufferevent_get_output(c->bev), a->data,
-                               a->len, NULL, NULL);
+        evbuffer_add_reference(bufferevent_get_output(c->bev), a->data, a->len,
+                               NULL, NULL);
     if (!keepalive)
         conn_finish(c);
     return HTTP_API_DONE;

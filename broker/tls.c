@@ -15,9 +15,9 @@
 
 /* TLS 1.2: forward-secret AEAD suites only (Mozilla "intermediate" minus
  * DHE). TLS 1.3 keeps OpenSSL's default suites, which are all AEAD. */
-#define TLS12_CIPHERS                                                      \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
+#define TLS12_CIPHERS                                            \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 static int check_file(const char *what, const char *path, char *err,
@@ -82,8 +82,8 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-SSL_CTX *tls_context_new(const char *cert_path, const char *key_path,
-                         char *err, size_t errlen)
+SSL_CTX *tls_context_new(const char *cert_path, const char *key_path, char *err,
+                         size_t errlen)
 {
     if (check_file("tls_cert", cert_path, err, errlen) < 0 ||
         check_file("tls_key", key_path, err, errlen) < 0)
@@ -114,14 +114,12 @@ SSL_CTX *tls_context_new(const char *cert_path, const char *key_path,
             snprintf(err, errlen, "tls_key %s: does not match tls_cert",
                      key_path);
         else
-            ssl_error("tls_key", key_path,
-                      "not an unencrypted PEM private key", first, err,
-                      errlen);
+            ssl_error("tls_key", key_path, "not an unencrypted PEM private key",
+                      first, err, errlen);
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "tls_key %s: does not match tls_cert",
-                 key_path);
+        snprintf(err, errlen, "tls_key %s: does not match tls_cert", key_path);
         goto fail;
     }
     ERR_clear_error();

@@ -10,7 +10,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 /* Loads cert (chain) and key and checks that they match. Returns NULL
  * with a message naming the file in err. */
-SSL_CTX *tls_context_new(const char *cert_path, const char *key_path,
-                         char *err, size_t errlen);
+SSL_CTX *tls_context_new(const char *cert_path, const char *key_path, char *err,
+                         size_t errlen);
 
 #endif

@@ -116,7 +116,10 @@ topic *topics_get(topics *ts, const char *name, size_t len)
     return t;
 }
 
-void topics_pin(topic *t) { t->pins++; }
+void topics_pin(topic *t)
+{
+    t->pins++;
+}
 
 void topics_unpin(topics *ts, topic *t)
 {
@@ -202,6 +205,12 @@ void topics_unsubscribe_all(topics *ts, sub **owner_list)
         topics_unsubscribe(ts, *owner_list, owner_list);
 }
 
-size_t topics_count(const topics *ts) { return ts->by_name.count; }
+size_t topics_count(const topics *ts)
+{
+    return ts->by_name.count;
+}
 
-size_t topics_sub_count(const topics *ts) { return ts->subs.count; }
+size_t topics_sub_count(const topics *ts)
+{
+    return ts->subs.count;
+}

@@ -14,7 +14,7 @@
 typedef struct topic topic;
 
 typedef struct sub {
-    dict_node node;       /* in topics.subs, keyed by (topic, owner) */
+    dict_node node; /* in topics.subs, keyed by (topic, owner) */
     topic *t;
     void *owner;
     struct sub *t_prev, *t_next; /* the topic's subscribers */
@@ -31,10 +31,10 @@ typedef struct sub {
 } sub;
 
 struct topic {
-    dict_node node;       /* in topics.by_name */
+    dict_node node; /* in topics.by_name */
     sub *subs;
     size_t nsubs;
-    uint32_t pins;        /* holders other than subscribers */
+    uint32_t pins; /* holders other than subscribers */
     /* Persistent state, filled in by whoever loads the topic. */
     int loaded;
     int64_t store_id;
@@ -48,13 +48,13 @@ struct topic {
     struct topic *idle_prev, *idle_next;
     int idle;
     size_t name_len;
-    char name[];          /* NUL-terminated */
+    char name[]; /* NUL-terminated */
 };
 
 typedef struct topics {
     dict by_name;
     dict subs;
-    uint8_t key[16];     /* SipHash key, random per process */
+    uint8_t key[16]; /* SipHash key, random per process */
     /* Up to idle_max loaded topics that nothing holds are kept, least
      * recently used first out, so that a topic published to without
      * subscribers is not loaded again from the store for every batch.

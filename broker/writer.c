@@ -23,18 +23,18 @@ struct writer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    struct event *done_ev;   /* on the loop: a batch is done */
+    struct event *done_ev; /* on the loop: a batch is done */
     void (*done)(void *arg);
     void *done_arg;
     const publish_item *items;
     size_t n;
-    int busy;                /* a batch is in flight */
-    int ready;               /* its result is waiting to be taken */
+    int busy;  /* a batch is in flight */
+    int ready; /* its result is waiting to be taken */
     int failed;
     double seconds;
     char why[256];
     int stop;
-    double next_trim;        /* the writer thread's own */
+    double next_trim; /* the writer thread's own */
 };
 
 static double now_s(int clock)

@@ -16,10 +16,10 @@
 
 typedef struct cli_command {
     const char *name;
-    const char *args;    /* synopsis of the positional arguments */
-    const char *summary; /* one line for "chorus --help" */
-    const char *details; /* extra paragraphs for "chorus NAME --help" */
-    int min_pos, max_pos; /* max_pos -1: no limit */
+    const char *args;       /* synopsis of the positional arguments */
+    const char *summary;    /* one line for "chorus --help" */
+    const char *details;    /* extra paragraphs for "chorus NAME --help" */
+    int min_pos, max_pos;   /* max_pos -1: no limit */
     const cli_option *opts; /* command-specific, NULL-name terminated */
     int (*run)(const cli_args *a);
 } cli_command;
@@ -27,10 +27,8 @@ typedef struct cli_command {
 static const cli_option sub_opts[] = {
     {"since", 0, 1, "EPOCH:OFFSET",
      "start after this position (one topic only)"},
-    {"resume", 0, 1, "FILE",
-     "keep positions in FILE and reconnect by itself"},
-    {"reconnect", 0, 0, NULL,
-     "reconnect and resume after a lost connection"},
+    {"resume", 0, 1, "FILE", "keep positions in FILE and reconnect by itself"},
+    {"reconnect", 0, 0, NULL, "reconnect and resume after a lost connection"},
     {NULL, 0, 0, NULL, NULL},
 };
 

@@ -39,8 +39,7 @@ typedef struct cli_args {
 const char *cli_opt(const cli_args *a, const char *name);
 
 /* Prints "chorus: <message>" and a newline on stderr. */
-void cli_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Commands: return an exit status (CLI_OK, CLI_FAIL). */
 int cli_sub(const cli_args *a);

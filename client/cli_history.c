@@ -42,10 +42,10 @@ typedef struct hist_ctx {
     char *prefix;       /* "/.../api/history/<topic>" */
     char *topic_json;   /* the topic as a JSON string */
     uint64_t since;
-    uint64_t limit;     /* 0: the broker's default */
+    uint64_t limit; /* 0: the broker's default */
     int all;
-    char *epoch;        /* of the first page (--all) */
-    uint64_t target;    /* newest offset at the first page (--all) */
+    char *epoch;     /* of the first page (--all) */
+    uint64_t target; /* newest offset at the first page (--all) */
     int pages;
     int status;
     int done;
@@ -308,8 +308,7 @@ static void report_status(hist_ctx *h, struct evhttp_request *req,
         n--;
     if (msg || ecode)
         cli_error("history: HTTP %d %s: %s%s%s", code, line ? line : "",
-                  ecode ? ecode : "", ecode && msg ? ": " : "",
-                  msg ? msg : "");
+                  ecode ? ecode : "", ecode && msg ? ": " : "", msg ? msg : "");
     else
         cli_error("history: HTTP %d %s%s%.*s", code, line ? line : "",
                   n ? ": " : "", n, body);
@@ -353,7 +352,8 @@ static void response_cb(struct evhttp_request *req, void *arg)
         h->target = (uint64_t)json_number_value(newest);
     } else if (!h->epoch || strcmp(h->epoch, epoch) != 0) {
         cli_error("history: the topic's epoch changed while paging "
-                  "(%s, now %s)", h->epoch ? h->epoch : "?", epoch);
+                  "(%s, now %s)",
+                  h->epoch ? h->epoch : "?", epoch);
         json_decref(j);
         finish(h, CLI_FAIL);
         return;
@@ -376,8 +376,10 @@ static void response_cb(struct evhttp_request *req, void *arg)
         return;
     }
     if (h->a->verbose)
-        fprintf(stderr, "chorus: %d messages after %llu (epoch %s, newest "
-                "%llu)\n", pg.count, (unsigned long long)h->since, h->epoch,
+        fprintf(stderr,
+                "chorus: %d messages after %llu (epoch %s, newest "
+                "%llu)\n",
+                pg.count, (unsigned long long)h->since, h->epoch,
                 (unsigned long long)h->target);
     if (!h->all || pg.count == 0 || pg.last >= h->target) {
         finish(h, CLI_OK);
@@ -456,8 +458,8 @@ static char *pct_encode(const char *s)
         return NULL;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
-            *p == '_' || *p == '~') {
+            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+            *p == '~') {
             *o++ = (char)*p;
         } else {
             *o++ = '%';
@@ -493,8 +495,7 @@ static struct bufferevent *tls_bev(hist_ctx *h)
     SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(h->ssl_ctx, SSL_VERIFY_PEER, NULL);
     int ok = h->a->cacert
-                 ? SSL_CTX_load_verify_locations(h->ssl_ctx, h->a->cacert,
-                                                 NULL)
+                 ? SSL_CTX_load_verify_locations(h->ssl_ctx, h->a->cacert, NULL)
                  : SSL_CTX_set_default_verify_paths(h->ssl_ctx);
     if (ok != 1) {
         cli_error("cannot load CA certificates%s%s",
@@ -513,10 +514,9 @@ static struct bufferevent *tls_bev(hist_ctx *h)
         ok = SSL_set_tlsext_host_name(ssl, h->url.host) &&
              SSL_set1_host(ssl, h->url.host);
     struct bufferevent *bev =
-        ok ? bufferevent_openssl_socket_new(h->base, -1, ssl,
-                                            BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE |
-                                                BEV_OPT_DEFER_CALLBACKS)
+        ok ? bufferevent_openssl_socket_new(
+                 h->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
            : NULL;
     if (!bev) {
         SSL_free(ssl);

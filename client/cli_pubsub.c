@@ -144,25 +144,25 @@ static void print_error(const char *context, json_t *msg)
 {
     const char *code = json_string_value(json_object_get(msg, "code"));
     const char *text = json_string_value(json_object_get(msg, "message"));
-    cli_error("%s%s%s%s", context, code ? code : "error",
-              text ? ": " : "", text ? text : "");
+    cli_error("%s%s%s%s", context, code ? code : "error", text ? ": " : "",
+              text ? text : "");
 }
 
 /* ---- pub ---- */
 
 typedef struct pub_state {
-    char *prefix;      /* {"op":"publish","topic":"T","id": */
+    char *prefix; /* {"op":"publish","topic":"T","id": */
     size_t prefix_len;
     int from_stdin;
-    const char *data;  /* single message mode */
+    const char *data; /* single message mode */
     /* stdin mode */
     struct evbuffer *in;
     struct event *in_ev; /* NULL when stdin cannot be polled (a file) */
     int in_ev_added;
     int eof;
-    uint64_t lineno;     /* request id = line number */
-    uint8_t *waiting;    /* bitmap by id: sent, no reply yet */
-    size_t waiting_cap;  /* in bytes */
+    uint64_t lineno;    /* request id = line number */
+    uint8_t *waiting;   /* bitmap by id: sent, no reply yet */
+    size_t waiting_cap; /* in bytes */
     unsigned in_flight;
     uint64_t published;
 } pub_state;
@@ -188,7 +188,7 @@ static int bit_set(pub_state *p, uint64_t id, int on)
     if (on)
         p->waiting[id / 8] |= (uint8_t)(1u << (id % 8));
     else
-        p->waiting[id / 8] &= (uint8_t)~(1u << (id % 8));
+        p->waiting[id / 8] &= (uint8_t) ~(1u << (id % 8));
     return 0;
 }
 
@@ -199,8 +199,8 @@ static int pub_send(session *s, uint64_t id, const char *data, size_t len)
     pub_state *p = s->cmd;
     json_error_t jerr;
     /* INT_AS_REAL: integers beyond 64 bits are still JSON numbers */
-    json_t *v = json_loadb(data, len,
-                           JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
+    json_t *v =
+        json_loadb(data, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
     char *quoted = NULL;
     if (v) {
         json_decref(v);
@@ -216,8 +216,8 @@ static int pub_send(session *s, uint64_t id, const char *data, size_t len)
         len = strlen(quoted);
     }
     char idbuf[32];
-    int idlen = snprintf(idbuf, sizeof idbuf, "%llu,\"data\":",
-                         (unsigned long long)id);
+    int idlen =
+        snprintf(idbuf, sizeof idbuf, "%llu,\"data\":", (unsigned long long)id);
     size_t total = p->prefix_len + (size_t)idlen + len + 1;
     char *msg = malloc(total);
     if (!msg) {

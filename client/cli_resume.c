@@ -35,25 +35,25 @@
 #define BACKOFF_CAP_MS 5000u
 #define SAVE_EVERY_MS 100u
 #define LIVENESS_TICK_MS 5000u
-#define PING_AFTER_MS 15000u  /* silence before we ping */
-#define DEAD_AFTER_MS 45000u  /* silence before we give the connection up */
+#define PING_AFTER_MS 15000u /* silence before we ping */
+#define DEAD_AFTER_MS 45000u /* silence before we give the connection up */
 
 typedef struct sub_topic {
     const char *name;
-    char *epoch;       /* NULL until known */
-    uint64_t last;     /* position: last printed offset (or the start) */
-    int contiguous;    /* the next message must be last + 1 */
-    int sent_since;    /* the current subscribe carried since */
-    int confirmed;     /* `subscribed` seen on the current connection */
+    char *epoch;    /* NULL until known */
+    uint64_t last;  /* position: last printed offset (or the start) */
+    int contiguous; /* the next message must be last + 1 */
+    int sent_since; /* the current subscribe carried since */
+    int confirmed;  /* `subscribed` seen on the current connection */
 } sub_topic;
 
 typedef struct sub_ctx {
     const cli_args *a;
     struct event_base *base;
     chorus_ws_client *ws;
-    int opened;         /* the current connection is open */
-    int reconnect;      /* --reconnect or --resume */
-    int stopping;       /* signal, fatal error or stdout gone */
+    int opened;    /* the current connection is open */
+    int reconnect; /* --reconnect or --resume */
+    int stopping;  /* signal, fatal error or stdout gone */
     int status;
 
     sub_topic *topics;
@@ -66,7 +66,7 @@ typedef struct sub_ctx {
     struct event *save_timer;
 
     struct event *retry_timer;
-    unsigned attempt;       /* failed connections in a row */
+    unsigned attempt; /* failed connections in a row */
     uint64_t rng;
 
     struct event *live_timer;
@@ -123,13 +123,15 @@ static int state_load(sub_ctx *s)
     }
     const char *key;
     json_t *v;
-    json_object_foreach(s->state, key, v) {
+    json_object_foreach(s->state, key, v)
+    {
         json_t *e = json_object_get(v, "epoch");
         json_t *o = json_object_get(v, "offset");
         if (!json_is_string(e) || !json_is_integer(o) ||
             json_integer_value(o) < 0) {
             cli_error("%s: topic %s: want {\"epoch\": \"...\", "
-                      "\"offset\": N}", s->state_path, key);
+                      "\"offset\": N}",
+                      s->state_path, key);
             return -1;
         }
     }
@@ -201,8 +203,8 @@ static int state_save(sub_ctx *s)
     char *dir = strdup(s->state_path);
     if (dir) {
         char *slash = strrchr(dir, '/');
-        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir))
-                              : ".";
+        const char *d =
+            slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
         int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             (void)fsync(dfd);
@@ -326,8 +328,8 @@ static sub_topic *find_topic(sub_ctx *s, const char *name)
 
 static void on_subscribed(sub_ctx *s, json_t *msg)
 {
-    sub_topic *t = find_topic(s, json_string_value(json_object_get(msg,
-                                                                   "topic")));
+    sub_topic *t =
+        find_topic(s, json_string_value(json_object_get(msg, "topic")));
     const char *epoch = json_string_value(json_object_get(msg, "epoch"));
     uint64_t newest;
     if (!t || !epoch || get_u64(json_object_get(msg, "offset"), &newest)) {
@@ -339,8 +341,7 @@ static void on_subscribed(sub_ctx *s, json_t *msg)
     if (s->a->verbose)
         fprintf(stderr, "chorus: subscribed to %s (epoch %s, offset %llu%s)\n",
                 t->name, epoch, (unsigned long long)newest,
-                t->sent_since ? (recovered ? ", recovered"
-                                           : ", not recovered")
+                t->sent_since ? (recovered ? ", recovered" : ", not recovered")
                               : "");
     if (!t->sent_since) { /* live from here on */
         if (set_epoch(t, epoch) < 0)
@@ -350,7 +351,8 @@ static void on_subscribed(sub_ctx *s, json_t *msg)
     } else if (strcmp(epoch, t->epoch) != 0) {
         cli_error("topic %s: history gap (recovered: false)", t->name);
         cli_error("topic %s: new epoch %s (was %s): starting over from its "
-                  "oldest retained message", t->name, epoch, t->epoch);
+                  "oldest retained message",
+                  t->name, epoch, t->epoch);
         if (set_epoch(t, epoch) < 0)
             goto oom;
         t->last = 0;
@@ -361,8 +363,8 @@ static void on_subscribed(sub_ctx *s, json_t *msg)
             /* the broker lost messages we have printed: skip what it
              * resends of them, print what comes after */
             cli_error("topic %s: the broker's newest offset is %llu, we had "
-                      "printed up to %llu", t->name,
-                      (unsigned long long)newest,
+                      "printed up to %llu",
+                      t->name, (unsigned long long)newest,
                       (unsigned long long)t->last);
             t->last = newest;
         }
@@ -400,8 +402,8 @@ static int print_event(json_t *msg, const char *raw, size_t len)
 
 static void on_event(sub_ctx *s, json_t *msg, const char *raw, size_t len)
 {
-    sub_topic *t = find_topic(s, json_string_value(json_object_get(msg,
-                                                                   "topic")));
+    sub_topic *t =
+        find_topic(s, json_string_value(json_object_get(msg, "topic")));
     uint64_t off;
     if (!t || !t->epoch || get_u64(json_object_get(msg, "offset"), &off))
         return; /* not ours, or before `subscribed` (never happens) */
@@ -428,8 +430,8 @@ static void on_error_reply(sub_ctx *s, json_t *msg)
     json_int_t id = json_integer_value(json_object_get(msg, "id"));
     const char *code = json_string_value(json_object_get(msg, "code"));
     const char *text = json_string_value(json_object_get(msg, "message"));
-    const char *topic = id >= 1 && id <= s->ntopics
-                            ? s->topics[id - 1].name : NULL;
+    const char *topic =
+        id >= 1 && id <= s->ntopics ? s->topics[id - 1].name : NULL;
     cli_error("%s%s%s%s%s", topic ? topic : "", topic ? ": " : "",
               code ? code : "error", text ? ": " : "", text ? text : "");
     if (s->reconnect && code &&
@@ -455,8 +457,8 @@ static void on_message(chorus_ws_client *c, int opcode, const uint8_t *data,
     if (opcode == 1) { /* text; huge integers in data: parse them as reals */
         msg = json_loadb((const char *)data, len, 0, &jerr);
         if (!msg)
-            msg = json_loadb((const char *)data, len,
-                             JSON_DECODE_INT_AS_REAL, &jerr);
+            msg = json_loadb((const char *)data, len, JSON_DECODE_INT_AS_REAL,
+                             &jerr);
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
     if (!op || !json_is_object(msg)) {
@@ -537,11 +539,11 @@ static void on_close(chorus_ws_client *c, int code, const char *reason,
     unsigned ms = backoff_ms(s);
     if (was_open || s->attempt == 1 || s->a->verbose) {
         if (was_open)
-            cli_error("connection closed: %d%s%s; reconnecting in %u ms",
-                      code, sep, reason, ms);
+            cli_error("connection closed: %d%s%s; reconnecting in %u ms", code,
+                      sep, reason, ms);
         else
-            cli_error("cannot connect to %s: %s; retrying in %u ms",
-                      s->a->url, reason, ms);
+            cli_error("cannot connect to %s: %s; retrying in %u ms", s->a->url,
+                      reason, ms);
     }
     struct timeval tv = tv_ms(ms);
     evtimer_add(s->retry_timer, &tv);
@@ -566,7 +568,8 @@ static void live_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t idle = now_ms() - s->last_rx_ms;
     if (idle >= DEAD_AFTER_MS) {
         cli_error("no data from the broker for %llu s: dropping the "
-                  "connection", (unsigned long long)(idle / 1000));
+                  "connection",
+                  (unsigned long long)(idle / 1000));
         chorus_ws_client_close(s->ws, 1001, "no answer");
         return;
     }
@@ -643,8 +646,8 @@ static int add_topic(sub_ctx *s, const char *name)
             t->epoch = strdup(json_string_value(json_object_get(v, "epoch")));
             if (!t->epoch)
                 return -1;
-            t->last = (uint64_t)json_integer_value(json_object_get(v,
-                                                                   "offset"));
+            t->last =
+                (uint64_t)json_integer_value(json_object_get(v, "offset"));
         }
     }
     return 0;
@@ -676,14 +679,15 @@ static int setup(sub_ctx *s, const cli_args *a)
     if (a->npos == 0 && s->state) { /* every topic of the file */
         const char *key;
         json_t *v;
-        json_object_foreach(s->state, key, v) {
+        json_object_foreach(s->state, key, v)
+        {
             if (add_topic(s, key) < 0)
                 return CLI_FAIL;
         }
     }
     if (s->ntopics == 0) {
-        cli_error("sub: no topic given%s", s->state_path
-                  ? " and none in the --resume file" : "");
+        cli_error("sub: no topic given%s",
+                  s->state_path ? " and none in the --resume file" : "");
         return CLI_USAGE;
     }
     if (since) { /* a position from --resume wins */
@@ -740,8 +744,8 @@ int cli_sub(const cli_args *a)
             s.status = CLI_FAIL;
         r = s.status;
     }
-    struct event *evs[] = {s.save_timer, s.retry_timer, s.live_timer,
-                           s.sigint, s.sigterm};
+    struct event *evs[] = {s.save_timer, s.retry_timer, s.live_timer, s.sigint,
+                           s.sigterm};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

@@ -98,11 +98,9 @@ int cli_token(const cli_args *a)
     }
     long long now = (long long)time(NULL);
     json_t *claims = json_pack("{s:s, s:I, s:I, s:o, s:o}", "sub", sub, "iat",
-                               (json_int_t)now, "exp",
-                               (json_int_t)(now + ttl), "subscribe",
-                               subscribe, "publish", publish);
-    char *tok = claims ? chorus_jwt_sign(secret, strlen(secret), claims)
-                       : NULL;
+                               (json_int_t)now, "exp", (json_int_t)(now + ttl),
+                               "subscribe", subscribe, "publish", publish);
+    char *tok = claims ? chorus_jwt_sign(secret, strlen(secret), claims) : NULL;
     json_decref(claims);
     if (!tok) {
         cli_error("token: cannot sign the token");

@@ -115,8 +115,7 @@ static int window_bits(const value *v)
         return -1;
     if (v->len == 1 && (v->buf[0] == '8' || v->buf[0] == '9'))
         return v->buf[0] - '0';
-    if (v->len == 2 && v->buf[0] == '1' && v->buf[1] >= '0' &&
-        v->buf[1] <= '5')
+    if (v->len == 2 && v->buf[0] == '1' && v->buf[1] >= '0' && v->buf[1] <= '5')
         return 10 + v->buf[1] - '0';
     return -1;
 }
@@ -124,8 +123,7 @@ static int window_bits(const value *v)
 /* RFC 7692 section 7.1: each parameter at most once; the context
  * takeover ones without a value, server_max_window_bits with one,
  * client_max_window_bits with or without; nothing else. */
-static void offer_param(offer *o, const char *name, size_t n,
-                        const value *v)
+static void offer_param(offer *o, const char *name, size_t n, const value *v)
 {
     if (name_is(name, n, "server_no_context_takeover")) {
         if (o->seen_snct++ || v->present)
@@ -274,8 +272,8 @@ static int reserve(uint8_t **buf, size_t *cap, size_t used, size_t need)
     return 0;
 }
 
-int chorus_pmd_compress(chorus_pmd_compressor *z, const uint8_t *in,
-                        size_t len, uint8_t **out, size_t *out_len)
+int chorus_pmd_compress(chorus_pmd_compressor *z, const uint8_t *in, size_t len,
+                        uint8_t **out, size_t *out_len)
 {
     z_stream *zs = &z->zs;
     size_t cap = 0, used = 0, left = len;
@@ -356,8 +354,7 @@ static int outbuf_grow(outbuf *o, size_t hint)
 
 /* Inflates seg[0..n). Returns 1 at the end of a final block (the rest of
  * the input is ignored), 0 when all input is used, or an error. */
-static int inflate_seg(z_stream *zs, const uint8_t *seg, size_t n,
-                       outbuf *o)
+static int inflate_seg(z_stream *zs, const uint8_t *seg, size_t n, outbuf *o)
 {
     zs->next_in = (Bytef *)(uintptr_t)seg;
     for (;;) {
@@ -464,11 +461,8 @@ int chorus_pmd_inflate(chorus_pmd_inflater *z, const uint8_t *in, size_t len,
 uint16_t chorus_pmd_close_code(int err)
 {
     switch (err) {
-    case CHORUS_PMD_ERR_TOO_BIG:
-        return CHORUS_WS_CLOSE_TOO_BIG;
-    case CHORUS_PMD_ERR_CORRUPT:
-        return CHORUS_WS_CLOSE_BAD_DATA;
-    default:
-        return CHORUS_WS_CLOSE_INTERNAL;
+    case CHORUS_PMD_ERR_TOO_BIG: return CHORUS_WS_CLOSE_TOO_BIG;
+    case CHORUS_PMD_ERR_CORRUPT: return CHORUS_WS_CLOSE_BAD_DATA;
+    default: return CHORUS_WS_CLOSE_INTERNAL;
     }
 }

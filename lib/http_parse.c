@@ -163,8 +163,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos,
 }
 
 /* method SP target SP HTTP-version, the line without its terminator. */
-static int parse_request_line(const char *p, size_t n,
-                              chorus_http_request *req)
+static int parse_request_line(const char *p, size_t n, chorus_http_request *req)
 {
     size_t i = 0, t;
 
@@ -204,17 +203,14 @@ int chorus_http_parse_request(const char *buf, size_t len,
         return r;
     if (parse_request_line(buf, content, req) != 0)
         return CHORUS_HTTP_MALFORMED;
-    return parse_headers(buf, len, next, lim, req->headers,
-                         &req->num_headers);
+    return parse_headers(buf, len, next, lim, req->headers, &req->num_headers);
 }
 
 /* HTTP-version SP 3DIGIT [SP reason], the line without its terminator. An
  * absent reason (no SP either) is tolerated, as picohttpparser does. */
-static int parse_status_line(const char *p, size_t n,
-                             chorus_http_response *res)
+static int parse_status_line(const char *p, size_t n, chorus_http_response *res)
 {
-    if (n < 12 || parse_version(p, n, &res->minor_version) != 0 ||
-        p[8] != ' ')
+    if (n < 12 || parse_version(p, n, &res->minor_version) != 0 || p[8] != ' ')
         return -1;
     res->status = 0;
     for (size_t i = 9; i < 12; i++) {
@@ -251,8 +247,7 @@ int chorus_http_parse_response(const char *buf, size_t len,
         return r;
     if (parse_status_line(buf, content, res) != 0)
         return CHORUS_HTTP_MALFORMED;
-    return parse_headers(buf, len, next, lim, res->headers,
-                         &res->num_headers);
+    return parse_headers(buf, len, next, lim, res->headers, &res->num_headers);
 }
 
 static int name_is(const chorus_http_header *h, const char *name,
@@ -262,8 +257,9 @@ static int name_is(const chorus_http_header *h, const char *name,
            ascii_casecmp_n(h->name, name, name_len) == 0;
 }
 
-const chorus_http_header *chorus_http_find_header(
-    const chorus_http_header *headers, size_t n, const char *name)
+const chorus_http_header *
+chorus_http_find_header(const chorus_http_header *headers, size_t n,
+                        const char *name)
 {
     size_t name_len = strlen(name);
 
@@ -306,9 +302,9 @@ int chorus_http_has_token(const char *value, size_t len, const char *token)
     return 0;
 }
 
-void chorus_http_split_target(const char *target, size_t len,
-                              const char **path, size_t *path_len,
-                              const char **query, size_t *query_len)
+void chorus_http_split_target(const char *target, size_t len, const char **path,
+                              size_t *path_len, const char **query,
+                              size_t *query_len)
 {
     const char *q = memchr(target, '?', len);
 

@@ -38,14 +38,18 @@ static int b64url_value(unsigned char c)
 }
 
 /* Length of the unpadded base64url text of n bytes. */
-static size_t b64url_len(size_t n) { return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0); }
+static size_t b64url_len(size_t n)
+{
+    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+}
 
 /* Writes b64url_len(n) characters and a NUL to out. */
 static void b64url_encode(const unsigned char *in, size_t n, char *out)
 {
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         *out++ = b64url_alphabet[v >> 18];
         *out++ = b64url_alphabet[(v >> 12) & 63];
         *out++ = b64url_alphabet[(v >> 6) & 63];
@@ -169,8 +173,8 @@ static const char *check_header(const json_t *h)
         json_string_length(alg) != 5)
         return "unsupported alg";
     const json_t *typ = json_object_get(h, "typ");
-    if (typ && (!json_is_string(typ) ||
-                strcmp(json_string_value(typ), "JWT") != 0))
+    if (typ &&
+        (!json_is_string(typ) || strcmp(json_string_value(typ), "JWT") != 0))
         return "malformed token";
     if (json_object_get(h, "crit"))
         return "malformed token";
@@ -196,9 +200,9 @@ static const char *check_times(const json_t *claims, int64_t now_s)
     return NULL;
 }
 
-int chorus_jwt_verify(const char *secret, size_t secret_len,
-                      const char *token, size_t token_len, int64_t now_s,
-                      json_t **claims, const char **why)
+int chorus_jwt_verify(const char *secret, size_t secret_len, const char *token,
+                      size_t token_len, int64_t now_s, json_t **claims,
+                      const char **why)
 {
     *claims = NULL;
     *why = "malformed token";

@@ -15,21 +15,22 @@
 
 /* States are multiples of 16 so that state + class indexes the table. */
 enum {
-    S_ACCEPT = 0,   /* character boundary */
-    S_REJECT = 16,  /* sticky failure */
-    S_CONT1 = 32,   /* one more 80..BF */
-    S_CONT2 = 48,   /* two more 80..BF */
-    S_CONT3 = 64,   /* three more 80..BF */
-    S_E0 = 80,      /* after E0: A0..BF (no overlongs), then one */
-    S_ED = 96,      /* after ED: 80..9F (no surrogates), then one */
-    S_F0 = 112,     /* after F0: 90..BF (no overlongs), then two */
-    S_F4 = 128,     /* after F4: 80..8F (<= U+10FFFF), then two */
+    S_ACCEPT = 0,  /* character boundary */
+    S_REJECT = 16, /* sticky failure */
+    S_CONT1 = 32,  /* one more 80..BF */
+    S_CONT2 = 48,  /* two more 80..BF */
+    S_CONT3 = 64,  /* three more 80..BF */
+    S_E0 = 80,     /* after E0: A0..BF (no overlongs), then one */
+    S_ED = 96,     /* after ED: 80..9F (no surrogates), then one */
+    S_F0 = 112,    /* after F0: 90..BF (no overlongs), then two */
+    S_F4 = 128,    /* after F4: 80..8F (<= U+10FFFF), then two */
 };
 
 /* Byte classes:
  * 0 00..7F   1 80..8F   2 90..9F   3 A0..BF   4 C0 C1 F5..FF (never valid)
  * 5 C2..DF   6 E0       7 E1..EC EE EF        8 ED
  * 9 F0       10 F1..F3  11 F4 */
+/* clang-format off */
 static const uint8_t byte_class[256] = {
     /* 00..7F */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -83,6 +84,7 @@ static const uint8_t transition[9 * 16] = {
     /* F4  */ X_, C2, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
               X_, X_, X_, X_,
 };
+/* clang-format on */
 #undef A_
 #undef X_
 #undef C1

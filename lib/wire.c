@@ -39,8 +39,7 @@ int chorus_epoch_valid(const char *s)
 
 /* ---- requests --------------------------------------------------------- */
 
-static int fail(chorus_wire_error *err, const char *code, const char *fmt,
-                ...)
+static int fail(chorus_wire_error *err, const char *code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -68,7 +67,10 @@ static const char *excerpt(const char *s, size_t len, size_t max, char *buf)
     return buf;
 }
 
-static const struct { const char *name; chorus_op op; } ops[] = {
+static const struct {
+    const char *name;
+    chorus_op op;
+} ops[] = {
     {"subscribe", CHORUS_OP_SUBSCRIBE},
     {"unsubscribe", CHORUS_OP_UNSUBSCRIBE},
     {"publish", CHORUS_OP_PUBLISH},
@@ -109,8 +111,7 @@ static int parse_topic(json_t *root, chorus_request *req,
     if (!topic)
         return fail(err, CHORUS_ERR_BAD_REQUEST, "missing \"topic\"");
     if (!json_is_string(topic))
-        return fail(err, CHORUS_ERR_BAD_REQUEST,
-                    "\"topic\" must be a string");
+        return fail(err, CHORUS_ERR_BAD_REQUEST, "\"topic\" must be a string");
     req->topic = json_string_value(topic);
     req->topic_len = json_string_length(topic);
     if (!chorus_topic_valid(req->topic, req->topic_len))
@@ -242,14 +243,12 @@ static char *dump(json_t *v, size_t *len)
 }
 
 /* "O*" leaves the "id" pair out when id is NULL. */
-char *chorus_encode_subscribed(json_t *id, const char *topic,
-                               const char *epoch, uint64_t offset,
-                               int recovered, size_t *len)
+char *chorus_encode_subscribed(json_t *id, const char *topic, const char *epoch,
+                               uint64_t offset, int recovered, size_t *len)
 {
-    return dump(json_pack("{s:s, s:O*, s:s, s:s, s:I, s:b}", "op",
-                          "subscribed", "id", id, "topic", topic, "epoch",
-                          epoch, "offset", (json_int_t)offset, "recovered",
-                          recovered),
+    return dump(json_pack("{s:s, s:O*, s:s, s:s, s:I, s:b}", "op", "subscribed",
+                          "id", id, "topic", topic, "epoch", epoch, "offset",
+                          (json_int_t)offset, "recovered", recovered),
                 len);
 }
 
@@ -270,9 +269,8 @@ char *chorus_encode_published(json_t *id, const char *topic, uint64_t offset,
     /* One per publish: build it directly unless the id needs escaping
      * (topics are valid, so they never do). */
     if (id && !json_is_integer(id))
-        return dump(json_pack("{s:s, s:O*, s:s, s:I}", "op", "published",
-                              "id", id, "topic", topic, "offset",
-                              (json_int_t)offset),
+        return dump(json_pack("{s:s, s:O*, s:s, s:I}", "op", "published", "id",
+                              id, "topic", topic, "offset", (json_int_t)offset),
                     len);
     out = malloc(cap);
     if (!out)
@@ -281,8 +279,7 @@ char *chorus_encode_published(json_t *id, const char *topic, uint64_t offset,
         n = snprintf(out, cap,
                      "{\"op\":\"published\",\"id\":%" JSON_INTEGER_FORMAT
                      ",\"topic\":\"%s\",\"offset\":%llu}",
-                     json_integer_value(id), topic,
-                     (unsigned long long)offset);
+                     json_integer_value(id), topic, (unsigned long long)offset);
     else
         n = snprintf(out, cap,
                      "{\"op\":\"published\",\"topic\":\"%s\",\"offset\":%llu}",
@@ -411,8 +408,8 @@ static char *put_i64(char *p, int64_t v)
 
 /* Writes the event and a terminating NUL (not counted in the result). */
 size_t chorus_encode_message(char *out, const char *topic, size_t topic_len,
-                             uint64_t offset, int64_t ts_ms,
-                             const char *data, size_t data_len)
+                             uint64_t offset, int64_t ts_ms, const char *data,
+                             size_t data_len)
 {
     char *p = out;
 

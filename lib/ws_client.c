@@ -40,10 +40,10 @@
 #include "chorus/http_parse.h"
 #include "chorus/ws_frame.h"
 
-#define HEAD_MAX 8192                         /* 101 response head */
+#define HEAD_MAX 8192 /* 101 response head */
 #define DEFAULT_MAX_MESSAGE (64ull << 20)
 #define DEFAULT_CONNECT_MS 10000u
-#define CLOSE_WAIT_MS 5000u                   /* close handshake bound */
+#define CLOSE_WAIT_MS 5000u /* close handshake bound */
 
 typedef enum {
     ST_START,      /* step event pending */
@@ -51,9 +51,9 @@ typedef enum {
     ST_CONNECTING, /* TCP connect and TLS handshake */
     ST_HANDSHAKE,  /* upgrade request sent, waiting for 101 */
     ST_OPEN,
-    ST_CLOSING,    /* our close frame sent, waiting for the peer's */
-    ST_DRAINING,   /* last frame queued; on_close when it is written */
-    ST_DONE,       /* on_close called */
+    ST_CLOSING,  /* our close frame sent, waiting for the peer's */
+    ST_DRAINING, /* last frame queued; on_close when it is written */
+    ST_DONE,     /* on_close called */
 } client_state;
 
 struct chorus_ws_client {
@@ -81,7 +81,7 @@ struct chorus_ws_client {
     size_t msg_len, msg_cap;
     uint64_t prng; /* mask keys: xorshift64* seeded by RAND_bytes */
 
-    int done_code;      /* code reported by on_close (ST_DRAINING) */
+    int done_code; /* code reported by on_close (ST_DRAINING) */
     char reason[320];
     char last_err[320]; /* last connect failure, for the final report */
 
@@ -91,7 +91,10 @@ struct chorus_ws_client {
 
 static void destroy(chorus_ws_client *c);
 
-static void enter(chorus_ws_client *c) { c->depth++; }
+static void enter(chorus_ws_client *c)
+{
+    c->depth++;
+}
 
 static void leave(chorus_ws_client *c)
 {
@@ -109,8 +112,14 @@ static int stopped(const chorus_ws_client *c)
 
 static int url_scheme(const char *s, size_t n, chorus_url *out)
 {
-    static const struct { const char *name; int tls, port; } schemes[] = {
-        {"ws", 0, 80}, {"wss", 1, 443}, {"http", 0, 80}, {"https", 1, 443},
+    static const struct {
+        const char *name;
+        int tls, port;
+    } schemes[] = {
+        {"ws", 0, 80},
+        {"wss", 1, 443},
+        {"http", 0, 80},
+        {"https", 1, 443},
     };
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         if (strlen(schemes[i].name) == n &&
@@ -373,11 +382,8 @@ static void on_control(chorus_ws_client *c, const chorus_ws_event *ev)
             send_frame(c, CHORUS_WS_OP_PONG, ev->data, ev->len) < 0)
             finish(c, 1006, "out of memory");
         break;
-    case CHORUS_WS_OP_CLOSE:
-        on_peer_close(c, ev);
-        break;
-    default: /* unsolicited pong */
-        break;
+    case CHORUS_WS_OP_CLOSE: on_peer_close(c, ev); break;
+    default: /* unsolicited pong */ break;
     }
 }
 
@@ -391,8 +397,7 @@ static void read_frames(chorus_ws_client *c)
         return;
     uint8_t *buf = evbuffer_pullup(in, -1);
     size_t off = 0;
-    while (!stopped(c) &&
-           (c->state == ST_OPEN || c->state == ST_CLOSING)) {
+    while (!stopped(c) && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
         size_t used = 0;
         chorus_ws_event ev;
         chorus_ws_decode(&c->dec, buf + off, len - off, &used, &ev);
@@ -443,14 +448,13 @@ static int send_upgrade(chorus_ws_client *c)
         free(extra);
         return -1;
     }
-    size_t size = strlen(c->url.path) + strlen(host) + 512 +
-                  (extra ? strlen(extra) : 0);
+    size_t size =
+        strlen(c->url.path) + strlen(host) + 512 + (extra ? strlen(extra) : 0);
     char *req = malloc(size);
     int n = req ? chorus_ws_client_request(host, c->url.path, c->key, extra,
                                            req, size)
                 : -1;
-    int rc = n < 0 ? -1
-                   : bufferevent_write(c->bev, req, (size_t)n);
+    int rc = n < 0 ? -1 : bufferevent_write(c->bev, req, (size_t)n);
     free(req);
     free(extra);
     return rc;
@@ -527,8 +531,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 }
 
 /* Describes why the connection or TLS handshake failed. */
-static void connect_error(chorus_ws_client *c, struct bufferevent *bev,
-                          int err)
+static void connect_error(chorus_ws_client *c, struct bufferevent *bev, int err)
 {
     SSL *ssl = c->url.tls ? bufferevent_openssl_get_ssl(bev) : NULL;
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
@@ -710,9 +713,8 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
         start_resolve(c);
     } else if (c->state == ST_RESOLVING && c->dns_result != -1) {
         if (c->dns_result != 0) {
-            snprintf(c->last_err, sizeof c->last_err,
-                     "cannot resolve %s: %s", c->url.host,
-                     evutil_gai_strerror(c->dns_result));
+            snprintf(c->last_err, sizeof c->last_err, "cannot resolve %s: %s",
+                     c->url.host, evutil_gai_strerror(c->dns_result));
             finish(c, 1006, c->last_err);
         } else {
             try_next_addr(c);
@@ -760,8 +762,7 @@ chorus_ws_client *chorus_ws_client_connect(struct event_base *base,
                                            const char *url,
                                            const chorus_ws_client_opts *opts,
                                            const chorus_ws_client_cbs *cbs,
-                                           void *arg, char *err,
-                                           size_t errlen)
+                                           void *arg, char *err, size_t errlen)
 {
     chorus_ws_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -771,8 +772,8 @@ chorus_ws_client *chorus_ws_client_connect(struct event_base *base,
     c->base = base;
     c->cbs = *cbs;
     c->arg = arg;
-    c->max_message = opts && opts->max_message ? opts->max_message
-                                               : DEFAULT_MAX_MESSAGE;
+    c->max_message =
+        opts && opts->max_message ? opts->max_message : DEFAULT_MAX_MESSAGE;
     c->connect_timeout_ms = opts && opts->connect_timeout_ms
                                 ? opts->connect_timeout_ms
                                 : DEFAULT_CONNECT_MS;

@@ -307,19 +307,17 @@ size_t chorus_ws_write_header(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
     return n;
 }
 
-size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER],
-                                   int fin, int opcode, uint64_t payload_len,
+size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
+                                   int opcode, uint64_t payload_len,
                                    const uint8_t *mask_key)
 {
-    size_t n = chorus_ws_write_header(out, fin, opcode, payload_len,
-                                      mask_key);
+    size_t n = chorus_ws_write_header(out, fin, opcode, payload_len, mask_key);
 
     out[0] |= 0x40;
     return n;
 }
 
-void chorus_ws_mask(uint8_t *p, size_t len, const uint8_t key[4],
-                    uint64_t pos)
+void chorus_ws_mask(uint8_t *p, size_t len, const uint8_t key[4], uint64_t pos)
 {
     uint8_t rot[8];
     uint64_t k;
@@ -343,8 +341,7 @@ int chorus_ws_close_code_valid(unsigned code)
 {
     /* 1004 reserved, 1005/1006/1015 never on the wire; 1012-1014 are
      * registered with IANA (restart, try again later, bad gateway). */
-    return (code >= 1000 && code <= 1003) ||
-           (code >= 1007 && code <= 1014) ||
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
 

@@ -93,8 +93,8 @@ void chorus_pmd_compressor_free(chorus_pmd_compressor *z);
  * RSV1 on the first frame; if it is not smaller than the input the caller
  * may send the message uncompressed instead (RSV1 clear). Returns 0 or
  * CHORUS_PMD_ERR_NOMEM (then *out is NULL). */
-int chorus_pmd_compress(chorus_pmd_compressor *z, const uint8_t *in,
-                        size_t len, uint8_t **out, size_t *out_len);
+int chorus_pmd_compress(chorus_pmd_compressor *z, const uint8_t *in, size_t len,
+                        uint8_t **out, size_t *out_len);
 
 /* A raw-deflate decompressor for messages from one peer. */
 typedef struct chorus_pmd_inflater {

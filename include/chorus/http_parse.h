@@ -58,8 +58,9 @@ int chorus_http_parse_response(const char *buf, size_t len,
                                chorus_http_response *res);
 
 /* First header of that name (case-insensitive), or NULL. */
-const chorus_http_header *chorus_http_find_header(
-    const chorus_http_header *headers, size_t n, const char *name);
+const chorus_http_header *
+chorus_http_find_header(const chorus_http_header *headers, size_t n,
+                        const char *name);
 
 /* Number of headers of that name: duplicates of some headers are errors. */
 size_t chorus_http_count_header(const chorus_http_header *headers, size_t n,
@@ -69,9 +70,9 @@ size_t chorus_http_count_header(const chorus_http_header *headers, size_t n,
 int chorus_http_has_token(const char *value, size_t len, const char *token);
 
 /* Splits target into path and query (query excludes '?'; NULL if none). */
-void chorus_http_split_target(const char *target, size_t len,
-                              const char **path, size_t *path_len,
-                              const char **query, size_t *query_len);
+void chorus_http_split_target(const char *target, size_t len, const char **path,
+                              size_t *path_len, const char **query,
+                              size_t *query_len);
 
 /* Finds parameter name in a query string and percent-decodes its value
  * ('+' as space) into out (NUL-terminated). Returns the decoded length,

@@ -19,8 +19,8 @@ char *chorus_jwt_sign(const char *secret, size_t secret_len,
  * > now_s, "nbf" if present <= now_s (no leeway). On success returns 0 and
  * a new reference to the claims object in *claims. On failure returns -1
  * and a short static reason in *why that never contains the token. */
-int chorus_jwt_verify(const char *secret, size_t secret_len,
-                      const char *token, size_t token_len, int64_t now_s,
-                      json_t **claims, const char **why);
+int chorus_jwt_verify(const char *secret, size_t secret_len, const char *token,
+                      size_t token_len, int64_t now_s, json_t **claims,
+                      const char **why);
 
 #endif

@@ -33,11 +33,11 @@ typedef enum {
 
 typedef struct chorus_request {
     chorus_op op;
-    json_t *root;        /* owns all borrowed fields; chorus_request_free */
-    json_t *id;          /* borrowed; NULL when absent */
-    const char *topic;   /* borrowed, NUL-terminated, validated */
+    json_t *root;      /* owns all borrowed fields; chorus_request_free */
+    json_t *id;        /* borrowed; NULL when absent */
+    const char *topic; /* borrowed, NUL-terminated, validated */
     size_t topic_len;
-    json_t *data;        /* publish only; borrowed (may be JSON null) */
+    json_t *data; /* publish only; borrowed (may be JSON null) */
     int has_since;
     const char *since_epoch; /* borrowed; any string (shape checked by
                                 the caller against CHORUS_EPOCH_LEN hex) */
@@ -45,9 +45,9 @@ typedef struct chorus_request {
 } chorus_request;
 
 typedef struct chorus_wire_error {
-    const char *code;    /* one of CHORUS_ERR_* */
+    const char *code; /* one of CHORUS_ERR_* */
     char message[192];
-    json_t *id;          /* new reference to echo, or NULL */
+    json_t *id; /* new reference to echo, or NULL */
 } chorus_wire_error;
 
 /* 1 if name is a valid topic: 1..200 bytes of A-Z a-z 0-9 . _ - : / @ */
@@ -70,9 +70,8 @@ void chorus_wire_error_clear(chorus_wire_error *err);
 /* Reply encoders. Each returns a malloc'd NUL-terminated compact JSON text
  * (caller frees) and its length in *len, or NULL on allocation failure.
  * id may be NULL (then no "id" field). */
-char *chorus_encode_subscribed(json_t *id, const char *topic,
-                               const char *epoch, uint64_t offset,
-                               int recovered, size_t *len);
+char *chorus_encode_subscribed(json_t *id, const char *topic, const char *epoch,
+                               uint64_t offset, int recovered, size_t *len);
 char *chorus_encode_unsubscribed(json_t *id, const char *topic, size_t *len);
 char *chorus_encode_published(json_t *id, const char *topic, uint64_t offset,
                               size_t *len);
@@ -86,7 +85,7 @@ char *chorus_encode_error(json_t *id, const char *code, const char *message,
  * be valid (it then needs no escaping). */
 size_t chorus_message_bound(size_t topic_len, size_t data_len);
 size_t chorus_encode_message(char *out, const char *topic, size_t topic_len,
-                             uint64_t offset, int64_t ts_ms,
-                             const char *data, size_t data_len);
+                             uint64_t offset, int64_t ts_ms, const char *data,
+                             size_t data_len);
 
 #endif

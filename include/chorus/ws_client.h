@@ -12,9 +12,9 @@ struct event_base;
 typedef struct chorus_ws_client chorus_ws_client;
 
 typedef struct chorus_ws_client_opts {
-    const char *cacert;        /* PEM file to verify wss:// (NULL: system) */
-    const char *bearer;        /* sent as Authorization: Bearer (NULL: none) */
-    uint64_t max_message;      /* reassembly cap; 0 = 64 MiB */
+    const char *cacert;   /* PEM file to verify wss:// (NULL: system) */
+    const char *bearer;   /* sent as Authorization: Bearer (NULL: none) */
+    uint64_t max_message; /* reassembly cap; 0 = 64 MiB */
     unsigned connect_timeout_ms; /* 0 = 10000 */
 } chorus_ws_client_opts;
 
@@ -31,10 +31,10 @@ typedef struct chorus_ws_client_cbs {
 } chorus_ws_client_cbs;
 
 typedef struct chorus_url {
-    int tls;            /* wss/https */
-    char host[256];     /* without brackets for IPv6 */
+    int tls;        /* wss/https */
+    char host[256]; /* without brackets for IPv6 */
     int port;
-    char path[2048];    /* with query; "/" when absent */
+    char path[2048]; /* with query; "/" when absent */
 } chorus_url;
 
 /* Parses ws://, wss://, http:// and https:// URLs. Returns 0 or -1. */
@@ -46,8 +46,7 @@ chorus_ws_client *chorus_ws_client_connect(struct event_base *base,
                                            const char *url,
                                            const chorus_ws_client_opts *opts,
                                            const chorus_ws_client_cbs *cbs,
-                                           void *arg, char *err,
-                                           size_t errlen);
+                                           void *arg, char *err, size_t errlen);
 
 /* Queues one whole text message (masked). Returns 0 or -1 if not open. */
 int chorus_ws_client_send_text(chorus_ws_client *c, const char *data,

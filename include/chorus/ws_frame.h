@@ -44,11 +44,11 @@ typedef enum {
 
 typedef struct chorus_ws_event {
     chorus_ws_event_type type;
-    int opcode;         /* DATA: the message's opcode (TEXT or BINARY);
-                           CONTROL: CLOSE, PING or PONG */
-    uint8_t *data;      /* unmasked payload, points into the input */
+    int opcode;    /* DATA: the message's opcode (TEXT or BINARY);
+                      CONTROL: CLOSE, PING or PONG */
+    uint8_t *data; /* unmasked payload, points into the input */
     size_t len;
-    int fin;            /* DATA: 1 when this chunk ends the message */
+    int fin;             /* DATA: 1 when this chunk ends the message */
     uint16_t close_code; /* CONTROL close: received code (1005 if none);
                             ERROR: the code to close with */
     const char *reason;  /* ERROR: static text for the close reason */
@@ -71,17 +71,17 @@ typedef struct chorus_ws_decoder {
                              inflating. 0 after chorus_ws_decoder_init. */
 
     /* private state */
-    int in_frame;          /* header parsed, payload pending */
+    int in_frame; /* header parsed, payload pending */
     int frame_opcode;
     int frame_fin;
     int frame_masked;
     uint8_t mask[4];
-    uint64_t frame_left;   /* payload bytes still to come in this frame */
-    uint64_t mask_pos;     /* payload bytes of this frame seen so far */
-    int msg_opcode;        /* TEXT/BINARY while a message is open, else 0 */
-    uint64_t msg_len;      /* payload bytes of the open message so far */
+    uint64_t frame_left; /* payload bytes still to come in this frame */
+    uint64_t mask_pos;   /* payload bytes of this frame seen so far */
+    int msg_opcode;      /* TEXT/BINARY while a message is open, else 0 */
+    uint64_t msg_len;    /* payload bytes of the open message so far */
     chorus_utf8 utf8;
-    int msg_compressed;    /* the open message had RSV1 on its first frame */
+    int msg_compressed; /* the open message had RSV1 on its first frame */
     int failed;
 } chorus_ws_decoder;
 
@@ -108,13 +108,12 @@ size_t chorus_ws_write_header(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
 
 /* Same with RSV1 set: the first frame of a permessage-deflate compressed
  * message (RFC 7692 section 6). Never for control or continuation frames. */
-size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER],
-                                   int fin, int opcode, uint64_t payload_len,
+size_t chorus_ws_write_header_rsv1(uint8_t out[CHORUS_WS_MAX_HEADER], int fin,
+                                   int opcode, uint64_t payload_len,
                                    const uint8_t *mask_key);
 
 /* XORs len bytes with key, starting at position pos of the key stream. */
-void chorus_ws_mask(uint8_t *p, size_t len, const uint8_t key[4],
-                    uint64_t pos);
+void chorus_ws_mask(uint8_t *p, size_t len, const uint8_t key[4], uint64_t pos);
 
 /* 1 if code may be sent in a close frame (RFC 6455 7.4). */
 int chorus_ws_close_code_valid(unsigned code);

@@ -19,13 +19,12 @@
 
 #include "chorus/http_parse.h"
 
-#define INVARIANT(c)                                                       \
-    do {                                                                   \
-        if (!(c)) {                                                        \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #c,        \
-                    __LINE__);                                             \
-            abort();                                                       \
-        }                                                                  \
+#define INVARIANT(c)                                                           \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__); \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 static int is_ows(char c)
@@ -44,8 +43,7 @@ static void check_inside(const char *p, size_t n, const char *buf, int r)
 }
 
 static void check_headers(const chorus_http_header *h, size_t num,
-                          const char *buf, int r,
-                          const chorus_http_limits *lim)
+                          const char *buf, int r, const chorus_http_limits *lim)
 {
     INVARIANT(num <= CHORUS_HTTP_MAX_HEADERS && num <= lim->max_headers);
     for (size_t i = 0; i < num; i++) {
@@ -68,8 +66,8 @@ static void check_headers(const chorus_http_header *h, size_t num,
 static void check_head_end(const char *buf, int r)
 {
     INVARIANT(r >= 2 && buf[r - 1] == '\n');
-    INVARIANT(buf[r - 2] == '\n' || (r >= 3 && buf[r - 2] == '\r' &&
-                                     buf[r - 3] == '\n'));
+    INVARIANT(buf[r - 2] == '\n' ||
+              (r >= 3 && buf[r - 2] == '\r' && buf[r - 3] == '\n'));
 }
 
 static void check_query(const chorus_http_request *req)
@@ -147,8 +145,8 @@ static void check_response(const char *buf, size_t len,
     INVARIANT((size_t)r <= len && (size_t)r <= lim->max_head);
     check_head_end(buf, r);
     INVARIANT(res.status >= 0 && res.status <= 999);
-    INVARIANT(res.reason_len == 0 || (res.reason >= buf &&
-                                      res.reason + res.reason_len <= buf + r));
+    INVARIANT(res.reason_len == 0 ||
+              (res.reason >= buf && res.reason + res.reason_len <= buf + r));
     check_headers(res.headers, res.num_headers, buf, r, lim);
     INVARIANT(chorus_http_parse_response(buf, (size_t)r - 1, lim, &res) ==
               CHORUS_HTTP_INCOMPLETE);

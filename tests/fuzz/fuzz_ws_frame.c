@@ -31,21 +31,21 @@
 
 #define MAX_INPUT (1 << 16)
 
-#define FUZZ_ASSERT(c)                                                     \
-    do {                                                                   \
-        if (!(c)) {                                                        \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__,     \
-                    __LINE__, #c);                                         \
-            abort();                                                       \
-        }                                                                  \
+#define FUZZ_ASSERT(c)                                                 \
+    do {                                                               \
+        if (!(c)) {                                                    \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, \
+                    __LINE__, #c);                                     \
+            abort();                                                   \
+        }                                                              \
     } while (0)
 
 /* Summary of what a run reported, compared between split patterns. */
 typedef struct summary {
-    uint64_t hash;     /* FNV-1a over completed messages and controls */
+    uint64_t hash; /* FNV-1a over completed messages and controls */
     unsigned messages;
     unsigned controls;
-    unsigned error;    /* close code of the ERROR event, 0 if none */
+    unsigned error; /* close code of the ERROR event, 0 if none */
 } summary;
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -64,8 +64,7 @@ static void check_event(const chorus_ws_decoder *d, const chorus_ws_event *ev,
 {
     FUZZ_ASSERT(used <= len);
     switch (ev->type) {
-    case CHORUS_WS_EV_NEED_MORE:
-        break;
+    case CHORUS_WS_EV_NEED_MORE: break;
     case CHORUS_WS_EV_DATA:
         FUZZ_ASSERT(ev->opcode == CHORUS_WS_OP_TEXT ||
                     ev->opcode == CHORUS_WS_OP_BINARY);
@@ -94,8 +93,7 @@ static void check_event(const chorus_ws_decoder *d, const chorus_ws_event *ev,
         FUZZ_ASSERT(ev->reason && ev->reason[0]);
         FUZZ_ASSERT(d->failed);
         break;
-    default:
-        FUZZ_ASSERT(0);
+    default: FUZZ_ASSERT(0);
     }
 }
 
@@ -135,13 +133,11 @@ static summary run(chorus_ws_role role, uint64_t max, const uint8_t *stream,
                 size_t used2;
                 chorus_ws_decode(&d, pend, plen, &used2, &again);
                 FUZZ_ASSERT(again.type == CHORUS_WS_EV_ERROR &&
-                            again.close_code == ev.close_code &&
-                            used2 == 0);
+                            again.close_code == ev.close_code && used2 == 0);
                 s.error = ev.close_code;
                 return s;
             }
-            FUZZ_ASSERT(memcmp(pend + used, snapshot + used, plen - used) ==
-                        0);
+            FUZZ_ASSERT(memcmp(pend + used, snapshot + used, plen - used) == 0);
             if (ev.type == CHORUS_WS_EV_DATA) {
                 FUZZ_ASSERT(mop == 0 || mop == ev.opcode);
                 mop = ev.opcode;
@@ -183,8 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint64_t limits[8] = {0, 1, 10, 125, 126, 1000, 65535,
-                                       65536};
+    static const uint64_t limits[8] = {0, 1, 10, 125, 126, 1000, 65535, 65536};
     uint64_t max;
     uint32_t seed;
 

@@ -52,8 +52,8 @@ static inline int collect(uint64_t offset, int64_t ts_ms, const char *data,
 {
     struct rows *r = arg;
     char want[64];
-    int n = snprintf(want, sizeof want, "{\"n\":%llu}",
-                     (unsigned long long)offset);
+    int n =
+        snprintf(want, sizeof want, "{\"n\":%llu}", (unsigned long long)offset);
     if ((size_t)n != len || memcmp(want, data, len) != 0 ||
         ts_ms != (int64_t)offset * 10)
         r->bad++;

@@ -35,7 +35,7 @@ static void test_patterns(void)
     CHECK(!match("chat", "Chat"));
     CHECK(!match("", "chat"));
     CHECK(!match("", ""));
-    CHECK(match("a*b", "a*b"));  /* '*' not at the end is literal */
+    CHECK(match("a*b", "a*b")); /* '*' not at the end is literal */
     CHECK(!match("a*b", "axb"));
     CHECK(!match("a*b", "ab"));
     CHECK(match("a*b*", "a*bzz"));
@@ -338,7 +338,7 @@ static void test_origin(void)
     CHECK_EQ_INT(origin(list, "https://app.example.com.evil", 0), 403);
     CHECK_EQ_INT(origin(list, "https://APP.example.com", 0), 403);
     CHECK_EQ_INT(origin(list, "", 0), 403);
-    CHECK_EQ_INT(origin(list, NULL, 0), 0);   /* absent: not a browser */
+    CHECK_EQ_INT(origin(list, NULL, 0), 0); /* absent: not a browser */
     CHECK_EQ_INT(origin(list, "null", 0), 403);
     CHECK_EQ_INT(origin(list, "https://app.example.com", 1), 403);
     CHECK_EQ_INT(origin("*", "https://anything.example", 0), 0);

@@ -51,15 +51,14 @@ static int same_config(const config *a, const config *b)
                b->max_subscriptions_per_connection &&
            a->max_connections_per_ip == b->max_connections_per_ip &&
            a->history == b->history && a->threads == b->threads &&
-           a->compression == b->compression &&
-           a->io_uring == b->io_uring &&
+           a->compression == b->compression && a->io_uring == b->io_uring &&
            a->allow_anonymous == b->allow_anonymous &&
            a->anonymous_publish == b->anonymous_publish &&
            a->publish_rate == b->publish_rate &&
-           a->publish_burst == b->publish_burst &&
-           !a->auth_secret && !b->auth_secret && !a->api_key &&
-           !b->api_key && !a->allowed_origins && !b->allowed_origins &&
-           !a->tls_listen && !b->tls_listen && !a->web_root && !b->web_root;
+           a->publish_burst == b->publish_burst && !a->auth_secret &&
+           !b->auth_secret && !a->api_key && !b->api_key &&
+           !a->allowed_origins && !b->allowed_origins && !a->tls_listen &&
+           !b->tls_listen && !a->web_root && !b->web_root;
 }
 
 static void test_defaults(void)
@@ -101,8 +100,8 @@ static void test_bool(void)
     CHECK_EQ_INT(v, 1);
     CHECK_EQ_INT(config_parse_bool("off", &v), 0);
     CHECK_EQ_INT(v, 0);
-    const char *bad[] = {"", "yes", "no", "true", "1", "0", "ON", "On",
-                         "on ", " off", "offf"};
+    const char *bad[] = {"",   "yes", "no",  "true", "1",   "0",
+                         "ON", "On",  "on ", " off", "offf"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         v = 7;
         CHECK_EQ_INT(config_parse_bool(bad[i], &v), -1);
@@ -112,7 +111,10 @@ static void test_bool(void)
 
 static void test_size(void)
 {
-    static const struct { const char *s; uint64_t v; } good[] = {
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } good[] = {
         {"0", 0},
         {"1", 1},
         {"65536", 65536},
@@ -134,9 +136,22 @@ static void test_size(void)
         CHECK_EQ_INT(config_parse_size(good[i].s, &v), 0);
         CHECK(v == good[i].v);
     }
-    const char *bad[] = {"", "k", "-1", "+1", " 1", "1 ", "1 k", "1kb",
-                         "1t", "1.5m", "0x10", "1e3", "18446744073709551616",
-                         "17179869184g", "18014398509481984k", "abc"};
+    const char *bad[] = {"",
+                         "k",
+                         "-1",
+                         "+1",
+                         " 1",
+                         "1 ",
+                         "1 k",
+                         "1kb",
+                         "1t",
+                         "1.5m",
+                         "0x10",
+                         "1e3",
+                         "18446744073709551616",
+                         "17179869184g",
+                         "18014398509481984k",
+                         "abc"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         v = 99;
         CHECK_EQ_INT(config_parse_size(bad[i], &v), -1);
@@ -146,11 +161,21 @@ static void test_size(void)
 
 static void test_duration(void)
 {
-    static const struct { const char *s; uint64_t ms; } good[] = {
-        {"0", 0},       {"0ms", 0},          {"0s", 0},
-        {"500ms", 500}, {"1ms", 1},          {"30s", 30000},
-        {"5m", 300000}, {"24h", 86400000ULL}, {"7d", 604800000ULL},
-        {"90s", 90000}, {"0010s", 10000},
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } good[] = {
+        {"0", 0},
+        {"0ms", 0},
+        {"0s", 0},
+        {"500ms", 500},
+        {"1ms", 1},
+        {"30s", 30000},
+        {"5m", 300000},
+        {"24h", 86400000ULL},
+        {"7d", 604800000ULL},
+        {"90s", 90000},
+        {"0010s", 10000},
         {"18446744073709551615ms", UINT64_MAX},
     };
     uint64_t v;
@@ -160,10 +185,28 @@ static void test_duration(void)
         CHECK_EQ_INT(config_parse_duration(good[i].s, &v), 0);
         CHECK(v == good[i].ms);
     }
-    const char *bad[] = {"", "500", "1", "00", "s", "ms", "-1s", "+1s",
-                         "1.5s", "1 s", " 1s", "1s ", "1S", "1sec", "1w",
-                         "1y", "1msx", "1hm", "18446744073709551616ms",
-                         "18446744073709552s", "off", "0x10s"};
+    const char *bad[] = {"",
+                         "500",
+                         "1",
+                         "00",
+                         "s",
+                         "ms",
+                         "-1s",
+                         "+1s",
+                         "1.5s",
+                         "1 s",
+                         " 1s",
+                         "1s ",
+                         "1S",
+                         "1sec",
+                         "1w",
+                         "1y",
+                         "1msx",
+                         "1hm",
+                         "18446744073709551616ms",
+                         "18446744073709552s",
+                         "off",
+                         "0x10s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         v = 99;
         CHECK_EQ_INT(config_parse_duration(bad[i], &v), -1);
@@ -193,7 +236,10 @@ static void test_log_level(void)
 
 static void test_listen(void)
 {
-    static const struct { const char *s, *host; int port; } good[] = {
+    static const struct {
+        const char *s, *host;
+        int port;
+    } good[] = {
         {"127.0.0.1:8080", "127.0.0.1", 8080},
         {"0.0.0.0:1", "0.0.0.0", 1},
         {"localhost:65535", "localhost", 65535},
@@ -216,22 +262,38 @@ static void test_listen(void)
         CHECK_EQ_INT(port, good[i].port);
     }
     const char *bad[] = {
-        "", "8080", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
-        "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:80x",
-        "127.0.0.1: 80", " 127.0.0.1:80", "::1:8080", "[::1]", "[::1]8080",
-        "[::1]:", "[]:80", "[::1:80", "[not-v6]:80", "[127.0.0.1]:80",
-        "host name:80", "host/x:80", ":", "[::1]:0",
+        "",
+        "8080",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1:80x",
+        "127.0.0.1: 80",
+        " 127.0.0.1:80",
+        "::1:8080",
+        "[::1]",
+        "[::1]8080",
+        "[::1]:",
+        "[]:80",
+        "[::1:80",
+        "[not-v6]:80",
+        "[127.0.0.1]:80",
+        "host name:80",
+        "host/x:80",
+        ":",
+        "[::1]:0",
         "127.0.0.1:99999999999999999999999",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_EQ_INT(config_parse_listen(bad[i], host, sizeof host, &port),
-                     -1);
+        CHECK_EQ_INT(config_parse_listen(bad[i], host, sizeof host, &port), -1);
     /* Host that does not fit the caller's buffer. */
     char small[4];
-    CHECK_EQ_INT(config_parse_listen("localhost:80", small, sizeof small,
-                                     &port), -1);
-    CHECK_EQ_INT(config_parse_listen("abc:80", small, sizeof small, &port),
-                 0);
+    CHECK_EQ_INT(
+        config_parse_listen("localhost:80", small, sizeof small, &port), -1);
+    CHECK_EQ_INT(config_parse_listen("abc:80", small, sizeof small, &port), 0);
     CHECK_EQ_STR(small, "abc");
 }
 
@@ -246,8 +308,7 @@ static void test_set(void)
     CHECK_EQ_STR(c.listen, "[::1]:9000");
     CHECK_EQ_INT(config_set(&c, "echo_endpoint", "on", err, sizeof err), 0);
     CHECK_EQ_INT(c.echo_endpoint, 1);
-    CHECK_EQ_INT(config_set(&c, "max_message_size", "64k", err, sizeof err),
-                 0);
+    CHECK_EQ_INT(config_set(&c, "max_message_size", "64k", err, sizeof err), 0);
     CHECK_EQ_INT(c.max_message_size, 65536);
     CHECK_EQ_INT(config_set(&c, "max_outbound_bytes", "1g", err, sizeof err),
                  0);
@@ -255,20 +316,18 @@ static void test_set(void)
     CHECK_EQ_INT(config_set(&c, "max_unacked_bytes", "64k", err, sizeof err),
                  0);
     CHECK_EQ_INT(c.max_unacked_bytes, 65536);
-    CHECK_EQ_INT(config_set(&c, "max_unacked_bytes", "0", err, sizeof err),
-                 -1);
+    CHECK_EQ_INT(config_set(&c, "max_unacked_bytes", "0", err, sizeof err), -1);
     CHECK(strstr(err, "at least 1") != NULL);
     CHECK_EQ_INT(config_set(&c, "ping_interval", "0", err, sizeof err), 0);
     CHECK_EQ_INT(c.ping_interval_ms, 0);
     CHECK_EQ_INT(config_set(&c, "idle_timeout", "5m", err, sizeof err), 0);
     CHECK_EQ_INT(c.idle_timeout_ms, 300000);
-    CHECK_EQ_INT(config_set(&c, "handshake_timeout", "500ms", err,
-                            sizeof err), 0);
+    CHECK_EQ_INT(config_set(&c, "handshake_timeout", "500ms", err, sizeof err),
+                 0);
     CHECK_EQ_INT(c.handshake_timeout_ms, 500);
     CHECK_EQ_INT(config_set(&c, "log_level", "debug", err, sizeof err), 0);
     CHECK_EQ_INT(c.log_level, LOG_DEBUG);
-    CHECK_EQ_INT(config_set(&c, "db_path", "/tmp/x y.db", err, sizeof err),
-                 0);
+    CHECK_EQ_INT(config_set(&c, "db_path", "/tmp/x y.db", err, sizeof err), 0);
     CHECK_EQ_STR(c.db_path, "/tmp/x y.db");
     CHECK_EQ_INT(config_set(&c, "history_size", "0", err, sizeof err), 0);
     CHECK_EQ_INT(c.history_size, 0);
@@ -281,7 +340,8 @@ static void test_set(void)
     CHECK_EQ_INT(config_set(&c, "max_connections", "0", err, sizeof err), 0);
     CHECK_EQ_INT(c.max_connections, 0);
     CHECK_EQ_INT(config_set(&c, "max_subscriptions_per_connection",
-                            "18446744073709551615", err, sizeof err), 0);
+                            "18446744073709551615", err, sizeof err),
+                 0);
     CHECK(c.max_subscriptions_per_connection == UINT64_MAX);
     /* Bounds that are accepted exactly at the edge. */
     CHECK_EQ_INT(config_set(&c, "max_message_size", "1", err, sizeof err), 0);
@@ -296,48 +356,68 @@ static void test_set(void)
  * and a failed set leaves the field unchanged. */
 static void test_set_errors(void)
 {
-    static const struct { const char *key, *value, *msg; } cases[] = {
+    static const struct {
+        const char *key, *value, *msg;
+    } cases[] = {
         {"nope", "1", "unknown key \"nope\""},
         {"ping_interval_ms", "1s", "unknown key \"ping_interval_ms\""},
         {"Listen", "x", "unknown key \"Listen\""},
-        {"ping_interval", "", "ping_interval: missing value (expected a "
+        {"ping_interval", "",
+         "ping_interval: missing value (expected a "
          "duration like 500ms, 30s, 5m, 24h, or 0 for off)"},
-        {"ping_interval", "30", "ping_interval: expected a duration like "
+        {"ping_interval", "30",
+         "ping_interval: expected a duration like "
          "500ms, 30s, 5m, 24h, or 0 for off, not \"30\""},
-        {"idle_timeout", "1w", "idle_timeout: expected a duration like "
+        {"idle_timeout", "1w",
+         "idle_timeout: expected a duration like "
          "500ms, 30s, 5m, 24h, or 0 for off, not \"1w\""},
         {"history_ttl", "3651d", "history_ttl: must be at most 3650d"},
-        {"handshake_timeout", "0", "handshake_timeout: must be greater "
+        {"handshake_timeout", "0",
+         "handshake_timeout: must be greater "
          "than 0"},
-        {"handshake_timeout", "0s", "handshake_timeout: must be greater "
+        {"handshake_timeout", "0s",
+         "handshake_timeout: must be greater "
          "than 0"},
-        {"handshake_timeout", "x", "handshake_timeout: expected a duration "
+        {"handshake_timeout", "x",
+         "handshake_timeout: expected a duration "
          "like 500ms, 30s, 5m, 24h, not \"x\""},
-        {"echo_endpoint", "yes", "echo_endpoint: expected on or off, not "
+        {"echo_endpoint", "yes",
+         "echo_endpoint: expected on or off, not "
          "\"yes\""},
-        {"max_message_size", "0", "max_message_size: must be between 1 and "
+        {"max_message_size", "0",
+         "max_message_size: must be between 1 and "
          "256m"},
-        {"max_message_size", "257m", "max_message_size: must be between 1 "
+        {"max_message_size", "257m",
+         "max_message_size: must be between 1 "
          "and 256m"},
-        {"max_message_size", "268435457", "max_message_size: must be "
+        {"max_message_size", "268435457",
+         "max_message_size: must be "
          "between 1 and 256m"},
-        {"max_message_size", "1mb", "max_message_size: expected a size in "
+        {"max_message_size", "1mb",
+         "max_message_size: expected a size in "
          "bytes like 65536, 64k, 16m, 1g, not \"1mb\""},
         {"max_outbound_bytes", "0", "max_outbound_bytes: must be at least 1"},
-        {"max_outbound_bytes", "99999999999999999999", "max_outbound_bytes: "
+        {"max_outbound_bytes", "99999999999999999999",
+         "max_outbound_bytes: "
          "expected a size in bytes like 65536, 64k, 16m, 1g, not "
          "\"99999999999999999999\""},
-        {"log_level", "trace", "log_level: expected one of error, warn, "
+        {"log_level", "trace",
+         "log_level: expected one of error, warn, "
          "info, debug, not \"trace\""},
-        {"durability", "sync", "durability: expected normal or full, not "
+        {"durability", "sync",
+         "durability: expected normal or full, not "
          "\"sync\""},
-        {"listen", "8080", "listen: expected host:port, [ipv6]:port or "
+        {"listen", "8080",
+         "listen: expected host:port, [ipv6]:port or "
          ":port, port 1-65535, not \"8080\""},
-        {"listen", "127.0.0.1:0", "listen: expected host:port, [ipv6]:port "
+        {"listen", "127.0.0.1:0",
+         "listen: expected host:port, [ipv6]:port "
          "or :port, port 1-65535, not \"127.0.0.1:0\""},
-        {"history_size", "-1", "history_size: expected a non-negative "
+        {"history_size", "-1",
+         "history_size: expected a non-negative "
          "integer, not \"-1\""},
-        {"max_connections", "1k", "max_connections: expected a non-negative "
+        {"max_connections", "1k",
+         "max_connections: expected a non-negative "
          "integer, not \"1k\""},
         {"max_subscriptions_per_connection", "18446744073709551616",
          "max_subscriptions_per_connection: expected a non-negative integer, "
@@ -354,8 +434,8 @@ static void test_set_errors(void)
     config_init(&d);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = '\0';
-        CHECK_EQ_INT(config_set(&c, cases[i].key, cases[i].value, err,
-                                sizeof err), -1);
+        CHECK_EQ_INT(
+            config_set(&c, cases[i].key, cases[i].value, err, sizeof err), -1);
         CHECK_EQ_STR(err, cases[i].msg);
     }
     CHECK(same_config(&c, &d));
@@ -403,18 +483,21 @@ static void test_file_format(void)
     char err[512];
 
     config_init(&c);
-    CHECK_EQ_INT(load_text(&c,
-        "\xEF\xBB\xBF# comment at the top, after a byte order mark\n"
-        "\n"
-        "   \t\n"
-        "  # indented comment\n"
-        "listen=:9001\n"
-        "  log_level   =   debug   # trailing comment\n"
-        "db_path = /tmp/a#b.db\n"
-        "history_size = 5\t# tab before the comment\r\n"
-        "history_ttl = \"1h\"\n"
-        "durability=full#not a comment? yes it is part of the value\n",
-        err, sizeof err), -1);
+    CHECK_EQ_INT(
+        load_text(
+            &c,
+            "\xEF\xBB\xBF# comment at the top, after a byte order mark\n"
+            "\n"
+            "   \t\n"
+            "  # indented comment\n"
+            "listen=:9001\n"
+            "  log_level   =   debug   # trailing comment\n"
+            "db_path = /tmp/a#b.db\n"
+            "history_size = 5\t# tab before the comment\r\n"
+            "history_ttl = \"1h\"\n"
+            "durability=full#not a comment? yes it is part of the value\n",
+            err, sizeof err),
+        -1);
     CHECK_EQ_STR(err + strlen(tmpdir) + 1,
                  "broker.conf:10: durability: expected normal or full, not "
                  "\"full#not a comment? yes it is part of th...\"");
@@ -422,19 +505,21 @@ static void test_file_format(void)
     CHECK_EQ_STR(c.listen, "127.0.0.1:8080");
     CHECK_EQ_INT(c.log_level, LOG_INFO);
 
-    CHECK_EQ_INT(load_text(&c,
-        "\xEF\xBB\xBF# comment at the top, after a byte order mark\n"
-        "\n"
-        "   \t\n"
-        "  # indented comment\n"
-        "listen=:9001\n"
-        "  log_level   =   debug   # trailing comment\n"
-        "db_path = /tmp/a#b.db\n"
-        "history_size = 5\t# tab before the comment\r\n"
-        "history_ttl = \"1h\"\n"
-        "echo_endpoint = \"on\"   # quoted, then a comment\n"
-        "max_connections = 7", /* no final newline */
-        err, sizeof err), 0);
+    CHECK_EQ_INT(
+        load_text(&c,
+                  "\xEF\xBB\xBF# comment at the top, after a byte order mark\n"
+                  "\n"
+                  "   \t\n"
+                  "  # indented comment\n"
+                  "listen=:9001\n"
+                  "  log_level   =   debug   # trailing comment\n"
+                  "db_path = /tmp/a#b.db\n"
+                  "history_size = 5\t# tab before the comment\r\n"
+                  "history_ttl = \"1h\"\n"
+                  "echo_endpoint = \"on\"   # quoted, then a comment\n"
+                  "max_connections = 7", /* no final newline */
+                  err, sizeof err),
+        0);
     CHECK_EQ_STR(c.listen, ":9001");
     CHECK_EQ_INT(c.log_level, LOG_DEBUG);
     CHECK_EQ_STR(c.db_path, "/tmp/a#b.db");
@@ -447,23 +532,27 @@ static void test_file_format(void)
     /* Quotes keep '#' and surrounding spaces; a second file may set keys
      * again (duplicates are per file). */
     CHECK_EQ_INT(load_text(&c,
-        "db_path = \" /var/lib/chorus #1/x.db \" # comment\n"
-        "log_level = warn\n", err, sizeof err), 0);
+                           "db_path = \" /var/lib/chorus #1/x.db \" # comment\n"
+                           "log_level = warn\n",
+                           err, sizeof err),
+                 0);
     CHECK_EQ_STR(c.db_path, " /var/lib/chorus #1/x.db ");
     CHECK_EQ_INT(c.log_level, LOG_WARN);
     CHECK_EQ_STR(c.listen, ":9001"); /* kept from the earlier file */
 
     /* Empty files and comment-only files are fine. */
     CHECK_EQ_INT(load_text(&c, "", err, sizeof err), 0);
-    CHECK_EQ_INT(load_text(&c, "# nothing\n\n#key = value\n", err,
-                           sizeof err), 0);
+    CHECK_EQ_INT(load_text(&c, "# nothing\n\n#key = value\n", err, sizeof err),
+                 0);
     config_free(&c);
 }
 
 /* File errors: "path:line: message" with the right line number. */
 static void test_file_errors(void)
 {
-    static const struct { const char *text, *msg; } cases[] = {
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
         {"# ok\nlisten 127.0.0.1:80\n",
          "broker.conf:2: expected \"key = value\", found no '='"},
         {"\n\n\n= 5\n", "broker.conf:4: expected \"key = value\", found no "
@@ -565,8 +654,7 @@ static void test_long_line(void)
 static const char *find_example(int argc, char **argv)
 {
     static char buf[1024];
-    static const char *rel[] = {"broker.conf.example",
-                                "../broker.conf.example",
+    static const char *rel[] = {"broker.conf.example", "../broker.conf.example",
                                 "../../broker.conf.example",
                                 "../../../broker.conf.example"};
 
@@ -600,14 +688,30 @@ static int is_key_char(char ch)
 static void test_example(const char *path)
 {
     static const char *all_keys[] = {
-        "listen", "echo_endpoint", "max_message_size", "max_outbound_bytes",
+        "listen",
+        "echo_endpoint",
+        "max_message_size",
+        "max_outbound_bytes",
         "max_unacked_bytes",
-        "ping_interval", "idle_timeout", "handshake_timeout", "log_level",
-        "db_path", "history_size", "history_ttl", "durability",
-        "max_connections", "max_subscriptions_per_connection",
-        "max_connections_per_ip", "history", "allow_anonymous",
-        "anonymous_publish", "publish_rate", "publish_burst", "threads",
-        "compression", "io_uring",
+        "ping_interval",
+        "idle_timeout",
+        "handshake_timeout",
+        "log_level",
+        "db_path",
+        "history_size",
+        "history_ttl",
+        "durability",
+        "max_connections",
+        "max_subscriptions_per_connection",
+        "max_connections_per_ip",
+        "history",
+        "allow_anonymous",
+        "anonymous_publish",
+        "publish_rate",
+        "publish_burst",
+        "threads",
+        "compression",
+        "io_uring",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;

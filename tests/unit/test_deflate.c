@@ -11,8 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#define BASE "permessage-deflate; server_no_context_takeover; " \
-             "client_no_context_takeover"
+#define BASE                                           \
+    "permessage-deflate; server_no_context_takeover; " \
+    "client_no_context_takeover"
 
 /* ---- negotiation --------------------------------------------------------- */
 
@@ -79,8 +80,8 @@ static void test_negotiate_accepts(void)
     accepts("permessage-deflate; server_max_window_bits=\"1\\2\"",
             BASE "; server_max_window_bits=12", 12);
     /* Blanks around separators; empty list elements. */
-    accepts("  permessage-deflate \t;  client_max_window_bits = 10 ,  ",
-            BASE, 15);
+    accepts("  permessage-deflate \t;  client_max_window_bits = 10 ,  ", BASE,
+            15);
     accepts(", ,permessage-deflate,", BASE, 15);
     /* Other extensions are skipped, their parameters only parsed. */
     accepts("x-webkit-deflate-frame, permessage-deflate", BASE, 15);
@@ -117,13 +118,17 @@ static void test_negotiate_declines(void)
     refuses("permessage-deflate; foo=1", 0);
     /* Duplicated parameters. */
     refuses("permessage-deflate; server_no_context_takeover; "
-            "server_no_context_takeover", 0);
+            "server_no_context_takeover",
+            0);
     refuses("permessage-deflate; client_no_context_takeover; "
-            "Client_No_Context_Takeover", 0);
+            "Client_No_Context_Takeover",
+            0);
     refuses("permessage-deflate; client_max_window_bits; "
-            "client_max_window_bits=10", 0);
+            "client_max_window_bits=10",
+            0);
     refuses("permessage-deflate; server_max_window_bits=10; "
-            "server_max_window_bits=10", 0);
+            "server_max_window_bits=10",
+            0);
     /* Values where none is allowed. */
     refuses("permessage-deflate; server_no_context_takeover=1", 0);
     refuses("permessage-deflate; client_no_context_takeover=\"x\"", 0);
@@ -232,16 +237,15 @@ static void test_round_trips(void)
     CHECK_EQ_INT(chorus_pmd_inflater_init(&zt, 0), 0);
 
     /* Empty message: the single byte 00 (RFC 7692 section 7.2.3.6). */
-    CHECK_EQ_INT(chorus_pmd_compress(&c, (const uint8_t *)"", 0, &comp,
-                                     &clen), 0);
+    CHECK_EQ_INT(chorus_pmd_compress(&c, (const uint8_t *)"", 0, &comp, &clen),
+                 0);
     CHECK(clen == 1 && comp[0] == 0x00);
     free(comp);
     round_trip(&c, &z, (const uint8_t *)"", 0);
     /* "Hello" compresses to the RFC's own bytes (section 7.2.3.1). */
-    CHECK_EQ_INT(chorus_pmd_compress(&c, (const uint8_t *)"Hello", 5, &comp,
-                                     &clen), 0);
-    CHECK(clen == 7 &&
-          memcmp(comp, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7) == 0);
+    CHECK_EQ_INT(
+        chorus_pmd_compress(&c, (const uint8_t *)"Hello", 5, &comp, &clen), 0);
+    CHECK(clen == 7 && memcmp(comp, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7) == 0);
     free(comp);
     round_trip(&c, &z, (const uint8_t *)"Hello", 5);
     round_trip(&c, &z, json, mib);
@@ -304,28 +308,33 @@ static void test_rfc_examples(void)
     chorus_pmd_inflater_init(&z, 1);
     chorus_pmd_inflater_init(&zt, 0);
     /* 7.2.3.1: one compressed message. */
-    CHECK_EQ_INT(inflate_is(&z, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 0,
-                            "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&z, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 0, "Hello"),
+                 0);
     /* 7.2.3.2: the second "Hello" refers to the first one's window. */
-    CHECK_EQ_INT(inflate_is(&zt, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 0,
-                            "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&zt, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 0, "Hello"),
+                 0);
     CHECK_EQ_INT(inflate_is(&zt, "\xf2\x00\x11\x00\x00", 5, 0, "Hello"), 0);
     /* Without context takeover the same bytes are a distance too far. */
     CHECK_EQ_INT(inflate_is(&z, "\xf2\x00\x11\x00\x00", 5, 0, NULL),
                  CHORUS_PMD_ERR_CORRUPT);
     /* 7.2.3.3: a stored (uncompressed) block. */
-    CHECK_EQ_INT(inflate_is(&z, "\x00\x05\x00\xfa\xff" "Hello" "\x00", 11,
-                            0, "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&z,
+                            "\x00\x05\x00\xfa\xff"
+                            "Hello"
+                            "\x00",
+                            11, 0, "Hello"),
+                 0);
     /* 7.2.3.4: BFINAL set; bytes after the final block are ignored. */
-    CHECK_EQ_INT(inflate_is(&z, "\xf3\x48\xcd\xc9\xc9\x07\x00", 7, 0,
-                            "Hello"), 0);
-    CHECK_EQ_INT(inflate_is(&z, "\xf3\x48\xcd\xc9\xc9\x07\x00\x00", 8, 0,
-                            "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&z, "\xf3\x48\xcd\xc9\xc9\x07\x00", 7, 0, "Hello"),
+                 0);
+    CHECK_EQ_INT(
+        inflate_is(&z, "\xf3\x48\xcd\xc9\xc9\x07\x00\x00", 8, 0, "Hello"), 0);
     /* 7.2.3.5: two DEFLATE blocks in one message. */
     CHECK_EQ_INT(inflate_is(&z,
                             "\xf2\x48\x05\x00\x00\x00\xff\xff\xca\xc9\xc9"
                             "\x07\x00",
-                            13, 0, "Hello"), 0);
+                            13, 0, "Hello"),
+                 0);
     /* An empty payload and the single 00 byte are both empty messages. */
     CHECK_EQ_INT(inflate_is(&z, "", 0, 0, ""), 0);
     CHECK_EQ_INT(inflate_is(&z, "\x00", 1, 0, ""), 0);
@@ -347,7 +356,7 @@ static void test_takeover_after_final(void)
     CHECK_EQ_INT(deflateInit2(&d, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY),
                  Z_OK);
     deflateSetDictionary(&d, (const Bytef *)"Hello", 5);
-    d.next_in = (Bytef *)(uintptr_t)"HelloHello";
+    d.next_in = (Bytef *)(uintptr_t) "HelloHello";
     d.avail_in = 10;
     d.next_out = buf;
     d.avail_out = sizeof buf;
@@ -356,8 +365,8 @@ static void test_takeover_after_final(void)
     deflateEnd(&d);
 
     chorus_pmd_inflater_init(&zt, 0);
-    CHECK_EQ_INT(inflate_is(&zt, "\xf3\x48\xcd\xc9\xc9\x07\x00", 7, 0,
-                            "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&zt, "\xf3\x48\xcd\xc9\xc9\x07\x00", 7, 0, "Hello"),
+                 0);
     CHECK_EQ_INT(inflate_is(&zt, (const char *)buf, n, 0, "HelloHello"), 0);
     chorus_pmd_inflater_free(&zt);
 }
@@ -375,16 +384,15 @@ static void test_max_out(void)
     chorus_pmd_inflater_init(&z, 1);
     /* Exactly at the limit is fine, one byte over is not. */
     chorus_pmd_compress(&c, zeros, 100000, &comp, &clen);
-    CHECK_EQ_INT(chorus_pmd_inflate(&z, comp, clen, 100000, &out, &out_len),
-                 0);
+    CHECK_EQ_INT(chorus_pmd_inflate(&z, comp, clen, 100000, &out, &out_len), 0);
     CHECK_EQ_INT(out_len, 100000);
     free(out);
     CHECK_EQ_INT(chorus_pmd_inflate(&z, comp, clen, 99999, &out, &out_len),
                  CHORUS_PMD_ERR_TOO_BIG);
     CHECK(out == NULL && out_len == 0);
     /* The inflater is usable again after an error. */
-    CHECK_EQ_INT(inflate_is(&z, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 5,
-                            "Hello"), 0);
+    CHECK_EQ_INT(inflate_is(&z, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 5, "Hello"),
+                 0);
     CHECK_EQ_INT(inflate_is(&z, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, 4, NULL),
                  CHORUS_PMD_ERR_TOO_BIG);
     free(comp);
@@ -418,7 +426,10 @@ static void test_corrupt(void)
     CHECK_EQ_INT(inflate_is(&z, "\x06\x00", 2, 0, NULL),
                  CHORUS_PMD_ERR_CORRUPT);
     /* Stored block whose NLEN is not the complement of LEN. */
-    CHECK_EQ_INT(inflate_is(&z, "\x00\x05\x00\x00\x00" "Hello", 10, 0, NULL),
+    CHECK_EQ_INT(inflate_is(&z,
+                            "\x00\x05\x00\x00\x00"
+                            "Hello",
+                            10, 0, NULL),
                  CHORUS_PMD_ERR_CORRUPT);
     /* A message cut inside a block. */
     chorus_pmd_compress(&c, json, 20000, &comp, &clen);
@@ -518,8 +529,8 @@ static void decode_all(chorus_ws_decoder *d, uint8_t *buf, size_t len,
             else
                 r->chunks_plain++;
             if (ev.fin)
-                snprintf(r->log + l, sizeof r->log - l, "M%d%d:%zu;",
-                         ev.opcode, ev.compressed, r->msglen);
+                snprintf(r->log + l, sizeof r->log - l, "M%d%d:%zu;", ev.opcode,
+                         ev.compressed, r->msglen);
         }
         if (!progressed && off == len)
             break;
@@ -643,8 +654,8 @@ static void test_pipeline(void)
     decode_all(&d, b, h + clen, 100, &r);
     CHECK_EQ_INT(r.chunks_plain, 0);
     CHECK_EQ_INT(r.msglen, clen);
-    CHECK_EQ_INT(chorus_pmd_inflate(&z, r.msg, r.msglen, 3000, &out,
-                                    &out_len), 0);
+    CHECK_EQ_INT(chorus_pmd_inflate(&z, r.msg, r.msglen, 3000, &out, &out_len),
+                 0);
     CHECK(out_len == 3000 && memcmp(out, json, 3000) == 0);
     CHECK(chorus_utf8_valid(out, out_len));
     free(out);
@@ -693,8 +704,8 @@ static void measure(void)
         ti = (now_s() - t0) / iters;
         printf("measure: 100 KB JSON, level %d: %zu -> %zu bytes "
                "(%.1f%%), compress %.3f ms (%.0f MB/s), inflate %.3f ms\n",
-               levels[i], n, clen, 100.0 * (double)clen / (double)n,
-               tc * 1e3, (double)n / tc / 1e6, ti * 1e3);
+               levels[i], n, clen, 100.0 * (double)clen / (double)n, tc * 1e3,
+               (double)n / tc / 1e6, ti * 1e3);
         free(comp);
         free(out);
         chorus_pmd_compressor_free(&c);

@@ -54,8 +54,8 @@ static void test_siphash_vectors(void)
         uint64_t want = le64(sip_vectors[len]);
         uint64_t got = dict_siphash(msg, len, key);
         if (got != want)
-            fprintf(stderr, "siphash len %zu: got %016llx want %016llx\n",
-                    len, (unsigned long long)got, (unsigned long long)want);
+            fprintf(stderr, "siphash len %zu: got %016llx want %016llx\n", len,
+                    (unsigned long long)got, (unsigned long long)want);
         CHECK(got == want);
         CHECK(dict_siphash(shifted + 1, len, key) == want);
     }
@@ -69,8 +69,7 @@ static void test_siphash_key_and_input(void)
     k2[15] = 1;
     CHECK(dict_siphash(s, strlen(s), k1) == dict_siphash(s, strlen(s), k1));
     CHECK(dict_siphash(s, strlen(s), k1) != dict_siphash(s, strlen(s), k2));
-    CHECK(dict_siphash(s, strlen(s), k1) !=
-          dict_siphash(s, strlen(s) - 1, k1));
+    CHECK(dict_siphash(s, strlen(s), k1) != dict_siphash(s, strlen(s) - 1, k1));
     /* Trailing zero bytes change the hash (length is mixed in). */
     CHECK(dict_siphash("a\0", 1, k1) != dict_siphash("a\0", 2, k1));
 }
@@ -85,7 +84,7 @@ static int item_eq(const dict_node *n, const void *key)
     return ((const item *)n)->key == *(const uint32_t *)key;
 }
 
-static const uint8_t test_key[16] = {1, 2, 3, 4, 5, 6, 7, 8,
+static const uint8_t test_key[16] = {1, 2,  3,  4,  5,  6,  7,  8,
                                      9, 10, 11, 12, 13, 14, 15, 16};
 
 static uint64_t hash_u32(uint32_t k)
@@ -98,7 +97,10 @@ static item *find_u32(const dict *d, uint32_t k)
     return (item *)dict_find(d, hash_u32(k), item_eq, &k);
 }
 
-static int is_pow2_minus_1(size_t m) { return ((m + 1) & m) == 0; }
+static int is_pow2_minus_1(size_t m)
+{
+    return ((m + 1) & m) == 0;
+}
 
 static void test_init_sizes(void)
 {
@@ -145,7 +147,7 @@ static void test_many(void)
     }
     CHECK_EQ_INT(insert_failures, 0);
     CHECK_EQ_INT(d.count, MANY);
-    CHECK(load_ok);                 /* load factor stays <= 1 */
+    CHECK(load_ok); /* load factor stays <= 1 */
     CHECK(is_pow2_minus_1(d.mask));
     CHECK(d.mask + 1 >= MANY);
     CHECK(d.mask + 1 <= 2 * (size_t)MANY); /* no runaway growth */
@@ -224,7 +226,7 @@ static void test_remove_absent(void)
     item empty_bucket = {.key = 4};
 
     CHECK_EQ_INT(dict_init(&d, 0), 0);
-    dict_insert(&d, &a.node, 7);   /* same bucket as stranger below */
+    dict_insert(&d, &a.node, 7); /* same bucket as stranger below */
     dict_insert(&d, &b.node, 7 + 16);
     /* A node never inserted, whose hash lands in an occupied bucket. */
     stranger.node.hash = 7;

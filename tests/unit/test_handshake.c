@@ -72,9 +72,9 @@ static void test_valid_upgrade(void)
                                 "sec-websocket-key:   " KEY "  \r\n\r\n",
                            &why),
                  0);
-    CHECK_EQ_INT(status_of(LINE HOST "Upgrade: h2c, websocket\r\n"
-                                     "Connection: keep-alive,upgrade\r\n"
-                                     VER SKEY "\r\n",
+    CHECK_EQ_INT(status_of(LINE HOST
+                           "Upgrade: h2c, websocket\r\n"
+                           "Connection: keep-alive,upgrade\r\n" VER SKEY "\r\n",
                            &why),
                  0);
     /* Connection split over two headers is one list */
@@ -84,8 +84,8 @@ static void test_valid_upgrade(void)
                            &why),
                  0);
     /* any valid 16-byte key, in any order of headers, with a query */
-    CHECK_EQ_INT(status_of("GET /ws?topic=a HTTP/1.1\r\n" SKEY VER CONN UPG
-                           HOST "Origin: http://x\r\n\r\n",
+    CHECK_EQ_INT(status_of("GET /ws?topic=a HTTP/1.1\r\n" SKEY VER CONN UPG HOST
+                           "Origin: http://x\r\n\r\n",
                            &why),
                  0);
     CHECK_EQ_INT(status_of(LINE HOST UPG CONN VER
@@ -135,10 +135,8 @@ static void test_refusals(void)
         /* Sec-WebSocket-Version */
         {LINE HOST UPG CONN SKEY "\r\n", 426},
         {LINE HOST UPG CONN "Sec-WebSocket-Version: 8\r\n" SKEY "\r\n", 426},
-        {LINE HOST UPG CONN "Sec-WebSocket-Version: 12\r\n" SKEY "\r\n",
-         426},
-        {LINE HOST UPG CONN "Sec-WebSocket-Version: 013\r\n" SKEY "\r\n",
-         426},
+        {LINE HOST UPG CONN "Sec-WebSocket-Version: 12\r\n" SKEY "\r\n", 426},
+        {LINE HOST UPG CONN "Sec-WebSocket-Version: 013\r\n" SKEY "\r\n", 426},
         {LINE HOST UPG CONN "Sec-WebSocket-Version: 13, 8\r\n" SKEY "\r\n",
          426},
         {LINE HOST UPG CONN "Sec-WebSocket-Version:\r\n" SKEY "\r\n", 426},
@@ -202,8 +200,7 @@ static void test_is_upgrade(void)
     CHECK_EQ_INT(chorus_ws_is_upgrade(&req), 0);
     parse("POST / HTTP/1.1\r\nupgrade: WEBSOCKET\r\n\r\n", &req);
     CHECK_EQ_INT(chorus_ws_is_upgrade(&req), 1);
-    parse("GET / HTTP/1.1\r\nUpgrade: h2c\r\nUpgrade: websocket\r\n\r\n",
-          &req);
+    parse("GET / HTTP/1.1\r\nUpgrade: h2c\r\nUpgrade: websocket\r\n\r\n", &req);
     CHECK_EQ_INT(chorus_ws_is_upgrade(&req), 1);
     /* a broken upgrade is still an upgrade: the caller answers 400 */
     parse("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n", &req);
@@ -235,8 +232,7 @@ static void test_accept_response(void)
     n = chorus_ws_accept_response(KEY, 24, NULL, out, sizeof out);
     CHECK_EQ_INT(chorus_ws_accept_response(KEY, 24, NULL, out, (size_t)n + 1),
                  n);
-    CHECK_EQ_INT(chorus_ws_accept_response(KEY, 24, NULL, out, (size_t)n),
-                 -1);
+    CHECK_EQ_INT(chorus_ws_accept_response(KEY, 24, NULL, out, (size_t)n), -1);
     CHECK_EQ_INT(chorus_ws_accept_response(KEY, 24, NULL, out, 0), -1);
 }
 
@@ -280,11 +276,9 @@ static void test_round_trip(void)
     CHECK_EQ_INT(n, strlen(reqbuf));
     CHECK(n >= 4 && memcmp(reqbuf + n - 4, "\r\n\r\n", 4) == 0);
 
-    n = chorus_ws_accept_response(skey, skey_len, NULL, resbuf,
-                                  sizeof resbuf);
+    n = chorus_ws_accept_response(skey, skey_len, NULL, resbuf, sizeof resbuf);
     CHECK(n > 0);
-    CHECK_EQ_INT(chorus_http_parse_response(resbuf, (size_t)n, &lim, &res),
-                 n);
+    CHECK_EQ_INT(chorus_http_parse_response(resbuf, (size_t)n, &lim, &res), n);
     CHECK_EQ_INT(chorus_ws_check_accept(&res, key, &why), 0);
     /* a response for another key is refused */
     CHECK_EQ_INT(chorus_ws_check_accept(&res, KEY, &why), -1);
@@ -312,20 +306,16 @@ static void test_client_request(void)
                                           out, (size_t)n + 1),
                  n);
     /* no header injection or broken request line */
-    CHECK_EQ_INT(chorus_ws_client_request("h\r\nX: y", "/", KEY, NULL, out,
-                                          sizeof out),
-                 -1);
-    CHECK_EQ_INT(chorus_ws_client_request("h", "/a b", KEY, NULL, out,
-                                          sizeof out),
-                 -1);
-    CHECK_EQ_INT(chorus_ws_client_request("h", "/a\n", KEY, NULL, out,
-                                          sizeof out),
-                 -1);
-    CHECK_EQ_INT(chorus_ws_client_request("h", "chat", KEY, NULL, out,
-                                          sizeof out),
-                 -1);
-    CHECK_EQ_INT(chorus_ws_client_request("", "/", KEY, NULL, out,
-                                          sizeof out),
+    CHECK_EQ_INT(
+        chorus_ws_client_request("h\r\nX: y", "/", KEY, NULL, out, sizeof out),
+        -1);
+    CHECK_EQ_INT(
+        chorus_ws_client_request("h", "/a b", KEY, NULL, out, sizeof out), -1);
+    CHECK_EQ_INT(
+        chorus_ws_client_request("h", "/a\n", KEY, NULL, out, sizeof out), -1);
+    CHECK_EQ_INT(
+        chorus_ws_client_request("h", "chat", KEY, NULL, out, sizeof out), -1);
+    CHECK_EQ_INT(chorus_ws_client_request("", "/", KEY, NULL, out, sizeof out),
                  -1);
 }
 
@@ -360,22 +350,18 @@ static void test_check_accept(void)
     CHECK_EQ_INT(accept_of("HTTP/1.0 101 OK\r\n" UPG CONN RACC "\r\n", &why),
                  -1);
     CHECK_EQ_INT(accept_of(S101 CONN RACC "\r\n", &why), -1);
-    CHECK_EQ_INT(accept_of(S101 "Upgrade: h2c\r\n" CONN RACC "\r\n", &why),
-                 -1);
+    CHECK_EQ_INT(accept_of(S101 "Upgrade: h2c\r\n" CONN RACC "\r\n", &why), -1);
     CHECK_EQ_INT(accept_of(S101 UPG RACC "\r\n", &why), -1);
-    CHECK_EQ_INT(accept_of(S101 UPG "Connection: close\r\n" RACC "\r\n",
-                           &why),
+    CHECK_EQ_INT(accept_of(S101 UPG "Connection: close\r\n" RACC "\r\n", &why),
                  -1);
     CHECK_EQ_INT(accept_of(S101 UPG CONN "\r\n", &why), -1);
     CHECK_EQ_INT(accept_of(S101 UPG CONN RACC RACC "\r\n", &why), -1);
-    CHECK_EQ_INT(accept_of(S101 UPG CONN
-                           "Sec-WebSocket-Accept: "
-                           "s3pPLMBiTxaQ9kYGzzhZRbK+xOo\r\n\r\n",
+    CHECK_EQ_INT(accept_of(S101 UPG CONN "Sec-WebSocket-Accept: "
+                                         "s3pPLMBiTxaQ9kYGzzhZRbK+xOo\r\n\r\n",
                            &why),
                  -1);
-    CHECK_EQ_INT(accept_of(S101 UPG CONN
-                           "Sec-WebSocket-Accept: "
-                           "S3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    CHECK_EQ_INT(accept_of(S101 UPG CONN "Sec-WebSocket-Accept: "
+                                         "S3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
                            &why),
                  -1);
     CHECK_EQ_INT(accept_of(S101 UPG CONN RACC

@@ -19,10 +19,10 @@ static int append_range(history *h, int64_t topic, uint64_t from, uint64_t to)
     if (history_begin(h) != 0)
         return -1;
     for (o = from; o <= to; o++) {
-        int n = snprintf(data, sizeof data, "{\"n\":%llu}",
-                         (unsigned long long)o);
-        if (history_append(h, topic, o, (int64_t)o * 10, data,
-                           (size_t)n) != 0) {
+        int n =
+            snprintf(data, sizeof data, "{\"n\":%llu}", (unsigned long long)o);
+        if (history_append(h, topic, o, (int64_t)o * 10, data, (size_t)n) !=
+            0) {
             history_rollback(h);
             return -1;
         }
@@ -314,8 +314,8 @@ static void test_refusals(void)
     path_in_dir(path, sizeof path, "foreign.db");
     {
         char cmd[256];
-        snprintf(cmd, sizeof cmd,
-                 "sqlite3 '%s' 'CREATE TABLE x(y)' >/dev/null", path);
+        snprintf(cmd, sizeof cmd, "sqlite3 '%s' 'CREATE TABLE x(y)' >/dev/null",
+                 path);
         if (system(cmd) == 0)
             expect_open_fail(path, "not a Chorus history database");
     }
@@ -443,8 +443,8 @@ static void test_perf(void)
             n = snprintf(data, sizeof data,
                          "{\"n\":%llu,\"text\":\"hello world, some payload\"}",
                          (unsigned long long)off);
-            ok = history_append(h, t.id, off, (int64_t)off, data,
-                                (size_t)n) == 0;
+            ok = history_append(h, t.id, off, (int64_t)off, data, (size_t)n) ==
+                 0;
         }
         ok = ok && history_commit(h) == 0;
     }
@@ -477,7 +477,8 @@ static void test_perf(void)
     CHECK_EQ_INT(n, 0);
     CHECK_EQ_INT(rows, 99000);
     printf("perf: trim 99k msgs in %d steps of <= 1000: %.3f s "
-           "(%.2f ms/step)\n", i, t1 - t0, (t1 - t0) * 1000 / (i ? i : 1));
+           "(%.2f ms/step)\n",
+           i, t1 - t0, (t1 - t0) * 1000 / (i ? i : 1));
     history_close(h);
 }
 

@@ -42,8 +42,8 @@ static int decode_copy(const unsigned char *blob, size_t len, uint64_t count)
 
 static void test_round_trip(void)
 {
-    static const int64_t ts[] = {1764000000123, 1764000000100, 0, -5,
-                                 INT64_MAX, INT64_MIN, 1764000000200};
+    static const int64_t ts[] = {1764000000123, 1764000000100, 0, -5, INT64_MAX,
+                                 INT64_MIN,     1764000000200};
     history_batch b = {0};
     history_batch_reader r;
     const unsigned char *blob;

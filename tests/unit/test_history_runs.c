@@ -20,10 +20,10 @@ static int append_run(history *h, int64_t topic, uint64_t from, uint64_t to)
 {
     char data[64];
     for (uint64_t o = from; o <= to; o++) {
-        int n = snprintf(data, sizeof data, "{\"n\":%llu}",
-                         (unsigned long long)o);
-        if (history_append_run(h, topic, o, (int64_t)o * 10, data,
-                               (size_t)n, o == to) != 0)
+        int n =
+            snprintf(data, sizeof data, "{\"n\":%llu}", (unsigned long long)o);
+        if (history_append_run(h, topic, o, (int64_t)o * 10, data, (size_t)n,
+                               o == to) != 0)
             return -1;
     }
     return 0;
@@ -54,8 +54,9 @@ static long long raw_sql(const char *path, const char *sql)
         sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
         sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
         rc = sqlite3_step(s);
-        v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0)
-                             : rc == SQLITE_DONE ? 0 : -1;
+        v = rc == SQLITE_ROW    ? sqlite3_column_int64(s, 0)
+            : rc == SQLITE_DONE ? 0
+                                : -1;
     }
     sqlite3_finalize(s);
     sqlite3_close(db);
@@ -277,11 +278,9 @@ static void test_trim_in_batch(void)
     CHECK_EQ_INT(first, 1);
 
     CHECK_EQ_INT(history_begin(h), 0);
-    CHECK_EQ_INT(history_append_run(h, t.id, 11, 110, "{\"n\":11}", 8, 0),
-                 0);
+    CHECK_EQ_INT(history_append_run(h, t.id, 11, 110, "{\"n\":11}", 8, 0), 0);
     CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 0); /* run open */
-    CHECK_EQ_INT(history_append_run(h, t.id, 12, 120, "{\"n\":12}", 8, 1),
-                 0);
+    CHECK_EQ_INT(history_append_run(h, t.id, 12, 120, "{\"n\":12}", 8, 1), 0);
     CHECK_EQ_INT(history_trim_in_batch(h, 0, 3), 3);
     CHECK_EQ_INT(history_trim_in_batch(h, 0, 100), 4);
     CHECK_EQ_INT(history_commit(h), 0);
@@ -366,7 +365,8 @@ static void test_migrate_v1(void)
         return;
     CHECK_EQ_INT(raw_sql(path, "PRAGMA user_version"), 2);
     CHECK_EQ_INT(raw_sql(path, "SELECT count(*) FROM sqlite_master "
-                               "WHERE name = 'messages'"), 0);
+                               "WHERE name = 'messages'"),
+                 0);
     CHECK_EQ_INT(history_topic_load(h, "a", 0, &a), 0);
     CHECK_EQ_STR(a.epoch, "0123456789abcdef0123456789abcdef");
     CHECK_EQ_INT(a.last_offset, 12);
@@ -430,8 +430,8 @@ static void test_perf(void)
     CHECK(ok);
     CHECK_EQ_INT(trimmed, 100000 - 10 * 1000);
     printf("perf: 100k msgs in runs of 10 for 10 topics per commit, with "
-           "retention: %.3f s (%.0f msg/s, %.0f us/commit)\n", t1 - t0,
-           100000 / (t1 - t0), (t1 - t0) * 1e6 / 1000);
+           "retention: %.3f s (%.0f msg/s, %.0f us/commit)\n",
+           t1 - t0, 100000 / (t1 - t0), (t1 - t0) * 1e6 / 1000);
     history_close(h);
 }
 

@@ -52,33 +52,36 @@ static int c_sync(sqlite3_file *f, int flags)
     return M(f)->xSync(c->real, flags);
 }
 
-#define PASS(name, args, call)                                             \
-    static int c_##name args { return M(f)->call; }
-PASS(close, (sqlite3_file *f), xClose(((counted_file *)f)->real))
-PASS(read, (sqlite3_file *f, void *p, int n, sqlite3_int64 o),
+#define PASS(name, args, call) \
+    static int c_##name args   \
+    {                          \
+        return M(f)->call;     \
+    }
+PASS(close, (sqlite3_file * f), xClose(((counted_file *)f)->real))
+PASS(read, (sqlite3_file * f, void *p, int n, sqlite3_int64 o),
      xRead(((counted_file *)f)->real, p, n, o))
-PASS(truncate, (sqlite3_file *f, sqlite3_int64 s),
+PASS(truncate, (sqlite3_file * f, sqlite3_int64 s),
      xTruncate(((counted_file *)f)->real, s))
-PASS(size, (sqlite3_file *f, sqlite3_int64 *s),
+PASS(size, (sqlite3_file * f, sqlite3_int64 *s),
      xFileSize(((counted_file *)f)->real, s))
-PASS(lock, (sqlite3_file *f, int l), xLock(((counted_file *)f)->real, l))
-PASS(unlock, (sqlite3_file *f, int l), xUnlock(((counted_file *)f)->real, l))
-PASS(reserved, (sqlite3_file *f, int *o),
+PASS(lock, (sqlite3_file * f, int l), xLock(((counted_file *)f)->real, l))
+PASS(unlock, (sqlite3_file * f, int l), xUnlock(((counted_file *)f)->real, l))
+PASS(reserved, (sqlite3_file * f, int *o),
      xCheckReservedLock(((counted_file *)f)->real, o))
-PASS(fcntl, (sqlite3_file *f, int op, void *a),
+PASS(fcntl, (sqlite3_file * f, int op, void *a),
      xFileControl(((counted_file *)f)->real, op, a))
-PASS(sector, (sqlite3_file *f), xSectorSize(((counted_file *)f)->real))
-PASS(devchar, (sqlite3_file *f),
+PASS(sector, (sqlite3_file * f), xSectorSize(((counted_file *)f)->real))
+PASS(devchar, (sqlite3_file * f),
      xDeviceCharacteristics(((counted_file *)f)->real))
-PASS(shm_map, (sqlite3_file *f, int a, int b, int c, void volatile **p),
+PASS(shm_map, (sqlite3_file * f, int a, int b, int c, void volatile **p),
      xShmMap(((counted_file *)f)->real, a, b, c, p))
-PASS(shm_lock, (sqlite3_file *f, int a, int b, int c),
+PASS(shm_lock, (sqlite3_file * f, int a, int b, int c),
      xShmLock(((counted_file *)f)->real, a, b, c))
-PASS(shm_unmap, (sqlite3_file *f, int d),
+PASS(shm_unmap, (sqlite3_file * f, int d),
      xShmUnmap(((counted_file *)f)->real, d))
-PASS(fetch, (sqlite3_file *f, sqlite3_int64 o, int n, void **p),
+PASS(fetch, (sqlite3_file * f, sqlite3_int64 o, int n, void **p),
      xFetch(((counted_file *)f)->real, o, n, p))
-PASS(unfetch, (sqlite3_file *f, sqlite3_int64 o, void *p),
+PASS(unfetch, (sqlite3_file * f, sqlite3_int64 o, void *p),
      xUnfetch(((counted_file *)f)->real, o, p))
 #undef PASS
 
@@ -87,8 +90,8 @@ static void c_shm_barrier(sqlite3_file *f)
     M(f)->xShmBarrier(((counted_file *)f)->real);
 }
 
-static int c_open(sqlite3_vfs *v, const char *name, sqlite3_file *f,
-                  int flags, int *out)
+static int c_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags,
+                  int *out)
 {
     counted_file *c = (counted_file *)f;
     int rc;
@@ -113,9 +116,10 @@ static void counting_install(void)
     counting.xOpen = c_open;
     counting.iVersion = 2;
     counting_methods = (sqlite3_io_methods){
-        3, c_close, c_read, c_write, c_truncate, c_sync, c_size, c_lock,
-        c_unlock, c_reserved, c_fcntl, c_sector, c_devchar, c_shm_map,
-        c_shm_lock, c_shm_barrier, c_shm_unmap, c_fetch, c_unfetch};
+        3,         c_close,   c_read,     c_write,       c_truncate,  c_sync,
+        c_size,    c_lock,    c_unlock,   c_reserved,    c_fcntl,     c_sector,
+        c_devchar, c_shm_map, c_shm_lock, c_shm_barrier, c_shm_unmap, c_fetch,
+        c_unfetch};
     sqlite3_vfs_register(&counting, 1);
 }
 
@@ -128,11 +132,11 @@ static sqlite3 *open_shim(void)
 {
     sqlite3 *db = NULL;
 
-    CHECK(sqlite3_open_v2(path, &db,
-                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                           history__vfs()) == SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "PRAGMA wal_autocheckpoint=0",
+    sqlite3_exec(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                 "PRAGMA wal_autocheckpoint=0",
                  NULL, NULL, NULL);
     return db;
 }
@@ -142,8 +146,8 @@ static long long count_rows(sqlite3 *db)
     sqlite3_stmt *st;
     long long n = -1;
 
-    if (sqlite3_prepare_v2(db, "SELECT count(*), sum(length(v)) FROM t",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT count(*), sum(length(v)) FROM t", -1,
+                           &st, NULL) != SQLITE_OK)
         return -2;
     if (sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
@@ -202,8 +206,10 @@ static long long digest(sqlite3 *db)
     sqlite3_stmt *st;
     long long d = -1;
 
-    if (sqlite3_prepare_v2(db, "SELECT total(id * length(v) + unicode(v)) "
-                               "FROM t", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db,
+                           "SELECT total(id * length(v) + unicode(v)) "
+                           "FROM t",
+                           -1, &st, NULL) != SQLITE_OK)
         return -2;
     if (sqlite3_step(st) == SQLITE_ROW)
         d = sqlite3_column_int64(st, 0);
@@ -250,8 +256,10 @@ static void test_spilled_transaction(void)
     sqlite3_exec(w, "PRAGMA cache_size = 8", NULL, NULL, NULL);
     CHECK_EQ_INT(sqlite3_exec(w, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     CHECK_EQ_INT(insert(w, 600, 500), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(w, "UPDATE t SET v = randomblob(480) "
-                                 "WHERE id % 3 = 0", NULL, NULL, NULL),
+    CHECK_EQ_INT(sqlite3_exec(w,
+                              "UPDATE t SET v = randomblob(480) "
+                              "WHERE id % 3 = 0",
+                              NULL, NULL, NULL),
                  SQLITE_OK);
     CHECK_EQ_INT(insert(w, 200, 500), SQLITE_OK);
     CHECK_EQ_INT(sqlite3_exec(w, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -334,9 +342,9 @@ int main(void)
     test_spilled_transaction();
     test_crash_after_commit_keeps_it();
     test_failed_write_fails_the_commit();
-    for (const char *const *f = (const char *const[]){
-             "t.db", "t.db-wal", "t.db-shm", "crash.db", "crash.db-wal",
-             "crash.db-shm", NULL};
+    for (const char *const *f =
+             (const char *const[]){"t.db", "t.db-wal", "t.db-shm", "crash.db",
+                                   "crash.db-wal", "crash.db-shm", NULL};
          *f; f++) {
         char p[128];
         snprintf(p, sizeof p, "%s/%s", dir, *f);

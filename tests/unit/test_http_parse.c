@@ -58,15 +58,14 @@ static void test_valid_request(void)
     CHECK_EQ_INT(req.minor_version, 1);
     CHECK_EQ_INT(req.num_headers, 5);
     CHECK(str_eq(req.headers[0].name, req.headers[0].name_len, "Host"));
-    CHECK(str_eq(req.headers[0].value, req.headers[0].value_len,
-                 "example.com"));
-    CHECK(str_eq(req.headers[1].value, req.headers[1].value_len,
-                 "websocket"));
-    CHECK(str_eq(req.headers[2].value, req.headers[2].value_len,
-                 "spaced value"));
+    CHECK(
+        str_eq(req.headers[0].value, req.headers[0].value_len, "example.com"));
+    CHECK(str_eq(req.headers[1].value, req.headers[1].value_len, "websocket"));
+    CHECK(
+        str_eq(req.headers[2].value, req.headers[2].value_len, "spaced value"));
     CHECK_EQ_INT(req.headers[3].value_len, 0);
-    CHECK(str_eq(req.headers[4].value, req.headers[4].value_len,
-                 "caf\xc3\xa9"));
+    CHECK(
+        str_eq(req.headers[4].value, req.headers[4].value_len, "caf\xc3\xa9"));
 
     CHECK_EQ_INT(req_s("GET / HTTP/1.0\r\n\r\n", &req), 18);
     CHECK_EQ_INT(req.minor_version, 0);
@@ -77,9 +76,9 @@ static void test_valid_request(void)
     /* target: any visible ASCII after the leading '/' */
     CHECK(req_s("GET /a%20b?x=\"{}\"#f HTTP/1.1\r\n\r\n", &req) > 0);
     /* NULL limits select the defaults */
-    CHECK_EQ_INT(chorus_http_parse_request("GET / HTTP/1.1\r\n\r\n", 18,
-                                           NULL, &req),
-                 18);
+    CHECK_EQ_INT(
+        chorus_http_parse_request("GET / HTTP/1.1\r\n\r\n", 18, NULL, &req),
+        18);
 }
 
 static void test_line_ends(void)
@@ -102,18 +101,17 @@ static void test_line_ends(void)
     CHECK_EQ_INT(req_s("GET / HTTP/1.1\rX", &req), CHORUS_HTTP_MALFORMED);
     /* a trailing CR may still be followed by LF */
     CHECK_EQ_INT(req_s("GET / HTTP/1.1\r", &req), CHORUS_HTTP_INCOMPLETE);
-    CHECK_EQ_INT(req_s("GET / HTTP/1.1\r\n\r", &req),
-                 CHORUS_HTTP_INCOMPLETE);
+    CHECK_EQ_INT(req_s("GET / HTTP/1.1\r\n\r", &req), CHORUS_HTTP_INCOMPLETE);
 }
 
 static void test_bad_request_line(void)
 {
     static const char *bad[] = {
-        "\r\n\r\n",                      /* empty request line */
-        "\r\nGET / HTTP/1.1\r\n\r\n",    /* leading blank line */
-        " GET / HTTP/1.1\r\n\r\n",       /* leading space */
-        "GET  / HTTP/1.1\r\n\r\n",       /* two spaces */
-        "GET / HTTP/1.1 \r\n\r\n",       /* trailing space */
+        "\r\n\r\n",                   /* empty request line */
+        "\r\nGET / HTTP/1.1\r\n\r\n", /* leading blank line */
+        " GET / HTTP/1.1\r\n\r\n",    /* leading space */
+        "GET  / HTTP/1.1\r\n\r\n",    /* two spaces */
+        "GET / HTTP/1.1 \r\n\r\n",    /* trailing space */
         "GET /  HTTP/1.1\r\n\r\n",
         "GET\t/ HTTP/1.1\r\n\r\n",       /* HTAB separator */
         "G(T / HTTP/1.1\r\n\r\n",        /* non-token method */
@@ -122,10 +120,10 @@ static void test_bad_request_line(void)
         "GET x HTTP/1.1\r\n\r\n",        /* target without '/' */
         "GET * HTTP/1.1\r\n\r\n",
         "GET http://h/ HTTP/1.1\r\n\r\n",
-        "GET /\x7f HTTP/1.1\r\n\r\n",    /* DEL in target */
+        "GET /\x7f HTTP/1.1\r\n\r\n",     /* DEL in target */
         "GET /\xc3\xa9 HTTP/1.1\r\n\r\n", /* non-ASCII target */
         "GET /\x01 HTTP/1.1\r\n\r\n",
-        "GET /\r\n\r\n",                 /* HTTP/0.9 */
+        "GET /\r\n\r\n", /* HTTP/0.9 */
         "GET / \r\n\r\n",
         "GET / HTTP/1.2\r\n\r\n",
         "GET / HTTP/2.0\r\n\r\n",
@@ -145,28 +143,28 @@ static void test_bad_request_line(void)
         CHECK_EQ_INT(r, CHORUS_HTTP_MALFORMED);
     }
     /* a NUL byte counts as a CTL, not as the end of the buffer */
-    CHECK_EQ_INT(chorus_http_parse_request("GET /\0 HTTP/1.1\r\n\r\n", 20,
-                                           &lim, &req),
-                 CHORUS_HTTP_MALFORMED);
+    CHECK_EQ_INT(
+        chorus_http_parse_request("GET /\0 HTTP/1.1\r\n\r\n", 20, &lim, &req),
+        CHORUS_HTTP_MALFORMED);
 }
 
 static void test_bad_headers(void)
 {
     static const char *bad[] = {
-        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",   /* space before colon */
-        "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n",  /* HTAB before colon */
-        "GET / HTTP/1.1\r\nHost a\r\n\r\n",     /* no colon */
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",  /* space before colon */
+        "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", /* HTAB before colon */
+        "GET / HTTP/1.1\r\nHost a\r\n\r\n",    /* no colon */
         "GET / HTTP/1.1\r\nHost\r\n\r\n",
-        "GET / HTTP/1.1\r\n: a\r\n\r\n",        /* empty name */
-        "GET / HTTP/1.1\r\nX(y: a\r\n\r\n",     /* non-token name */
+        "GET / HTTP/1.1\r\n: a\r\n\r\n",    /* empty name */
+        "GET / HTTP/1.1\r\nX(y: a\r\n\r\n", /* non-token name */
         "GET / HTTP/1.1\r\nX\xc3\xa9: a\r\n\r\n",
-        "GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n",  /* CTL in value */
-        "GET / HTTP/1.1\r\nX: a\x7fz\r\n\r\n",  /* DEL in value */
+        "GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n", /* CTL in value */
+        "GET / HTTP/1.1\r\nX: a\x7fz\r\n\r\n", /* DEL in value */
         "GET / HTTP/1.1\r\nX: \x1b[0m\r\n\r\n",
-        "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", /* obs-fold SP */
+        "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",  /* obs-fold SP */
         "GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", /* obs-fold HTAB */
-        "GET / HTTP/1.1\r\n X: a\r\n\r\n",      /* fold on first header */
-        "GET / HTTP/1.1\r\n \r\n\r\n",          /* whitespace-only line */
+        "GET / HTTP/1.1\r\n X: a\r\n\r\n",       /* fold on first header */
+        "GET / HTTP/1.1\r\n \r\n\r\n",           /* whitespace-only line */
     };
     chorus_http_request req;
 
@@ -243,28 +241,26 @@ static void test_pipelined(void)
 
     CHECK_EQ_INT(n, strlen(first));
     CHECK(str_eq(req.target, req.target_len, "/a"));
-    CHECK_EQ_INT(chorus_http_parse_request(both + n, strlen(both) - n, &lim,
-                                           &req),
-                 strlen(first));
+    CHECK_EQ_INT(
+        chorus_http_parse_request(both + n, strlen(both) - n, &lim, &req),
+        strlen(first));
     CHECK(str_eq(req.target, req.target_len, "/b"));
     /* trailing bytes are not looked at: garbage, or WebSocket frames */
     CHECK_EQ_INT(req_s("GET / HTTP/1.1\r\n\r\n\x81\x85\r\x01\x02", &req), 18);
     /* nor limited: the head fits even if the buffer does not */
     {
-        chorus_http_limits l = {.max_line = 64, .max_headers = 1,
-                                .max_head = 20};
+        chorus_http_limits l = {
+            .max_line = 64, .max_headers = 1, .max_head = 20};
         char buf[200];
         memset(buf, 'x', sizeof buf);
         memcpy(buf, "GET / HTTP/1.1\r\n\r\n", 18);
-        CHECK_EQ_INT(chorus_http_parse_request(buf, sizeof buf, &l, &req),
-                     18);
+        CHECK_EQ_INT(chorus_http_parse_request(buf, sizeof buf, &l, &req), 18);
     }
 }
 
 static void test_limit_line(void)
 {
-    chorus_http_limits l = {.max_line = 20, .max_headers = 8,
-                            .max_head = 1024};
+    chorus_http_limits l = {.max_line = 20, .max_headers = 8, .max_head = 1024};
     /* request line of exactly 20 bytes ("GET /" + 7 + " HTTP/1.1") */
     CHECK_EQ_INT(req_l("GET /123456 HTTP/1.1\r\n\r\n", &l), 24);
     CHECK_EQ_INT(req_l("GET /123456 HTTP/1.1\n\n", &l), 22);
@@ -274,19 +270,16 @@ static void test_limit_line(void)
     CHECK_EQ_INT(req_l("GET /1234567 HTTP/1.", &l), CHORUS_HTTP_INCOMPLETE);
     CHECK_EQ_INT(req_l("GET /1234567 HTTP/1.1", &l), CHORUS_HTTP_TOO_LARGE);
     /* 20 content bytes + CR: still waiting for LF */
-    CHECK_EQ_INT(req_l("GET /123456 HTTP/1.1\r", &l),
-                 CHORUS_HTTP_INCOMPLETE);
+    CHECK_EQ_INT(req_l("GET /123456 HTTP/1.1\r", &l), CHORUS_HTTP_INCOMPLETE);
     /* header line of exactly 20, then 21 bytes */
     CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 34567890123456789\r\n\r\n", &l),
                  40);
-    CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 345678901234567890\r\n\r\n",
-                       &l),
+    CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 345678901234567890\r\n\r\n", &l),
                  CHORUS_HTTP_TOO_LARGE);
     CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 345678901234567890", &l),
                  CHORUS_HTTP_TOO_LARGE);
     /* trailing blanks still count towards the line */
-    CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 3456789012345678   \r\n\r\n",
-                       &l),
+    CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nX: 3456789012345678   \r\n\r\n", &l),
                  CHORUS_HTTP_TOO_LARGE);
     /* a huge line without any LF fails without reading it all */
     {
@@ -301,8 +294,8 @@ static void test_limit_line(void)
 
 static void test_limit_headers(void)
 {
-    chorus_http_limits l = {.max_line = 100, .max_headers = 2,
-                            .max_head = 1024};
+    chorus_http_limits l = {
+        .max_line = 100, .max_headers = 2, .max_head = 1024};
     chorus_http_request req;
 
     CHECK_EQ_INT(req_l("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", &l), 30);
@@ -324,14 +317,13 @@ static void test_limit_headers(void)
     {
         char buf[4096];
         size_t n = 0;
-        chorus_http_limits big = {.max_line = 100, .max_headers = 1000,
-                                  .max_head = sizeof buf};
+        chorus_http_limits big = {
+            .max_line = 100, .max_headers = 1000, .max_head = sizeof buf};
         n += (size_t)sprintf(buf + n, "GET / HTTP/1.1\r\n");
         for (int i = 0; i < CHORUS_HTTP_MAX_HEADERS; i++)
             n += (size_t)sprintf(buf + n, "H%d: v\r\n", i);
         memcpy(buf + n, "\r\n", 3);
-        CHECK_EQ_INT(chorus_http_parse_request(buf, n + 2, &big, &req),
-                     n + 2);
+        CHECK_EQ_INT(chorus_http_parse_request(buf, n + 2, &big, &req), n + 2);
         CHECK_EQ_INT(req.num_headers, CHORUS_HTTP_MAX_HEADERS);
         memcpy(buf + n, "X: y\r\n\r\n", 9);
         CHECK_EQ_INT(chorus_http_parse_request(buf, n + 8, &big, &req),
@@ -342,8 +334,7 @@ static void test_limit_headers(void)
 static void test_limit_head(void)
 {
     const char *s = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n"; /* 30 */
-    chorus_http_limits l = {.max_line = 100, .max_headers = 8,
-                            .max_head = 30};
+    chorus_http_limits l = {.max_line = 100, .max_headers = 8, .max_head = 30};
 
     CHECK_EQ_INT(req_l(s, &l), 30);
     l.max_head = 29;
@@ -386,12 +377,10 @@ static void test_response(void)
     CHECK_EQ_INT(res_s("HTTP/1.1 10 OK\r\n\r\n", &res), CHORUS_HTTP_MALFORMED);
     CHECK_EQ_INT(res_s("HTTP/1.1 1011 OK\r\n\r\n", &res),
                  CHORUS_HTTP_MALFORMED);
-    CHECK_EQ_INT(res_s("HTTP/1.1 1x1 OK\r\n\r\n", &res),
-                 CHORUS_HTTP_MALFORMED);
+    CHECK_EQ_INT(res_s("HTTP/1.1 1x1 OK\r\n\r\n", &res), CHORUS_HTTP_MALFORMED);
     CHECK_EQ_INT(res_s("HTTP/1.1  101 OK\r\n\r\n", &res),
                  CHORUS_HTTP_MALFORMED);
-    CHECK_EQ_INT(res_s("HTTP/2.0 101 OK\r\n\r\n", &res),
-                 CHORUS_HTTP_MALFORMED);
+    CHECK_EQ_INT(res_s("HTTP/2.0 101 OK\r\n\r\n", &res), CHORUS_HTTP_MALFORMED);
     CHECK_EQ_INT(res_s("HTTP/1.1 101 O\x01K\r\n\r\n", &res),
                  CHORUS_HTTP_MALFORMED);
     CHECK_EQ_INT(res_s("HTTP/1.1 101 OK\r\nA : b\r\n\r\n", &res),
@@ -402,8 +391,8 @@ static void test_response(void)
     CHECK_EQ_INT(res_s("HTTP/1.1 101 OK\r\n", &res), CHORUS_HTTP_INCOMPLETE);
     /* limits apply too */
     {
-        chorus_http_limits l = {.max_line = 10, .max_headers = 1,
-                                .max_head = 100};
+        chorus_http_limits l = {
+            .max_line = 10, .max_headers = 1, .max_head = 100};
         CHECK_EQ_INT(chorus_http_parse_response(s, strlen(s), &l, &res),
                      CHORUS_HTTP_TOO_LARGE);
     }
@@ -425,15 +414,13 @@ static void test_find_count(void)
     h = chorus_http_find_header(req.headers, req.num_headers,
                                 "sec-websocket-key");
     CHECK(h && str_eq(h->value, h->value_len, "k1"));
-    CHECK(chorus_http_find_header(req.headers, req.num_headers, "Hos") ==
-          NULL);
+    CHECK(chorus_http_find_header(req.headers, req.num_headers, "Hos") == NULL);
     CHECK(chorus_http_find_header(req.headers, req.num_headers, "Upgrade") ==
           NULL);
     CHECK_EQ_INT(chorus_http_count_header(req.headers, req.num_headers,
                                           "Sec-Websocket-Key"),
                  2);
-    CHECK_EQ_INT(chorus_http_count_header(req.headers, req.num_headers,
-                                          "Host"),
+    CHECK_EQ_INT(chorus_http_count_header(req.headers, req.num_headers, "Host"),
                  1);
     CHECK_EQ_INT(chorus_http_count_header(req.headers, req.num_headers, "X"),
                  0);
@@ -555,8 +542,7 @@ static void test_percent_decode(void)
 {
     char out[8];
 
-    CHECK_EQ_INT(chorus_http_percent_decode("a%41+%7e", 8, out, sizeof out),
-                 4);
+    CHECK_EQ_INT(chorus_http_percent_decode("a%41+%7e", 8, out, sizeof out), 4);
     CHECK_EQ_STR(out, "aA+~");
     CHECK_EQ_INT(chorus_http_percent_decode("", 0, out, sizeof out), 0);
     CHECK_EQ_STR(out, "");
@@ -571,8 +557,7 @@ static void test_percent_decode(void)
     /* "%4" then "1" beyond len: the escape is cut off */
     CHECK_EQ_INT(chorus_http_percent_decode("%41", 2, out, sizeof out), -1);
     /* overflow: 7 bytes fit in 8, 8 do not */
-    CHECK_EQ_INT(chorus_http_percent_decode("1234567", 7, out, sizeof out),
-                 7);
+    CHECK_EQ_INT(chorus_http_percent_decode("1234567", 7, out, sizeof out), 7);
     CHECK_EQ_INT(chorus_http_percent_decode("12345678", 8, out, sizeof out),
                  -1);
     CHECK_EQ_INT(chorus_http_percent_decode("%31%32%33%34%35%36%37", 21, out,

@@ -47,8 +47,8 @@ static char *make(const char *header, const char *payload, const char *key)
     strcat(tok, ".");
     size_t n = strlen(tok);
     b64url((const unsigned char *)payload, strlen(payload), tok + n);
-    HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)tok,
-         strlen(tok), mac, &maclen);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)tok, strlen(tok),
+         mac, &maclen);
     strcat(tok, ".");
     b64url(mac, maclen, tok + strlen(tok));
     return tok;
@@ -72,8 +72,8 @@ static const char *why_of(const char *tok, const char *key)
 {
     json_t *claims = NULL;
     const char *why = NULL;
-    int r = chorus_jwt_verify(key, strlen(key), tok, strlen(tok), NOW,
-                              &claims, &why);
+    int r = chorus_jwt_verify(key, strlen(key), tok, strlen(tok), NOW, &claims,
+                              &why);
     json_decref(claims);
     return r == 0 ? "ok" : why;
 }
@@ -94,14 +94,14 @@ static void test_valid(void)
     CHECK_EQ_STR(json_string_value(json_object_get(claims, "sub")), "alice");
     json_decref(claims);
     /* no typ, float exp, nbf in the past and exactly now */
-    CHECK_EQ_STR(why_of(make("{\"alg\":\"HS256\"}", "{\"exp\":1700000000.5}",
-                             SECRET),
-                        SECRET),
-                 "ok");
-    CHECK_EQ_STR(why_of(make(H, "{\"exp\":1700000100,\"nbf\":1700000000}",
-                             SECRET),
-                        SECRET),
-                 "ok");
+    CHECK_EQ_STR(
+        why_of(make("{\"alg\":\"HS256\"}", "{\"exp\":1700000000.5}", SECRET),
+               SECRET),
+        "ok");
+    CHECK_EQ_STR(
+        why_of(make(H, "{\"exp\":1700000100,\"nbf\":1700000000}", SECRET),
+               SECRET),
+        "ok");
 }
 
 /* A token made with Python's standard library (hmac, hashlib, base64,
@@ -138,8 +138,8 @@ static void test_sign_roundtrip(void)
     char *tok = chorus_jwt_sign(SECRET, strlen(SECRET), c);
     CHECK(tok != NULL);
     /* the fixed header every signed token starts with */
-    CHECK(tok && strncmp(tok, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) ==
-                     0);
+    CHECK(tok &&
+          strncmp(tok, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) == 0);
     CHECK_EQ_STR(why_of(tok, SECRET), "ok");
     CHECK_EQ_STR(why_of(tok, "other"), "bad signature");
     free(tok);
@@ -156,19 +156,19 @@ static void test_time(void)
                  "token expired");
     CHECK_EQ_STR(why_of(make(H, "{\"exp\":1600000000}", SECRET), SECRET),
                  "token expired");
-    CHECK_EQ_STR(why_of(make(H, "{\"exp\":1700000100,\"nbf\":1700000001}",
-                             SECRET),
-                        SECRET),
-                 "token not yet valid");
+    CHECK_EQ_STR(
+        why_of(make(H, "{\"exp\":1700000100,\"nbf\":1700000001}", SECRET),
+               SECRET),
+        "token not yet valid");
     CHECK_EQ_STR(why_of(make(H, "{\"sub\":\"a\"}", SECRET), SECRET),
                  "exp required");
     CHECK_EQ_STR(why_of(make(H, "{\"exp\":\"1700000100\"}", SECRET), SECRET),
                  "malformed token");
     CHECK_EQ_STR(why_of(make(H, "{\"exp\":null}", SECRET), SECRET),
                  "malformed token");
-    CHECK_EQ_STR(why_of(make(H, "{\"exp\":1700000100,\"nbf\":\"0\"}", SECRET),
-                        SECRET),
-                 "malformed token");
+    CHECK_EQ_STR(
+        why_of(make(H, "{\"exp\":1700000100,\"nbf\":\"0\"}", SECRET), SECRET),
+        "malformed token");
 }
 
 static void test_alg(void)
@@ -185,18 +185,16 @@ static void test_alg(void)
                  "unsupported alg");
     CHECK_EQ_STR(why_of(make("{\"alg\":[\"HS256\"]}", P, SECRET), SECRET),
                  "unsupported alg");
-    CHECK_EQ_STR(why_of(make("{\"alg\":\"HS256\",\"typ\":\"JWE\"}", P,
-                             SECRET),
-                        SECRET),
-                 "malformed token");
-    CHECK_EQ_STR(why_of(make("{\"alg\":\"HS256\",\"crit\":[\"b64\"]}", P,
-                             SECRET),
-                        SECRET),
-                 "malformed token");
-    CHECK_EQ_STR(why_of(make("{\"alg\":\"HS256\",\"alg\":\"none\"}", P,
-                             SECRET),
-                        SECRET),
-                 "malformed token");
+    CHECK_EQ_STR(
+        why_of(make("{\"alg\":\"HS256\",\"typ\":\"JWE\"}", P, SECRET), SECRET),
+        "malformed token");
+    CHECK_EQ_STR(
+        why_of(make("{\"alg\":\"HS256\",\"crit\":[\"b64\"]}", P, SECRET),
+               SECRET),
+        "malformed token");
+    CHECK_EQ_STR(
+        why_of(make("{\"alg\":\"HS256\",\"alg\":\"none\"}", P, SECRET), SECRET),
+        "malformed token");
     /* alg none with an empty signature, the classic forgery */
     char tok[512];
     b64url((const unsigned char *)"{\"alg\":\"none\"}", 14, tok);
@@ -227,12 +225,11 @@ static void test_structure(void)
 
     /* padding on the payload, then on the signature */
     char payload[512];
-    snprintf(payload, sizeof payload, "%.*s", (int)(dot2 - dot1 - 1),
-             dot1 + 1);
+    snprintf(payload, sizeof payload, "%.*s", (int)(dot2 - dot1 - 1), dot1 + 1);
     size_t plen = strlen(payload);
     CHECK(plen % 4 != 0);
-    snprintf(buf, sizeof buf, "%.*s.%s%.*s", (int)(dot1 - good), good,
-             payload, (int)((4 - plen % 4) % 4), "===");
+    snprintf(buf, sizeof buf, "%.*s.%s%.*s", (int)(dot1 - good), good, payload,
+             (int)((4 - plen % 4) % 4), "===");
     CHECK_EQ_STR(why_of(resign(buf, SECRET), SECRET), "malformed token");
     snprintf(buf, sizeof buf, "%s=", good);
     CHECK_EQ_STR(why_of(buf, SECRET), "malformed token");
@@ -266,9 +263,9 @@ static void test_structure(void)
     CHECK_EQ_STR(why_of(make(H, "[1,2]", SECRET), SECRET), "malformed token");
     CHECK_EQ_STR(why_of(make(H, "{\"exp\":1700000100", SECRET), SECRET),
                  "malformed token");
-    CHECK_EQ_STR(why_of(make(H, "{\"exp\":1,\"exp\":1700000100}", SECRET),
-                        SECRET),
-                 "malformed token");
+    CHECK_EQ_STR(
+        why_of(make(H, "{\"exp\":1,\"exp\":1700000100}", SECRET), SECRET),
+        "malformed token");
 }
 
 static void test_tampered(void)

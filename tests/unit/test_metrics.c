@@ -30,14 +30,14 @@ static int has_line(const char *text, const char *line)
     return strstr(text, want) != NULL;
 }
 
-#define CHECK_LINE(text, line)                                             \
-    do {                                                                   \
-        check_count++;                                                     \
-        if (!has_line(text, line)) {                                       \
-            check_failures++;                                              \
-            fprintf(stderr, "%s:%d: missing line: %s\n", __FILE__,         \
-                    __LINE__, line);                                       \
-        }                                                                  \
+#define CHECK_LINE(text, line)                                               \
+    do {                                                                     \
+        check_count++;                                                       \
+        if (!has_line(text, line)) {                                         \
+            check_failures++;                                                \
+            fprintf(stderr, "%s:%d: missing line: %s\n", __FILE__, __LINE__, \
+                    line);                                                   \
+        }                                                                    \
     } while (0)
 
 static void test_error_index(void)
@@ -116,12 +116,15 @@ static void test_render(void)
     CHECK_LINE(t, "# TYPE chorus_connections_total counter");
     CHECK_LINE(t, "chorus_connections_total 42");
     CHECK_LINE(t, "# TYPE chorus_connections_rejected_total counter");
-    CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"max_connections\"} 2");
+    CHECK_LINE(
+        t, "chorus_connections_rejected_total{cause=\"max_connections\"} 2");
     CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"per_ip\"} 0");
     CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"auth\"} 3");
     CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"origin\"} 1");
-    CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"bad_handshake\"} 0");
-    CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"handshake_timeout\"} 0");
+    CHECK_LINE(t,
+               "chorus_connections_rejected_total{cause=\"bad_handshake\"} 0");
+    CHECK_LINE(
+        t, "chorus_connections_rejected_total{cause=\"handshake_timeout\"} 0");
     CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"tls\"} 0");
     CHECK_LINE(t, "# TYPE chorus_subscriptions gauge");
     CHECK_LINE(t, "chorus_subscriptions 3");
@@ -137,13 +140,19 @@ static void test_render(void)
     CHECK_LINE(t, "chorus_history_commits_total 9");
     CHECK_LINE(t, "chorus_history_errors_total 1");
     CHECK_LINE(t, "# TYPE chorus_history_commit_duration_seconds histogram");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0001\"} 0");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0005\"} 1");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"0.001\"} 1");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0025\"} 2");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"0.025\"} 3");
+    CHECK_LINE(
+        t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0001\"} 0");
+    CHECK_LINE(
+        t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0005\"} 1");
+    CHECK_LINE(t,
+               "chorus_history_commit_duration_seconds_bucket{le=\"0.001\"} 1");
+    CHECK_LINE(
+        t, "chorus_history_commit_duration_seconds_bucket{le=\"0.0025\"} 2");
+    CHECK_LINE(t,
+               "chorus_history_commit_duration_seconds_bucket{le=\"0.025\"} 3");
     CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"5\"} 3");
-    CHECK_LINE(t, "chorus_history_commit_duration_seconds_bucket{le=\"+Inf\"} 4");
+    CHECK_LINE(t,
+               "chorus_history_commit_duration_seconds_bucket{le=\"+Inf\"} 4");
     CHECK_LINE(t, "chorus_history_commit_duration_seconds_sum 10.0222");
     CHECK_LINE(t, "chorus_history_commit_duration_seconds_count 4");
     CHECK_LINE(t, "# TYPE chorus_errors_total counter");

@@ -319,8 +319,7 @@ static void test_many(void)
 
     /* Remove every other owner from hot by lookup. */
     for (int i = 0; i < OWNERS; i += 2)
-        topics_unsubscribe(&ts, topics_find_sub(&ts, hot, &os[i]),
-                           &os[i].subs);
+        topics_unsubscribe(&ts, topics_find_sub(&ts, hot, &os[i]), &os[i].subs);
     CHECK_EQ_INT(hot->nsubs, OWNERS / 2);
     CHECK_EQ_INT(topic_list_len(hot), OWNERS / 2);
     for (int i = 0; i < OWNERS; i++) {
@@ -529,19 +528,19 @@ static void test_idle_topics(void)
         return;
     a->loaded = b->loaded = c->loaded = 1;
     a->last_offset = 7;
-    topics_release(&ts, u);           /* not loaded: freed */
+    topics_release(&ts, u); /* not loaded: freed */
     CHECK(topics_find(&ts, NAME("unloaded")) == NULL);
     topics_release(&ts, a);
-    topics_release(&ts, a);           /* already parked: no change */
+    topics_release(&ts, a); /* already parked: no change */
     topics_release(&ts, b);
     CHECK_EQ_INT(ts.nidle, 2);
     CHECK_EQ_INT(topics_count(&ts), 3);
     CHECK(topics_get(&ts, NAME("a")) == a); /* used again: unparked */
     CHECK_EQ_INT(a->idle, 0);
-    CHECK_EQ_INT(a->last_offset, 7);  /* state kept while parked */
+    CHECK_EQ_INT(a->last_offset, 7); /* state kept while parked */
     CHECK_EQ_INT(ts.nidle, 1);
-    topics_release(&ts, a);           /* now b is the oldest */
-    topics_release(&ts, c);           /* third parked: b goes */
+    topics_release(&ts, a); /* now b is the oldest */
+    topics_release(&ts, c); /* third parked: b goes */
     CHECK_EQ_INT(ts.nidle, 2);
     CHECK(topics_find(&ts, NAME("b")) == NULL);
     CHECK(topics_find(&ts, NAME("a")) == a);
@@ -554,7 +553,7 @@ static void test_idle_topics(void)
     topics_unsubscribe(&ts, s, &list);
     CHECK_EQ_INT(ts.nidle, 2);
     CHECK_EQ_INT(c->idle, 1);
-    topics_destroy(&ts);              /* frees the parked ones too */
+    topics_destroy(&ts); /* frees the parked ones too */
 }
 
 int main(void)

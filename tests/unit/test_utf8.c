@@ -30,32 +30,30 @@ static long fail_pos(const uint8_t *p, size_t n, int *complete)
 #define BYTES(...) ((const uint8_t[]){__VA_ARGS__})
 #define NB(...) sizeof((const uint8_t[]){__VA_ARGS__})
 /* Expect the whole sequence valid and complete. */
-#define VALID(...)                                                         \
-    do {                                                                   \
-        int c_ = 0;                                                        \
-        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), &c_),   \
-                     -1);                                                  \
-        CHECK_EQ_INT(c_, 1);                                               \
-        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__),                 \
-                                       NB(__VA_ARGS__)), 1);               \
+#define VALID(...)                                                            \
+    do {                                                                      \
+        int c_ = 0;                                                           \
+        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), &c_), -1); \
+        CHECK_EQ_INT(c_, 1);                                                  \
+        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__), NB(__VA_ARGS__)),  \
+                     1);                                                      \
     } while (0)
 /* Expect failure exactly at byte index pos. */
-#define FAILS_AT(pos, ...)                                                 \
-    do {                                                                   \
-        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), NULL),  \
-                     pos);                                                 \
-        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__),                 \
-                                       NB(__VA_ARGS__)), 0);               \
+#define FAILS_AT(pos, ...)                                                   \
+    do {                                                                     \
+        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), NULL),    \
+                     pos);                                                   \
+        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__), NB(__VA_ARGS__)), \
+                     0);                                                     \
     } while (0)
 /* Expect a valid prefix that does not end on a character boundary. */
-#define TRUNCATED(...)                                                     \
-    do {                                                                   \
-        int c_ = 1;                                                        \
-        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), &c_),   \
-                     -1);                                                  \
-        CHECK_EQ_INT(c_, 0);                                               \
-        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__),                 \
-                                       NB(__VA_ARGS__)), 0);               \
+#define TRUNCATED(...)                                                        \
+    do {                                                                      \
+        int c_ = 1;                                                           \
+        CHECK_EQ_INT(fail_pos(BYTES(__VA_ARGS__), NB(__VA_ARGS__), &c_), -1); \
+        CHECK_EQ_INT(c_, 0);                                                  \
+        CHECK_EQ_INT(chorus_utf8_valid(BYTES(__VA_ARGS__), NB(__VA_ARGS__)),  \
+                     0);                                                      \
     } while (0)
 
 static void test_kuhn_correct_and_boundaries(void)
@@ -77,10 +75,10 @@ static void test_kuhn_correct_and_boundaries(void)
     FAILS_AT(0, 0xFB, 0xBF, 0xBF, 0xBF, 0xBF);
     FAILS_AT(0, 0xFD, 0xBF, 0xBF, 0xBF, 0xBF, 0xBF);
     /* 2.3 other boundary conditions */
-    VALID(0xED, 0x9F, 0xBF); /* U+D7FF */
-    VALID(0xEE, 0x80, 0x80); /* U+E000 */
-    VALID(0xEF, 0xBF, 0xBD); /* U+FFFD */
-    VALID(0xF4, 0x8F, 0xBF, 0xBF); /* U+10FFFF */
+    VALID(0xED, 0x9F, 0xBF);             /* U+D7FF */
+    VALID(0xEE, 0x80, 0x80);             /* U+E000 */
+    VALID(0xEF, 0xBF, 0xBD);             /* U+FFFD */
+    VALID(0xF4, 0x8F, 0xBF, 0xBF);       /* U+10FFFF */
     FAILS_AT(1, 0xF4, 0x90, 0x80, 0x80); /* U+110000 */
     /* Noncharacters are valid UTF-8 (5.3). */
     VALID(0xEF, 0xBF, 0xBE);
@@ -291,9 +289,8 @@ static void compare_with_ref(const uint8_t *s, size_t n, long *mismatches)
     if (p1 != p2 || (p1 < 0 && c1 != c2) ||
         chorus_utf8_valid(s, n) != (p2 < 0 && c2)) {
         if (*mismatches < 5)
-            fprintf(stderr, "mismatch n=%zu %02X %02X %02X %02X\n", n,
-                    s[0], n > 1 ? s[1] : 0, n > 2 ? s[2] : 0,
-                    n > 3 ? s[3] : 0);
+            fprintf(stderr, "mismatch n=%zu %02X %02X %02X %02X\n", n, s[0],
+                    n > 1 ? s[1] : 0, n > 2 ? s[2] : 0, n > 3 ? s[3] : 0);
         (*mismatches)++;
     }
 }

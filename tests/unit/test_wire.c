@@ -54,8 +54,8 @@ static void expect_err_n(const char *text, size_t len, const char *code,
     check_count++;
     if (strcmp(idbuf, want_id) != 0) {
         check_failures++;
-        fprintf(stderr, "%s:%d: %s: echoed id '%s', expected '%s'\n",
-                __FILE__, line, text, idbuf, want_id);
+        fprintf(stderr, "%s:%d: %s: echoed id '%s', expected '%s'\n", __FILE__,
+                line, text, idbuf, want_id);
     }
     if (want_msg) {
         check_count++;
@@ -129,7 +129,9 @@ static void test_parse_ok(void)
     chorus_request_free(&req);
 
     CHECK_EQ_INT(parse_ok(" {\"id\":\"abc\",\"topic\":\"news\","
-                          "\"op\":\"subscribe\",\"extra\":[1,2]} ", &req), 0);
+                          "\"op\":\"subscribe\",\"extra\":[1,2]} ",
+                          &req),
+                 0);
     CHECK_EQ_INT(req.op, CHORUS_OP_SUBSCRIBE);
     CHECK(json_is_string(req.id));
     CHECK_EQ_STR(json_string_value(req.id), "abc");
@@ -140,14 +142,18 @@ static void test_parse_ok(void)
     chorus_request_free(&req);
 
     CHECK_EQ_INT(parse_ok("{\"op\":\"unsubscribe\",\"topic\":\"a/b@c\","
-                          "\"since\":5,\"data\":1}", &req), 0);
+                          "\"since\":5,\"data\":1}",
+                          &req),
+                 0);
     CHECK_EQ_INT(req.op, CHORUS_OP_UNSUBSCRIBE);
     CHECK_EQ_STR(req.topic, "a/b@c");
     CHECK_EQ_INT(req.has_since, 0);
     chorus_request_free(&req);
 
     CHECK_EQ_INT(parse_ok("{\"op\":\"publish\",\"topic\":\"t\",\"id\":-3,"
-                          "\"data\":{\"text\":\"hi\"}}", &req), 0);
+                          "\"data\":{\"text\":\"hi\"}}",
+                          &req),
+                 0);
     CHECK_EQ_INT(req.op, CHORUS_OP_PUBLISH);
     CHECK(json_integer_value(req.id) == -3);
     CHECK(json_is_object(req.data));
@@ -155,15 +161,21 @@ static void test_parse_ok(void)
 
     /* data null is a valid message; so is a string with \u0000. */
     CHECK_EQ_INT(parse_ok("{\"op\":\"publish\",\"topic\":\"t\","
-                          "\"data\":null}", &req), 0);
+                          "\"data\":null}",
+                          &req),
+                 0);
     CHECK(req.data && json_is_null(req.data));
     chorus_request_free(&req);
     CHECK_EQ_INT(parse_ok("{\"op\":\"publish\",\"topic\":\"t\","
-                          "\"data\":\"a\\u0000b\"}", &req), 0);
+                          "\"data\":\"a\\u0000b\"}",
+                          &req),
+                 0);
     CHECK_EQ_INT(json_string_length(req.data), 3);
     chorus_request_free(&req);
     CHECK_EQ_INT(parse_ok("{\"op\":\"publish\",\"topic\":\"t\","
-                          "\"data\":[1,2.5,false,\"\\u00e9\"]}", &req), 0);
+                          "\"data\":[1,2.5,false,\"\\u00e9\"]}",
+                          &req),
+                 0);
     chorus_request_free(&req);
 
     /* Topic edge: exactly 200 bytes. */
@@ -179,7 +191,9 @@ static void test_parse_ok(void)
     }
     /* Every allowed character. */
     CHECK_EQ_INT(parse_ok("{\"op\":\"subscribe\",\"topic\":\"ABCXYZabcxyz"
-                          "0123456789._-:/@\"}", &req), 0);
+                          "0123456789._-:/@\"}",
+                          &req),
+                 0);
     chorus_request_free(&req);
 
     /* id: a string of exactly 64 bytes, the empty string, big integers. */
@@ -202,8 +216,8 @@ static void test_parse_ok(void)
     }
     CHECK_EQ_INT(parse_ok("{\"op\":\"ping\",\"id\":\"\"}", &req), 0);
     chorus_request_free(&req);
-    CHECK_EQ_INT(parse_ok("{\"op\":\"ping\",\"id\":9223372036854775807}",
-                          &req), 0);
+    CHECK_EQ_INT(parse_ok("{\"op\":\"ping\",\"id\":9223372036854775807}", &req),
+                 0);
     CHECK(json_integer_value(req.id) == INT64_MAX);
     chorus_request_free(&req);
     CHECK_EQ_INT(parse_ok("{\"op\":\"ping\",\"id\":0}", &req), 0);
@@ -216,8 +230,10 @@ static void test_parse_since(void)
     const char *e = "0123456789abcdef0123456789abcdef";
     char text[256];
 
-    snprintf(text, sizeof text, "{\"op\":\"subscribe\",\"topic\":\"n\","
-             "\"since\":{\"epoch\":\"%s\",\"offset\":42}}", e);
+    snprintf(text, sizeof text,
+             "{\"op\":\"subscribe\",\"topic\":\"n\","
+             "\"since\":{\"epoch\":\"%s\",\"offset\":42}}",
+             e);
     CHECK_EQ_INT(parse_ok(text, &req), 0);
     CHECK_EQ_INT(req.has_since, 1);
     CHECK_EQ_STR(req.since_epoch, e);
@@ -227,21 +243,27 @@ static void test_parse_since(void)
     /* offset 0, any epoch string (shape is the caller's business), extra
      * fields inside since. */
     CHECK_EQ_INT(parse_ok("{\"op\":\"subscribe\",\"topic\":\"n\",\"since\":"
-                          "{\"offset\":0,\"epoch\":\"\",\"x\":1}}", &req), 0);
+                          "{\"offset\":0,\"epoch\":\"\",\"x\":1}}",
+                          &req),
+                 0);
     CHECK_EQ_INT(req.has_since, 1);
     CHECK_EQ_STR(req.since_epoch, "");
     CHECK(req.since_offset == 0);
     chorus_request_free(&req);
     CHECK_EQ_INT(parse_ok("{\"op\":\"subscribe\",\"topic\":\"n\",\"since\":"
                           "{\"epoch\":\"old\",\"offset\":"
-                          "9223372036854775807}}", &req), 0);
+                          "9223372036854775807}}",
+                          &req),
+                 0);
     CHECK_EQ_STR(req.since_epoch, "old");
     CHECK(req.since_offset == INT64_MAX);
     chorus_request_free(&req);
 
     /* An epoch with an embedded NUL never passes for a real one. */
-    snprintf(text, sizeof text, "{\"op\":\"subscribe\",\"topic\":\"n\","
-             "\"since\":{\"epoch\":\"%s\\u0000x\",\"offset\":1}}", e);
+    snprintf(text, sizeof text,
+             "{\"op\":\"subscribe\",\"topic\":\"n\","
+             "\"since\":{\"epoch\":\"%s\\u0000x\",\"offset\":1}}",
+             e);
     CHECK_EQ_INT(parse_ok(text, &req), 0);
     CHECK_EQ_INT(req.has_since, 1);
     CHECK(!chorus_epoch_valid(req.since_epoch));
@@ -264,8 +286,7 @@ static void test_parse_since(void)
     EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":-1}}", BAD, "1", omsg);
     EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":1.0}}", BAD, "1", omsg);
     EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":1e2}}", BAD, "1", omsg);
-    EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":\"5\"}}", BAD, "1",
-                   omsg);
+    EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":\"5\"}}", BAD, "1", omsg);
     EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":null}}", BAD, "1", omsg);
     EXPECT_ERR_MSG(SUB "{\"epoch\":\"e\",\"offset\":true}}", BAD, "1", omsg);
 #undef SUB
@@ -296,8 +317,8 @@ static void test_parse_errors(void)
         CHECK_EQ_STR(err.code, BAD); /* len respected: the 'x' not seen */
         CHECK_EQ_STR(err.message, "\"op\" must be a string");
         chorus_wire_error_clear(&err);
-        CHECK_EQ_INT(chorus_request_parse("{\"op\":\"ping\"}", 5, &req,
-                                          &err), -1);
+        CHECK_EQ_INT(chorus_request_parse("{\"op\":\"ping\"}", 5, &req, &err),
+                     -1);
         CHECK(strncmp(err.message, "not valid JSON: ", 16) == 0);
         chorus_wire_error_clear(&err);
     }
@@ -356,7 +377,8 @@ static void test_parse_errors(void)
     /* A long op is cut on a character boundary: 31 ASCII bytes, then
      * two-byte characters. */
     EXPECT_ERR_MSG("{\"op\":\"abcdefghijklmnopqrstuvwxyz01234\xc3\xa9\xc3\xa9"
-                   "\"}", CHORUS_ERR_UNKNOWN_OP, "",
+                   "\"}",
+                   CHORUS_ERR_UNKNOWN_OP, "",
                    "unknown op \"abcdefghijklmnopqrstuvwxyz01234...\" "
                    "(expected subscribe, unsubscribe, publish or ping)");
 
@@ -372,9 +394,9 @@ static void test_parse_errors(void)
     EXPECT_ERR("{\"op\":\"publish\",\"data\":1}", BAD, "");
     EXPECT_ERR_MSG("{\"id\":\"s\",\"op\":\"subscribe\",\"topic\":\"\"}",
                    CHORUS_ERR_INVALID_TOPIC, "\"s\"", TOPIC_MSG);
-    const char *badtopics[] = {"a b", "a#b", "a+b", "a*", "caf\xc3\xa9",
-                               "a\\u0000b", "a\\tb", "a\\\"b", "a,b", "a?",
-                               "\\u0000", "x\\u007f"};
+    const char *badtopics[] = {
+        "a b",   "a#b",    "a+b", "a*", "caf\xc3\xa9", "a\\u0000b",
+        "a\\tb", "a\\\"b", "a,b", "a?", "\\u0000",     "x\\u007f"};
     for (size_t i = 0; i < sizeof badtopics / sizeof badtopics[0]; i++) {
         char text[128];
         snprintf(text, sizeof text,
@@ -391,16 +413,15 @@ static void test_parse_errors(void)
         EXPECT_ERR_MSG(text, CHORUS_ERR_INVALID_TOPIC, "3", TOPIC_MSG);
     }
     /* Bad op wins over a bad topic. */
-    EXPECT_ERR("{\"op\":\"sub\",\"topic\":\"a b\"}", CHORUS_ERR_UNKNOWN_OP,
-               "");
+    EXPECT_ERR("{\"op\":\"sub\",\"topic\":\"a b\"}", CHORUS_ERR_UNKNOWN_OP, "");
 
     /* publish needs data; topic is checked first. */
     EXPECT_ERR_MSG("{\"id\":4,\"op\":\"publish\",\"topic\":\"t\"}", BAD, "4",
                    "publish needs \"data\" (any JSON value, null included)");
     EXPECT_ERR("{\"id\":4,\"op\":\"publish\",\"topic\":\"a b\"}",
                CHORUS_ERR_INVALID_TOPIC, "4");
-    EXPECT_ERR("{\"id\":4,\"op\":\"publish\",\"topic\":\"t\",\"Data\":1}",
-               BAD, "4");
+    EXPECT_ERR("{\"id\":4,\"op\":\"publish\",\"topic\":\"t\",\"Data\":1}", BAD,
+               "4");
 
     /* Invalid UTF-8 is not JSON. */
     EXPECT_ERR("{\"op\":\"publish\",\"topic\":\"t\",\"data\":\"\xff\"}", BAD,
@@ -427,7 +448,9 @@ static void test_id_echo(void)
     chorus_request_free(&req);
 
     CHECK_EQ_INT(parse_ok("{\"op\":\"ping\",\"id\":\"\\u00e9\\\"\\n"
-                          "\\u0000\"}", &req), 0);
+                          "\\u0000\"}",
+                          &req),
+                 0);
     s = chorus_encode_pong(req.id, &len);
     CHECK_EQ_STR(s, "{\"op\":\"pong\",\"id\":\"\xc3\xa9\\\"\\n\\u0000\"}");
     free(s);
@@ -452,9 +475,8 @@ static void test_encoders(void)
     size_t len = 0;
     char *s;
 
-    s = chorus_encode_subscribed(id, "news",
-                                 "9f2c0000000000000000000000000000", 50, 1,
-                                 &len);
+    s = chorus_encode_subscribed(id, "news", "9f2c0000000000000000000000000000",
+                                 50, 1, &len);
     CHECK_EQ_STR(s, "{\"op\":\"subscribed\",\"id\":7,\"topic\":\"news\","
                     "\"epoch\":\"9f2c0000000000000000000000000000\","
                     "\"offset\":50,\"recovered\":true}");
@@ -471,8 +493,8 @@ static void test_encoders(void)
                     "\"recovered\":true}");
     free(s);
 
-    s = chorus_encode_unsubscribed(json_integer_value(id) ? id : NULL,
-                                   "news", &len);
+    s = chorus_encode_unsubscribed(json_integer_value(id) ? id : NULL, "news",
+                                   &len);
     CHECK_EQ_STR(s, "{\"op\":\"unsubscribed\",\"id\":7,\"topic\":\"news\"}");
     CHECK_EQ_INT(len, strlen(s));
     free(s);
@@ -511,7 +533,11 @@ static void test_encoders(void)
     free(s);
     /* Invalid UTF-8 in a message is replaced, never makes the reply fail. */
     s = chorus_encode_error(NULL, CHORUS_ERR_BAD_REQUEST,
-                            "a\xff" "b\xc3" "c\xed\xa0\x80" "d\xe2\x82", &len);
+                            "a\xff"
+                            "b\xc3"
+                            "c\xed\xa0\x80"
+                            "d\xe2\x82",
+                            &len);
     CHECK_EQ_STR(s, "{\"op\":\"error\",\"code\":\"bad_request\",\"message\":"
                     "\"a?b?c???d??\"}");
     free(s);
@@ -538,8 +564,8 @@ static void check_message(const char *topic, uint64_t offset, int64_t ts,
     check_count += 3;
     if (n != strlen(want) || memcmp(out, want, n) != 0) {
         check_failures++;
-        fprintf(stderr, "%s:%d: message \"%.*s\", expected \"%s\"\n",
-                __FILE__, line, (int)n, out, want);
+        fprintf(stderr, "%s:%d: message \"%.*s\", expected \"%s\"\n", __FILE__,
+                line, (int)n, out, want);
     }
     if (n >= bound) {
         check_failures++;
@@ -569,17 +595,21 @@ static void test_encode_message(void)
                   __LINE__);
     check_message("a", 0, 0, "null",
                   "{\"op\":\"message\",\"topic\":\"a\",\"offset\":0,\"ts\":0,"
-                  "\"data\":null}", __LINE__);
+                  "\"data\":null}",
+                  __LINE__);
     check_message("t", 1, 9, "\"x\"",
                   "{\"op\":\"message\",\"topic\":\"t\",\"offset\":1,\"ts\":9,"
-                  "\"data\":\"x\"}", __LINE__);
+                  "\"data\":\"x\"}",
+                  __LINE__);
     check_message("t", 10, -1, "[1,2]",
                   "{\"op\":\"message\",\"topic\":\"t\",\"offset\":10,"
-                  "\"ts\":-1,\"data\":[1,2]}", __LINE__);
+                  "\"ts\":-1,\"data\":[1,2]}",
+                  __LINE__);
     check_message("t", 9223372036854775807ULL, INT64_MAX, "1",
                   "{\"op\":\"message\",\"topic\":\"t\",\"offset\":"
                   "9223372036854775807,\"ts\":9223372036854775807,"
-                  "\"data\":1}", __LINE__);
+                  "\"data\":1}",
+                  __LINE__);
     /* Extremes of the integer formatting (not valid JSON offsets, but the
      * bound must hold). */
     {
@@ -588,8 +618,8 @@ static void test_encode_message(void)
                            "\"data\":1}";
         size_t bound = chorus_message_bound(1, 1);
         char *out = malloc(bound);
-        size_t n = chorus_encode_message(out, "t", 1, UINT64_MAX, INT64_MIN,
-                                         "1", 1);
+        size_t n =
+            chorus_encode_message(out, "t", 1, UINT64_MAX, INT64_MIN, "1", 1);
         CHECK_EQ_INT(n, strlen(want));
         CHECK_EQ_INT(memcmp(out, want, n), 0);
         CHECK_EQ_INT(bound, n + 1); /* the bound is tight here */
@@ -600,8 +630,10 @@ static void test_encode_message(void)
         char topic[201], want[2048];
         memset(topic, 'z', 200);
         topic[200] = '\0';
-        snprintf(want, sizeof want, "{\"op\":\"message\",\"topic\":\"%s\","
-                 "\"offset\":100,\"ts\":1000,\"data\":{}}", topic);
+        snprintf(want, sizeof want,
+                 "{\"op\":\"message\",\"topic\":\"%s\","
+                 "\"offset\":100,\"ts\":1000,\"data\":{}}",
+                 topic);
         check_message(topic, 100, 1000, "{}", want, __LINE__);
         char out[512];
         CHECK(chorus_message_bound(3, 2) <= sizeof out);
@@ -615,12 +647,14 @@ static void test_encode_message(void)
     for (int i = 0; i < 20; i++, p *= 10) {
         char out[256], want[256];
         chorus_encode_message(out, "t", 1, p, -(int64_t)(p / 10), "0", 1);
-        snprintf(want, sizeof want, "{\"op\":\"message\",\"topic\":\"t\","
+        snprintf(want, sizeof want,
+                 "{\"op\":\"message\",\"topic\":\"t\","
                  "\"offset\":%llu,\"ts\":%lld,\"data\":0}",
                  (unsigned long long)p, -(long long)(p / 10));
         CHECK_EQ_STR(out, want);
         chorus_encode_message(out, "t", 1, p - 1, (int64_t)(p - 1), "0", 1);
-        snprintf(want, sizeof want, "{\"op\":\"message\",\"topic\":\"t\","
+        snprintf(want, sizeof want,
+                 "{\"op\":\"message\",\"topic\":\"t\","
                  "\"offset\":%llu,\"ts\":%lld,\"data\":0}",
                  (unsigned long long)(p - 1), (long long)(p - 1));
         CHECK_EQ_STR(out, want);

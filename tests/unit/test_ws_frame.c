@@ -45,8 +45,8 @@ typedef struct harness {
     size_t plen;
     uint8_t msg[70000]; /* payload of all messages, concatenated */
     size_t msglen;
-    size_t cur_len;     /* payload of the open message so far */
-    int msg_opcode;     /* opcode of the open message, else 0 */
+    size_t cur_len; /* payload of the open message so far */
+    int msg_opcode; /* opcode of the open message, else 0 */
     char log[512];
     const char *reason;
     uint8_t ctl[125];
@@ -106,8 +106,7 @@ static void h_event(const chorus_ws_event *ev)
         if (!ev->reason || !ev->reason[0])
             H.bad_invariant++;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -159,7 +158,8 @@ static void expect_log(chorus_ws_role role, uint64_t max, const uint8_t *p,
             fprintf(stderr, "  (line %d, step %zu)\n", line, steps[i]);
     }
 }
-#define EXPECT(role, max, p, n, want) expect_log(role, max, p, n, want, __LINE__)
+#define EXPECT(role, max, p, n, want) \
+    expect_log(role, max, p, n, want, __LINE__)
 
 /* ---- decoder rules ------------------------------------------------------ */
 
@@ -348,8 +348,8 @@ static void test_length_rules(void)
     const uint8_t m16_bad[] = {0x81, 0x80 | 126, 0x00, 0x05, 1, 2, 3, 4};
     EXPECT(CHORUS_WS_SERVER, 0, m16_bad, sizeof(m16_bad), "E1002;");
     /* Huge but legal length with no limit: accepted, data streamed. */
-    const uint8_t huge[] = {0x82, 127, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                            0xFF, 0xFF, 'a', 'b'};
+    const uint8_t huge[] = {0x82, 127,  0x7F, 0xFF, 0xFF, 0xFF,
+                            0xFF, 0xFF, 0xFF, 0xFF, 'a',  'b'};
     EXPECT(CHORUS_WS_CLIENT, 0, huge, sizeof(huge), "");
     CHECK_EQ_INT(H.msglen, 2);
 }
@@ -477,7 +477,10 @@ static void test_close_frames(void)
     n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03", 1, KEY);
     EXPECT(CHORUS_WS_SERVER, 0, b, n, "E1002;");
     CHECK_EQ_STR(H.reason, "close payload of 1 byte");
-    n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8" "bye", 5, KEY);
+    n = frame(b, 1, CHORUS_WS_OP_CLOSE,
+              "\x03\xE8"
+              "bye",
+              5, KEY);
     EXPECT(CHORUS_WS_SERVER, 0, b, n, "C8:1000;");
     CHECK(H.ctl_len == 5 && memcmp(H.ctl + 2, "bye", 3) == 0);
     n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x0B\xB8", 2, NULL);
@@ -486,9 +489,8 @@ static void test_close_frames(void)
     static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008,
                                     1009, 1010, 1011, 1012, 1013, 1014,
                                     3000, 3999, 4000, 4999};
-    static const unsigned bad[] = {0,    1,    999,  1004, 1005, 1006,
-                                   1015, 1016, 1100, 2000, 2999, 5000,
-                                   6000, 65535};
+    static const unsigned bad[] = {0,    1,    999,  1004, 1005, 1006, 1015,
+                                   1016, 1100, 2000, 2999, 5000, 6000, 65535};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char want[32];
         CHECK_EQ_INT(chorus_ws_close_code_valid(good[i]), 1);
@@ -505,11 +507,9 @@ static void test_close_frames(void)
         CHECK_EQ_STR(H.reason, "invalid close code");
     }
     /* Reason must be UTF-8. */
-    n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8\xCE\xBA\xE1\xBD\xB9", 7,
-              KEY);
+    n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8\xCE\xBA\xE1\xBD\xB9", 7, KEY);
     EXPECT(CHORUS_WS_SERVER, 0, b, n, "C8:1000;");
-    n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8\xCE\xBA\xED\xA0\x80", 7,
-              KEY);
+    n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8\xCE\xBA\xED\xA0\x80", 7, KEY);
     EXPECT(CHORUS_WS_SERVER, 0, b, n, "E1007;");
     n = frame(b, 1, CHORUS_WS_OP_CLOSE, "\x03\xE8\xCE", 3, KEY);
     EXPECT(CHORUS_WS_SERVER, 0, b, n, "E1007;");
@@ -649,11 +649,12 @@ static void test_round_trip(void)
         snprintf(want, sizeof(want), "M2:%zu;", len);
         for (int masked = 0; masked < 2; masked++) {
             const uint8_t *key = masked ? KEY : NULL;
-            chorus_ws_role role = masked ? CHORUS_WS_SERVER
-                                         : CHORUS_WS_CLIENT;
-            size_t n = frame(wire, 1, CHORUS_WS_OP_BINARY, payload, len,
-                             key);
-            CHECK_EQ_INT(n, len + (len < 126 ? 2 : len < 65536 ? 4 : 10) +
+            chorus_ws_role role = masked ? CHORUS_WS_SERVER : CHORUS_WS_CLIENT;
+            size_t n = frame(wire, 1, CHORUS_WS_OP_BINARY, payload, len, key);
+            CHECK_EQ_INT(n, len +
+                                (len < 126     ? 2
+                                 : len < 65536 ? 4
+                                               : 10) +
                                 (masked ? 4 : 0));
             EXPECT(role, 0, wire, n, want);
             CHECK_EQ_INT(H.msglen, len);
@@ -665,7 +666,8 @@ static void test_round_trip(void)
         }
     }
     /* Text round trip: a fragmented UTF-8 message, split mid-character. */
-    const char *s = "Gr\xC3\xBC\xC3\x9F" "e \xF0\x9F\x98\x80!";
+    const char *s = "Gr\xC3\xBC\xC3\x9F"
+                    "e \xF0\x9F\x98\x80!";
     size_t sl = strlen(s), n = 0;
     n += frame(wire, 0, CHORUS_WS_OP_TEXT, s, 3, KEY);
     n += frame(wire + n, 0, CHORUS_WS_OP_CONT, s + 3, 6, KEY);
