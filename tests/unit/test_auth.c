@@ -1,4 +1,4 @@
-/* broker/auth.c: topic patterns, credentials from header and query,
+/* broker/core/auth.c: topic patterns, credentials from header and query,
  * API key, anonymous access, permissions per kind, Origin policy. */
 #include <stdlib.h>
 #include <string.h>

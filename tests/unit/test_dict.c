@@ -1,4 +1,4 @@
-/* Unit tests for broker/dict.c: SipHash-2-4 against the reference
+/* Unit tests for broker/core/dict.c: SipHash-2-4 against the reference
  * vectors, insert/find/remove of many keys across table growth, colliding
  * hashes, and harmless removal of nodes that are not in the table. */
 #include "dict.h"

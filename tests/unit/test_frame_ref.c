@@ -1,4 +1,4 @@
-/* Unit tests for broker/frame_ref.c: the header written by seal for every
+/* Unit tests for broker/core/frame_ref.c: the header written by seal for every
  * length encoding, zero-copy attachment to several evbuffers with
  * reference counting, and the frame being freed only when the last holder
  * lets go (ASan reports a leak or use-after-free otherwise). */

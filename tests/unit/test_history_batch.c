@@ -1,4 +1,4 @@
-/* Unit tests for broker/history_batch.c: the record batch codec. Round
+/* Unit tests for broker/store/sqlite/history_batch.c: the record batch codec. Round
  * trips (timestamps going back, empty and large data), and every way a
  * blob can be damaged: truncated anywhere, wrong version, wrong count,
  * trailing bytes, a length past the end, an over-long varint. A damaged

@@ -1,4 +1,4 @@
-/* Unit tests for broker/history_vfs.c, the VFS that gathers a
+/* Unit tests for broker/store/sqlite/history_vfs.c, the VFS that gathers a
  * transaction's WAL writes, against the SQLite it is built with:
  * - a commit is one write to the WAL, and the WAL keeps growing from
  *   commit to commit (no restart, no sync) as it does without the shim;

@@ -1,4 +1,4 @@
-/* broker/metrics.c: error-code mapping, the commit latency histogram and
+/* broker/core/metrics.c: error-code mapping, the commit latency histogram and
  * the exact Prometheus text of a server with known counters. The server
  * has no event base: rendering reads only counters and the topic table. */
 #include <stdlib.h>
