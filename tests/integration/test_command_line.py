@@ -74,3 +74,36 @@ def test_check_config_missing_file(workdir):
     r = run(CHORUSD, "--check-config", "-c", missing)
     assert r.returncode == 1
     assert missing in r.stderr
+
+
+def complete(line):
+    """What bash's completion for chorus (contrib/bash-completion/chorus)
+    offers for line, whose last word is the one being completed."""
+    words = line.split(" ")
+    script = (
+        "source /usr/share/bash-completion/bash_completion\n"
+        f"source {os.path.join(SRC, 'contrib/bash-completion/chorus')}\n"
+        f"COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n"
+        "_chorus chorus\n"
+        "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    assert os.path.exists("/usr/share/bash-completion/bash_completion"), \
+        "bash-completion is missing: run scripts/deps.sh --test"
+    r = subprocess.run(["bash", "-c", script], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_bash_completion():
+    assert complete("chorus ") == {"sub", "pub", "history", "token",
+                                   "--help", "--version"}
+    assert complete("chorus hi") == {"history"}
+    assert {"--since", "--resume", "--reconnect", "--url"} <= \
+        complete("chorus sub --")
+    assert "--all" in complete("chorus history --")
+    assert "--all" not in complete("chorus sub --")
+    assert complete("chorus token --s") == {"--secret", "--sub",
+                                            "--subscribe"}
+    assert complete("chorus sub --since ") == set()
