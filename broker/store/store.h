@@ -6,12 +6,11 @@
  * (broker/store/redis/) the second; only an engine's own files include
  * its library's headers.
  *
- * Objects. With `history = on` (the default), the broker opens one store
- * (store_open) before its loops
- * start and closes it after they stop (with history off it opens none and
- * topics live in memory only). Each event loop then attaches and
- * gets a store_loop of its own, used only on that loop's thread: a store
- * is shared, a store_loop never is.
+ * Objects. With `history = on` (the default) the broker opens one store
+ * (store_open) before its loops start and closes it after they stop;
+ * with history off it opens none and topics live in memory only. Each
+ * event loop attaches and gets a store_loop of its own, used only on
+ * that loop's thread: a store is shared, a store_loop never is.
  *
  * Requests and callbacks. Every request (append, topic, read) takes a
  * completion callback and an arg, and returns nothing: its outcome is
@@ -174,8 +173,8 @@ struct store_engine {
     /* Stores msgs[0..n) (n >= 1) as one batch: all of them or, on
      * failure, none. Batches appended on one handle complete in the order
      * they were appended. With central_publish, only loop 0 appends. */
-    void (*append)(store_loop *l, store_msg *msgs, size_t n,
-                   store_append_cb cb, void *arg);
+    void (*append)(store_loop *l, store_msg *msgs, size_t n, store_append_cb cb,
+                   void *arg);
 
     /* The state of topic name (len bytes, need not be NUL-terminated).
      * Never creates stored state. */
@@ -186,8 +185,7 @@ struct store_engine {
      * offset > after, in offset order, then calls done. A topic with
      * nothing stored reads as empty (rows 0, STORE_OK). */
     void (*read)(store_loop *l, const char *name, size_t len, uint64_t after,
-                 size_t limit, store_row_fn row, store_read_cb done,
-                 void *arg);
+                 size_t limit, store_row_fn row, store_read_cb done, void *arg);
 
     /* The loop has (on = 1) or no longer has (on = 0) subscribers of the
      * topic: calls balance per loop and topic, on after off. NULL when the
