@@ -165,9 +165,13 @@ struct store_engine {
     int (*attach)(store *st, int index, struct event_base *base,
                   const store_feed *feed, store_loop **out, char *err,
                   size_t errlen);
-    /* Completes every pending request of the handle (their callbacks run,
-     * inside this call, with their real outcome where it can still be
-     * known, else STORE_FAIL), then frees it. For shutdown. */
+    /* Completes every pending request of the handle now: their callbacks
+     * run inside this call, with their real outcome where the engine can
+     * still learn it in bounded time (SQLite waits for its writer; Redis
+     * at most redis_timeout), else STORE_FAIL. For shutdown, so that
+     * what was accepted is acknowledged before clients are closed. */
+    void (*flush)(store_loop *l);
+    /* Flushes, then frees the handle. */
     void (*detach)(store_loop *l);
 
     /* Stores msgs[0..n) (n >= 1) as one batch: all of them or, on
@@ -220,6 +224,12 @@ static inline int store_attach(store *st, int index, struct event_base *base,
                                char *err, size_t errlen)
 {
     return st->engine->attach(st, index, base, feed, out, err, errlen);
+}
+
+static inline void store_flush(store_loop *l)
+{
+    if (l)
+        l->engine->flush(l);
 }
 
 static inline void store_detach(store_loop *l)
