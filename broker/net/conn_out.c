@@ -87,6 +87,8 @@ static int write_pending(conn *c)
     struct iovec iov[CONN_PEND_MAX];
     ssize_t n = writev(bufferevent_getfd(c->bev), iov, pend_iov(c, iov));
 
+    if (n > 0 && (size_t)n < c->pend_bytes)
+        c->srv->stats.partial_writes++;
     return pend_written(c, n < 0 ? -errno : n);
 }
 
@@ -184,7 +186,7 @@ void conn_flush_pending(server *srv)
     /* Only the connections listed now: one that queues more while being
      * flushed (a replay page) waits for the next turn, behind others. */
     srv->flush_head = srv->flush_tail = NULL;
-    if (srv->sends)
+    if (send_batch_active(srv->sends))
         send_pending(srv, c);
     for (; c; c = next) {
         struct evbuffer *out;
