@@ -371,6 +371,31 @@ static void on_read_timeout(conn *c)
     conn_abort(c);
 }
 
+/* The peer half-closed (EOF, no error): it may still read. Whatever it
+ * asked for before leaving is answered, an HTTP publish or the acks of
+ * WebSocket publishes waiting for their commit, then the connection is
+ * flushed and closed. A lingering close just ends here. */
+void conn_peer_eof(conn *c)
+{
+    c->peer_eof = 1;
+    if (c->state == CONN_HTTP) {
+        if (!c->http_busy) /* else the reply finishes it */
+            conn_finish(c);
+        return;
+    }
+    if (c->state != CONN_WS) {
+        conn_abort(c);
+        return;
+    }
+    log_debug("conn %llu: EOF from the peer", (unsigned long long)c->id);
+    detach(c);
+    if (c->unacked) {
+        c->close_deferred = 1; /* conn_publish_answered finishes it */
+        return;
+    }
+    conn_finish(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     conn *c = arg;
@@ -390,5 +415,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_ERROR)
         log_debug("conn %llu: socket error: %s", (unsigned long long)c->id,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    conn_abort(c); /* EOF, error or write timeout */
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING))
+        conn_peer_eof(c);
+    else
+        conn_abort(c); /* error or write timeout */
 }

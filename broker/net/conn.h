@@ -76,8 +76,10 @@ typedef struct conn {
     size_t unacked_bytes;    /* published data awaiting its ack */
     uint32_t unacked;        /* ... in publishes */
     int read_paused;         /* ... reached max_unacked_bytes */
-    int close_deferred;      /* the peer's close waits for those acks */
-    uint16_t close_code;     /* ... and is then echoed */
+    int close_deferred;      /* a close waits for those acks */
+    uint16_t close_code;     /* ... then sent with this code */
+    char close_reason[124];  /* ... and reason */
+    int peer_eof;            /* the peer half-closed: finish, no frame */
     double publish_tokens;   /* publish_rate token bucket */
     int64_t publish_refill_ms;
     struct ip_slot *ip; /* per-address connection count */
@@ -122,6 +124,9 @@ void conn_close(conn *c, uint16_t code, const char *reason);
 
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
 void conn_finish(conn *c);
+
+/* The peer sent EOF: answers what is pending, flushes, then closes. */
+void conn_peer_eof(conn *c);
 
 /* Drops the connection at once. */
 void conn_abort(conn *c);

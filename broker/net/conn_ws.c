@@ -228,7 +228,9 @@ void conn_publish_answered(conn *c, size_t len)
     c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
     c->unacked -= c->unacked > 0;
     if (c->close_deferred) {
-        if (c->unacked == 0 && c->state == CONN_WS)
+        if (c->unacked == 0 && c->state == CONN_WS && c->peer_eof)
+            conn_finish(c);
+        else if (c->unacked == 0 && c->state == CONN_WS)
             conn_close(c, c->close_code, NULL);
         return;
     }
