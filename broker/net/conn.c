@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -166,6 +167,24 @@ static void begin_closing(conn *c)
         start_linger(c);
 }
 
+/* A close while publishes await their acks (PROTOCOL.md: `published`
+ * once the message is stored) waits for them: nothing more is read or
+ * delivered, and conn_publish_answered closes after the last ack. The
+ * first close wins. */
+static void defer_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->close_deferred)
+        return;
+    c->close_deferred = 1;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+             reason ? reason : "");
+    if (!c->read_paused) {
+        c->read_paused = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[125];
@@ -177,6 +196,10 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         return;
     }
     detach(c);
+    if (c->unacked) {
+        defer_close(c, code, reason);
+        return;
+    }
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
     log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id, code,

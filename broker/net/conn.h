@@ -109,6 +109,11 @@ void conn_upgrade(conn *c, ws_kind kind);
  * connection is closing or was just closed as a slow consumer. */
 int conn_send(conn *c, int opcode, const void *payload, size_t len);
 
+/* Queues the reply to a request (an ack above all) even past the
+ * outbound bound; a connection then over it is closed with 1013 after
+ * this reply and the acks still due. Returns 0, or -1 (not open). */
+int conn_send_reply(conn *c, int opcode, const void *payload, size_t len);
+
 /* Queues a shared frame without copying it; same result as conn_send. */
 int conn_send_shared(conn *c, frame_ref *f);
 
@@ -119,7 +124,9 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len);
 size_t conn_queued(const conn *c);
 
 /* Starts the WebSocket close handshake: drops subscriptions, queues a
- * close frame, flushes, then closes after the peer's EOF or a timeout. */
+ * close frame, flushes, then closes after the peer's EOF or a timeout.
+ * With publishes awaiting their acks, stops reading and sends the close
+ * frame after the last ack. */
 void conn_close(conn *c, uint16_t code, const char *reason);
 
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
