@@ -260,6 +260,19 @@ int conn_send(conn *c, int opcode, const void *payload, size_t len)
     return 0;
 }
 
+int conn_send_reply(conn *c, int opcode, const void *payload, size_t len)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    if (conn_queue_frame(c, opcode, payload, len)) {
+        conn_abort(c);
+        return -1;
+    }
+    if (!c->close_deferred && over_bound(c, 0))
+        slow_consumer(c); /* after the reply; and after any other acks */
+    return 0;
+}
+
 int conn_send_shared(conn *c, frame_ref *f)
 {
     return conn_send_shared_range(c, f, 0, f->len);
