@@ -12,6 +12,7 @@ keep working on writev.
 Every subscriber then either gets every offset once, in order, in whole
 frames, or loses its connection after a whole-frame prefix and resumes
 with `since` from the last offset it got, missing nothing."""
+import json
 import re
 
 from chorus_helpers import RawWS, metrics_values, parse_close, \
@@ -49,7 +50,7 @@ def read_until_end(ws, last, count):
                 assert code in RESUMABLE_CLOSES, (code, reason)
                 return last, f"close {code}"
             assert fin and op == 1, (fin, op, payload[:80])
-            m = __import__("json").loads(payload)
+            m = json.loads(payload)
             assert m["op"] == "message", m
             assert m["offset"] == last + 1, (m["offset"], last)
             assert m["data"]["n"] == m["offset"], m
