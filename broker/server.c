@@ -12,12 +12,16 @@
 
 #include <openssl/ssl.h>
 
+#include "chorus/wire.h"
+
 #include "compress.h"
+#include "config_ref.h"
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
+#include "reload.h"
 #include "send_batch.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
@@ -55,29 +59,39 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     conn_flush_pending(arg);
 }
 
-int server_log_due(server *s, int cause)
+uint64_t server_log_due(server *s, int cause)
 {
-    int64_t now = server_now_ms(s);
-
-    if (now - s->logged_ms[cause] < 1000)
-        return 0;
-    s->logged_ms[cause] = now;
-    return 1;
+    return log_due(&s->b->log_limits[cause], server_now_ms(s));
 }
 
-void server_too_large(server *s, const char *peer, const char *how)
+void server_too_large(server *s, uint64_t conn_id, const char *peer,
+                      const char *how)
 {
+    uint64_t due;
+
     s->stats.too_large++;
-    if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
-        log_info("%s: message larger than max_message_size (%llu bytes); "
-                 "%s",
-                 peer, (unsigned long long)s->cfg->max_message_size, how);
+    if ((due = server_log_due(s, LOG_CAUSE_TOO_LARGE)))
+        log_with(LOG_INFO,
+                 &(log_fields){.conn = conn_id,
+                               .peer = peer,
+                               .code = CHORUS_ERR_TOO_LARGE,
+                               .suppressed = due - 1},
+                 "message larger than max_message_size (%llu bytes); %s",
+                 (unsigned long long)s->cfg->max_message_size, how);
 }
 
-int server_reject(server *s, reject_cause cause)
+uint64_t server_reject(server *s, reject_cause cause)
 {
     s->stats.rejected[cause]++;
     return server_log_due(s, (int)cause);
+}
+
+void server_use_config(server *s, const config *cfg)
+{
+    const config *old = s->cfg;
+
+    s->cfg = cfg;
+    config_ref_release(old);
 }
 
 static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
@@ -111,7 +125,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
     (void)what;
     if (sig == SIGHUP) {
-        listener_reload_tls(s);
+        if (!s->stopping)
+            reload_config(s);
         return;
     }
     if (s->stopping)
@@ -163,7 +178,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
-    s->cfg = cfg;
+    s->cfg = config_ref_hold(cfg);
     s->b = b;
     s->index = index;
     s->base = new_base();
@@ -260,4 +275,6 @@ void server_destroy(server *s)
         topics_destroy(&s->topics);
     if (s->base)
         event_base_free(s->base);
+    config_ref_release(s->cfg);
+    s->cfg = NULL;
 }

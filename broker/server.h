@@ -20,8 +20,9 @@ struct event;
 struct evconnlistener;
 typedef struct conn conn;
 
-/* Causes of log lines that could flood: at most one line per second each.
- * The first ones are the reject causes of metrics.h. */
+/* Causes of log lines that could flood: at most one line per second each
+ * in the whole broker (b->log_limits). The first ones are the reject
+ * causes of metrics.h. */
 enum {
     LOG_CAUSE_RATE_LIMIT = REJECT__COUNT,
     LOG_CAUSE_SLOW_CONSUMER,
@@ -33,10 +34,10 @@ enum {
 
 typedef struct server {
     struct event_base *base;
-    const config *cfg;
-    broker *b; /* the loops this one runs beside */
-    int index; /* 0 accepts and writes history */
-    inbox in;  /* messages from the other loops */
+    const config *cfg; /* a reference; a reload swaps it between turns */
+    broker *b;         /* the loops this one runs beside */
+    int index;         /* 0 accepts and writes history */
+    inbox in;          /* messages from the other loops */
     history *hist;
     history_checkpointer *checkpointer;     /* loop 0 only */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
@@ -44,8 +45,7 @@ typedef struct server {
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
-    struct ssl_ctx_st *tls_ctx;          /* new TLS connections use this one */
-    int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
+    struct ssl_ctx_st *tls_ctx; /* new TLS connections use this one */
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
@@ -77,16 +77,23 @@ int server_run(server *s);
 void server_stop(server *s);
 void server_destroy(server *s);
 
-/* Counts a refused connection or request; returns 1 when a log line about
- * that cause is due (at most one per second per cause). */
-int server_reject(server *s, reject_cause cause);
+/* Counts a refused connection or request; returns what server_log_due()
+ * returns for that cause. */
+uint64_t server_reject(server *s, reject_cause cause);
 
-/* 1 when a log line about cause is due (at most one per second). */
-int server_log_due(server *s, int cause);
+/* log_due() for cause: 0 when a line about it is to be left out, else
+ * 1 + the number left out since the last (log_fields.suppressed is that
+ * minus one). At most one line per second per cause. */
+uint64_t server_log_due(server *s, int cause);
 
 /* Counts a message refused for max_message_size, and logs it (at most
  * once a second). */
-void server_too_large(server *s, const char *peer, const char *how);
+void server_too_large(server *s, uint64_t conn_id, const char *peer,
+                      const char *how);
+
+/* Makes loop s use cfg (whose reference it takes) from now on, and drops
+ * its reference to the one it used. Between turns only. */
+void server_use_config(server *s, const config *cfg);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

@@ -9,6 +9,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "config_ref.h"
 #include "conn.h"
 #include "fanout.h"
 #include "frame_ref.h"
@@ -38,6 +39,8 @@ void lmsg_free(lmsg *m)
             SSL_free(m->ssl);
         close(m->fd);
     }
+    if (m->type == LMSG_CONFIG)
+        config_ref_release(m->token);
     if (m->block)
         frame_ref_decref(m->block);
     free(m->data);
@@ -114,6 +117,10 @@ static int handle(server *s, lmsg *m)
         break;
     case LMSG_ACK: publish_forwarded_ack(s, m); break;
     case LMSG_STOP: server_stop(s); break;
+    case LMSG_CONFIG:
+        server_use_config(s, m->token);
+        m->token = NULL; /* s holds the reference now */
+        break;
     }
     return 0;
 }
@@ -240,7 +247,7 @@ static int start_threads(broker *b)
     return rc;
 }
 
-int loops_run(const config *cfg)
+int loops_run(const config *cfg, const config_source *src)
 {
     broker b = {0};
     char err[512];
@@ -248,17 +255,21 @@ int loops_run(const config *cfg)
 
     if (evthread_use_pthreads()) {
         log_error("libevent has no thread support");
+        config_ref_release(cfg);
         return 1;
     }
     if (pthread_mutex_init(&b.mu, NULL)) {
         log_error("cannot create a mutex");
+        config_ref_release(cfg);
         return 1;
     }
     b.cfg = cfg;
+    b.src = src;
     b.n = n;
     b.loops = calloc((size_t)n, sizeof *b.loops);
     b.threads = calloc((size_t)n, sizeof *b.threads);
-    if (!b.loops || !b.threads || ip_table_init(&b.ips)) {
+    b.log_limits = calloc(LOG_CAUSE__COUNT, sizeof *b.log_limits);
+    if (!b.loops || !b.threads || !b.log_limits || ip_table_init(&b.ips)) {
         log_error("out of memory");
         goto out;
     }
@@ -288,5 +299,7 @@ out:
         ip_table_destroy(&b.ips);
     free(b.loops);
     free(b.threads);
+    free(b.log_limits);
+    config_ref_release(b.cfg);
     return rc;
 }

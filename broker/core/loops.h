@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "ip_table.h"
+#include "log.h"
 
 typedef struct server server;
 typedef struct frame_ref frame_ref;
@@ -31,13 +32,15 @@ typedef enum {
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
     LMSG_STOP,      /* 0 -> k: shut down */
+    LMSG_CONFIG,    /* 0 -> k: use this config from now on (a reload) */
 } lmsg_type;
 
 typedef struct lmsg {
     struct lmsg *next;
     lmsg_type type;
     int origin;  /* PUBLISH: loop that holds the publisher */
-    void *token; /* PUBLISH, ACK: the origin's pending record */
+    void *token; /* PUBLISH, ACK: the origin's pending record; CONN: its
+                    ip_slot; CONFIG: a config_ref reference, owned */
     char *data;  /* PUBLISH: serialized JSON, owned */
     size_t data_len;
     uint64_t offset;    /* ACK: offset; COMMITTED: first offset */
@@ -61,10 +64,19 @@ typedef struct inbox {
     struct event *ev;
 } inbox;
 
-/* What the loops share; only the fields under mu are written by more than
- * one thread. */
+/* Where the config comes from, kept so that a reload reads it again. */
+typedef struct config_source {
+    const char *path;      /* -c FILE, or NULL for the defaults */
+    const char *listen;    /* --listen, or NULL */
+    const char *log_level; /* --log-level, or NULL */
+} config_source;
+
+/* What the loops share; only the fields under mu, and the log limits
+ * (atomics), are written by more than one thread. */
 typedef struct broker {
-    const config *cfg;
+    const config *cfg; /* loop 0's: read by loop 0 only once they run */
+    const config_source *src;
+    log_limit *log_limits; /* one per LOG_CAUSE_ (server.h) */
     server *loops;
     int n;
     pthread_t *threads;
@@ -87,8 +99,9 @@ void loops_post_lost(broker *b, int to);
 
 /* Starts cfg->threads loops (loop 0 on the calling thread), runs until
  * shutdown and returns the exit code; on a start-up failure returns 1
- * after logging err. */
-int loops_run(const config *cfg);
+ * after logging err. Takes over the caller's reference to cfg (a
+ * config_ref); src is read again on a reload. */
+int loops_run(const config *cfg, const config_source *src);
 
 /* A loop's inbox, created on its base; destroy frees what is left. */
 int loops_inbox_init(server *s);

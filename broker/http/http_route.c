@@ -340,7 +340,7 @@ static int serve_one(conn *c)
         return 0;
     }
     if (body == -2) {
-        server_too_large(c->srv, c->peer, "answering 413");
+        server_too_large(c->srv, c->id, c->peer, "answering 413");
         http_respond_error(c, 413, "too_large",
                            "body larger than max_message_size", 0);
         return 0;

@@ -105,24 +105,6 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
     accept_conn(arg, fd, sa, salen, 1);
 }
 
-void listener_reload_tls(server *s)
-{
-    char err[512];
-    SSL_CTX *ctx;
-
-    if (!s->tls_ctx)
-        return;
-    ctx = tls_context_new(s->cfg->tls_cert, s->cfg->tls_key, err, sizeof err);
-    if (!ctx) {
-        log_error("SIGHUP: keeping the old certificate: %s", err);
-        return;
-    }
-    /* Open connections keep the old context: each SSL holds a reference. */
-    SSL_CTX_free(s->tls_ctx);
-    s->tls_ctx = ctx;
-    log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert, s->cfg->tls_key);
-}
-
 static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;

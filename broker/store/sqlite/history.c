@@ -361,6 +361,12 @@ fail:
     return -1;
 }
 
+void history_set_retention(history *h, uint64_t size, uint64_t ttl_ms)
+{
+    h->opts.history_size = size;
+    h->opts.history_ttl_ms = ttl_ms;
+}
+
 int history_open(history **out, const char *path, const history_opts *opts,
                  char *err, size_t errlen)
 {

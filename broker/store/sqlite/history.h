@@ -43,6 +43,10 @@ int history_open(history **out, const char *path, const history_opts *opts,
                  char *err, size_t errlen);
 void history_close(history *h);
 
+/* Changes the retention bounds (history_size, history_ttl_ms) the next
+ * trim step applies. Only by the thread that uses h. */
+void history_set_retention(history *h, uint64_t size, uint64_t ttl_ms);
+
 /* Last SQLite error text, for logs. */
 const char *history_errmsg(history *h);
 

@@ -34,6 +34,8 @@ struct writer {
     double seconds;
     char why[256];
     int stop;
+    int retention_changed; /* under mu, with the two below */
+    uint64_t retention_size, retention_ttl_ms;
     double next_trim; /* the writer thread's own */
 };
 
@@ -89,6 +91,12 @@ static void trim_due(writer *w, int in_batch)
 
     if (now < w->next_trim)
         return;
+    pthread_mutex_lock(&w->mu);
+    if (w->retention_changed) {
+        history_set_retention(w->hist, w->retention_size, w->retention_ttl_ms);
+        w->retention_changed = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
     wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
     n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
                  : history_trim_step(w->hist, wall, TRIM_BUDGET);
@@ -223,6 +231,15 @@ int writer_take(writer *w, int wait, int *failed, double *seconds,
     }
     pthread_mutex_unlock(&w->mu);
     return taken;
+}
+
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms)
+{
+    pthread_mutex_lock(&w->mu);
+    w->retention_size = size;
+    w->retention_ttl_ms = ttl_ms;
+    w->retention_changed = 1;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void writer_stop(writer *w)

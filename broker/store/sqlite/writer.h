@@ -32,6 +32,10 @@ void writer_submit(writer *w, const publish_item *items, size_t n);
 int writer_take(writer *w, int wait, int *failed, double *seconds,
                 const char **why);
 
+/* New retention bounds (a reload): the writer thread takes them before
+ * its next trim step. Any thread. */
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms);
+
 /* Finishes the batch in flight (its result is dropped unless taken) and
  * stops the thread. */
 void writer_stop(writer *w);
