@@ -16,7 +16,7 @@
 /* Keys read only at start-up: what they set up (sockets, the database,
  * the loops, the writer) lives as long as the process. */
 static const char *const restart_keys[] = {
-    "listen", "tls_listen", "db_path", "history",
+    "listen",  "tls_listen", "db_path",  "history",
     "threads", "durability", "io_uring",
 };
 
@@ -146,9 +146,8 @@ void reload_config(server *s)
         goto fail;
     /* The files are read again even when their names did not change: a
      * renewed certificate is the usual reason for a reload. */
-    if (s->tls_ctx &&
-        !(ctx = tls_context_new(next->tls_cert, next->tls_key, err,
-                                sizeof err))) {
+    if (s->tls_ctx && !(ctx = tls_context_new(next->tls_cert, next->tls_key,
+                                              err, sizeof err))) {
         kept = "the old certificate and the configuration in use";
         goto fail;
     }
@@ -159,8 +158,8 @@ void reload_config(server *s)
     apply(s, next, ctx, msgs);
     free(msgs);
     log_info("SIGHUP: reloaded %s%s%s%s", path,
-             changed[0] ? " (changed: " : "; no live setting changed",
-             changed, changed[0] ? ")" : "");
+             changed[0] ? " (changed: " : "; no live setting changed", changed,
+             changed[0] ? ")" : "");
     return;
 fail:
     log_error("SIGHUP: %s; keeping %s", err, kept);

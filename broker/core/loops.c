@@ -1,6 +1,7 @@
 #include "loops.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -214,6 +215,13 @@ void loops_release(broker *b, ip_slot *slot)
         ip_table_release(&b->ips, slot);
     b->nconns--;
     pthread_mutex_unlock(&b->mu);
+}
+
+uint64_t loops_new_conn_id(broker *b)
+{
+    return atomic_fetch_add_explicit(&b->last_conn_id, 1,
+                                     memory_order_relaxed) +
+           1;
 }
 
 static void *loop_main(void *arg)

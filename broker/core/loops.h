@@ -77,6 +77,7 @@ typedef struct broker {
     const config *cfg; /* loop 0's: read by loop 0 only once they run */
     const config_source *src;
     log_limit *log_limits; /* one per LOG_CAUSE_ (server.h) */
+    _Atomic uint64_t last_conn_id;
     server *loops;
     int n;
     pthread_t *threads;
@@ -102,6 +103,9 @@ void loops_post_lost(broker *b, int to);
  * after logging err. Takes over the caller's reference to cfg (a
  * config_ref); src is read again on a reload. */
 int loops_run(const config *cfg, const config_source *src);
+
+/* A connection id unique in the broker (every loop), for the logs. */
+uint64_t loops_new_conn_id(broker *b);
 
 /* A loop's inbox, created on its base; destroy frees what is left. */
 int loops_inbox_init(server *s);

@@ -35,14 +35,18 @@ static void refuse_fd(evutil_socket_t fd)
 static void refused(server *s, int cause)
 {
     const config *cfg = s->cfg;
+    uint64_t due = server_reject(s, (reject_cause)cause);
+    log_fields f = {.suppressed = due - 1};
 
-    if (!server_reject(s, (reject_cause)cause))
+    if (!due)
         return;
     if (cause == REJECT_MAX_CONNECTIONS)
-        log_warn("max_connections (%llu) reached, refusing connections",
+        log_with(LOG_WARN, &f,
+                 "max_connections (%llu) reached, refusing connections",
                  (unsigned long long)cfg->max_connections);
     else
-        log_warn("max_connections_per_ip (%llu) reached, refusing "
+        log_with(LOG_WARN, &f,
+                 "max_connections_per_ip (%llu) reached, refusing "
                  "connections",
                  (unsigned long long)cfg->max_connections_per_ip);
 }

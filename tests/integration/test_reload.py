@@ -219,7 +219,7 @@ def test_reload_log_level_and_format(make_broker):
         reload(b, log_level="debug")
         ws2 = await connect(b)
         await still_open(ws2)
-        assert re.search(r"debug conn \d+.*accepted",
+        assert re.search(r"debug conn \d+ \(127\.0\.0\.1:\d+\): accepted",
                          b.read_log()), b.read_log()[-1500:]
         since = len(b.read_log())
         reload(b, log_format="json", expect="")
@@ -231,6 +231,7 @@ def test_reload_log_level_and_format(make_broker):
         assert lines
         objs = [json.loads(ln) for ln in lines]  # every line is JSON
         assert any("SIGHUP: reloaded" in o["msg"] for o in objs), objs
+        assert any("conn" in o and "peer" in o for o in objs), objs
         await still_open(ws)
     run(main())
 
