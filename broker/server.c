@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -78,6 +79,21 @@ void server_too_large(server *s, uint64_t conn_id, const char *peer,
                                .suppressed = due - 1},
                  "message larger than max_message_size (%llu bytes); %s",
                  (unsigned long long)s->cfg->max_message_size, how);
+}
+
+void server_log_limited(server *s, int cause, int level, const log_fields *f,
+                        const char *fmt, ...)
+{
+    log_fields with_count = *f;
+    uint64_t due;
+    va_list ap;
+
+    if (!log_enabled(level) || !(due = server_log_due(s, cause)))
+        return;
+    with_count.suppressed = due - 1;
+    va_start(ap, fmt);
+    log_withv(level, &with_count, fmt, ap);
+    va_end(ap);
 }
 
 uint64_t server_reject(server *s, reject_cause cause)

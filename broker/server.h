@@ -29,6 +29,9 @@ enum {
     LOG_CAUSE_HISTORY,
     LOG_CAUSE_TOO_LARGE,
     LOG_CAUSE_SUB_LIMIT,
+    LOG_CAUSE_HISTORY_READ,
+    LOG_CAUSE_IDLE_CLOSE,
+    LOG_CAUSE_TOKEN_EXPIRED,
     LOG_CAUSE__COUNT
 };
 
@@ -85,6 +88,12 @@ uint64_t server_reject(server *s, reject_cause cause);
  * 1 + the number left out since the last (log_fields.suppressed is that
  * minus one). At most one line per second per cause. */
 uint64_t server_log_due(server *s, int cause);
+
+/* A line about cause, if one is due (server_log_due), with the count of
+ * those left out since the last (f->suppressed is set here). */
+void server_log_limited(server *s, int cause, int level, const log_fields *f,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Counts a message refused for max_message_size, and logs it (at most
  * once a second). */

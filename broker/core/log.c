@@ -245,6 +245,12 @@ void log_msg(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+void log_withv(int level, const log_fields *f, const char *fmt, va_list ap)
+{
+    if (log_enabled(level))
+        log_line(level, f, fmt, ap);
+}
+
 void log_with(int level, const log_fields *f, const char *fmt, ...)
 {
     va_list ap;

@@ -8,6 +8,7 @@
 #ifndef CHORUS_LOG_H
 #define CHORUS_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,8 @@ void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void log_with(int level, const log_fields *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void log_withv(int level, const log_fields *f, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -234,8 +234,8 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
                         t->name, t->epoch, (unsigned long long)t->last_offset);
     if (srv->hist && history_read(srv->hist, t->store_id, since, (size_t)limit,
                                   add_row, &page) < 0) {
-        log_with(
-            LOG_ERROR,
+        server_log_limited(
+            srv, LOG_CAUSE_HISTORY_READ, LOG_ERROR,
             &(log_fields){.conn = c->id, .peer = c->peer, .topic = t->name},
             "history: read of %s failed: %s", t->name,
             history_errmsg(srv->hist));

@@ -245,7 +245,9 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     c->srv->stats.token_expired_closes++;
-    log_conn(LOG_INFO, c->id, c->peer, "token expired, closing with 1008");
+    server_log_limited(c->srv, LOG_CAUSE_TOKEN_EXPIRED, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "token expired, closing with 1008");
     if (c->state == CONN_WS)
         conn_close(c, CHORUS_WS_CLOSE_POLICY, "token expired");
     else
@@ -380,7 +382,9 @@ static void on_read_timeout(conn *c)
     }
     if (c->state == CONN_WS) {
         c->srv->stats.idle_closes++;
-        log_conn(LOG_INFO, c->id, c->peer, "no answer to ping, closing");
+        server_log_limited(c->srv, LOG_CAUSE_IDLE_CLOSE, LOG_INFO,
+                           &(log_fields){.conn = c->id, .peer = c->peer},
+                           "no answer to ping, closing");
         conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
     }

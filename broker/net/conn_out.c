@@ -127,15 +127,11 @@ static void send_pending(server *srv, conn *list)
 
 static void slow_consumer(conn *c)
 {
-    uint64_t due;
-
     c->srv->stats.slow_consumer_closes++;
-    if ((due = server_log_due(c->srv, LOG_CAUSE_SLOW_CONSUMER)))
-        log_with(LOG_INFO,
-                 &(log_fields){
-                     .conn = c->id, .peer = c->peer, .suppressed = due - 1},
-                 "slow consumer, %zu bytes queued; closing with 1013",
-                 conn_queued(c));
+    server_log_limited(c->srv, LOG_CAUSE_SLOW_CONSUMER, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "slow consumer, %zu bytes queued; closing with 1013",
+                       conn_queued(c));
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 

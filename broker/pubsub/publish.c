@@ -102,9 +102,10 @@ topic *publish_load_topic(server *s, const char *name, size_t len)
         return NULL;
     }
     if (history_topic_load(s->hist, t->name, 1, &ht) != 0) {
-        log_with(LOG_ERROR, &(log_fields){.topic = t->name},
-                 "history: cannot load topic %s: %s", t->name,
-                 history_errmsg(s->hist));
+        server_log_limited(s, LOG_CAUSE_HISTORY_READ, LOG_ERROR,
+                           &(log_fields){.topic = t->name},
+                           "history: cannot load topic %s: %s", t->name,
+                           history_errmsg(s->hist));
         topics_release(&s->topics, t);
         return NULL;
     }
@@ -125,9 +126,10 @@ int publish_newest(server *s, topic *t, uint64_t *newest)
     /* Loop 0 commits; blocks reach this loop a little later. An ack it
      * sent may already have reached a client, so ask the store. */
     if (history_topic_load(s->hist, t->name, 0, &ht) < 0) {
-        log_with(LOG_ERROR, &(log_fields){.topic = t->name},
-                 "history: cannot read topic %s: %s", t->name,
-                 history_errmsg(s->hist));
+        server_log_limited(s, LOG_CAUSE_HISTORY_READ, LOG_ERROR,
+                           &(log_fields){.topic = t->name},
+                           "history: cannot read topic %s: %s", t->name,
+                           history_errmsg(s->hist));
         return -1;
     }
     if (ht.last_offset > *newest)
@@ -381,11 +383,9 @@ static void complete(server *s, publish_item *items, size_t n, int failed,
     if (s->hist)
         metrics_observe_commit(&s->stats, seconds);
     if (failed) {
-        uint64_t due = server_log_due(s, LOG_CAUSE_HISTORY);
         s->stats.history_errors++;
-        if (due)
-            log_with(LOG_ERROR, &(log_fields){.suppressed = due - 1},
-                     "history: write of %zu messages failed: %s", n, why);
+        server_log_limited(s, LOG_CAUSE_HISTORY, LOG_ERROR, &(log_fields){0},
+                           "history: write of %zu messages failed: %s", n, why);
         renumber(s, items, n);
     } else {
         s->stats.history_commits++;

@@ -150,11 +150,12 @@ void replay_pump(conn *c)
         if (p.failed)
             return; /* the connection was closed */
         if (rows < 0) {
-            log_with(LOG_ERROR,
-                     &(log_fields){
-                         .conn = c->id, .peer = c->peer, .topic = s->t->name},
-                     "history: replay of %s failed: %s", s->t->name,
-                     history_errmsg(srv->hist));
+            server_log_limited(srv, LOG_CAUSE_HISTORY_READ, LOG_ERROR,
+                               &(log_fields){.conn = c->id,
+                                             .peer = c->peer,
+                                             .topic = s->t->name},
+                               "history: replay of %s failed: %s", s->t->name,
+                               history_errmsg(srv->hist));
             conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "history read failed");
             return;
         }

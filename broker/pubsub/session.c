@@ -59,17 +59,14 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
         return -1;
     }
     if (is_new && max && c->nsubs >= max) {
-        uint64_t due = server_log_due(c->srv, LOG_CAUSE_SUB_LIMIT);
-        if (due)
-            log_with(LOG_INFO,
-                     &(log_fields){.conn = c->id,
-                                   .peer = c->peer,
-                                   .topic = req->topic,
-                                   .topic_len = req->topic_len,
-                                   .code = CHORUS_ERR_TOO_LARGE,
-                                   .suppressed = due - 1},
-                     "max_subscriptions_per_connection (%llu) reached",
-                     (unsigned long long)max);
+        server_log_limited(c->srv, LOG_CAUSE_SUB_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_TOO_LARGE},
+                           "max_subscriptions_per_connection (%llu) reached",
+                           (unsigned long long)max);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
         return -1;
@@ -173,16 +170,13 @@ static void on_publish(conn *c, const chorus_request *req)
         return;
     }
     if (!take_publish_token(c)) {
-        uint64_t due = server_log_due(srv, LOG_CAUSE_RATE_LIMIT);
-        if (due)
-            log_with(LOG_INFO,
-                     &(log_fields){.conn = c->id,
-                                   .peer = c->peer,
-                                   .topic = req->topic,
-                                   .topic_len = req->topic_len,
-                                   .code = CHORUS_ERR_RATE_LIMITED,
-                                   .suppressed = due - 1},
-                     "publish_rate exceeded");
+        server_log_limited(srv, LOG_CAUSE_RATE_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_RATE_LIMITED},
+                           "publish_rate exceeded");
         session_error(c, req->id, CHORUS_ERR_RATE_LIMITED,
                       "publish rate limit exceeded; slow down");
         return;

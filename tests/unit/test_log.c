@@ -24,8 +24,7 @@ static void test_escape(void)
     log_json_escape(out, sizeof out, "\n\t\x01\x7f", 4);
     CHECK_EQ_STR(out, "\\u000a\\u0009\\u0001\\u007f");
     /* valid UTF-8 is kept as is: é, €, U+1F600 */
-    log_json_escape(out, sizeof out, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
-                    9);
+    log_json_escape(out, sizeof out, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
     CHECK_EQ_STR(out, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
     /* invalid bytes each become U+FFFD: a lone continuation, an overlong
      * '/', a surrogate, a cut sequence, 0xFF */
@@ -114,8 +113,8 @@ static void test_lines(void)
             CHECK_EQ_STR(json_string_value(json_object_get(o, "code")),
                          "rate_limited");
             CHECK(json_is_string(json_object_get(o, "topic")));
-            CHECK_EQ_INT(
-                json_integer_value(json_object_get(o, "suppressed")), 37);
+            CHECK_EQ_INT(json_integer_value(json_object_get(o, "suppressed")),
+                         37);
         } else if (n == 2) {
             CHECK_EQ_STR(json_string_value(json_object_get(o, "msg")),
                          "quote \" backslash \\ newline \n end");
