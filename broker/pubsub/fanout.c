@@ -8,12 +8,13 @@
 #include "conn.h"
 #include "frame_ref.h"
 #include "publish.h"
+#include "store.h"
 #include "server.h"
 #include "topics.h"
 
 typedef struct message_src {
     const topic *t;
-    const publish_item *it;
+    const store_msg *it;
 } message_src;
 
 static size_t fill_message(uint8_t *payload, void *arg)
@@ -25,7 +26,7 @@ static size_t fill_message(uint8_t *payload, void *arg)
                                  m->it->data_len);
 }
 
-frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
+frame_ref *fanout_build(const topic *t, const store_msg *items, size_t first,
                         size_t *count, size_t **pos)
 {
     size_t total = 0, n = 0, len = 0, k = 0;

@@ -61,6 +61,11 @@ typedef struct topics {
      * 0 (the default) frees an unused topic at once. */
     size_t idle_max, nidle;
     topic *idle_head, *idle_tail;
+    /* Called when a topic gets its first subscriber (on = 1) or loses its
+     * last (on = 0), if set: so that a store with a live feed follows
+     * exactly the topics subscribed to here. */
+    void (*watch)(void *arg, topic *t, int on);
+    void *watch_arg;
 } topics;
 
 int topics_init(topics *ts);
