@@ -6,14 +6,17 @@
  *   wait for the disk. An event loop that called fsync would stall every
  *   client it serves for as long as the disk takes; the counts are
  *   exported (/metrics) and tests assert that the loops' stays at zero.
- * - Test-only fault injection: the next writes to a WAL file fail with a
- *   chosen error (an I/O error, or a full disk), so that tests reach the
- *   commit failure paths without a failing disk.
+ * - Write errors: "no room" (a size limit or quota) is reported as a
+ *   full disk, as ENOSPC is (see watch_write), so that only real I/O
+ *   errors stop the broker. And, for tests only, the next writes to a WAL
+ *   file can be made to fail with a chosen error (an I/O error, or a full
+ *   disk), to reach the commit failure paths without a failing disk.
  *
  * It is installed as the process's default VFS once, before the first
  * history connection: history_vfs.c wraps the default VFS it finds, so
  * the WAL gathering sits on top of this one and this one on the platform
  * VFS. Every method forwards to the underlying file. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -56,13 +59,24 @@ static int watch_read(sqlite3_file *pf, void *out, int amt, sqlite3_int64 off)
     return CALL(pf, xRead, out, amt, off);
 }
 
+/* SQLite reports a write refused for want of space as SQLITE_FULL only
+ * for ENOSPC; a file-size limit (EFBIG) or a quota (EDQUOT) are the same
+ * condition (the kernel allocated nothing past the limit, so no byte of
+ * the refused part is anywhere) and are reported so too. Any other error
+ * (EIO) stays an I/O error: the data may have reached the page cache,
+ * and a commit that fails so ends the broker (writer.c). */
 static int watch_write(sqlite3_file *pf, const void *in, int amt,
                        sqlite3_int64 off)
 {
+    int rc;
+
     if (((watch_file *)pf)->wal && atomic_load(&fail_wal_writes_n) > 0 &&
         atomic_fetch_sub(&fail_wal_writes_n, 1) > 0)
         return atomic_load(&fail_wal_rc);
-    return CALL(pf, xWrite, in, amt, off);
+    rc = CALL(pf, xWrite, in, amt, off);
+    if (rc == SQLITE_IOERR_WRITE && (errno == EFBIG || errno == EDQUOT))
+        rc = SQLITE_FULL;
+    return rc;
 }
 
 static int watch_truncate(sqlite3_file *pf, sqlite3_int64 size)
