@@ -22,7 +22,11 @@
 #define CHECKPOINT_PAGES 1000
 
 struct writer {
-    history *hist; /* the thread's own after start */
+    history *hist; /* the thread's own */
+    const char *path;
+    history_opts opts;
+    int opened;         /* under mu: 1 open, -1 failed, 0 not yet */
+    char open_err[512]; /* when opened is -1 */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
@@ -165,18 +169,25 @@ static void run_other(writer *w, writer_job *j)
     else
         checkpoint(w);
     j->status = STORE_OK;
-    j->done(j);
+    if (j->done)
+        j->done(j);
 }
 
-/* Housekeeping on the thread's own timers, when no job waits. */
+/* Housekeeping on the thread's own timers, when no job waits: the same
+ * jobs anyone may push. */
 static void run_due(writer *w)
 {
     double now = now_s(CLOCK_MONOTONIC);
+    writer_job j = {0};
 
-    if (now >= w->next_trim)
-        trim_step(w, 0);
-    if (now >= w->next_checkpoint && history_wal_pages(w->hist) > 0)
-        checkpoint(w);
+    if (now >= w->next_trim) {
+        j.type = WRITER_TRIM;
+        run_other(w, &j);
+    }
+    if (now >= w->next_checkpoint && history_wal_pages(w->hist) > 0) {
+        j.type = WRITER_CHECKPOINT;
+        run_other(w, &j);
+    }
 }
 
 /* Takes the head job, or the run of append jobs at the head (they share
@@ -231,6 +242,28 @@ static void wait_for_work(writer *w)
     pthread_cond_timedwait(&w->cond, &w->mu, &until);
 }
 
+/* Opens the database on this thread, so that even creating or migrating
+ * it (which syncs) happens here, and tells writer_start how it went. */
+static int open_store(writer *w)
+{
+    char err[sizeof w->open_err];
+    int rc = history_open(&w->hist, w->path, &w->opts, err, sizeof err);
+
+    if (rc == 0) {
+        /* The writer revisits the same pages (the right edge of the
+         * batches table, every topic's index entries and row): keep them
+         * in its cache rather than reading them back from the WAL. */
+        history_set_cache_kib(w->hist, 65536);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->opened = rc == 0 ? 1 : -1;
+    if (rc)
+        snprintf(w->open_err, sizeof w->open_err, "%s", err);
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 static void *writer_main(void *arg)
 {
     writer *w = arg;
@@ -239,6 +272,8 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "chorus-writer");
     history_mark_writer_thread();
     writer_yield_to_loops();
+    if (open_store(w) != 0)
+        return NULL;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         j = take(w);
@@ -270,32 +305,38 @@ writer *writer_start(const char *path, const history_opts *opts, char *err,
                      size_t errlen)
 {
     writer *w = calloc(1, sizeof *w);
+    int opened;
 
     if (!w) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (history_open(&w->hist, path, opts, err, errlen)) {
-        free(w);
-        return NULL;
-    }
-    /* The writer revisits the same pages (the right edge of the batches
-     * table, every topic's index entries and row): keep them in its
-     * cache rather than reading them back from the WAL. */
-    history_set_cache_kib(w->hist, 65536);
+    w->path = path;
+    w->opts = *opts;
     w->fault = getenv("CHORUS_FAULT_COMMIT");
     w->next_trim = w->next_checkpoint = now_s(CLOCK_MONOTONIC);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
     if (pthread_create(&w->thread, NULL, writer_main, w)) {
         snprintf(err, errlen, "cannot start the history writer thread");
-        history_close(w->hist);
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->cond);
-        free(w);
-        return NULL;
+        opened = 0;
+    } else {
+        pthread_mutex_lock(&w->mu);
+        while (!w->opened)
+            pthread_cond_wait(&w->cond, &w->mu);
+        opened = w->opened;
+        pthread_mutex_unlock(&w->mu);
+        if (opened < 0) {
+            snprintf(err, errlen, "%s", w->open_err);
+            pthread_join(w->thread, NULL);
+        }
     }
-    return w;
+    if (opened > 0)
+        return w;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    return NULL;
 }
 
 void writer_push(writer *w, writer_job *j)

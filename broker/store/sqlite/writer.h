@@ -40,13 +40,15 @@ typedef struct writer_job {
     void *owner;
 } writer_job;
 
-/* Opens the store's one read-write connection to path (creating or
- * migrating the database) and starts the thread. NULL with a message in
- * err. */
+/* Starts the thread, which opens the store's one read-write connection
+ * to path (creating or migrating the database: even that sync is the
+ * writer's), and waits until it has. NULL with a message in err. */
 writer *writer_start(const char *path, const history_opts *opts, char *err,
                      size_t errlen);
 
-/* Queues j (any thread). Jobs run in the order pushed. A COMMIT that
+/* Queues j (any thread). Jobs run in the order pushed; TRIM and
+ * CHECKPOINT jobs also run on the thread's own timers (done may then be
+ * NULL). A COMMIT that
  * fails with an I/O error, when the commit record may have reached the
  * WAL, ends the process after logging the cause (fail-stop): reusing
  * those offsets could let a restart bring back a batch whose publishers
