@@ -14,6 +14,7 @@
 
 #include "compress.h"
 #include "conn.h"
+#include "feed.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
@@ -180,7 +181,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         return -1;
     }
     if (b->store) {
-        if (store_attach(b->store, index, s->base, NULL, &s->store, err,
+        feed_init(s, &s->feed);
+        if (store_attach(b->store, index, s->base, &s->feed, &s->store, err,
                          errlen))
             return -1;
         if (s->store->engine->watch) {

@@ -38,6 +38,7 @@ typedef struct server {
     int index;         /* 0 accepts (and publishes, see publish_here) */
     inbox in;          /* messages from the other loops */
     store_loop *store; /* this loop's handle; NULL with history off */
+    store_feed feed;   /* what the store's live feed calls, if it has one */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;

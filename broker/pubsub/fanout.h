@@ -20,6 +20,10 @@ typedef struct store_msg store_msg;
 frame_ref *fanout_build(const topic *t, const store_msg *msgs, size_t first,
                         size_t *count, size_t **pos);
 
+/* The same for msgs[0..n), consecutive offsets of t (a live feed's). */
+frame_ref *fanout_build_run(const topic *t, const store_msg *msgs, size_t n,
+                            size_t *count, size_t **pos);
+
 /* Delivers a committed block (offsets first .. first+count-1) to t's live
  * subscribers in this loop, skipping what each has had already. */
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,

@@ -174,6 +174,22 @@ static void on_subscribe(conn *c, const chorus_request *req)
     publish_topic_info(c->srv, r->name, r->len, on_topic_info, r);
 }
 
+void session_epoch_changed(conn *c, sub *s, const store_topic_info *info)
+{
+    size_t len;
+    char *text;
+
+    if (c->state != CONN_WS)
+        return;
+    replay_cancel(c, s);
+    s->live_from = info->newest;
+    text = chorus_encode_subscribed(NULL, s->t->name, info->epoch, info->newest,
+                                    0, &len);
+    send_json(c, text, len);
+    if (c->state == CONN_WS)
+        replay_start(c, s, 0);
+}
+
 static void on_unsubscribe(conn *c, const chorus_request *req)
 {
     topics *ts = &c->srv->topics;
