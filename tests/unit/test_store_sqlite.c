@@ -221,6 +221,56 @@ static void test_offsets_and_epochs(void)
     config_free(&cfg);
 }
 
+/* flush completes every pending append inside the call, in order, without
+ * the loop running: what shutdown relies on to ack what it accepted. */
+static void test_flush_completes_pending(void)
+{
+    config cfg;
+    store *st = open_store("flush.db", &cfg);
+    store_loop *l = st ? attach(st, 0) : NULL;
+    store_msg m[3];
+    outcome o[3] = {{0}};
+
+    if (!l)
+        return;
+    for (int i = 0; i < 3; i++) {
+        fill(&m[i], "fl", "{}");
+        link_by_topic(&m[i], 1);
+        store_append(l, &m[i], 1, on_append, &o[i]);
+    }
+    store_flush(l);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(o[i].calls, 1);
+        CHECK_EQ_INT(o[i].status, STORE_OK);
+        CHECK_EQ_INT(m[i].offset, (uint64_t)i + 1);
+    }
+    store_detach(l);
+    store_close(st);
+    config_free(&cfg);
+}
+
+/* A loop's handle cannot write: creating a topic row through it fails. */
+static void test_reader_is_query_only(void)
+{
+    config cfg;
+    store *st = open_store("ro.db", &cfg);
+    history *r = NULL;
+    history_topic t;
+    char err[256];
+
+    if (!st)
+        return;
+    CHECK_EQ_INT(history_open_reader(&r, cfg.db_path, err, sizeof err), 0);
+    if (r) {
+        CHECK_EQ_INT(history_topic_load(r, "x", 1, &t), -1);
+        CHECK(strstr(history_errmsg(r), "readonly") != NULL);
+        CHECK_EQ_INT(history_topic_load(r, "x", 0, &t), 1);
+        history_close(r);
+    }
+    store_close(st);
+    config_free(&cfg);
+}
+
 static long long file_size(const char *path)
 {
     struct stat st;
@@ -400,6 +450,8 @@ int main(void)
     }
     test_offsets_and_epochs();
     test_reads_create_nothing();
+    test_flush_completes_pending();
+    test_reader_is_query_only();
     test_only_the_writer_syncs();
     test_full_disk_at_commit();
     test_io_error_at_commit_stops();
