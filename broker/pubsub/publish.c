@@ -331,8 +331,10 @@ static void fan_out(server *s, const store_msg *msgs, topic *t, size_t first)
     size_t count, *pos;
     frame_ref *f;
 
+    /* A subscribe may have read a newer offset from the store already. */
     for (size_t i = first + 1; i; i = msgs[i - 1].next_same)
-        t->last_offset = msgs[i - 1].offset;
+        if (msgs[i - 1].offset > t->last_offset)
+            t->last_offset = msgs[i - 1].offset;
     memcpy(t->epoch, msgs[first].epoch, sizeof t->epoch);
     t->loaded = 1;
     if (!t->subs && s->b->n == 1)
