@@ -11,7 +11,7 @@
 #include "loops.h"
 #include "server.h"
 #include "tls.h"
-#include "writer.h"
+#include "store.h"
 
 /* Keys read only at start-up: what they set up (sockets, the database,
  * the loops, the writer) lives as long as the process. */
@@ -105,9 +105,8 @@ static void apply(server *s, config *next, SSL_CTX *ctx, lmsg **msgs)
         SSL_CTX_free(s->tls_ctx);
         s->tls_ctx = ctx;
     }
-    if (s->batch.writer)
-        writer_set_retention(s->batch.writer, next->history_size,
-                             next->history_ttl_ms);
+    if (b->store)
+        store_set_retention(b->store, next->history_size, next->history_ttl_ms);
     log_set_level(next->log_level);
     log_set_format(next->log_format);
     /* The inboxes are FIFO: a connection loop 0 hands over after this is

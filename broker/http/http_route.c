@@ -17,6 +17,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 #include "static_files.h"
 
 typedef enum {
@@ -208,6 +209,8 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     if (!body)
         return ROUTE_CLOSE;
     metrics_render(c->srv, body);
+    if (c->srv->b->store)
+        store_metrics(c->srv->b->store, body);
     http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                  (const char *)evbuffer_pullup(body, -1),
                  evbuffer_get_length(body), NULL, keepalive);
