@@ -67,8 +67,10 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
                                          .topic = req->topic,
                                          .topic_len = req->topic_len,
                                          .code = CHORUS_ERR_TOO_LARGE},
-                           "max_subscriptions_per_connection (%llu) reached",
-                           (unsigned long long)max);
+                           "max_subscriptions_per_connection (%llu) reached "
+                           "subscribing to %.*s",
+                           (unsigned long long)max, (int)req->topic_len,
+                           req->topic);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
         return -1;
@@ -255,7 +257,8 @@ static void on_publish(conn *c, const chorus_request *req)
                                          .topic = req->topic,
                                          .topic_len = req->topic_len,
                                          .code = CHORUS_ERR_RATE_LIMITED},
-                           "publish_rate exceeded");
+                           "publish_rate exceeded publishing to %.*s",
+                           (int)req->topic_len, req->topic);
         session_error(c, req->id, CHORUS_ERR_RATE_LIMITED,
                       "publish rate limit exceeded; slow down");
         return;
