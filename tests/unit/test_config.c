@@ -721,6 +721,23 @@ static void test_copy_and_diff(void)
     config_free(&b);
 }
 
+static void test_resolve_threads(void)
+{
+    config c;
+
+    config_init(&c);
+    CHECK_EQ_INT(c.threads, 0);
+    config_resolve_threads(&c);
+    CHECK(c.threads >= 1); /* one per core */
+    c.threads = 5;
+    config_resolve_threads(&c);
+    CHECK_EQ_INT(c.threads, 5);
+    c.history = 0; /* no shared store: one loop */
+    config_resolve_threads(&c);
+    CHECK_EQ_INT(c.threads, 1);
+    config_free(&c);
+}
+
 /* Finds broker.conf.example: argv[1], the source tree (CHORUS_SOURCE_DIR
  * or derived from __FILE__), or relative to the working directory. */
 static const char *find_example(int argc, char **argv)
@@ -898,6 +915,7 @@ int main(int argc, char **argv)
     test_log_level();
     test_log_format();
     test_copy_and_diff();
+    test_resolve_threads();
     test_listen();
     test_set();
     test_set_errors();
