@@ -123,7 +123,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     loops_drain_inbox(s);
     server_stop(s);
     for (int i = 1; i < s->b->n; i++)
-        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
+        loops_post_stop(s->b, i);
 }
 
 /* epoll with a changelist: an event added and removed within one turn
