@@ -133,20 +133,6 @@ void listener_reload_tls(server *s)
     log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert, s->cfg->tls_key);
 }
 
-static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server *s = arg;
-
-    (void)fd;
-    (void)what;
-    if (s->stopping)
-        return;
-    if (s->listener)
-        evconnlistener_enable(s->listener);
-    if (s->tls_listener)
-        evconnlistener_enable(s->tls_listener);
-}
-
 /* Holds one descriptor in reserve, so that at the open-file limit a
  * connection can still be accepted, to be told 503 and closed. */
 static void take_spare(server *s)
@@ -183,6 +169,21 @@ static int refuse_at_fd_limit(server *s, struct evconnlistener *l)
     }
     take_spare(s);
     return 1;
+}
+
+static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->stopping)
+        return;
+    take_spare(s); /* lost when another thread took its number */
+    if (s->listener)
+        evconnlistener_enable(s->listener);
+    if (s->tls_listener)
+        evconnlistener_enable(s->tls_listener);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -246,7 +247,6 @@ int listener_open(server *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
         return -1;
     }
-
     if (cfg->tls_listen) {
         s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, errlen);
         if (!s->tls_ctx)
