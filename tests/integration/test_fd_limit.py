@@ -59,8 +59,16 @@ def open_many(b, n):
 def answers(socks, b, timeout=5):
     """For each socket: 503 (refused at once, then closed) or 200 (its
     /healthz answered: it was accepted). Nothing may hang."""
-    time.sleep(0.5)  # the 503s are out by now
-    readable, _, _ = select.select(socks, [], [], 0)
+    # the 503s are out once the set of sockets with something to read
+    # stops growing (bounded: an accepted one times out after 10 s)
+    readable, stable_since = [], time.monotonic()
+    deadline = stable_since + 5
+    while time.monotonic() < deadline and \
+            time.monotonic() - stable_since < 0.7:
+        time.sleep(0.1)
+        now, _, _ = select.select(socks, [], [], 0)
+        if len(now) != len(readable):
+            readable, stable_since = now, time.monotonic()
     for s in socks:
         if s not in readable:  # nothing came: it must have been accepted
             s.sendall(HEALTH)
