@@ -89,6 +89,7 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);
     if (!cfg->history && cfg->threads == 1)
         log_info("history = off: running one event loop");
+    config_fit_fd_limit(cfg);
     /* src lives on this stack for as long as the loops run. */
     return loops_run(cfg, &src);
 }

@@ -20,6 +20,11 @@ typedef struct server server;
  * reference, or NULL with "file:line: message" in err. */
 config *config_build(const config_source *src, char *err, size_t errlen);
 
+/* Raises the soft open-file limit to the hard one, and lowers
+ * max_connections to what that limit allows (logged). At start-up and on
+ * each reload. */
+void config_fit_fd_limit(config *cfg);
+
 /* SIGHUP on loop 0: rebuilds the config and hands it to every loop. */
 void reload_config(server *s);
 

@@ -152,7 +152,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     loops_drain_inbox(s);
     server_stop(s);
     for (int i = 1; i < s->b->n; i++)
-        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
+        loops_post_stop(s->b, i);
 }
 
 /* epoll with a changelist: an event added and removed within one turn
@@ -199,6 +199,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
+    s->spare_fd = -1;
     s->cfg = config_ref_hold(cfg);
     s->b = b;
     s->index = index;

@@ -32,6 +32,7 @@ enum {
     LOG_CAUSE_HISTORY_READ,
     LOG_CAUSE_IDLE_CLOSE,
     LOG_CAUSE_TOKEN_EXPIRED,
+    LOG_CAUSE_ACCEPT, /* accept() failed */
     LOG_CAUSE__COUNT
 };
 
@@ -49,6 +50,7 @@ typedef struct server {
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
     struct ssl_ctx_st *tls_ctx; /* new TLS connections use this one */
+    int spare_fd; /* loop 0: closed to accept and refuse at the fd limit */
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
