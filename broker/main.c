@@ -9,8 +9,8 @@
 
 #include "chorus_version.h"
 #include "config.h"
-#include "log.h"
 #include "config_ref.h"
+#include "log.h"
 #include "loops.h"
 #include "reload.h"
 
@@ -87,7 +87,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (EFBIG), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    if (!cfg->history && cfg->threads == 1)
+    if (!cfg->history) /* config_resolve_threads: one loop */
         log_info("history = off: running one event loop");
     config_fit_fd_limit(cfg);
     /* src lives on this stack for as long as the loops run. */

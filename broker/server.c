@@ -66,17 +66,13 @@ uint64_t server_log_due(server *s, int cause)
 void server_too_large(server *s, uint64_t conn_id, const char *peer,
                       const char *how)
 {
-    uint64_t due;
-
     s->stats.too_large++;
-    if ((due = server_log_due(s, LOG_CAUSE_TOO_LARGE)))
-        log_with(LOG_INFO,
-                 &(log_fields){.conn = conn_id,
-                               .peer = peer,
-                               .code = CHORUS_ERR_TOO_LARGE,
-                               .suppressed = due - 1},
-                 "message larger than max_message_size (%llu bytes); %s",
-                 (unsigned long long)s->cfg->max_message_size, how);
+    server_log_limited(s, LOG_CAUSE_TOO_LARGE, LOG_INFO,
+                       &(log_fields){.conn = conn_id,
+                                     .peer = peer,
+                                     .code = CHORUS_ERR_TOO_LARGE},
+                       "message larger than max_message_size (%llu bytes); %s",
+                       (unsigned long long)s->cfg->max_message_size, how);
 }
 
 void server_log_limited(server *s, int cause, int level, const log_fields *f,
