@@ -269,3 +269,27 @@ def test_reload_history_size(make_broker):
             break
         assert time.monotonic() < deadline, got
         time.sleep(0.1)
+
+
+def test_reload_bad_certificate_keeps_everything(make_broker, workdir):
+    """A certificate that does not load fails the whole reload: the other
+    changes in the same file are not applied either."""
+    from test_tls import make_cert, peer_fingerprint, fingerprint_of_file
+    from test_tls import tls_broker, wss_connect
+    cert, key = make_cert(workdir, "live")
+    b = tls_broker(make_broker, cert, key, threads=LOOPS)
+    fp = fingerprint_of_file(cert)
+
+    async def main():
+        wss = await wss_connect(b, cert)
+        with open(cert, "w") as f:
+            f.write("garbage\n")
+        log = reload(b, expect="keeping the old certificate and the "
+                     "configuration in use", publish_rate=1,
+                     allowed_origins='"https://only.example"')
+        assert cert in log, log
+        ws = await connect(b, origin="https://other.example")
+        assert await publish_burst(ws, 10) == 10
+        assert await publish_burst(wss, 10) == 10
+        assert peer_fingerprint(b.tls_port) == fp
+    run(main())
