@@ -139,8 +139,8 @@ static void start_config(config *c)
 
     config_init(c);
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-        FUZZ_ASSERT(config_set(c, strings[i][0], strings[i][1], err,
-                               sizeof err) == 0);
+        FUZZ_ASSERT(
+            config_set(c, strings[i][0], strings[i][1], err, sizeof err) == 0);
 }
 
 /* "fuzz.conf:N: message" with 1 <= N <= lines. */

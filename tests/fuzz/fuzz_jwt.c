@@ -19,12 +19,11 @@
 #define MAX_TOKEN (16u * 1024)
 
 static const char *const reasons[] = {
-    "malformed token",     "unsupported alg", "bad signature", "exp required",
-    "token expired",       "token not yet valid",
+    "malformed token", "unsupported alg", "bad signature",
+    "exp required",    "token expired",   "token not yet valid",
 };
 
-static void check_result(int rc, json_t *claims, const char *why,
-                         int64_t now)
+static void check_result(int rc, json_t *claims, const char *why, int64_t now)
 {
     if (rc != 0) {
         size_t i;
@@ -39,8 +38,8 @@ static void check_result(int rc, json_t *claims, const char *why,
     json_t *nbf = json_object_get(claims, "nbf");
     FUZZ_ASSERT(why == NULL && json_is_object(claims));
     FUZZ_ASSERT(json_is_number(exp) && json_number_value(exp) > (double)now);
-    FUZZ_ASSERT(!nbf || (json_is_number(nbf) &&
-                         json_number_value(nbf) <= (double)now));
+    FUZZ_ASSERT(!nbf ||
+                (json_is_number(nbf) && json_number_value(nbf) <= (double)now));
 }
 
 /* Signs claims and verifies the token: it must pass iff expect_ok. */
@@ -53,8 +52,8 @@ static void check_sign_verify(const char *secret, json_t *claims, int64_t now,
     int rc;
 
     FUZZ_ASSERT(tok);
-    rc = chorus_jwt_verify(secret, strlen(secret), tok, strlen(tok), now,
-                           &back, &why);
+    rc = chorus_jwt_verify(secret, strlen(secret), tok, strlen(tok), now, &back,
+                           &why);
     check_result(rc, back, why, now);
     if (expect_ok >= 0)
         FUZZ_ASSERT((rc == 0) == expect_ok);
@@ -72,7 +71,8 @@ static int times_ok(const json_t *claims, int64_t now)
 
     if (!json_is_number(exp) || !(json_number_value(exp) > (double)now))
         return 0;
-    return !nbf || (json_is_number(nbf) && json_number_value(nbf) <= (double)now);
+    return !nbf ||
+           (json_is_number(nbf) && json_number_value(nbf) <= (double)now);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -93,8 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tok = (const char *)data + 1;
     len = size - 1;
 
-    rc = chorus_jwt_verify(secret, strlen(secret), tok, len, now, &claims,
-                           &why);
+    rc =
+        chorus_jwt_verify(secret, strlen(secret), tok, len, now, &claims, &why);
     check_result(rc, claims, why, now);
     if (rc == 0) {
         json_t *c2 = NULL;

@@ -22,9 +22,11 @@
 #define MAX_MESSAGE (1u << 20)
 
 static const char *const codes[] = {
-    CHORUS_ERR_BAD_REQUEST, CHORUS_ERR_UNKNOWN_OP, CHORUS_ERR_INVALID_TOPIC,
-    CHORUS_ERR_UNAUTHORIZED, CHORUS_ERR_FORBIDDEN, CHORUS_ERR_TOO_LARGE,
-    CHORUS_ERR_RATE_LIMITED, CHORUS_ERR_NOT_SUBSCRIBED, CHORUS_ERR_INTERNAL,
+    CHORUS_ERR_BAD_REQUEST,   CHORUS_ERR_UNKNOWN_OP,
+    CHORUS_ERR_INVALID_TOPIC, CHORUS_ERR_UNAUTHORIZED,
+    CHORUS_ERR_FORBIDDEN,     CHORUS_ERR_TOO_LARGE,
+    CHORUS_ERR_RATE_LIMITED,  CHORUS_ERR_NOT_SUBSCRIBED,
+    CHORUS_ERR_INTERNAL,
 };
 
 /* Parses a reply of len bytes (from *len_p, set by the encoder that
@@ -160,8 +162,8 @@ static void check_error(const chorus_wire_error *err)
                      json_string_length(err->id) <= CHORUS_ID_MAX));
     r = reply(chorus_encode_error(err->id, err->code, err->message, &len), &len,
               "error", err->id);
-    FUZZ_ASSERT(strcmp(json_string_value(json_object_get(r, "code")),
-                       err->code) == 0);
+    FUZZ_ASSERT(
+        strcmp(json_string_value(json_object_get(r, "code")), err->code) == 0);
     FUZZ_ASSERT(json_is_string(json_object_get(r, "message")));
     json_decref(r);
 }

@@ -83,8 +83,7 @@ static uint64_t control_hash(const chorus_ws_event *ev)
 
 /* Decodes stream[0..n) with the bench decoder; seed 0 feeds it whole,
  * else in chunks, keeping undecoded bytes in front as bench_net.c does. */
-static void run_bench(const uint8_t *stream, size_t n, uint32_t seed,
-                      report *r)
+static void run_bench(const uint8_t *stream, size_t n, uint32_t seed, report *r)
 {
     ws_dec d;
     uint64_t msg = FNV_INIT;
@@ -115,8 +114,7 @@ static void run_bench(const uint8_t *stream, size_t n, uint32_t seed,
                 r->error = 1;
                 return;
             }
-            FUZZ_ASSERT(memcmp(pend + used, snapshot + used, plen - used) ==
-                        0);
+            FUZZ_ASSERT(memcmp(pend + used, snapshot + used, plen - used) == 0);
             if (ev.type == CHORUS_WS_EV_DATA) {
                 msg = fnv(msg, ev.data, ev.len);
                 if (ev.fin) {
@@ -196,7 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (whole.error)
         FUZZ_ASSERT(strict.error);
     size_t same = strict.count < whole.count ? strict.count : whole.count;
-    FUZZ_ASSERT(memcmp(whole.items, strict.items,
-                       same * sizeof whole.items[0]) == 0);
+    FUZZ_ASSERT(
+        memcmp(whole.items, strict.items, same * sizeof whole.items[0]) == 0);
     return 0;
 }
