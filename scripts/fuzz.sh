@@ -43,10 +43,15 @@ fi
 
 CC=clang cmake -S . -B "$build" -DCHORUS_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_targets 2>&1 |
-  tee "$build/build.log" | grep -E "warning:|error:" || true
-if grep -q "warning:\|error:" "$build/build.log"; then
-  echo "fuzz: the build has warnings or errors ($build/build.log)" >&2
+if ! cmake --build "$build" -j"$(nproc)" --target fuzz_targets \
+  >"$build/build.log" 2>&1; then
+  tail -n 30 "$build/build.log" >&2
+  echo "fuzz: the build failed ($build/build.log)" >&2
+  exit 1
+fi
+if grep -q "warning:" "$build/build.log"; then
+  grep "warning:" "$build/build.log" >&2
+  echo "fuzz: the build has warnings ($build/build.log)" >&2
   exit 1
 fi
 
@@ -90,7 +95,7 @@ for t in "${targets[@]}"; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "fuzz: ${#failed[@]} finding(s):" >&2
+  echo "fuzz: ${#failed[@]} failure(s):" >&2
   printf '  %s\n' "${failed[@]}" >&2
   exit 1
 fi
