@@ -14,10 +14,12 @@
 
 #include "compress.h"
 #include "conn.h"
+#include "follow.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
+#include "redis_engine.h"
 #include "send_batch.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
@@ -25,6 +27,9 @@
 
 /* Unused topics loop 0 keeps loaded (least recently used out). */
 #define IDLE_TOPICS_KEPT 4096
+
+/* server_cut_off() closes clients in this many steps. */
+#define CUTOFF_STEPS 20
 
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
@@ -105,6 +110,58 @@ void server_stop(server *s)
                         &(struct timeval){SHUTDOWN_GRACE_MS / 1000, 0});
 }
 
+static void cutoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *s = arg;
+    size_t n =
+        s->nconns /
+            (size_t)(s->cutoff_ticks_left > 0 ? s->cutoff_ticks_left : 1) +
+        1;
+    struct timeval tv = {0, FOLLOW_CLOSE_SPREAD_MS / CUTOFF_STEPS * 1000};
+
+    (void)fd;
+    (void)what;
+    for (conn *c = s->conns, *next; c && n; c = next) {
+        next = c->next;
+        if (c->state == CONN_WS) {
+            conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "redis unavailable");
+            n--;
+        } else if (c->state == CONN_HTTP) {
+            conn_abort(c);
+            n--;
+        }
+    }
+    if (--s->cutoff_ticks_left > 0)
+        evtimer_add(s->cutoff_ev, &tv);
+}
+
+void server_cut_off(server *s)
+{
+    if (s->stopping || (s->cutoff_ev && s->cutoff_ticks_left > 0))
+        return;
+    if (!s->cutoff_ev && !(s->cutoff_ev = evtimer_new(s->base, cutoff_cb, s)))
+        return;
+    s->cutoff_ticks_left = CUTOFF_STEPS;
+    cutoff_cb(-1, 0, s);
+}
+
+static void interest_cb(void *arg, topic *t, int on)
+{
+    follow_interest(arg, t, on);
+}
+
+/* engine = redis: loop 0 follows (and owns the asynchronous
+ * connections); every loop has its blocking reads (redis_engine.h). */
+static int open_redis(server *s, char *err, size_t errlen)
+{
+    s->topics.interest = interest_cb;
+    s->topics.interest_arg = s;
+    if (s->index == 0)
+        return follow_init(s, err, errlen);
+    s->redis = redis_engine_new(s->base, s->cfg, NULL, &s->stats, err, errlen);
+    return s->redis ? 0 : -1;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     server *s = arg;
@@ -176,13 +233,17 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         return -1;
     }
     /* Loop 0 assigns every offset, so its idle topics stay exact. */
-    if (index == 0 && cfg->history)
+    if (index == 0 && cfg->history && cfg->engine == ENGINE_SQLITE)
         s->topics.idle_max = IDLE_TOPICS_KEPT;
     /* Every loop reads history through its own SQLite connection; only
      * loop 0 writes messages. */
-    if (cfg->history &&
-        history_open(&s->hist, cfg->db_path, &hopts, err, errlen))
+    if (cfg->engine == ENGINE_REDIS) {
+        if (open_redis(s, err, errlen))
+            return -1;
+    } else if (cfg->history &&
+               history_open(&s->hist, cfg->db_path, &hopts, err, errlen)) {
         return -1;
+    }
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
     if (!s->reap_ev || !s->flush_ev || loops_inbox_init(s)) {
@@ -218,7 +279,12 @@ int server_run(server *s)
         log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
                  s->cfg->listen, s->tls_listener ? ", TLS on " : "",
                  s->tls_listener ? s->cfg->tls_listen : "",
-                 s->hist ? "in " : "off", s->hist ? s->cfg->db_path : "",
+                 s->redis  ? "in Redis, "
+                 : s->hist ? "in "
+                           : "off",
+                 s->redis  ? s->cfg->redis_urls[0]
+                 : s->hist ? s->cfg->db_path
+                           : "",
                  s->b->n, s->b->n == 1 ? "" : "s");
     /* A loop with no client yet has no pending event: its inbox is only
      * ever activated from another thread. */
@@ -229,7 +295,7 @@ int server_run(server *s)
 void server_destroy(server *s)
 {
     struct event **events[] = {&s->reap_ev, &s->flush_ev, &s->sig_term,
-                               &s->sig_int, &s->sig_hup};
+                               &s->sig_int, &s->sig_hup,  &s->cutoff_ev};
 
     if (s->base) {
         /* Publishes, acks and blocks other loops left here: loop 0 is
@@ -254,6 +320,11 @@ void server_destroy(server *s)
     compress_free(s);
     send_batch_free(s->sends);
     history_checkpointer_stop(s->checkpointer);
+    if (s->follow)
+        follow_destroy(s);
+    else
+        redis_engine_free(s->redis);
+    s->redis = NULL;
     if (s->hist)
         history_close(s->hist);
     if (s->topics.by_name.buckets)

@@ -34,11 +34,15 @@ enum {
 typedef struct server {
     struct event_base *base;
     const config *cfg;
-    broker *b; /* the loops this one runs beside */
-    int index; /* 0 accepts and writes history */
-    inbox in;  /* messages from the other loops */
-    history *hist;
-    history_checkpointer *checkpointer;     /* loop 0 only */
+    broker *b;                          /* the loops this one runs beside */
+    int index;                          /* 0 accepts and writes history */
+    inbox in;                           /* messages from the other loops */
+    history *hist;                      /* engine = sqlite */
+    history_checkpointer *checkpointer; /* loop 0 only */
+    struct redis_engine *redis;         /* engine = redis */
+    struct follow *follow;              /* engine = redis, loop 0 */
+    struct event *cutoff_ev;            /* closing clients, a few at a time */
+    int cutoff_ticks_left;
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;
@@ -87,6 +91,11 @@ int server_log_due(server *s, int cause);
 /* Counts a message refused for max_message_size, and logs it (at most
  * once a second). */
 void server_too_large(server *s, const char *peer, const char *how);
+
+/* Cluster mode: Redis has been out of reach too long. Closes every
+ * client with 1001, spread over FOLLOW_CLOSE_SPREAD_MS (follow.h) so
+ * that they do not all reconnect in the same second. */
+void server_cut_off(server *s);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "fanout.h"
+#include "follow.h"
 #include "frame_ref.h"
 #include "log.h"
 #include "metrics.h"
@@ -109,11 +110,19 @@ static int handle(server *s, lmsg *m)
         break;
     case LMSG_PUBLISH: publish_receive_forwarded(s, m); return 1;
     case LMSG_COMMITTED:
-        publish_deliver_block(s, m->name, m->name_len, m->block, m->offset,
-                              m->count, m->pos);
+        publish_deliver_block(s, m->name, m->name_len, m->epoch, m->block,
+                              m->offset, m->count, m->pos);
         break;
     case LMSG_ACK: publish_forwarded_ack(s, m); break;
     case LMSG_STOP: server_stop(s); break;
+    case LMSG_WATCH:
+        follow_watch(s, m->name, m->name_len, (int)m->count, m->epoch,
+                     m->offset);
+        break;
+    case LMSG_EPOCH:
+        follow_epoch_changed(s, m->name, m->name_len, m->epoch, m->offset);
+        break;
+    case LMSG_CUTOFF: server_cut_off(s); break;
     }
     return 0;
 }

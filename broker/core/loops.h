@@ -31,6 +31,10 @@ typedef enum {
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
     LMSG_STOP,      /* 0 -> k: shut down */
+    LMSG_WATCH,     /* k -> 0: first subscriber (count 1) or last gone (0),
+                       engine = redis; epoch and offset as seen by k */
+    LMSG_EPOCH,     /* 0 -> k: a topic's epoch changed (epoch, offset) */
+    LMSG_CUTOFF,    /* 0 -> every loop: Redis out of reach too long */
 } lmsg_type;
 
 typedef struct lmsg {
@@ -45,7 +49,7 @@ typedef struct lmsg {
     size_t *pos;        /* COMMITTED: count + 1 byte positions, owned */
     frame_ref *block;   /* COMMITTED: a reference, owned */
     int failed;         /* ACK: the commit failed */
-    char epoch[33];     /* ACK */
+    char epoch[33];     /* ACK, COMMITTED, WATCH, EPOCH */
     int fd;             /* CONN */
     struct ssl_st *ssl; /* CONN: TLS state to adopt, or NULL */
     struct sockaddr_storage addr;
@@ -72,6 +76,7 @@ typedef struct broker {
     ip_table ips;
     size_t nconns; /* open connections in all loops */
     int next_loop; /* round-robin cursor (loop 0 only) */
+    int redis_up;  /* engine = redis: set by loop 0, read atomically */
 } broker;
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);

@@ -14,6 +14,10 @@ static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
 };
 
+static const double redis_rtt_bounds[METRICS_REDIS_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1,
+};
+
 static const char *const reject_names[REJECT__COUNT] = {
     [REJECT_MAX_CONNECTIONS] = "max_connections",
     [REJECT_PER_IP] = "per_ip",
@@ -63,6 +67,17 @@ void metrics_observe_commit(metrics *m, double seconds)
     m->commit_latency_sum_ns += (uint64_t)(seconds * 1e9 + 0.5);
 }
 
+void metrics_observe_redis_rtt(metrics *m, uint64_t ns)
+{
+    double seconds = (double)ns / 1e9;
+    int i = 0;
+
+    while (i < METRICS_REDIS_RTT_BUCKETS && seconds > redis_rtt_bounds[i])
+        i++;
+    m->redis_rtt_buckets[i]++;
+    m->redis_rtt_sum_ns += ns;
+}
+
 static void head(struct evbuffer *out, const char *name, const char *type,
                  const char *help)
 {
@@ -87,23 +102,50 @@ static void labelled(struct evbuffer *out, const char *name, const char *help,
                             names[i], v[i]);
 }
 
+/* n buckets with their upper bounds, then +Inf in buckets[n]. */
+static void histogram(struct evbuffer *out, const char *name, const char *help,
+                      const double *bounds, const uint64_t *buckets, int n,
+                      uint64_t sum_ns)
+{
+    uint64_t cum = 0;
+
+    head(out, name, "histogram", help);
+    for (int i = 0; i < n; i++) {
+        cum += buckets[i];
+        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                            bounds[i], cum);
+    }
+    cum += buckets[n];
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+    evbuffer_add_printf(out, "%s_sum %.9g\n", name, (double)sum_ns / 1e9);
+    evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+}
+
 static void commit_histogram(struct evbuffer *out, const metrics *m)
 {
-    const char *name = "chorus_history_commit_duration_seconds";
-    uint64_t cum = 0;
-    head(out, name, "histogram",
-         "Time to commit one batch to the history "
-         "store.");
-    for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
-        cum += m->commit_latency_buckets[i];
-        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
-                            commit_bounds[i], cum);
-    }
-    cum += m->commit_latency_buckets[METRICS_COMMIT_BUCKETS];
-    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
-    evbuffer_add_printf(out, "%s_sum %.9g\n", name,
-                        (double)m->commit_latency_sum_ns / 1e9);
-    evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+    histogram(out, "chorus_history_commit_duration_seconds",
+              "Time to commit one batch to the history store.", commit_bounds,
+              m->commit_latency_buckets, METRICS_COMMIT_BUCKETS,
+              m->commit_latency_sum_ns);
+}
+
+/* engine = redis only. */
+static void redis_metrics(struct evbuffer *out, const metrics *m)
+{
+    histogram(out, "chorus_redis_rtt_seconds",
+              "Round-trip time of requests to Redis.", redis_rtt_bounds,
+              m->redis_rtt_buckets, METRICS_REDIS_RTT_BUCKETS,
+              m->redis_rtt_sum_ns);
+    one(out, "chorus_redis_reconnects_total", "counter",
+        "Redis connections lost and made again.", m->redis_reconnects);
+    one(out, "chorus_redis_pending_requests", "gauge",
+        "Requests sent to Redis and not answered yet.", m->redis_pending);
+    one(out, "chorus_redis_gap_fills_total", "counter",
+        "Offsets missing from the live feed, filled from the stream.",
+        m->redis_gap_fills);
+    one(out, "chorus_redis_epoch_changes_total", "counter",
+        "Topic epochs found changed (Redis restarted or failed over).",
+        m->redis_epoch_changes);
 }
 
 /* Adds b's counters to a. */
@@ -179,4 +221,6 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_token_expired_closes_total", "counter",
         "Connections closed because their token expired.",
         m->token_expired_closes);
+    if (s->cfg->engine == ENGINE_REDIS)
+        redis_metrics(out, m);
 }

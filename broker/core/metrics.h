@@ -35,6 +35,9 @@ typedef enum {
 /* Upper bounds (seconds) of the history commit latency histogram. */
 #define METRICS_COMMIT_BUCKETS 12
 
+/* Upper bounds (seconds) of the Redis round-trip time histogram. */
+#define METRICS_REDIS_RTT_BUCKETS 10
+
 /* Every field is a uint64_t counter, so that the loops' counters can be
  * summed field by field (metrics.c). */
 typedef struct metrics {
@@ -56,12 +59,20 @@ typedef struct metrics {
     uint64_t idle_closes;
     uint64_t too_large; /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
+    /* engine = redis */
+    uint64_t redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
+    uint64_t redis_rtt_sum_ns;
+    uint64_t redis_reconnects;
+    uint64_t redis_pending; /* requests in flight (a gauge) */
+    uint64_t redis_gap_fills;
+    uint64_t redis_epoch_changes;
 } metrics;
 
 /* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */
 int metrics_error_index(const char *code);
 void metrics_count_error(metrics *m, const char *code);
 void metrics_observe_commit(metrics *m, double seconds);
+void metrics_observe_redis_rtt(metrics *m, uint64_t ns);
 
 /* Appends every metric in Prometheus text format 0.0.4. */
 void metrics_render(const server *s, struct evbuffer *out);

@@ -217,9 +217,10 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     }
     if (limit > HTTP_HISTORY_MAX_LIMIT)
         limit = HTTP_HISTORY_MAX_LIMIT;
+    uint64_t newest;
     t = publish_load_topic(srv, name, (size_t)n);
     page.out = evbuffer_new();
-    if (!t || !page.out) {
+    if (!t || !page.out || publish_newest(srv, t, &newest)) {
         if (t)
             topics_release(&srv->topics, t);
         if (page.out)
@@ -231,11 +232,10 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     evbuffer_add_printf(page.out,
                         "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
                         "\"messages\":[",
-                        t->name, t->epoch, (unsigned long long)t->last_offset);
-    if (srv->hist && history_read(srv->hist, t->store_id, since, (size_t)limit,
-                                  add_row, &page) < 0) {
+                        t->name, t->epoch, (unsigned long long)newest);
+    if (publish_read(srv, t, since, (size_t)limit, add_row, &page) < 0) {
         log_error("history: read of %s failed: %s", t->name,
-                  history_errmsg(srv->hist));
+                  srv->hist ? history_errmsg(srv->hist) : "redis unavailable");
         topics_release(&srv->topics, t);
         evbuffer_free(page.out);
         http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "history read failed",

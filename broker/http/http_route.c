@@ -14,6 +14,7 @@
 #include "chorus/deflate.h"
 #include "compress.h"
 #include "conn.h"
+#include "follow.h"
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
@@ -226,9 +227,11 @@ static route_result route(conn *c, const chorus_http_request *req,
             http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
         }
-        http_respond(c, c->srv->stopping ? 503 : 200, "text/plain",
-                     c->srv->stopping ? "stopping\n" : "ok\n",
-                     c->srv->stopping ? 9 : 3, NULL, keepalive);
+        const char *text = c->srv->stopping            ? "stopping\n"
+                           : !follow_available(c->srv) ? "redis unavailable\n"
+                                                       : "ok\n";
+        http_respond(c, text[0] == 'o' ? 200 : 503, "text/plain", text,
+                     strlen(text), NULL, keepalive);
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     }
     switch (http_api_route(c, req, path, path_len, query, query_len, body,

@@ -1,11 +1,13 @@
 #include "fanout.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "chorus/wire.h"
 #include "chorus/ws_frame.h"
 #include "compress.h"
 #include "conn.h"
+#include "follow.h"
 #include "frame_ref.h"
 #include "publish.h"
 #include "server.h"
@@ -91,6 +93,7 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
             send_tail(s, sb, zf, zpos, i, count);
         else
             send_tail(s, sb, f, pos, i, count);
+        sb->live_from = last;
     }
     if (zf)
         frame_ref_decref(zf);
@@ -118,14 +121,17 @@ void fanout_lost_all(server *s)
 }
 
 void publish_deliver_block(server *s, const char *name, size_t len,
-                           frame_ref *f, uint64_t first, size_t count,
-                           const size_t *pos)
+                           const char *epoch, frame_ref *f, uint64_t first,
+                           size_t count, const size_t *pos)
 {
     topic *t = topics_find(&s->topics, name, len);
 
     if (!t || !t->loaded)
         return; /* nobody here subscribes to it */
+    if (s->redis && strcmp(epoch, t->epoch) != 0)
+        return;
     topics_pin(t);
+    follow_before_block(s, t, first, count);
     fanout_deliver(s, t, f, first, count, pos);
     topics_unpin(&s->topics, t);
 }

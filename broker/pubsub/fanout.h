@@ -21,7 +21,8 @@ frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
                         size_t *count, size_t **pos);
 
 /* Delivers a committed block (offsets first .. first+count-1) to t's live
- * subscribers in this loop, skipping what each has had already. */
+ * subscribers in this loop, skipping what each has had already, and
+ * advances each one's live_from past it. */
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
                     size_t count, const size_t *pos);
 
@@ -35,9 +36,12 @@ void fanout_lost(topic *t);
 void fanout_lost_all(server *s);
 
 /* The same for a block that loop 0 committed: only topics this loop has
- * subscribers for are concerned. */
+ * subscribers for are concerned. In cluster mode a block of another
+ * epoch than the topic's here is dropped (the epoch change reaches this
+ * loop on its own), and one that does not follow the last offset makes
+ * subscribers replay the missing ones first (follow.h). */
 void publish_deliver_block(server *s, const char *name, size_t len,
-                           frame_ref *f, uint64_t first, size_t count,
-                           const size_t *pos);
+                           const char *epoch, frame_ref *f, uint64_t first,
+                           size_t count, const size_t *pos);
 
 #endif

@@ -11,17 +11,20 @@
 #include "chorus/wire.h"
 #include "conn.h"
 #include "fanout.h"
+#include "follow.h"
 #include "frame_ref.h"
 #include "loops.h"
 #include "history.h"
 #include "http_api.h"
 #include "log.h"
+#include "redis_engine.h"
 #include "server.h"
 #include "session.h"
 #include "topics.h"
 #include "writer.h"
 
 static void start_commit(server *s);
+static void redis_commit(server *s);
 
 /* End of a loop turn: hand the batch to the writer thread if it is idle
  * (else it goes when the one in flight is done), or complete it here
@@ -34,6 +37,8 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->batch.writer)
         start_commit(s);
+    else if (s->redis)
+        redis_commit(s);
     else
         publish_flush(s);
 }
@@ -93,7 +98,7 @@ topic *publish_load_topic(server *s, const char *name, size_t len)
 
     if (!t)
         return NULL;
-    if (t->loaded)
+    if (t->loaded || s->redis) /* redis: publish_newest loads it */
         return t;
     if (!s->hist) {
         if (load_volatile(t) == 0)
@@ -114,10 +119,32 @@ topic *publish_load_topic(server *s, const char *name, size_t len)
     return t;
 }
 
+/* engine = redis: the topic as Redis has it now. */
+static int redis_newest(server *s, topic *t, uint64_t *newest)
+{
+    char epoch[33];
+    uint64_t oldest;
+
+    if (redis_engine_meta_sync(s->redis, t->name, t->name_len, epoch, newest,
+                               &oldest))
+        return -1;
+    t->oldest = oldest;
+    if (!t->loaded) {
+        memcpy(t->epoch, epoch, sizeof t->epoch);
+        t->last_offset = t->next_offset = *newest;
+        t->loaded = 1;
+    } else if (strcmp(t->epoch, epoch) != 0) {
+        follow_epoch_found(s, t, epoch, *newest);
+    }
+    return 0;
+}
+
 int publish_newest(server *s, topic *t, uint64_t *newest)
 {
     history_topic ht;
 
+    if (s->redis)
+        return redis_newest(s, t, newest);
     *newest = t->last_offset;
     if (s->index == 0 || !s->hist)
         return 0;
@@ -216,7 +243,9 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
 
     if (s->index != 0)
         return forward(s, c, ack, id, name, len, data, data_len);
-    t = publish_load_topic(s, name, len);
+    /* With Redis, offsets and epochs come with the script's reply. */
+    t = s->redis ? topics_get(&s->topics, name, len)
+                 : publish_load_topic(s, name, len);
     if (!t) {
         free(data);
         return -1;
@@ -225,20 +254,21 @@ int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
 }
 
 /* Sends a forwarded publish's message back to its loop as the ack. */
-static void reply_forwarded(server *s, lmsg *m, const topic *t, uint64_t offset,
-                            int failed)
+static void reply_forwarded(server *s, lmsg *m, const char *epoch,
+                            uint64_t offset, int failed)
 {
     m->type = LMSG_ACK;
     m->offset = offset;
     m->failed = failed;
-    if (t)
-        memcpy(m->epoch, t->epoch, sizeof m->epoch);
+    if (epoch)
+        memcpy(m->epoch, epoch, sizeof m->epoch);
     loops_post(s->b, m->origin, m);
 }
 
 void publish_receive_forwarded(server *s, lmsg *m)
 {
-    topic *t = publish_load_topic(s, m->name, m->name_len);
+    topic *t = s->redis ? topics_get(&s->topics, m->name, m->name_len)
+                        : publish_load_topic(s, m->name, m->name_len);
     char *data = m->data; /* ours now: batch_add takes it or frees it */
 
     m->data = NULL;
@@ -281,13 +311,25 @@ void publish_forwarded_ack(server *s, lmsg *m)
     free(p);
 }
 
-static void acknowledge(server *s, publish_item *it, const char *error)
+static void acknowledge(server *s, publish_item *it, const char *epoch,
+                        const char *error)
 {
     if (it->c)
-        answer(it->c, it->ack, it->id, it->data_len, it->t->name, it->t->epoch,
+        answer(it->c, it->ack, it->id, it->data_len, it->t->name, epoch,
                it->offset, error);
     else
-        reply_forwarded(s, it->reply, it->t, it->offset, error != NULL);
+        reply_forwarded(s, it->reply, epoch, it->offset, error != NULL);
+}
+
+/* Frees what an answered item holds. */
+static void item_done(server *s, publish_item *it)
+{
+    free(it->data);
+    if (it->id)
+        json_decref(it->id);
+    if (it->c)
+        conn_unref(it->c);
+    topics_unpin(&s->topics, it->t);
 }
 
 /* Fault injection for tests (tests/integration/test_lost_block.py):
@@ -309,8 +351,7 @@ static int fault_lose(const topic *t)
     return 1;
 }
 
-/* Fans one topic's committed items out here and in every other loop. */
-static void fan_out(server *s, publish_item *items, size_t first)
+void publish_fan_out(server *s, publish_item *items, size_t first)
 {
     topic *t = items[first].t;
     size_t count, *pos;
@@ -337,6 +378,7 @@ static void fan_out(server *s, publish_item *items, size_t first)
             m->block = f;
             m->offset = items[first].offset;
             m->count = count;
+            memcpy(m->epoch, t->epoch, sizeof m->epoch);
             loops_post(s->b, i, m);
         } else {
             free(m);
@@ -390,14 +432,10 @@ static void complete(server *s, publish_item *items, size_t n, int failed,
     for (size_t i = 0; i < n; i++) {
         publish_item *it = &items[i];
         if (it->group_first && !failed)
-            fan_out(s, items, i);
-        acknowledge(s, it, failed ? "history write failed" : NULL);
-        free(it->data);
-        if (it->id)
-            json_decref(it->id);
-        if (it->c)
-            conn_unref(it->c);
-        topics_unpin(&s->topics, it->t);
+            publish_fan_out(s, items, i);
+        acknowledge(s, it, it->t->epoch,
+                    failed ? "history write failed" : NULL);
+        item_done(s, it);
     }
 }
 
@@ -446,11 +484,132 @@ static void writer_done(void *arg)
     start_commit(s);
 }
 
+/* ---- engine = redis ---------------------------------------------------- */
+
+/* One topic's publishes of a batch, sent as one script call. */
+typedef struct redis_call {
+    server *s;
+    size_t n;
+    const char **data;
+    size_t *lens;
+    publish_item items[];
+} redis_call;
+
+static void redis_published(void *arg, int ok, const char *epoch,
+                            uint64_t first, int64_t ts_ms)
+{
+    redis_call *rc = arg;
+    server *s = rc->s;
+
+    (void)ts_ms;
+    if (ok) {
+        s->stats.history_commits++;
+        s->stats.messages_published += rc->n;
+    } else {
+        s->stats.history_errors++;
+        if (server_log_due(s, LOG_CAUSE_HISTORY))
+            log_error("redis: publish of %zu messages to %s failed", rc->n,
+                      rc->items[0].t->name);
+    }
+    for (size_t i = 0; i < rc->n; i++) {
+        publish_item *it = &rc->items[i];
+        it->offset = ok ? first + i : 0;
+        acknowledge(s, it, ok ? epoch : NULL, ok ? NULL : "redis unavailable");
+        item_done(s, it);
+    }
+    free(rc->data);
+    free(rc->lens);
+    free(rc);
+}
+
+/* Sends one topic's chain starting at items[first]; the items are the
+ * call's now. */
+static void redis_send_chain(server *s, publish_item *items, size_t first)
+{
+    size_t n = 0, k = 0;
+    redis_call *rc;
+
+    for (size_t i = first + 1; i; i = items[i - 1].next_same)
+        n++;
+    rc = malloc(sizeof *rc + n * sizeof *rc->items);
+    if (rc) {
+        rc->data = malloc(n * sizeof *rc->data);
+        rc->lens = malloc(n * sizeof *rc->lens);
+    }
+    if (!rc || !rc->data || !rc->lens) {
+        if (rc) {
+            free(rc->data);
+            free(rc->lens);
+        }
+        free(rc);
+        for (size_t i = first + 1; i; i = items[i - 1].next_same) {
+            acknowledge(s, &items[i - 1], NULL, "out of memory");
+            item_done(s, &items[i - 1]);
+        }
+        return;
+    }
+    rc->s = s;
+    rc->n = n;
+    for (size_t i = first + 1; i; i = items[i - 1].next_same, k++) {
+        rc->items[k] = items[i - 1];
+        rc->data[k] = rc->items[k].data;
+        rc->lens[k] = rc->items[k].data_len;
+    }
+    if (redis_engine_publish(s->redis, rc->items[0].t->name,
+                             rc->items[0].t->name_len, rc->data, rc->lens, n,
+                             redis_published, rc))
+        redis_published(rc, 0, NULL, 0, 0);
+}
+
+/* Pipelines the batch: one script call per topic, all sent at once; each
+ * is acknowledged when its reply comes. */
+static void redis_commit(server *s)
+{
+    publish_batch *b = &s->batch;
+    publish_item *items = b->items;
+    size_t n = b->n, cap = b->cap;
+
+    if (n == 0)
+        return;
+    /* An ack given at once (a failure) may serve a pipelined HTTP
+     * request that publishes: it starts a new batch. */
+    seal(items, n);
+    b->items = NULL;
+    b->n = b->cap = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].group_first)
+            redis_send_chain(s, items, i);
+    if (!b->items) { /* keep the array for the next turn */
+        b->items = items;
+        b->cap = cap;
+    } else {
+        free(items);
+    }
+}
+
+int publish_read(server *s, topic *t, uint64_t after, size_t limit,
+                 int (*fn)(uint64_t offset, int64_t ts_ms, const char *data,
+                           size_t data_len, void *arg),
+                 void *arg)
+{
+    if (s->redis)
+        return redis_engine_read_sync(s->redis, t->name, t->name_len, after,
+                                      limit, fn, arg);
+    if (!s->hist)
+        return 0;
+    return history_read(s->hist, t->store_id, after, limit, fn, arg);
+}
+
 void publish_flush(server *s)
 {
     publish_batch *b = &s->batch;
     publish_item *items = b->items;
     size_t n = b->n, cap = b->cap;
+
+    if (s->redis) {
+        redis_commit(s);
+        return;
+    }
 
     if (b->writer) { /* until nothing is pending (shutdown) */
         while (b->inflight_n || b->n) {

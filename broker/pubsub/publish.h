@@ -61,7 +61,9 @@ topic *publish_load_topic(server *s, const char *name, size_t len);
 
 /* The newest offset of t that any client may have seen acknowledged:
  * what `subscribed` reports and where live delivery starts. Returns 0, or
- * -1 when the store failed. */
+ * -1 when the store failed. With engine = redis it reads the topic from
+ * Redis (loading t, with its epoch and oldest retained offset); a topic
+ * found in a new epoch there is switched first (follow.h). */
 int publish_newest(server *s, topic *t, uint64_t *newest);
 
 /* Publishes data (serialized JSON, owned) to the topic for c, whose reply
@@ -79,7 +81,20 @@ void publish_receive_forwarded(server *s, struct lmsg *m);
 void publish_forwarded_ack(server *s, struct lmsg *m);
 
 /* Commits everything pending and completes it, waiting for the writer
- * thread: for shutdown. */
+ * thread: for shutdown. With engine = redis, sends it (the acks follow
+ * Redis's replies). */
 void publish_flush(server *s);
+
+/* Fans out one topic's items linked from items[first] (next_same), in
+ * offset order, here and in every other loop, and makes the last one
+ * t's last_offset. */
+void publish_fan_out(server *s, publish_item *items, size_t first);
+
+/* Reads up to limit stored messages of t after offset `after`, from the
+ * engine in use. Returns rows visited or -1. */
+int publish_read(server *s, topic *t, uint64_t after, size_t limit,
+                 int (*fn)(uint64_t offset, int64_t ts_ms, const char *data,
+                           size_t data_len, void *arg),
+                 void *arg);
 
 #endif

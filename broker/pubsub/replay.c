@@ -8,6 +8,7 @@
 #include "frame_ref.h"
 #include "history.h"
 #include "log.h"
+#include "publish.h"
 #include "server.h"
 #include "topics.h"
 
@@ -21,10 +22,14 @@ int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
         /* A foreign epoch, or an offset this epoch never reached: the
          * client's position means nothing here; send all we have. */
         *recovered = 0;
-        *cursor = srv->hist ? 0 : newest;
+        *cursor = srv->hist || srv->redis ? 0 : newest;
         return 0;
     }
     *cursor = since;
+    if (srv->redis) { /* publish_newest read the oldest retained */
+        *recovered = since == newest || (t->oldest && t->oldest <= since + 1);
+        return 0;
+    }
     if (!srv->hist) { /* nothing stored: only "up to date" recovers */
         *recovered = since == newest;
         *cursor = newest;
@@ -145,13 +150,14 @@ void replay_pump(conn *c)
             continue;
         }
         p.s = s;
-        rows = history_read(srv->hist, s->t->store_id, s->cursor,
-                            REPLAY_PAGE_ROWS, emit_row, &p);
+        rows =
+            publish_read(srv, s->t, s->cursor, REPLAY_PAGE_ROWS, emit_row, &p);
         if (p.failed)
             return; /* the connection was closed */
         if (rows < 0) {
             log_error("history: replay of %s failed: %s", s->t->name,
-                      history_errmsg(srv->hist));
+                      srv->hist ? history_errmsg(srv->hist)
+                                : "redis unavailable");
             conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "history read failed");
             return;
         }

@@ -174,6 +174,8 @@ sub *topics_subscribe(topics *ts, topic *t, void *owner, sub **owner_list)
         (*owner_list)->o_prev = s;
     *owner_list = s;
     dict_insert(&ts->subs, &s->node, sub_hash(ts, t, owner));
+    if (t->nsubs == 1 && ts->interest)
+        ts->interest(ts->interest_arg, t, 1);
     return s;
 }
 
@@ -196,6 +198,8 @@ void topics_unsubscribe(topics *ts, sub *s, sub **owner_list)
         s->o_next->o_prev = s->o_prev;
     t->nsubs--;
     free(s);
+    if (t->nsubs == 0 && ts->interest)
+        ts->interest(ts->interest_arg, t, 0);
     topics_release(ts, t);
 }
 

@@ -41,6 +41,8 @@ struct topic {
     char epoch[33];
     uint64_t last_offset; /* newest committed (visible) offset */
     uint64_t next_offset; /* newest assigned offset, committed or not */
+    uint64_t oldest;      /* engine = redis: oldest retained offset at the
+                             last read of the topic (0 = none) */
     /* This topic's items in the pending publish batch, as index + 1 (0 =
      * none), so that the batch fans out per topic in one block. */
     size_t batch_head, batch_tail;
@@ -61,6 +63,10 @@ typedef struct topics {
      * 0 (the default) frees an unused topic at once. */
     size_t idle_max, nidle;
     topic *idle_head, *idle_tail;
+    /* Called when a topic gets its first subscriber (on = 1) and when its
+     * last one leaves (on = 0), if set. */
+    void (*interest)(void *arg, topic *t, int on);
+    void *interest_arg;
 } topics;
 
 int topics_init(topics *ts);

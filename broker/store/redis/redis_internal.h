@@ -1,0 +1,67 @@
+/* Shared by the Redis engine's files only. */
+#ifndef CHORUS_REDIS_INTERNAL_H
+#define CHORUS_REDIS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dict.h"
+#include "redis_engine.h"
+
+struct event;
+struct redisContext;
+typedef struct rconn rconn;
+
+#define REDIS_RUN_ID_KEY "chorus:run_id"
+
+/* After a blocking request failed, that loop fails the next ones at once
+ * for this long instead of waiting redis_timeout again. */
+#define REDIS_SYNC_BACKOFF_MS 1000
+
+typedef struct pending_sub {
+    char *channel; /* owned */
+    size_t len;
+    int on;
+} pending_sub;
+
+typedef struct instance {
+    struct redis_engine *e;
+    size_t index;
+    redis_addr addr;
+    char prefix[32]; /* of channel names: "chorus:<db>:" */
+    size_t prefix_len;
+    /* loop 0 */
+    rconn *cmd, *sub;
+    dict watched; /* topics whose channel we subscribe to */
+    pending_sub *pend;
+    size_t npend, cap;
+    /* every loop: the blocking connection */
+    struct redisContext *sync;
+    char sync_run_id[41];
+    int64_t sync_failed_ms; /* last failure (monotonic ms); 0 = none */
+} instance;
+
+struct redis_engine {
+    struct event_base *base;
+    const config *cfg;
+    redis_engine_hooks hooks;
+    int has_hooks; /* loop 0 */
+    metrics *m;
+    instance *inst;
+    size_t n;
+    struct event *flush_ev; /* queued (un)subscribes */
+    uint8_t key[16];
+};
+
+typedef struct redis_keys {
+    char meta[256];
+    char stream[256];
+} redis_keys;
+
+instance *redis_instance(redis_engine *e, const char *topic, size_t len);
+int redis_topic_keys(const char *topic, size_t len, redis_keys *k);
+void redis_new_epoch(char out[33]);
+void redis_sync_close(instance *in);
+
+#endif

@@ -1,0 +1,97 @@
+#include "redis_scripts.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* Shared head of both scripts: the fence and the epoch check. Leaves
+ * epoch and off (the topic's newest offset) set. */
+#define SCRIPT_HEAD                                                         \
+    "local rid = ARGV[1]\n"                                                 \
+    "if rid ~= '' and redis.call('GET', KEYS[3]) ~= rid then\n"             \
+    "  return redis.error_reply('FENCED run_id changed')\n"                 \
+    "end\n"                                                                 \
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')\n"               \
+    "local epoch, off = m[1], tonumber(m[2])\n"                             \
+    "if not epoch or (rid ~= '' and m[3] ~= rid) then\n"                    \
+    "  epoch, off = ARGV[2], 0\n"                                           \
+    "  redis.call('DEL', KEYS[2])\n"                                        \
+    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n" \
+    "end\n"
+
+redis_script redis_script_publish = {
+    "publish",
+    SCRIPT_HEAD
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local first = off + 1\n"
+    "local out = {}\n"
+    "for i = 6, #ARGV do\n"
+    "  off = off + 1\n"
+    "  local d = ARGV[i]\n"
+    "  if size > 0 then\n"
+    /* exact below 1000 (a few entries to drop), else the cheap, whole
+     * stream node trim */
+    "    if size < 1000 then\n"
+    "      redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 't', now,"
+    " 'd', d)\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, off .. '-0',"
+    " 't', now, 'd', d)\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('XADD', KEYS[2], off .. '-0', 't', now, 'd', d)\n"
+    "  end\n"
+    "  out[#out + 1] = #d .. ':' .. d\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'o', off)\n"
+    "if ttl > 0 then\n"
+    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"
+    /* age retention at most once a second per topic */
+    "  local ck = tonumber(redis.call('HGET', KEYS[1], 'c') or '0')\n"
+    "  if now - ck >= 1000 then\n"
+    "    redis.call('HSET', KEYS[1], 'c', now)\n"
+    "    local cut = nil\n"
+    "    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT',"
+    " 1000)) do\n"
+    "      if tonumber(e[2][2]) >= now - ttl then break end\n"
+    "      cut = tonumber(string.match(e[1], '^(%d+)')) + 1\n"
+    "    end\n"
+    "    if cut then redis.call('XTRIM', KEYS[2], 'MINID', cut .. '-0') end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. first .. ' ' .. now .."
+    " ' ' .. (off - first + 1) .. '\\n' .. table.concat(out))\n"
+    "return {epoch, first, now}\n",
+    {0}};
+
+redis_script redis_script_meta = {
+    "meta",
+    SCRIPT_HEAD
+    "local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
+    "local oldest = 0\n"
+    "if e[1] then oldest = tonumber(string.match(e[1][1], '^(%d+)')) end\n"
+    "return {epoch, off, oldest}\n",
+    {0}};
+
+static void sha1_hex(const char *text, char out[41])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL);
+    for (unsigned int i = 0; i < n && i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
+}
+
+void redis_scripts_init(void)
+{
+    sha1_hex(redis_script_publish.body, redis_script_publish.sha);
+    sha1_hex(redis_script_meta.body, redis_script_meta.sha);
+}

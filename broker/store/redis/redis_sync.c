@@ -1,0 +1,210 @@
+/* The Redis engine's blocking side: one connection per instance per
+ * loop, for the reads a subscribe needs before it answers. Each request
+ * waits at most redis_timeout; after a failure the loop fails requests
+ * to that instance at once for REDIS_SYNC_BACKOFF_MS. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "redis_internal.h"
+#include "redis_scripts.h"
+
+int redis_parse_entry(const redisReply *e, redis_row *row);
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void redis_sync_close(instance *in)
+{
+    if (in->sync)
+        redisFree(in->sync);
+    in->sync = NULL;
+}
+
+static void sync_failed(instance *in, const char *what)
+{
+    log_warn("redis %s:%d: %s%s%s", in->addr.host, in->addr.port, what,
+             in->sync && in->sync->errstr[0] ? ": " : "",
+             in->sync ? in->sync->errstr : "");
+    redis_sync_close(in);
+    in->sync_failed_ms = mono_ms();
+}
+
+/* One command; NULL (connection dropped) on an I/O error or timeout. An
+ * error reply is returned as such. */
+static redisReply *sync_command(instance *in, int argc, const char **argv,
+                                const size_t *lens)
+{
+    redisReply *r = redisCommandArgv(in->sync, argc, argv, lens);
+
+    if (!r)
+        sync_failed(in, "request failed");
+    return r;
+}
+
+static int sync_step(instance *in, int argc, const char **argv)
+{
+    redisReply *r = sync_command(in, argc, argv, NULL);
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+
+    if (r && !ok)
+        log_warn("redis %s:%d: %s refused: %s", in->addr.host, in->addr.port,
+                 argv[0], r->str);
+    if (r)
+        freeReplyObject(r);
+    if (!ok)
+        redis_sync_close(in);
+    return ok ? 0 : -1;
+}
+
+/* Connects (AUTH, SELECT, run_id) unless connected or in the backoff. */
+static int sync_connect(redis_engine *e, instance *in)
+{
+    uint64_t ms = e->cfg->redis_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    char db[16];
+    const char *auth[] = {"AUTH", in->addr.password};
+    const char *sel[] = {"SELECT", db};
+    const char *info[] = {"INFO", "server"};
+    redisReply *r;
+    const char *p;
+
+    if (in->sync)
+        return 0;
+    if (in->sync_failed_ms &&
+        mono_ms() - in->sync_failed_ms < REDIS_SYNC_BACKOFF_MS)
+        return -1;
+    in->sync = redisConnectWithTimeout(in->addr.host, in->addr.port, tv);
+    if (!in->sync || in->sync->err) {
+        sync_failed(in, "cannot connect");
+        return -1;
+    }
+    redisSetTimeout(in->sync, tv);
+    redisEnableKeepAlive(in->sync);
+    snprintf(db, sizeof db, "%u", in->addr.db);
+    if ((in->addr.password[0] && sync_step(in, 2, auth)) ||
+        (in->addr.db && sync_step(in, 2, sel)))
+        goto fail;
+    r = sync_command(in, 2, info, NULL);
+    if (!r)
+        goto fail;
+    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
+    if (!p || strlen(p + 7) < 40) {
+        freeReplyObject(r);
+        redis_sync_close(in);
+        goto fail;
+    }
+    memcpy(in->sync_run_id, p + 7, 40);
+    in->sync_run_id[40] = '\0';
+    freeReplyObject(r);
+    return 0;
+fail:
+    in->sync_failed_ms = mono_ms();
+    return -1;
+}
+
+/* Runs the meta script, with the fence set by this connection when no
+ * node has set it for this incarnation yet (redis_scripts.h). */
+static redisReply *sync_meta(redis_engine *e, instance *in, const char *topic,
+                             size_t len)
+{
+    redis_keys k;
+    char epoch[33];
+    const char *rid = e->cfg->redis_durable ? "" : in->sync_run_id;
+    const char *argv[8] = {"EVALSHA", redis_script_meta.sha, "3", k.meta,
+                           k.stream,  REDIS_RUN_ID_KEY,      rid, epoch};
+    const char *set[] = {"SET", REDIS_RUN_ID_KEY, rid};
+    redisReply *r = NULL;
+
+    if (redis_topic_keys(topic, len, &k))
+        return NULL;
+    redis_new_epoch(epoch);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        r = sync_command(in, 8, argv, NULL);
+        if (!r || r->type != REDIS_REPLY_ERROR)
+            return r;
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            argv[0] = "EVAL";
+            argv[1] = redis_script_meta.body;
+        } else if (strncmp(r->str, "FENCED", 6) == 0 && rid[0]) {
+            if (sync_step(in, 3, set))
+                break;
+        } else {
+            break;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (r)
+        log_error("redis: meta script failed: %s", r->str);
+    return r;
+}
+
+int redis_engine_meta_sync(redis_engine *e, const char *topic, size_t len,
+                           char epoch[33], uint64_t *newest, uint64_t *oldest)
+{
+    instance *in = redis_instance(e, topic, len);
+    redisReply *r;
+    int rc = -1;
+
+    if (sync_connect(e, in))
+        return -1;
+    r = sync_meta(e, in, topic, len);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 32 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER &&
+        r->element[2]->type == REDIS_REPLY_INTEGER) {
+        memcpy(epoch, r->element[0]->str, 32);
+        epoch[32] = '\0';
+        *newest = (uint64_t)r->element[1]->integer;
+        *oldest = (uint64_t)r->element[2]->integer;
+        rc = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int redis_engine_read_sync(redis_engine *e, const char *topic, size_t len,
+                           uint64_t after, size_t limit, redis_row_fn fn,
+                           void *arg)
+{
+    instance *in = redis_instance(e, topic, len);
+    redis_keys k;
+    char from[32], count[32];
+    const char *argv[6] = {"XRANGE", k.stream, from, "+", "COUNT", count};
+    redisReply *r;
+    int visited = 0;
+
+    if (redis_topic_keys(topic, len, &k) || sync_connect(e, in))
+        return -1;
+    snprintf(from, sizeof from, "%llu", (unsigned long long)after + 1);
+    snprintf(count, sizeof count, "%zu", limit);
+    r = sync_command(in, 6, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        redis_row row;
+        if (redis_parse_entry(r->element[i], &row)) {
+            visited = -1;
+            break;
+        }
+        visited++;
+        if (fn(row.offset, row.ts_ms, row.data, row.len, arg))
+            break;
+    }
+    freeReplyObject(r);
+    return visited;
+}
