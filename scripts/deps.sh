@@ -12,6 +12,8 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
+  # The package test: systemd-analyze verify, man --warnings, completion.
+  PACKAGES+=(systemd man-db bash-completion)
   # Cluster tests: a real Redis, and nginx as the load balancer.
   PACKAGES+=(redis-server nginx-light)
   # The browser client's tests: Node with npm, and a real browser.

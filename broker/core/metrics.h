@@ -59,6 +59,7 @@ typedef struct metrics {
     uint64_t idle_closes;
     uint64_t too_large; /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
+    uint64_t partial_writes; /* by writev; io_uring's are in send_batch */
     /* engine = redis */
     uint64_t redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
     uint64_t redis_rtt_sum_ns;

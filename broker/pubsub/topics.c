@@ -39,6 +39,8 @@ static uint64_t sub_hash(const topics *ts, const topic *t, const void *owner)
 
 int topics_init(topics *ts)
 {
+    ts->interest = NULL;
+    ts->interest_arg = NULL;
     if (RAND_bytes(ts->key, sizeof ts->key) != 1)
         return -1;
     if (dict_init(&ts->by_name, 64))
