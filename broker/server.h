@@ -43,6 +43,7 @@ typedef struct server {
     struct follow *follow;              /* engine = redis, loop 0 */
     struct event *cutoff_ev;            /* closing clients, a few at a time */
     int cutoff_ticks_left;
+    int replay_retry_armed; /* replay.c's retry timer is pending */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "chorus/wire.h"
 #include "chorus/ws_frame.h"
 #include "conn.h"
@@ -133,6 +135,29 @@ static int emit_row(uint64_t offset, int64_t ts_ms, const char *data,
     return conn_queued(p->c) >= p->high_water;
 }
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    srv->replay_retry_armed = 0;
+    for (conn *c = srv->conns; c; c = c->next)
+        if (c->replay_head)
+            replay_pump(c);
+}
+
+/* engine = redis: replays that could not read are tried again soon. */
+static void retry_later(server *srv)
+{
+    struct timeval tv = {0, REPLAY_RETRY_MS * 1000};
+
+    if (srv->replay_retry_armed)
+        return;
+    if (event_base_once(srv->base, -1, EV_TIMEOUT, retry_cb, srv, &tv) == 0)
+        srv->replay_retry_armed = 1;
+}
+
 void replay_pump(conn *c)
 {
     server *srv = c->srv;
@@ -154,10 +179,14 @@ void replay_pump(conn *c)
             publish_read(srv, s->t, s->cursor, REPLAY_PAGE_ROWS, emit_row, &p);
         if (p.failed)
             return; /* the connection was closed */
+        if (rows < 0 && srv->redis) {
+            /* Redis out of reach: the subscriber waits, connected. */
+            retry_later(srv);
+            return;
+        }
         if (rows < 0) {
             log_error("history: replay of %s failed: %s", s->t->name,
-                      srv->hist ? history_errmsg(srv->hist)
-                                : "redis unavailable");
+                      history_errmsg(srv->hist));
             conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "history read failed");
             return;
         }

@@ -20,6 +20,9 @@ typedef struct topic topic;
 #define REPLAY_LOW_WATER (64 * 1024)
 #define REPLAY_HIGH_WATER (512 * 1024)
 #define REPLAY_PAGE_ROWS 256
+/* engine = redis: a replay whose read failed is tried again after this
+ * (the subscriber stays connected). */
+#define REPLAY_RETRY_MS 200
 
 /* Decides what a subscribe with since (epoch, offset) gets, newest being
  * the topic's newest offset: *recovered per PROTOCOL.md, and *cursor, the

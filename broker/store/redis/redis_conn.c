@@ -41,6 +41,7 @@ struct rconn {
     redisAsyncContext *ac; /* NULL while down */
     int ready;
     uint64_t connect_ns; /* when the current attempt started */
+    uint64_t sent_ns;    /* the last request sent */
     char run_id[41];
     rreq *head, *tail;   /* in flight, oldest first */
     struct event *tick;  /* timeouts */
@@ -161,7 +162,7 @@ static int send_request(rconn *rc, int argc, const char **argv,
     q->rc = rc;
     q->fn = fn;
     q->arg = arg;
-    q->t0_ns = now_ns();
+    q->t0_ns = rc->sent_ns = now_ns();
     if (redisAsyncCommandArgv(rc->ac, on_reply, q, argc, argv, argvlen) !=
         REDIS_OK) {
         free(q);
@@ -303,11 +304,22 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     connect_now(arg);
 }
 
-/* The oldest request, or a connect, waiting past the timeout. */
+static void on_ping(rconn *rc, redisReply *r, void *arg)
+{
+    (void)rc;
+    (void)r;
+    (void)arg;
+}
+
+/* The oldest request, or a connect, waiting past the timeout. An idle
+ * command connection is pinged every half timeout, so that a Redis that
+ * stopped answering is noticed (and /healthz says so) before a publish
+ * has to wait for it. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     rconn *rc = arg;
     uint64_t limit = rc->timeout_ms * 1000000ULL, now = now_ns();
+    const char *ping[] = {"PING"};
 
     (void)fd;
     (void)what;
@@ -317,6 +329,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         rconn_reset(rc, "no reply within redis_timeout");
     else if (!rc->ready && now - rc->connect_ns > limit)
         rconn_reset(rc, "connect timed out (redis_timeout)");
+    else if (rc->ready && !rc->pubsub && !rc->head &&
+             now - rc->sent_ns > limit / 2)
+        send_request(rc, 1, ping, NULL, on_ping, NULL);
 }
 
 /* ---- pub/sub ------------------------------------------------------------ */

@@ -40,6 +40,7 @@ typedef struct instance {
     struct redisContext *sync;
     char sync_run_id[41];
     int64_t sync_failed_ms; /* last failure (monotonic ms); 0 = none */
+    int sync_timed_out;     /* the last failure was redis_timeout */
 } instance;
 
 struct redis_engine {

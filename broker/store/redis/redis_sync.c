@@ -2,6 +2,7 @@
  * loop, for the reads a subscribe needs before it answers. Each request
  * waits at most redis_timeout; after a failure the loop fails requests
  * to that instance at once for REDIS_SYNC_BACKOFF_MS. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,13 @@ static redisReply *sync_command(instance *in, int argc, const char **argv,
 {
     redisReply *r = redisCommandArgv(in->sync, argc, argv, lens);
 
-    if (!r)
-        sync_failed(in, "request failed");
+    in->sync_timed_out = 0;
+    if (!r) {
+        in->sync_timed_out = in->sync->err == REDIS_ERR_IO &&
+                             (errno == EAGAIN || errno == EWOULDBLOCK);
+        sync_failed(in, in->sync_timed_out ? "no reply within redis_timeout"
+                                           : "request failed");
+    }
     return r;
 }
 
@@ -149,6 +155,26 @@ static redisReply *sync_meta(redis_engine *e, instance *in, const char *topic,
     return r;
 }
 
+/* Connects if needed and runs one request; a connection found dead (a
+ * Redis restart since its last use) is made again once, at once. */
+static redisReply *sync_request(redis_engine *e, instance *in,
+                                const char *topic, size_t len, int argc,
+                                const char **argv)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int had = in->sync != NULL;
+        redisReply *r;
+        if (sync_connect(e, in))
+            return NULL;
+        r = argv ? sync_command(in, argc, argv, NULL)
+                 : sync_meta(e, in, topic, len);
+        if (r || !had || in->sync_timed_out)
+            return r;
+        in->sync_failed_ms = 0;
+    }
+    return NULL;
+}
+
 int redis_engine_meta_sync(redis_engine *e, const char *topic, size_t len,
                            char epoch[33], uint64_t *newest, uint64_t *oldest)
 {
@@ -156,9 +182,7 @@ int redis_engine_meta_sync(redis_engine *e, const char *topic, size_t len,
     redisReply *r;
     int rc = -1;
 
-    if (sync_connect(e, in))
-        return -1;
-    r = sync_meta(e, in, topic, len);
+    r = sync_request(e, in, topic, len, 0, NULL);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 32 &&
         r->element[1]->type == REDIS_REPLY_INTEGER &&
@@ -185,11 +209,11 @@ int redis_engine_read_sync(redis_engine *e, const char *topic, size_t len,
     redisReply *r;
     int visited = 0;
 
-    if (redis_topic_keys(topic, len, &k) || sync_connect(e, in))
+    if (redis_topic_keys(topic, len, &k))
         return -1;
     snprintf(from, sizeof from, "%llu", (unsigned long long)after + 1);
     snprintf(count, sizeof count, "%zu", limit);
-    r = sync_command(in, 6, argv, NULL);
+    r = sync_request(e, in, topic, len, 6, argv);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
