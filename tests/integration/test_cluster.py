@@ -148,3 +148,37 @@ def test_healthz_and_metrics_name_redis(make_cluster):
                  "chorus_redis_epoch_changes_total"):
         assert name in text, name
     assert redis.command("EXISTS", "chorus:run_id") == 1
+
+
+def test_two_redis_instances_spread_topics(make_cluster, make_redis):
+    r1, r2 = make_redis(), make_redis()
+    _, (a, b, c) = make_cluster(3, redis=[r1, r2])
+    topics = [f"t{i}" for i in range(12)]
+
+    async def main():
+        subs = {}
+        for t in topics:
+            ws = await connect(b)
+            await subscribe(ws, t)
+            subs[t] = ws
+        pubs = [await connect(a), await connect(c)]
+        for k, t in enumerate(topics):
+            for i in range(10):
+                await pubs[(k + i) % 2].send(
+                    '{"op":"publish","topic":"%s","data":%d}' % (t, i))
+        for p in pubs:
+            for _ in range(len(topics) * 10 // 2):
+                r = await recv_json(p, 10)
+                assert r["op"] == "published", r
+        for t in topics:
+            msgs = await collect(subs[t], t, 10)
+            assert [m["offset"] for m in msgs] == list(range(1, 11))
+            assert sorted(m["data"] for m in msgs) == list(range(10))
+    run(main())
+    # both instances hold topics, and each topic lives in one of them
+    held = [set(), set()]
+    for k, r in enumerate((r1, r2)):
+        for key in r.command("KEYS", "chorus:{*}:s"):
+            held[k].add(key[len("chorus:{"):-len("}:s")])
+    assert held[0] and held[1], held
+    assert held[0] | held[1] == set(topics) and not held[0] & held[1]
