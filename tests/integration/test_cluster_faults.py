@@ -346,3 +346,58 @@ def test_node_killed_under_load_clients_resume_elsewhere(make_cluster):
             assert [o for o, _ in rd.by_epoch[rd.epoch]] == \
                 list(range(1, final + 1))
     run(main())
+
+
+def test_cli_sub_reports_an_epoch_change_as_a_gap(make_cluster, workdir):
+    """chorus sub stays connected through a Redis restart and handles the
+    unsolicited `subscribed` like a resume that came back
+    recovered: false: it says so and prints the new epoch's messages."""
+    import os
+    import subprocess
+    from conftest import CHORUS_CLI, run_cli
+    (redis,), (a, b) = make_cluster(2)
+    out_path = os.path.join(workdir, "sub.out")
+    err_path = os.path.join(workdir, "sub.err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([CHORUS_CLI, "sub", "--url", a.url,
+                                 "--reconnect", "ep"], stdout=out,
+                                stderr=err)
+
+    def events():
+        with open(out_path) as f:
+            return [json.loads(x) for x in f.read().splitlines()]
+
+    def wait(pred, what):
+        deadline = time.time() + 20
+        while not pred():
+            assert time.time() < deadline, (what, events())
+            time.sleep(0.05)
+
+    def pub(*items):
+        data = "".join(json.dumps(x) + "\n" for x in items).encode()
+        deadline = time.time() + 20
+        while True:
+            r = run_cli("pub", "--url", b.url, "ep", "-", input=data)
+            if r.returncode == 0:
+                return
+            assert time.time() < deadline, r
+            time.sleep(0.2)
+    try:
+        wait(lambda: http_request(a, "GET", "/metrics")[2].find(
+            b"chorus_subscriptions 1") >= 0, "subscribed")
+        pub(1, 2, 3)
+        wait(lambda: len(events()) == 3, "three messages")
+        redis.kill9()
+        redis.start()
+        pub("x", "y")
+        wait(lambda: len(events()) == 5, "the new epoch's messages")
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ev = events()
+    assert [(e["offset"], e["data"]) for e in ev] == \
+        [(1, 1), (2, 2), (3, 3), (1, "x"), (2, "y")], ev
+    with open(err_path) as f:
+        err = f.read()
+    assert "chorus: topic ep: history gap (recovered: false)" in err, err
