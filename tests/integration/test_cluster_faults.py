@@ -92,11 +92,19 @@ async def publish_stream(node, topic, n, acks, errors, pause=0.0,
 
 
 def history_of(node, topic):
-    st, _, body = http_request(node, "GET",
-                               f"/api/history/{topic}?since=0&limit=1000")
-    assert st == 200, body
-    h = json.loads(body)
-    return h["epoch"], {m["offset"]: m["data"] for m in h["messages"]}
+    """The current epoch and every retained message, page by page."""
+    stored, since, epoch = {}, 0, None
+    while True:
+        st, _, body = http_request(
+            node, "GET", f"/api/history/{topic}?since={since}&limit=1000")
+        assert st == 200, body
+        h = json.loads(body)
+        assert epoch in (None, h["epoch"]), "epoch changed while reading"
+        epoch = h["epoch"]
+        stored.update({m["offset"]: m["data"] for m in h["messages"]})
+        if not h["messages"]:
+            return epoch, stored
+        since = h["messages"][-1]["offset"]
 
 
 def audit(node, topic, acks, readers):
@@ -160,7 +168,8 @@ def test_pubsub_connection_killed_mid_stream(make_cluster):
 
 
 def test_redis_paused_no_false_ack(make_cluster):
-    (redis,), nodes = make_cluster(3, redis_timeout="500ms")
+    (redis,), nodes = make_cluster(3, redis_timeout="500ms",
+                                   history_size=100000)
     a, b, c = nodes
 
     async def main():
@@ -268,7 +277,7 @@ def test_redis_killed_and_restarted_changes_epoch(make_cluster, make_redis):
 
 
 def test_redis_killed_without_persistence(make_cluster):
-    (redis,), nodes = make_cluster(3)
+    (redis,), nodes = make_cluster(3, history_size=100000)
     a, b, c = nodes
 
     async def main():

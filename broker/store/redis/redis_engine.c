@@ -196,14 +196,22 @@ static void ignore_reply(rconn *rc, redisReply *r, void *arg)
 static void cmd_up(rconn *rc, void *arg)
 {
     instance *in = arg;
+    char seed[33];
     const char *set[] = {"SET", REDIS_RUN_ID_KEY, rconn_run_id(rc)};
-    const char *load1[] = {"SCRIPT", "LOAD", redis_script_publish.body};
-    const char *load2[] = {"SCRIPT", "LOAD", redis_script_meta.body};
+    const char *set_seed[] = {"SET", REDIS_SEED_KEY, seed, "NX"};
+    const char *load[][3] = {
+        {"SCRIPT", "LOAD", redis_script_publish.body},
+        {"SCRIPT", "LOAD", redis_script_meta.body},
+        {"SCRIPT", "LOAD", redis_script_read.body},
+    };
 
-    if (!in->e->cfg->redis_durable)
+    redis_new_epoch(seed);
+    if (in->e->cfg->redis_durable)
+        rconn_command(rc, 4, set_seed, NULL, ignore_reply, NULL);
+    else
         rconn_command(rc, 3, set, NULL, ignore_reply, NULL);
-    rconn_command(rc, 3, load1, NULL, ignore_reply, NULL);
-    rconn_command(rc, 3, load2, NULL, ignore_reply, NULL);
+    for (size_t i = 0; i < sizeof load / sizeof load[0]; i++)
+        rconn_command(rc, 3, load[i], NULL, ignore_reply, NULL);
 }
 
 /* The instance went down: its pub/sub connection is made again too, so

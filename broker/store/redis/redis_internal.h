@@ -14,6 +14,11 @@ struct redisContext;
 typedef struct rconn rconn;
 
 #define REDIS_RUN_ID_KEY "chorus:run_id"
+#define REDIS_SEED_KEY "chorus:seed"
+
+/* The scripts' fence key (redis_scripts.h). */
+#define REDIS_FENCE_KEY(cfg) \
+    ((cfg)->redis_durable ? REDIS_SEED_KEY : REDIS_RUN_ID_KEY)
 
 /* After a blocking request failed, that loop fails the next ones at once
  * for this long instead of waiting redis_timeout again. */

@@ -12,9 +12,10 @@
 #include "redis_internal.h"
 #include "redis_scripts.h"
 
-/* Fixed arguments before the data: EVALSHA sha 3 meta stream run_id_key
- * run_id epoch size ttl channel. */
-#define SCRIPT_FIXED_ARGS 11
+/* Arguments before a script's own (redis_scripts.h). */
+#define SCRIPT_FIXED_ARGS REDIS_SCRIPT_FIXED_ARGS
+/* The publish script's own before the data: size, ttl, channel. */
+#define PUBLISH_ARGS 3
 
 typedef struct script_req script_req;
 typedef void (*script_done_fn)(script_req *q, const redisReply *r);
@@ -26,6 +27,7 @@ struct script_req {
     union {
         redis_publish_fn publish;
         redis_meta_fn meta;
+        redis_read_fn read;
     } fn;
     void *arg;
     int retried; /* sent again as EVAL */
@@ -34,8 +36,8 @@ struct script_req {
     size_t *lens;
     redis_keys keys;
     char run_id[41];
-    char epoch[33];
-    char size[24], ttl[24];
+    char a1[24], a2[24]; /* the script's first two arguments of its own:
+                            publish: size, ttl; read: after, limit */
     char channel[300];
 };
 
@@ -83,13 +85,16 @@ static void on_script_reply(rconn *rc, redisReply *r, void *arg)
     script_free(q);
 }
 
-/* A script request for topic with n extra arguments to fill. */
+/* A script request for topic with n arguments of its own to fill after
+ * the fixed ones (the publish script's size, ttl and channel are filled
+ * here). */
 static script_req *script_new(redis_engine *e, const redis_script *script,
                               const char *topic, size_t len, size_t n)
 {
     instance *in = redis_instance(e, topic, len);
     script_req *q;
     size_t argc = SCRIPT_FIXED_ARGS + n;
+    const char *fence = REDIS_FENCE_KEY(e->cfg);
 
     if (!in->cmd || !rconn_ready(in->cmd) || argc > 0x7fffffff)
         return NULL;
@@ -107,18 +112,16 @@ static script_req *script_new(redis_engine *e, const redis_script *script,
     q->argc = (int)argc;
     snprintf(q->run_id, sizeof q->run_id, "%s",
              e->cfg->redis_durable ? "" : rconn_run_id(in->cmd));
-    redis_new_epoch(q->epoch);
-    snprintf(q->size, sizeof q->size, "%llu",
+    snprintf(q->a1, sizeof q->a1, "%llu",
              (unsigned long long)e->cfg->history_size);
-    snprintf(q->ttl, sizeof q->ttl, "%llu",
+    snprintf(q->a2, sizeof q->a2, "%llu",
              (unsigned long long)e->cfg->history_ttl_ms);
     snprintf(q->channel, sizeof q->channel, "%s%.*s", in->prefix, (int)len,
              topic);
-    const char *fixed[SCRIPT_FIXED_ARGS] = {
-        "EVALSHA",      script->sha,      "3",       q->keys.meta,
-        q->keys.stream, REDIS_RUN_ID_KEY, q->run_id, q->epoch,
-        q->size,        q->ttl,           q->channel};
-    for (size_t i = 0; i < SCRIPT_FIXED_ARGS; i++) {
+    const char *fixed[SCRIPT_FIXED_ARGS + PUBLISH_ARGS] = {
+        "EVALSHA", script->sha, "3",   q->keys.meta, q->keys.stream,
+        fence,     q->run_id,   q->a1, q->a2,        q->channel};
+    for (size_t i = 0; i < SCRIPT_FIXED_ARGS + PUBLISH_ARGS && i < argc; i++) {
         q->argv[i] = fixed[i];
         q->lens[i] = strlen(fixed[i]);
     }
@@ -142,13 +145,14 @@ int redis_engine_publish(redis_engine *e, const char *topic, size_t len,
                          const char *const *data, const size_t *data_len,
                          size_t n, redis_publish_fn fn, void *arg)
 {
-    script_req *q = script_new(e, &redis_script_publish, topic, len, n);
+    script_req *q =
+        script_new(e, &redis_script_publish, topic, len, PUBLISH_ARGS + n);
 
     if (!q)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        q->argv[SCRIPT_FIXED_ARGS + i] = data[i];
-        q->lens[SCRIPT_FIXED_ARGS + i] = data_len[i];
+        q->argv[SCRIPT_FIXED_ARGS + PUBLISH_ARGS + i] = data[i];
+        q->lens[SCRIPT_FIXED_ARGS + PUBLISH_ARGS + i] = data_len[i];
     }
     q->done = publish_done;
     q->fn.publish = fn;
@@ -176,12 +180,10 @@ static void meta_done(script_req *q, const redisReply *r)
 int redis_engine_meta(redis_engine *e, const char *topic, size_t len,
                       redis_meta_fn fn, void *arg)
 {
-    /* The meta script takes no size, ttl or channel: argc stops before. */
     script_req *q = script_new(e, &redis_script_meta, topic, len, 0);
 
     if (!q)
         return -1;
-    q->argc = SCRIPT_FIXED_ARGS - 3;
     q->done = meta_done;
     q->fn.meta = fn;
     q->arg = arg;
@@ -224,52 +226,38 @@ int redis_parse_entry(const redisReply *e, redis_row *row)
     return row->data ? 0 : -1;
 }
 
-typedef struct read_req {
-    redis_read_fn fn;
-    void *arg;
-} read_req;
-
-static void on_read_reply(rconn *rc, redisReply *r, void *arg)
+static void read_done(script_req *q, const redisReply *r)
 {
-    read_req *q = arg;
     redis_row *rows = NULL;
     size_t n = 0;
     int ok = r && r->type == REDIS_REPLY_ARRAY;
 
-    (void)rc;
     if (ok && r->elements) {
         rows = malloc(r->elements * sizeof *rows);
         ok = rows != NULL;
         for (; ok && n < r->elements; n++)
             ok = redis_parse_entry(r->element[n], &rows[n]) == 0;
     }
-    if (r && r->type == REDIS_REPLY_ERROR)
-        log_error("redis: XRANGE failed: %s", r->str);
-    q->fn(q->arg, ok, rows, ok ? n : 0);
+    q->fn.read(q->arg, ok, rows, ok ? n : 0);
     free(rows);
-    free(q);
 }
 
 int redis_engine_read(redis_engine *e, const char *topic, size_t len,
                       uint64_t after, size_t limit, redis_read_fn fn, void *arg)
 {
-    instance *in = redis_instance(e, topic, len);
-    redis_keys k;
-    char from[32], count[32];
-    const char *argv[6] = {"XRANGE", k.stream, from, "+", "COUNT", count};
-    read_req *q;
+    script_req *q = script_new(e, &redis_script_read, topic, len, 2);
 
-    if (!in->cmd || redis_topic_keys(topic, len, &k))
-        return -1;
-    snprintf(from, sizeof from, "%llu", (unsigned long long)after + 1);
-    snprintf(count, sizeof count, "%zu", limit);
-    q = malloc(sizeof *q);
     if (!q)
         return -1;
-    q->fn = fn;
+    q->lens[SCRIPT_FIXED_ARGS] = (size_t)snprintf(q->a1, sizeof q->a1, "%llu",
+                                                  (unsigned long long)after);
+    q->lens[SCRIPT_FIXED_ARGS + 1] =
+        (size_t)snprintf(q->a2, sizeof q->a2, "%zu", limit);
+    q->done = read_done;
+    q->fn.read = fn;
     q->arg = arg;
-    if (rconn_command(in->cmd, 6, argv, NULL, on_read_reply, q)) {
-        free(q);
+    if (script_send(q)) {
+        script_free(q);
         return -1;
     }
     return 0;

@@ -5,30 +5,37 @@
 
 #include <openssl/evp.h>
 
-/* Shared head of both scripts: the fence and the epoch check. Leaves
- * epoch and off (the topic's newest offset) set. */
-#define SCRIPT_HEAD                                                         \
-    "local rid = ARGV[1]\n"                                                 \
-    "if rid ~= '' and redis.call('GET', KEYS[3]) ~= rid then\n"             \
-    "  return redis.error_reply('FENCED run_id changed')\n"                 \
-    "end\n"                                                                 \
-    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')\n"               \
-    "local epoch, off = m[1], tonumber(m[2])\n"                             \
-    "if not epoch or (rid ~= '' and m[3] ~= rid) then\n"                    \
-    "  epoch, off = ARGV[2], 0\n"                                           \
-    "  redis.call('DEL', KEYS[2])\n"                                        \
-    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n" \
+/* Shared head of every script: the fence and the topic's state. Leaves
+ * epoch, off (the newest offset) and fresh (no state valid under this
+ * incarnation: epoch is the one its first message will get). */
+#define SCRIPT_HEAD                                            \
+    "local rid = ARGV[1]\n"                                    \
+    "local seed = redis.call('GET', KEYS[3])\n"                \
+    "if not seed or (rid ~= '' and seed ~= rid) then\n"        \
+    "  return redis.error_reply('FENCED run_id changed')\n"    \
+    "end\n"                                                    \
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')\n"  \
+    "local epoch, off = m[1], tonumber(m[2])\n"                \
+    "local fresh = not epoch or (rid ~= '' and m[3] ~= rid)\n" \
+    "if fresh then\n"                                          \
+    "  epoch = string.sub(redis.sha1hex(seed .. ':' .."        \
+    " string.sub(KEYS[1], 9, -4)), 1, 32)\n"                   \
+    "  off = 0\n"                                              \
     "end\n"
 
 redis_script redis_script_publish = {
     "publish",
     SCRIPT_HEAD
+    "if fresh then\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local first = off + 1\n"
     "local out = {}\n"
-    "for i = 6, #ARGV do\n"
+    "for i = 5, #ARGV do\n"
     "  off = off + 1\n"
     "  local d = ARGV[i]\n"
     "  if size > 0 then\n"
@@ -62,7 +69,7 @@ redis_script redis_script_publish = {
     "    if cut then redis.call('XTRIM', KEYS[2], 'MINID', cut .. '-0') end\n"
     "  end\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. first .. ' ' .. now .."
+    "redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. first .. ' ' .. now .."
     " ' ' .. (off - first + 1) .. '\\n' .. table.concat(out))\n"
     "return {epoch, first, now}\n",
     {0}};
@@ -70,10 +77,19 @@ redis_script redis_script_publish = {
 redis_script redis_script_meta = {
     "meta",
     SCRIPT_HEAD
+    "if fresh then return {epoch, 0, 0} end\n"
     "local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "local oldest = 0\n"
     "if e[1] then oldest = tonumber(string.match(e[1][1], '^(%d+)')) end\n"
     "return {epoch, off, oldest}\n",
+    {0}};
+
+redis_script redis_script_read = {
+    "read",
+    SCRIPT_HEAD
+    "if fresh then return {} end\n"
+    "return redis.call('XRANGE', KEYS[2], tonumber(ARGV[2]) + 1 .. '-0',"
+    " '+', 'COUNT', ARGV[3])\n",
     {0}};
 
 static void sha1_hex(const char *text, char out[41])
@@ -94,4 +110,5 @@ void redis_scripts_init(void)
 {
     sha1_hex(redis_script_publish.body, redis_script_publish.sha);
     sha1_hex(redis_script_meta.body, redis_script_meta.sha);
+    sha1_hex(redis_script_read.body, redis_script_read.sha);
 }

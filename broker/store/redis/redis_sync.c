@@ -118,31 +118,36 @@ fail:
     return -1;
 }
 
-/* Runs the meta script, with the fence set by this connection when no
- * node has set it for this incarnation yet (redis_scripts.h). */
-static redisReply *sync_meta(redis_engine *e, instance *in, const char *topic,
-                             size_t len)
+/* Runs a script (with up to two arguments of its own), setting the fence
+ * key from this connection when no node has set it for this incarnation
+ * yet (redis_scripts.h), and sending the body when Redis lacks it. */
+static redisReply *sync_script(redis_engine *e, instance *in,
+                               const redis_script *script, const char *topic,
+                               size_t len, int nargs, const char *a1,
+                               const char *a2)
 {
     redis_keys k;
-    char epoch[33];
+    char seed[33];
     const char *rid = e->cfg->redis_durable ? "" : in->sync_run_id;
-    const char *argv[8] = {"EVALSHA", redis_script_meta.sha, "3", k.meta,
-                           k.stream,  REDIS_RUN_ID_KEY,      rid, epoch};
+    const char *argv[REDIS_SCRIPT_FIXED_ARGS + 2] = {
+        "EVALSHA", script->sha, "3", k.meta, k.stream, REDIS_FENCE_KEY(e->cfg),
+        rid,       a1,          a2};
     const char *set[] = {"SET", REDIS_RUN_ID_KEY, rid};
+    const char *set_seed[] = {"SET", REDIS_SEED_KEY, seed, "NX"};
     redisReply *r = NULL;
 
     if (redis_topic_keys(topic, len, &k))
         return NULL;
-    redis_new_epoch(epoch);
+    redis_new_epoch(seed);
     for (int attempt = 0; attempt < 3; attempt++) {
-        r = sync_command(in, 8, argv, NULL);
+        r = sync_command(in, REDIS_SCRIPT_FIXED_ARGS + nargs, argv, NULL);
         if (!r || r->type != REDIS_REPLY_ERROR)
             return r;
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
             argv[0] = "EVAL";
-            argv[1] = redis_script_meta.body;
-        } else if (strncmp(r->str, "FENCED", 6) == 0 && rid[0]) {
-            if (sync_step(in, 3, set))
+            argv[1] = script->body;
+        } else if (strncmp(r->str, "FENCED", 6) == 0) {
+            if (rid[0] ? sync_step(in, 3, set) : sync_step(in, 4, set_seed))
                 break;
         } else {
             break;
@@ -151,23 +156,23 @@ static redisReply *sync_meta(redis_engine *e, instance *in, const char *topic,
         r = NULL;
     }
     if (r)
-        log_error("redis: meta script failed: %s", r->str);
+        log_error("redis: %s script failed: %s", script->name, r->str);
     return r;
 }
 
 /* Connects if needed and runs one request; a connection found dead (a
  * Redis restart since its last use) is made again once, at once. */
 static redisReply *sync_request(redis_engine *e, instance *in,
-                                const char *topic, size_t len, int argc,
-                                const char **argv)
+                                const redis_script *script, const char *topic,
+                                size_t len, int nargs, const char *a1,
+                                const char *a2)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         int had = in->sync != NULL;
         redisReply *r;
         if (sync_connect(e, in))
             return NULL;
-        r = argv ? sync_command(in, argc, argv, NULL)
-                 : sync_meta(e, in, topic, len);
+        r = sync_script(e, in, script, topic, len, nargs, a1, a2);
         if (r || !had || in->sync_timed_out)
             return r;
         in->sync_failed_ms = 0;
@@ -182,7 +187,7 @@ int redis_engine_meta_sync(redis_engine *e, const char *topic, size_t len,
     redisReply *r;
     int rc = -1;
 
-    r = sync_request(e, in, topic, len, 0, NULL);
+    r = sync_request(e, in, &redis_script_meta, topic, len, 0, NULL, NULL);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 32 &&
         r->element[1]->type == REDIS_REPLY_INTEGER &&
@@ -203,17 +208,13 @@ int redis_engine_read_sync(redis_engine *e, const char *topic, size_t len,
                            void *arg)
 {
     instance *in = redis_instance(e, topic, len);
-    redis_keys k;
     char from[32], count[32];
-    const char *argv[6] = {"XRANGE", k.stream, from, "+", "COUNT", count};
     redisReply *r;
     int visited = 0;
 
-    if (redis_topic_keys(topic, len, &k))
-        return -1;
-    snprintf(from, sizeof from, "%llu", (unsigned long long)after + 1);
+    snprintf(from, sizeof from, "%llu", (unsigned long long)after);
     snprintf(count, sizeof count, "%zu", limit);
-    r = sync_request(e, in, topic, len, 6, argv);
+    r = sync_request(e, in, &redis_script_read, topic, len, 2, from, count);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
