@@ -130,8 +130,7 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
               m->commit_latency_sum_ns);
 }
 
-/* engine = redis only. */
-static void redis_metrics(struct evbuffer *out, const metrics *m)
+void metrics_render_redis(const metrics *m, struct evbuffer *out)
 {
     histogram(out, "chorus_redis_rtt_seconds",
               "Round-trip time of requests to Redis.", redis_rtt_bounds,
@@ -250,6 +249,6 @@ void metrics_render(const server *s, struct evbuffer *out)
         "Connections closed because their token expired.",
         m->token_expired_closes);
     if (s->cfg && s->cfg->engine == ENGINE_REDIS)
-        redis_metrics(out, m);
+        metrics_render_redis(m, out);
     write_path(out, s, m->partial_writes);
 }

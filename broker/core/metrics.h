@@ -74,6 +74,8 @@ int metrics_error_index(const char *code);
 void metrics_count_error(metrics *m, const char *code);
 void metrics_observe_commit(metrics *m, double seconds);
 void metrics_observe_redis_rtt(metrics *m, uint64_t ns);
+/* The redis_* figures of m (engine = redis), in Prometheus text. */
+void metrics_render_redis(const metrics *m, struct evbuffer *out);
 
 /* Appends every metric in Prometheus text format 0.0.4. */
 void metrics_render(const server *s, struct evbuffer *out);

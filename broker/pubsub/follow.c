@@ -63,7 +63,7 @@ static rec *find(follow *f, const char *name, size_t len, uint64_t *h)
     return (rec *)dict_find(&f->recs, *h, rec_eq, &k);
 }
 
-/* ---- handing offsets to the loops --------------------------------------- */
+/* ---- handing offsets to the loops ---------------------------------------- */
 
 /* Fans out messages (in offset order) that follow t's last offset. */
 static void deliver(server *s, topic *t, publish_item *items, size_t n)
@@ -176,8 +176,7 @@ static void check(rec *r)
         r->checking = 0;
 }
 
-/* ---- engine hooks
- * ------------------------------------------------------------ */
+/* ---- engine hooks -------------------------------------------------------- */
 
 static void on_message(void *arg, const char *name, size_t len,
                        const redis_payload *pl)
@@ -237,8 +236,18 @@ static void on_subscribed(void *arg, const char *name, size_t len)
         check(r);
 }
 
-/* ---- interest ---------------------------------------------------------------
- */
+/* A command connection is back: check every followed topic now. */
+static void on_ready(void *arg)
+{
+    server *s = arg;
+    follow *f = s->follow;
+
+    for (size_t b = 0; b <= f->recs.mask; b++)
+        for (dict_node *n = f->recs.buckets[b]; n; n = n->next)
+            check((rec *)n);
+}
+
+/* ---- interest ------------------------------------------------------------ */
 
 void follow_watch(server *s, const char *name, size_t len, int on,
                   const char *epoch, uint64_t newest)
@@ -300,8 +309,7 @@ void follow_interest(server *s, topic *t, int on)
     loops_post(s->b, 0, m);
 }
 
-/* ---- any loop
- * ------------------------------------------------------------------ */
+/* ---- any loop ------------------------------------------------------------ */
 
 void follow_switch_epoch(server *s, topic *t, const char *epoch,
                          uint64_t newest)
@@ -373,8 +381,7 @@ int follow_available(const server *s)
     return !s->redis || __atomic_load_n(&s->b->redis_up, __ATOMIC_RELAXED);
 }
 
-/* ---- loop 0's timer
- * -------------------------------------------------------------- */
+/* ---- loop 0's timer ------------------------------------------------------ */
 
 static void drop_idle(follow *f, int64_t now)
 {
@@ -447,7 +454,7 @@ int follow_init(server *s, char *err, size_t errlen)
 {
     follow *f = calloc(1, sizeof *f);
     struct timeval tv = {0, TICK_MS * 1000};
-    redis_engine_hooks hooks = {on_message, on_subscribed, s};
+    redis_engine_hooks hooks = {on_message, on_subscribed, on_ready, s};
 
     if (!f || dict_init(&f->recs, 64)) {
         free(f);

@@ -207,6 +207,7 @@ struct store_engine {
 
 /* The engines built in. */
 extern const store_engine store_engine_sqlite;
+extern const store_engine store_engine_redis; /* broker/store/redis/ */
 
 /* Opens the engine cfg names (SQLite unless configured otherwise).
  * STORE_OK, or STORE_FAIL with a message in err. */

@@ -1,5 +1,6 @@
 #include "redis_conn.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -109,7 +110,7 @@ static void went_down(rconn *rc, const char *why)
     int was_ready = rc->ready;
 
     rc->ac = NULL;
-    rc->ready = 0;
+    __atomic_store_n(&rc->ready, 0, __ATOMIC_RELAXED);
     if (was_ready || rc->failures == 0)
         log_warn("redis %s:%d%s: %s", rc->addr.host, rc->addr.port,
                  rc->pubsub ? " (pub/sub)" : "", why);
@@ -185,7 +186,7 @@ int rconn_command(rconn *rc, int argc, const char **argv, const size_t *argvlen,
     return send_request(rc, argc, argv, argvlen, fn, arg);
 }
 
-/* ---- the handshake: AUTH, SELECT, INFO server -------------------------- */
+/* ---- the handshake: AUTH, SELECT, INFO server ---------------------------- */
 
 static int reply_ok(const redisReply *r)
 {
@@ -203,7 +204,7 @@ static void handshake_failed(rconn *rc, const redisReply *r, const char *step)
 
 static void became_ready(rconn *rc)
 {
-    rc->ready = 1;
+    __atomic_store_n(&rc->ready, 1, __ATOMIC_RELAXED);
     if (rc->failures > 1 || (rc->m && rc->m->redis_reconnects))
         log_info("redis %s:%d%s: connected (run_id %.8s)", rc->addr.host,
                  rc->addr.port, rc->pubsub ? " (pub/sub)" : "", rc->run_id);
@@ -334,7 +335,24 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         send_request(rc, 1, ping, NULL, on_ping, NULL);
 }
 
-/* ---- pub/sub ------------------------------------------------------------ */
+void rconn_drain(rconn *rc, uint64_t timeout_ms)
+{
+    uint64_t deadline = now_ns() + timeout_ms * 1000000ULL;
+
+    while (rc->ac && rc->head && now_ns() < deadline) {
+        struct pollfd p = {rc->ac->c.fd, POLLIN, 0};
+        int ms = (int)((deadline - now_ns()) / 1000000ULL) + 1;
+        redisAsyncHandleWrite(rc->ac); /* what is still buffered */
+        if (!rc->ac)
+            break;
+        if (poll(&p, 1, ms) > 0 && rc->ac)
+            redisAsyncHandleRead(rc->ac);
+    }
+    if (rc->head)
+        rconn_reset(rc, "no reply before shutdown (redis_timeout)");
+}
+
+/* ---- pub/sub ------------------------------------------------------------- */
 
 static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -388,7 +406,7 @@ int rconn_subscribe(rconn *rc, int unsubscribe, int n, const char **channels,
     return rcode;
 }
 
-/* ---- life cycle --------------------------------------------------------- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 rconn *rconn_new(struct event_base *base, const redis_addr *addr,
                  uint64_t timeout_ms, int pubsub, const rconn_hooks *hooks,
@@ -444,7 +462,8 @@ void rconn_free(rconn *rc)
 
 int rconn_ready(const rconn *rc)
 {
-    return rc->ready;
+    /* also read by other threads (/healthz) */
+    return __atomic_load_n(&rc->ready, __ATOMIC_RELAXED);
 }
 
 const char *rconn_run_id(const rconn *rc)

@@ -63,6 +63,11 @@ int rconn_command(rconn *rc, int argc, const char **argv, const size_t *argvlen,
 int rconn_subscribe(rconn *rc, int unsubscribe, int n, const char **channels,
                     const size_t *lens);
 
+/* For shutdown: waits (blocking, at most timeout_ms) for the replies to
+ * every request in flight, running their callbacks; what has no reply by
+ * then is failed. */
+void rconn_drain(rconn *rc, uint64_t timeout_ms);
+
 /* Drops the connection (failing what is in flight) and reconnects after
  * the backoff. */
 void rconn_reset(rconn *rc, const char *why);

@@ -62,7 +62,7 @@ void redis_new_epoch(char out[33])
     out[32] = '\0';
 }
 
-/* ---- the set of watched topics, per instance --------------------------- */
+/* ---- the set of watched topics, per instance ----------------------------- */
 
 typedef struct watch_node {
     dict_node node;
@@ -179,7 +179,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         flush_subs(&e->inst[i]);
 }
 
-/* ---- connection hooks -------------------------------------------------- */
+/* ---- connection hooks ---------------------------------------------------- */
 
 static void ignore_reply(rconn *rc, redisReply *r, void *arg)
 {
@@ -212,6 +212,8 @@ static void cmd_up(rconn *rc, void *arg)
         rconn_command(rc, 3, set, NULL, ignore_reply, NULL);
     for (size_t i = 0; i < sizeof load / sizeof load[0]; i++)
         rconn_command(rc, 3, load[i], NULL, ignore_reply, NULL);
+    if (in->e->hooks.ready)
+        in->e->hooks.ready(in->e->hooks.arg);
 }
 
 /* The instance went down: its pub/sub connection is made again too, so
@@ -281,8 +283,7 @@ static void sub_message(rconn *rc, const char *ch, size_t len,
     in->e->hooks.message(in->e->hooks.arg, topic, tlen, &pl);
 }
 
-/* ---- life cycle -----------------------------------------------------------
- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 static int instance_init(redis_engine *e, instance *in, size_t index, char *err,
                          size_t errlen)
@@ -377,6 +378,18 @@ void redis_engine_free(redis_engine *e)
         event_free(e->flush_ev);
     free(e->inst);
     free(e);
+}
+
+int redis_engine_up(const redis_engine *e)
+{
+    return redis_engine_available(e);
+}
+
+void redis_engine_drain(redis_engine *e, uint64_t timeout_ms)
+{
+    for (size_t i = 0; i < e->n; i++)
+        if (e->inst[i].cmd)
+            rconn_drain(e->inst[i].cmd, timeout_ms);
 }
 
 int redis_engine_available(const redis_engine *e)

@@ -32,6 +32,9 @@ typedef struct redis_engine_hooks {
     /* Loop 0: topic's channel is subscribed (first time or again after
      * the pub/sub connection was lost): its position must be checked. */
     void (*subscribed)(void *arg, const char *topic, size_t len);
+    /* A command connection is ready again (may be NULL): requests that
+     * failed while it was down can be made now. */
+    void (*ready)(void *arg);
     void *arg;
 } redis_engine_hooks;
 
@@ -44,6 +47,12 @@ void redis_engine_free(redis_engine *e);
 
 /* Loop 0: 1 when every instance's command connection is ready. */
 int redis_engine_available(const redis_engine *e);
+/* The same, from any thread. */
+int redis_engine_up(const redis_engine *e);
+
+/* For shutdown: waits (at most timeout_ms per instance) for the replies
+ * to every request in flight; what has none by then is failed. */
+void redis_engine_drain(redis_engine *e, uint64_t timeout_ms);
 
 /* ---- loop 0, asynchronous ------------------------------------------- */
 

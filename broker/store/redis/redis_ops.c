@@ -194,8 +194,7 @@ int redis_engine_meta(redis_engine *e, const char *topic, size_t len,
     return 0;
 }
 
-/* ---- XRANGE ---------------------------------------------------------------
- */
+/* ---- XRANGE -------------------------------------------------------------- */
 
 int redis_parse_entry(const redisReply *e, redis_row *row)
 {
