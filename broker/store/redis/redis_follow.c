@@ -268,16 +268,19 @@ void rfollow_on_ready(void *arg)
 
 /* ---- interest ------------------------------------------------------------ */
 
-void rfollow_seen(rfollow *f, const char *name, size_t len, const char *epoch,
-                  uint64_t newest)
+uint64_t rfollow_seen(rfollow *f, const char *name, size_t len,
+                      const char *epoch, uint64_t newest)
 {
     frec *r;
 
     if (!f->feed)
-        return;
+        return newest;
     r = get(f, name, len);
     if (!r)
-        return;
+        return newest;
+    if (r->watched && r->known && strcmp(epoch, r->epoch) == 0 &&
+        r->delivered > newest)
+        return r->delivered;
     if (!r->known) {
         memcpy(r->epoch, epoch, sizeof r->epoch);
         r->delivered = r->want = newest;
@@ -293,6 +296,7 @@ void rfollow_seen(rfollow *f, const char *name, size_t len, const char *epoch,
     }
     if (!r->watched)
         r->idle_since_ms = mono_ms();
+    return newest;
 }
 
 void rfollow_watch(rfollow *f, const char *name, size_t len, int on)

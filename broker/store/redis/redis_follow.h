@@ -39,9 +39,13 @@ void rfollow_free(rfollow *f);
 
 void rfollow_watch(rfollow *f, const char *name, size_t len, int on);
 
-/* A topic() answer of this loop: where a watch that follows starts. */
-void rfollow_seen(rfollow *f, const char *name, size_t len, const char *epoch,
-                  uint64_t newest);
+/* A topic() answer of this loop: where a watch that follows starts.
+ * Returns the newest offset to report: when the topic is followed here
+ * and its feed has already handed out more (the channel's message can
+ * overtake the command's reply), that offset, so that the subscriber's
+ * live start and the feed meet without a gap. */
+uint64_t rfollow_seen(rfollow *f, const char *name, size_t len,
+                      const char *epoch, uint64_t newest);
 
 /* The engine's hooks (redis_engine_hooks), arg being the follower. */
 void rfollow_on_message(void *arg, const char *name, size_t len,

@@ -264,9 +264,8 @@ static void on_topic(void *arg, int ok, const char *epoch, uint64_t newest,
 
     if (ok) {
         memcpy(info.epoch, epoch, sizeof info.epoch);
-        info.newest = newest;
+        info.newest = rfollow_seen(q->l->f, q->name, q->len, epoch, newest);
         info.oldest = oldest;
-        rfollow_seen(q->l->f, q->name, q->len, epoch, newest);
     }
     q->cb(q->arg, ok ? STORE_OK : STORE_FAIL, ok ? &info : NULL);
     free(q);
