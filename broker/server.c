@@ -14,22 +14,15 @@
 
 #include "compress.h"
 #include "conn.h"
-#include "follow.h"
+#include "feed.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
-#include "redis_engine.h"
 #include "send_batch.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
-
-/* Unused topics loop 0 keeps loaded (least recently used out). */
-#define IDLE_TOPICS_KEPT 4096
-
-/* server_cut_off() closes clients in this many steps. */
-#define CUTOFF_STEPS 20
 
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
@@ -110,56 +103,68 @@ void server_stop(server *s)
                         &(struct timeval){SHUTDOWN_GRACE_MS / 1000, 0});
 }
 
+/* server_cut_off() closes clients in this many steps. */
+#define CUTOFF_STEPS 20
+
 static void cutoff_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
     size_t n =
         s->nconns /
-            (size_t)(s->cutoff_ticks_left > 0 ? s->cutoff_ticks_left : 1) +
+            (size_t)(s->cutoff_steps_left > 0 ? s->cutoff_steps_left : 1) +
         1;
-    struct timeval tv = {0, FOLLOW_CLOSE_SPREAD_MS / CUTOFF_STEPS * 1000};
+    struct timeval tv = {0, CUTOFF_SPREAD_MS / CUTOFF_STEPS * 1000};
 
     (void)fd;
     (void)what;
     for (conn *c = s->conns, *next; c && n; c = next) {
         next = c->next;
         if (c->state == CONN_WS) {
-            conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "redis unavailable");
+            conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "store unavailable");
             n--;
         } else if (c->state == CONN_HTTP) {
             conn_abort(c);
             n--;
         }
     }
-    if (--s->cutoff_ticks_left > 0)
+    if (--s->cutoff_steps_left > 0)
         evtimer_add(s->cutoff_ev, &tv);
 }
 
 void server_cut_off(server *s)
 {
-    if (s->stopping || (s->cutoff_ev && s->cutoff_ticks_left > 0))
+    if (s->stopping || s->cutoff_steps_left > 0)
         return;
     if (!s->cutoff_ev && !(s->cutoff_ev = evtimer_new(s->base, cutoff_cb, s)))
         return;
-    s->cutoff_ticks_left = CUTOFF_STEPS;
+    s->cutoff_steps_left = CUTOFF_STEPS;
     cutoff_cb(-1, 0, s);
 }
 
-static void interest_cb(void *arg, topic *t, int on)
+/* Loop 0, every second: an engine unavailable past the grace period has
+ * every loop close its clients (once per outage). */
+static void health_cb(evutil_socket_t fd, short what, void *arg)
 {
-    follow_interest(arg, t, on);
-}
+    server *s = arg;
+    const char *down = store_unavailable(s->b->store);
+    int64_t now = server_now_ms(s);
 
-/* engine = redis: loop 0 follows (and owns the asynchronous
- * connections); every loop has its blocking reads (redis_engine.h). */
-static int open_redis(server *s, char *err, size_t errlen)
-{
-    s->topics.interest = interest_cb;
-    s->topics.interest_arg = s;
-    if (s->index == 0)
-        return follow_init(s, err, errlen);
-    s->redis = redis_engine_new(s->base, s->cfg, NULL, &s->stats, err, errlen);
-    return s->redis ? 0 : -1;
+    (void)fd;
+    (void)what;
+    if (!down) {
+        s->down_since_ms = 0;
+        return;
+    }
+    if (!s->down_since_ms)
+        s->down_since_ms = now;
+    if (s->down_since_ms < 0 || now - s->down_since_ms < CUTOFF_GRACE_MS)
+        return;
+    s->down_since_ms = -1; /* done for this outage */
+    log_warn("%s for %ds: closing clients with 1001 so that they move to "
+             "another node",
+             down, CUTOFF_GRACE_MS / 1000);
+    for (int i = 0; i < s->b->n; i++)
+        loops_post(s->b, i, lmsg_new(LMSG_CUTOFF, NULL, 0));
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -212,11 +217,18 @@ static void open_send_batch(server *s)
         log_info("io_uring not available (%s): writing with writev", why);
 }
 
+/* Follows the topics subscribed to in this loop, for an engine with a
+ * live feed. */
+static void watch_topic(void *arg, topic *t, int on)
+{
+    server *s = arg;
+
+    store_watch(s->store, t->name, t->name_len, on);
+}
+
 int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
     const config *cfg = b->cfg;
-    history_opts hopts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
-                          cfg->history_ttl_ms};
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
@@ -232,17 +244,15 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    /* Loop 0 assigns every offset, so its idle topics stay exact. */
-    if (index == 0 && cfg->history && cfg->engine == ENGINE_SQLITE)
-        s->topics.idle_max = IDLE_TOPICS_KEPT;
-    /* Every loop reads history through its own SQLite connection; only
-     * loop 0 writes messages. */
-    if (cfg->engine == ENGINE_REDIS) {
-        if (open_redis(s, err, errlen))
+    if (b->store) {
+        feed_init(s, &s->feed);
+        if (store_attach(b->store, index, s->base, &s->feed, &s->store, err,
+                         errlen))
             return -1;
-    } else if (cfg->history &&
-               history_open(&s->hist, cfg->db_path, &hopts, err, errlen)) {
-        return -1;
+        if (s->store->engine->watch) {
+            s->topics.watch = watch_topic;
+            s->topics.watch_arg = s;
+        }
     }
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
@@ -265,10 +275,13 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
-    if (s->hist) {
-        if (history_checkpointer_start(s->hist, cfg->db_path, &s->checkpointer,
-                                       err, errlen))
+    if (b->store && b->store->engine->unavailable) {
+        s->health_ev = event_new(s->base, -1, EV_PERSIST, health_cb, s);
+        if (!s->health_ev) {
+            snprintf(err, errlen, "out of memory");
             return -1;
+        }
+        event_add(s->health_ev, &(struct timeval){1, 0});
     }
     return listener_open(s, err, errlen);
 }
@@ -279,12 +292,10 @@ int server_run(server *s)
         log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
                  s->cfg->listen, s->tls_listener ? ", TLS on " : "",
                  s->tls_listener ? s->cfg->tls_listen : "",
-                 s->redis  ? "in Redis, "
-                 : s->hist ? "in "
-                           : "off",
-                 s->redis  ? s->cfg->redis_urls[0]
-                 : s->hist ? s->cfg->db_path
-                           : "",
+                 s->store ? "in " : "off",
+                 !s->store                        ? ""
+                 : s->cfg->engine == ENGINE_REDIS ? s->cfg->redis_urls[0]
+                                                  : s->cfg->db_path,
                  s->b->n, s->b->n == 1 ? "" : "s");
     /* A loop with no client yet has no pending event: its inbox is only
      * ever activated from another thread. */
@@ -294,8 +305,9 @@ int server_run(server *s)
 
 void server_destroy(server *s)
 {
-    struct event **events[] = {&s->reap_ev, &s->flush_ev, &s->sig_term,
-                               &s->sig_int, &s->sig_hup,  &s->cutoff_ev};
+    struct event **events[] = {&s->reap_ev,  &s->flush_ev, &s->sig_term,
+                               &s->sig_int,  &s->sig_hup,  &s->health_ev,
+                               &s->cutoff_ev};
 
     if (s->base) {
         /* Publishes, acks and blocks other loops left here: loop 0 is
@@ -319,14 +331,7 @@ void server_destroy(server *s)
             event_free(*events[i]);
     compress_free(s);
     send_batch_free(s->sends);
-    history_checkpointer_stop(s->checkpointer);
-    if (s->follow)
-        follow_destroy(s);
-    else
-        redis_engine_free(s->redis);
-    s->redis = NULL;
-    if (s->hist)
-        history_close(s->hist);
+    store_detach(s->store);
     if (s->topics.by_name.buckets)
         topics_destroy(&s->topics);
     if (s->base)

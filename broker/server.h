@@ -1,6 +1,6 @@
 /* One broker event loop and everything it owns: connections, topic
- * table, SQLite connection, inbox and, for loop 0, the listeners and the
- * publish batch. All broker state is reached from here or from the broker
+ * table, store handle (store.h), inbox, publish batch and, for loop 0,
+ * the listeners. All broker state is reached from here or from the broker
  * the loops share (loops.h); there are no mutable globals. */
 #ifndef CHORUS_SERVER_H
 #define CHORUS_SERVER_H
@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "history.h"
 #include "loops.h"
 #include "metrics.h"
 #include "publish.h"
+#include "store.h"
 #include "topics.h"
 
 struct event_base;
@@ -34,16 +34,11 @@ enum {
 typedef struct server {
     struct event_base *base;
     const config *cfg;
-    broker *b;                          /* the loops this one runs beside */
-    int index;                          /* 0 accepts and writes history */
-    inbox in;                           /* messages from the other loops */
-    history *hist;                      /* engine = sqlite */
-    history_checkpointer *checkpointer; /* loop 0 only */
-    struct redis_engine *redis;         /* engine = redis */
-    struct follow *follow;              /* engine = redis, loop 0 */
-    struct event *cutoff_ev;            /* closing clients, a few at a time */
-    int cutoff_ticks_left;
-    int replay_retry_armed; /* replay.c's retry timer is pending */
+    broker *b;         /* the loops this one runs beside */
+    int index;         /* 0 accepts (and publishes, see publish_here) */
+    inbox in;          /* messages from the other loops */
+    store_loop *store; /* this loop's handle; NULL with history off */
+    store_feed feed;   /* what the store's live feed calls, if it has one */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;
@@ -54,6 +49,10 @@ typedef struct server {
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
+    struct event *health_ev; /* loop 0: watches store_unavailable() */
+    int64_t down_since_ms;   /* loop 0: the engine unavailable since */
+    struct event *cutoff_ev; /* closing clients, a few at a time */
+    int cutoff_steps_left;
     struct event *reap_ev; /* frees closed connections after the turn */
     conn *conns;           /* every open connection */
     conn *reap;            /* closed connections waiting to be freed */
@@ -93,9 +92,12 @@ int server_log_due(server *s, int cause);
  * once a second). */
 void server_too_large(server *s, const char *peer, const char *how);
 
-/* Cluster mode: Redis has been out of reach too long. Closes every
- * client with 1001, spread over FOLLOW_CLOSE_SPREAD_MS (follow.h) so
- * that they do not all reconnect in the same second. */
+/* The engine (Redis) has been unavailable longer than CUTOFF_GRACE_MS:
+ * closes this loop's clients with 1001, spread over CUTOFF_SPREAD_MS so
+ * that they do not all reconnect in the same second, and the load
+ * balancer moves them to a node that can serve them. */
+#define CUTOFF_GRACE_MS 15000
+#define CUTOFF_SPREAD_MS 5000
 void server_cut_off(server *s);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */

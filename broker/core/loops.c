@@ -11,12 +11,12 @@
 
 #include "conn.h"
 #include "fanout.h"
-#include "follow.h"
 #include "frame_ref.h"
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
 #include "server.h"
+#include "store.h"
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len)
 {
@@ -110,18 +110,11 @@ static int handle(server *s, lmsg *m)
         break;
     case LMSG_PUBLISH: publish_receive_forwarded(s, m); return 1;
     case LMSG_COMMITTED:
-        publish_deliver_block(s, m->name, m->name_len, m->epoch, m->block,
-                              m->offset, m->count, m->pos);
+        publish_deliver_block(s, m->name, m->name_len, m->block, m->offset,
+                              m->count, m->pos);
         break;
     case LMSG_ACK: publish_forwarded_ack(s, m); break;
     case LMSG_STOP: server_stop(s); break;
-    case LMSG_WATCH:
-        follow_watch(s, m->name, m->name_len, (int)m->count, m->epoch,
-                     m->offset);
-        break;
-    case LMSG_EPOCH:
-        follow_epoch_changed(s, m->name, m->name_len, m->epoch, m->offset);
-        break;
     case LMSG_CUTOFF: server_cut_off(s); break;
     }
     return 0;
@@ -271,6 +264,10 @@ int loops_run(const config *cfg)
         log_error("out of memory");
         goto out;
     }
+    if (cfg->history && store_open(&b.store, cfg, err, sizeof err)) {
+        log_error("%s", err);
+        goto out;
+    }
     for (; inited < n; inited++) {
         if (server_init(&b.loops[inited], &b, inited, err, sizeof err)) {
             log_error("%s", err);
@@ -292,6 +289,7 @@ out:
      * which take it from their inboxes as they go. */
     for (int i = 0; i < inited; i++)
         server_destroy(&b.loops[i]);
+    store_close(b.store); /* after its last loop has detached */
     pthread_mutex_destroy(&b.mu);
     if (b.ips.slots.buckets)
         ip_table_destroy(&b.ips);

@@ -1,15 +1,16 @@
 /* Several event loops side by side (threads = N), each with its own
- * connections, topic table and SQLite connection.
+ * connections, topic table and store handle.
  *
- * Loop 0 accepts every connection and hands it to a loop round-robin. It
- * also owns the write side of history: a publish received by any loop is
- * forwarded to loop 0, which assigns the offset, commits the batch, fans
- * the block of frames out to its own subscribers and hands the same block
- * (one encoding, shared by reference) to every other loop for theirs; the
- * ack goes back to the loop that received the publish. Loops talk through
- * inboxes: a mutex-protected list plus an event that wakes the receiver.
- * Offsets stay gapless and ordered per topic because one loop assigns
- * them and every inbox is FIFO. */
+ * Loop 0 accepts every connection and hands it to a loop round-robin.
+ * With an engine that publishes centrally (SQLite, store.h), loop 0 also
+ * orders every publish: a publish received by any loop is forwarded to
+ * loop 0, which has the engine store the batch (the engine assigns the
+ * offsets), fans the block of frames out to its own subscribers and hands
+ * the same block (one encoding, shared by reference) to every other loop
+ * for theirs; the ack goes back to the loop that received the publish.
+ * Loops talk through inboxes: a mutex-protected list plus an event that
+ * wakes the receiver. Offsets reach every loop in order per topic because
+ * one loop completes them and every inbox is FIFO. */
 #ifndef CHORUS_LOOPS_H
 #define CHORUS_LOOPS_H
 
@@ -31,10 +32,8 @@ typedef enum {
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
     LMSG_STOP,      /* 0 -> k: shut down */
-    LMSG_WATCH,     /* k -> 0: first subscriber (count 1) or last gone (0),
-                       engine = redis; epoch and offset as seen by k */
-    LMSG_EPOCH,     /* 0 -> k: a topic's epoch changed (epoch, offset) */
-    LMSG_CUTOFF,    /* 0 -> every loop: Redis out of reach too long */
+    LMSG_CUTOFF,    /* 0 -> every loop: the engine is out of reach too long
+                       (server_cut_off) */
 } lmsg_type;
 
 typedef struct lmsg {
@@ -49,7 +48,7 @@ typedef struct lmsg {
     size_t *pos;        /* COMMITTED: count + 1 byte positions, owned */
     frame_ref *block;   /* COMMITTED: a reference, owned */
     int failed;         /* ACK: the commit failed */
-    char epoch[33];     /* ACK, COMMITTED, WATCH, EPOCH */
+    char epoch[33];     /* ACK */
     int fd;             /* CONN */
     struct ssl_st *ssl; /* CONN: TLS state to adopt, or NULL */
     struct sockaddr_storage addr;
@@ -69,6 +68,7 @@ typedef struct inbox {
  * one thread. */
 typedef struct broker {
     const config *cfg;
+    struct store *store; /* the history engine (store.h); NULL when off */
     server *loops;
     int n;
     pthread_t *threads;
@@ -76,7 +76,6 @@ typedef struct broker {
     ip_table ips;
     size_t nconns; /* open connections in all loops */
     int next_loop; /* round-robin cursor (loop 0 only) */
-    int redis_up;  /* engine = redis: set by loop 0, read atomically */
 } broker;
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);

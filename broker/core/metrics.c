@@ -248,7 +248,5 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_token_expired_closes_total", "counter",
         "Connections closed because their token expired.",
         m->token_expired_closes);
-    if (s->cfg && s->cfg->engine == ENGINE_REDIS)
-        metrics_render_redis(m, out);
     write_path(out, s, m->partial_writes);
 }

@@ -14,10 +14,10 @@
 #include "chorus/deflate.h"
 #include "compress.h"
 #include "conn.h"
-#include "follow.h"
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 #include "static_files.h"
 
 typedef enum {
@@ -199,6 +199,8 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     if (!body)
         return ROUTE_CLOSE;
     metrics_render(c->srv, body);
+    if (c->srv->b->store)
+        store_metrics(c->srv->b->store, body);
     http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                  (const char *)evbuffer_pullup(body, -1),
                  evbuffer_get_length(body), NULL, keepalive);
@@ -227,11 +229,17 @@ static route_result route(conn *c, const chorus_http_request *req,
             http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
         }
-        const char *text = c->srv->stopping            ? "stopping\n"
-                           : !follow_available(c->srv) ? "redis unavailable\n"
-                                                       : "ok\n";
-        http_respond(c, text[0] == 'o' ? 200 : 503, "text/plain", text,
-                     strlen(text), NULL, keepalive);
+        /* 503 also while the engine cannot take publishes, naming the
+         * cause ("redis unavailable"): a load balancer moves clients. */
+        const char *down =
+            c->srv->b->store ? store_unavailable(c->srv->b->store) : NULL;
+        char text[128];
+        int n = snprintf(text, sizeof text, "%s\n",
+                         c->srv->stopping ? "stopping"
+                         : down           ? down
+                                          : "ok");
+        http_respond(c, c->srv->stopping || down ? 503 : 200, "text/plain",
+                     text, (size_t)n, NULL, keepalive);
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     }
     switch (http_api_route(c, req, path, path_len, query, query_len, body,

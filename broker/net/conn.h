@@ -71,6 +71,9 @@ typedef struct conn {
     size_t nsubs;
     sub *replay_head; /* subscriptions streaming history */
     sub *replay_tail;
+    int replay_reading;      /* a page is being read from the store */
+    uint64_t replay_gen;     /* changes when the replay list does: a page
+                                read before that is dropped */
     auth_identity auth;      /* who this is, set at the handshake */
     struct event *expiry_ev; /* closes the socket when its token expires */
     size_t unacked_bytes;    /* published data awaiting its ack */

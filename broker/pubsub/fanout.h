@@ -11,18 +11,21 @@
 typedef struct server server;
 typedef struct topic topic;
 typedef struct frame_ref frame_ref;
-typedef struct publish_item publish_item;
+typedef struct store_msg store_msg;
 
-/* Encodes the items of t linked from items[first] (through next_same)
+/* Encodes the messages of t linked from msgs[first] (through next_same)
  * into one block. *pos gets count + 1 byte offsets (frame i spans
  * pos[i]..pos[i+1]); both are the caller's to free. NULL on allocation
  * failure. */
-frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
+frame_ref *fanout_build(const topic *t, const store_msg *msgs, size_t first,
                         size_t *count, size_t **pos);
 
+/* The same for msgs[0..n), consecutive offsets of t (a live feed's). */
+frame_ref *fanout_build_run(const topic *t, const store_msg *msgs, size_t n,
+                            size_t *count, size_t **pos);
+
 /* Delivers a committed block (offsets first .. first+count-1) to t's live
- * subscribers in this loop, skipping what each has had already, and
- * advances each one's live_from past it. */
+ * subscribers in this loop, skipping what each has had already. */
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
                     size_t count, const size_t *pos);
 
@@ -36,12 +39,9 @@ void fanout_lost(topic *t);
 void fanout_lost_all(server *s);
 
 /* The same for a block that loop 0 committed: only topics this loop has
- * subscribers for are concerned. In cluster mode a block of another
- * epoch than the topic's here is dropped (the epoch change reaches this
- * loop on its own), and one that does not follow the last offset makes
- * subscribers replay the missing ones first (follow.h). */
+ * subscribers for are concerned. */
 void publish_deliver_block(server *s, const char *name, size_t len,
-                           const char *epoch, frame_ref *f, uint64_t first,
-                           size_t count, const size_t *pos);
+                           frame_ref *f, uint64_t first, size_t count,
+                           const size_t *pos);
 
 #endif

@@ -1,6 +1,5 @@
-/* The Redis engine's instances, the asynchronous side (loop 0: publish
- * scripts, reads, the pub/sub feed). The blocking side is in
- * redis_sync.c. */
+/* A loop's Redis instances: connections, the watched channels, and the
+ * connection hooks (the fence and the scripts on every connect). */
 #include "redis_engine.h"
 
 #include <pthread.h>
@@ -334,7 +333,6 @@ static void instance_destroy(instance *in)
         }
         dict_destroy(&in->watched);
     }
-    redis_sync_close(in);
 }
 
 redis_engine *redis_engine_new(struct event_base *base, const config *cfg,

@@ -1,13 +1,8 @@
-/* History in Redis (engine = redis): one engine per event loop.
- *
- * Which loop owns which connection: loop 0 owns, per Redis instance, one
- * asynchronous command connection (publish scripts, pipelined, and the
- * follower's reads) and one pub/sub connection (the live feed of the
- * topics this node has subscribers for). Every loop, loop 0 included,
- * owns one blocking connection per instance for the reads a subscribe
- * needs before it can answer (newest offset, epoch, replay pages); each
- * waits at most redis_timeout, and after a failure that loop answers
- * `internal` at once for a second instead of waiting again.
+/* One event loop's connections to the Redis instances (engine = redis):
+ * per instance an asynchronous command connection (the publish, meta and
+ * read scripts, pipelined) and a pub/sub connection (the channels of the
+ * topics the loop watches), all on the loop's event base. store_redis.c
+ * makes one per loop, so no loop ever waits for another.
  *
  * Topics are spread over the instances by FNV-1a of the name modulo the
  * number of redis_url lines, so every node must list them in the same
@@ -26,10 +21,10 @@ typedef struct metrics metrics;
 typedef struct redis_engine redis_engine;
 
 typedef struct redis_engine_hooks {
-    /* Loop 0: a publish call's messages arrived on topic's channel. */
+    /* A publish call's messages arrived on topic's channel. */
     void (*message)(void *arg, const char *topic, size_t len,
                     const redis_payload *pl);
-    /* Loop 0: topic's channel is subscribed (first time or again after
+    /* Topic's channel is subscribed (first time or again after
      * the pub/sub connection was lost): its position must be checked. */
     void (*subscribed)(void *arg, const char *topic, size_t len);
     /* A command connection is ready again (may be NULL): requests that
@@ -38,14 +33,14 @@ typedef struct redis_engine_hooks {
     void *arg;
 } redis_engine_hooks;
 
-/* Starts the engine of one loop; with hooks (loop 0) also the command and
- * pub/sub connections. NULL with a message in err. */
+/* Starts connecting the loop's connections to every instance. NULL with
+ * a message in err. */
 redis_engine *redis_engine_new(struct event_base *base, const config *cfg,
                                const redis_engine_hooks *hooks, metrics *m,
                                char *err, size_t errlen);
 void redis_engine_free(redis_engine *e);
 
-/* Loop 0: 1 when every instance's command connection is ready. */
+/* 1 when every instance's command connection is ready. */
 int redis_engine_available(const redis_engine *e);
 /* The same, from any thread. */
 int redis_engine_up(const redis_engine *e);
@@ -53,8 +48,6 @@ int redis_engine_up(const redis_engine *e);
 /* For shutdown: waits (at most timeout_ms per instance) for the replies
  * to every request in flight; what has none by then is failed. */
 void redis_engine_drain(redis_engine *e, uint64_t timeout_ms);
-
-/* ---- loop 0, asynchronous ------------------------------------------- */
 
 /* ok is 0 when Redis did not answer (down, timeout) or refused. */
 typedef void (*redis_publish_fn)(void *arg, int ok, const char *epoch,
@@ -87,22 +80,6 @@ int redis_engine_read(redis_engine *e, const char *topic, size_t len,
 /* Subscribes (on) or unsubscribes topic's channel; batched at the end of
  * the turn, and made again whenever the pub/sub connection comes back. */
 void redis_engine_watch(redis_engine *e, const char *topic, size_t len, int on);
-
-/* ---- any loop, blocking (at most redis_timeout) ---------------------- */
-
-/* epoch, newest and oldest retained offset (0 when none), creating the
- * topic (or giving it a new epoch after a Redis restart) as needed.
- * Returns 0 or -1. */
-int redis_engine_meta_sync(redis_engine *e, const char *topic, size_t len,
-                           char epoch[33], uint64_t *newest, uint64_t *oldest);
-
-typedef int (*redis_row_fn)(uint64_t offset, int64_t ts_ms, const char *data,
-                            size_t data_len, void *arg);
-/* Calls fn for up to limit messages with offset > after, stopping when fn
- * returns non-zero. Returns the rows visited, or -1. */
-int redis_engine_read_sync(redis_engine *e, const char *topic, size_t len,
-                           uint64_t after, size_t limit, redis_row_fn fn,
-                           void *arg);
 
 /* Which instance holds topic (exposed for tests). */
 size_t redis_engine_instance_of(const char *topic, size_t len, size_t n);

@@ -20,10 +20,6 @@ typedef struct rconn rconn;
 #define REDIS_FENCE_KEY(cfg) \
     ((cfg)->redis_durable ? REDIS_SEED_KEY : REDIS_RUN_ID_KEY)
 
-/* After a blocking request failed, that loop fails the next ones at once
- * for this long instead of waiting redis_timeout again. */
-#define REDIS_SYNC_BACKOFF_MS 1000
-
 typedef struct pending_sub {
     char *channel; /* owned */
     size_t len;
@@ -36,23 +32,17 @@ typedef struct instance {
     redis_addr addr;
     char prefix[32]; /* of channel names: "chorus:<db>:" */
     size_t prefix_len;
-    /* loop 0 */
     rconn *cmd, *sub;
     dict watched; /* topics whose channel we subscribe to */
     pending_sub *pend;
     size_t npend, cap;
-    /* every loop: the blocking connection */
-    struct redisContext *sync;
-    char sync_run_id[41];
-    int64_t sync_failed_ms; /* last failure (monotonic ms); 0 = none */
-    int sync_timed_out;     /* the last failure was redis_timeout */
 } instance;
 
 struct redis_engine {
     struct event_base *base;
     const config *cfg;
     redis_engine_hooks hooks;
-    int has_hooks; /* loop 0 */
+    int has_hooks;
     metrics *m;
     instance *inst;
     size_t n;
@@ -68,6 +58,5 @@ typedef struct redis_keys {
 instance *redis_instance(redis_engine *e, const char *topic, size_t len);
 int redis_topic_keys(const char *topic, size_t len, redis_keys *k);
 void redis_new_epoch(char out[33]);
-void redis_sync_close(instance *in);
 
 #endif
