@@ -316,30 +316,19 @@ static void set_option(int opt, const char *arg)
 
 static void parse_options(int argc, char **argv)
 {
-    static const struct option lo[] = {{"proto", 1, 0, 'P'},
-                                       {"port", 1, 0, 'o'},
-                                       {"sub-ports", 1, 0, 'Y'},
-                                       {"pub", 1, 0, 'u'},
-                                       {"subs", 1, 0, 'n'},
-                                       {"topics", 1, 0, 't'},
-                                       {"payload", 1, 0, 'p'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"warmup", 1, 0, 'w'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"window", 1, 0, 'W'},
-                                       {"pubconns", 1, 0, 'K'},
-                                       {"pid", 1, 0, 'i'},
-                                       {"idle", 0, 0, 'I'},
-                                       {"hold", 1, 0, 'H'},
-                                       {"replay", 1, 0, 'R'},
-                                       {"connect-par", 1, 0, 'C'},
-                                       {"drain", 1, 0, 'D'},
-                                       {"setup-timeout", 1, 0, 'S'},
-                                       {"prefix", 1, 0, 'x'},
-                                       {"quiet", 0, 0, 'q'},
-                                       {"no-uring", 0, 0, 'U'},
-                                       {"help", 0, 0, 'h'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"proto", 1, 0, 'P'},         {"port", 1, 0, 'o'},
+        {"sub-ports", 1, 0, 'Y'},     {"pub", 1, 0, 'u'},
+        {"subs", 1, 0, 'n'},          {"topics", 1, 0, 't'},
+        {"payload", 1, 0, 'p'},       {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},        {"rate", 1, 0, 'r'},
+        {"window", 1, 0, 'W'},        {"pubconns", 1, 0, 'K'},
+        {"pid", 1, 0, 'i'},           {"idle", 0, 0, 'I'},
+        {"hold", 1, 0, 'H'},          {"replay", 1, 0, 'R'},
+        {"connect-par", 1, 0, 'C'},   {"drain", 1, 0, 'D'},
+        {"setup-timeout", 1, 0, 'S'}, {"prefix", 1, 0, 'x'},
+        {"quiet", 0, 0, 'q'},         {"no-uring", 0, 0, 'U'},
+        {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
     int opt;
 
     set_defaults();
