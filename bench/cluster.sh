@@ -5,7 +5,8 @@
 # Redis, 3 nodes on 2 Redis instances, one SQLite node. Subscribers are
 # spread round-robin over the nodes (chorus-bench --sub-ports), the
 # publishers talk to the first node, so every delivery on another node
-# crossed Redis. Prints one table (docs/BENCHMARKS.md "Cluster mode").
+# crossed Redis. The floor's channel has one subscribed connection (as
+# with one node of one loop). Prints one table (docs/BENCHMARKS.md "Cluster mode").
 #
 #   bench/cluster.sh                    # ~2 minutes
 #   DUR=3 WARM=1 SUBS=300 bench/cluster.sh
@@ -156,13 +157,17 @@ baseline() { # the floor: XADD MAXLEN ~ + PUBLISH, pipelined
     start_redis "$TMP/baseline"
     port=$RPORT
     data=$(head -c "$PAYLOAD" /dev/zero | tr '\0' x)
+    # one subscribed connection reading the channel, as one node's is
+    /usr/bin/redis-cli -p "$port" SUBSCRIBE benchch </dev/null >/dev/null 2>&1 &
+    PIDS+=($!)
+    sleep 0.2
     cpu0=$(redis_cpu "$port")
     nice -n "$NICE" /usr/bin/redis-benchmark -p "$port" -c 4 -P 64 -n "$BASE_N" -q \
         XADD bench MAXLEN '~' 1000 '*' d "$data" >/dev/null
     nice -n "$NICE" /usr/bin/redis-benchmark -p "$port" -c 4 -P 64 -n "$BASE_N" -q \
         PUBLISH benchch "$data" >/dev/null
     cpu1=$(redis_cpu "$port")
-    row "baseline XADD MAXLEN~ + PUBLISH" "-" "-" "-" "-" \
+    row "floor: XADD MAXLEN~ + PUBLISH, 1 sub" "-" "-" "-" "-" \
         "$(awk -v a="$cpu0" -v b="$cpu1" -v n="$BASE_N" 'BEGIN {printf "%.2f", (b - a) * 1e6 / n}')" "-"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done

@@ -410,3 +410,51 @@ def test_cli_sub_reports_an_epoch_change_as_a_gap(make_cluster, workdir):
     with open(err_path) as f:
         err = f.read()
     assert "chorus: topic ep: history gap (recovered: false)" in err, err
+
+
+def test_cut_off_past_the_grace_period_closes_clients_with_1001(make_cluster):
+    """Redis gone for good: /healthz 503 'redis unavailable' at once,
+    subscribers stay connected through the grace period (15 s), then are
+    closed with 1001, spread over a few seconds rather than all at once."""
+    (redis,), (a,) = make_cluster(1, threads=2)
+
+    async def main():
+        subs = []
+        for i in range(20):
+            ws = await connect(a)
+            await subscribe(ws, f"cut{i % 3}")
+            subs.append(ws)
+        redis.kill9()
+        t0 = time.time()
+        while http_request(a, "GET", "/healthz")[0] != 503:
+            assert time.time() - t0 < 5
+            await asyncio.sleep(0.05)
+        st, _, body = http_request(a, "GET", "/healthz")
+        assert body == b"redis unavailable\n", body
+        # a publish is refused, and nobody is closed yet
+        r = await request(subs[0], {"op": "publish", "topic": "cut0",
+                                    "data": 1})
+        assert r["op"] == "error" and r["code"] == "internal", r
+        await asyncio.sleep(8)
+        assert all(ws.close_code is None for ws in subs)
+
+        async def closed_at(ws):
+            code = await chorus_helpers.wait_close_code(ws, timeout=30)
+            return code, time.time()
+        done = await asyncio.gather(*(closed_at(ws) for ws in subs))
+        assert all(code == 1001 for code, _ in done), done
+        times = sorted(t for _, t in done)
+        assert times[0] - t0 >= 14, times[0] - t0
+        assert times[-1] - times[0] >= 2, "closes spread over seconds"
+    run(main())
+
+
+def test_rediss_refused_at_start(workdir):
+    import subprocess
+    from cluster_helpers import cluster_node
+    from conftest import CHORUSD
+    b = cluster_node(workdir, "tls", ["rediss://127.0.0.1:6380"])
+    r = subprocess.run([CHORUSD, "-c", b.write_config()],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1
+    assert b"rediss:// (TLS) is not supported" in r.stderr, r.stderr
