@@ -24,6 +24,7 @@ typedef struct frec {
     uint64_t want;          /* newest offset known to exist */
     int watched;            /* subscribed in Redis */
     int64_t idle_since_ms;  /* not watched since; 0 while watched */
+    int64_t heard_ms;       /* the channel's last message */
     int filling, checking;  /* a request in flight */
     unsigned gen, fill_gen; /* gen changes with the epoch */
     size_t len;
@@ -209,6 +210,7 @@ void rfollow_on_message(void *arg, const char *name, size_t len,
 
     if (!r || !r->watched)
         return;
+    r->heard_ms = mono_ms();
     if (!r->known || strcmp(pl->epoch, r->epoch) != 0) {
         /* Redis's word, not the channel's: a message of an old epoch may
          * still be on its way after a check saw the new one. */
@@ -334,7 +336,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             frec *r = (frec *)n;
             next = n->next;
             if (r->watched) {
-                if (check_due)
+                /* A busy channel shows a loss by its next message's
+                 * offset: only quiet ones need asking. */
+                if (check_due && now - r->heard_ms >= REDIS_FOLLOW_CHECK_MS)
                     check(r);
                 continue;
             }
