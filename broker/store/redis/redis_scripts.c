@@ -8,19 +8,19 @@
 /* Shared head of every script: the fence and the topic's state. Leaves
  * epoch, off (the newest offset) and fresh (no state valid under this
  * incarnation: epoch is the one its first message will get). */
-#define SCRIPT_HEAD                                            \
-    "local rid = ARGV[1]\n"                                    \
-    "local seed = redis.call('GET', KEYS[3])\n"                \
-    "if not seed or (rid ~= '' and seed ~= rid) then\n"        \
-    "  return redis.error_reply('FENCED run_id changed')\n"    \
-    "end\n"                                                    \
-    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')\n"  \
-    "local epoch, off = m[1], tonumber(m[2])\n"                \
-    "local fresh = not epoch or (rid ~= '' and m[3] ~= rid)\n" \
-    "if fresh then\n"                                          \
-    "  epoch = string.sub(redis.sha1hex(seed .. ':' .."        \
-    " string.sub(KEYS[1], 9, -4)), 1, 32)\n"                   \
-    "  off = 0\n"                                              \
+#define SCRIPT_HEAD                                                \
+    "local rid = ARGV[1]\n"                                        \
+    "local seed = redis.call('GET', KEYS[3])\n"                    \
+    "if not seed or (rid ~= '' and seed ~= rid) then\n"            \
+    "  return redis.error_reply('FENCED run_id changed')\n"        \
+    "end\n"                                                        \
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r', 'c')\n" \
+    "local epoch, off = m[1], tonumber(m[2])\n"                    \
+    "local fresh = not epoch or (rid ~= '' and m[3] ~= rid)\n"     \
+    "if fresh then\n"                                              \
+    "  epoch = string.sub(redis.sha1hex(seed .. ':' .."            \
+    " string.sub(KEYS[1], 9, -4)), 1, 32)\n"                       \
+    "  off = 0\n"                                                  \
     "end\n"
 
 redis_script redis_script_publish = {
@@ -54,12 +54,11 @@ redis_script redis_script_publish = {
     "  out[#out + 1] = #d .. ':' .. d\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'o', off)\n"
-    "if ttl > 0 then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"
-    /* age retention at most once a second per topic */
-    "  local ck = tonumber(redis.call('HGET', KEYS[1], 'c') or '0')\n"
-    "  if now - ck >= 1000 then\n"
+    /* age retention at most once a second per topic; the stream itself
+     * expires a second after its newest message would */
+    "if ttl > 0 and (fresh or now - tonumber(m[4] or '0') >= 1000) then\n"
     "    redis.call('HSET', KEYS[1], 'c', now)\n"
+    "    redis.call('PEXPIRE', KEYS[2], ttl + 1000)\n"
     "    local cut = nil\n"
     "    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT',"
     " 1000)) do\n"
@@ -67,7 +66,6 @@ redis_script redis_script_publish = {
     "      cut = tonumber(string.match(e[1], '^(%d+)')) + 1\n"
     "    end\n"
     "    if cut then redis.call('XTRIM', KEYS[2], 'MINID', cut .. '-0') end\n"
-    "  end\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. first .. ' ' .. now .."
     " ' ' .. (off - first + 1) .. '\\n' .. table.concat(out))\n"
