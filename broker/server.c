@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,13 +13,17 @@
 
 #include <openssl/ssl.h>
 
+#include "chorus/wire.h"
+
 #include "compress.h"
+#include "config_ref.h"
 #include "conn.h"
 #include "feed.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
+#include "reload.h"
 #include "send_batch.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
@@ -53,29 +58,50 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     conn_flush_pending(arg);
 }
 
-int server_log_due(server *s, int cause)
+uint64_t server_log_due(server *s, int cause)
 {
-    int64_t now = server_now_ms(s);
-
-    if (now - s->logged_ms[cause] < 1000)
-        return 0;
-    s->logged_ms[cause] = now;
-    return 1;
+    return log_due(&s->b->log_limits[cause], server_now_ms(s));
 }
 
-void server_too_large(server *s, const char *peer, const char *how)
+void server_too_large(server *s, uint64_t conn_id, const char *peer,
+                      const char *how)
 {
     s->stats.too_large++;
-    if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
-        log_info("%s: message larger than max_message_size (%llu bytes); "
-                 "%s",
-                 peer, (unsigned long long)s->cfg->max_message_size, how);
+    server_log_limited(s, LOG_CAUSE_TOO_LARGE, LOG_INFO,
+                       &(log_fields){.conn = conn_id,
+                                     .peer = peer,
+                                     .code = CHORUS_ERR_TOO_LARGE},
+                       "message larger than max_message_size (%llu bytes); %s",
+                       (unsigned long long)s->cfg->max_message_size, how);
 }
 
-int server_reject(server *s, reject_cause cause)
+void server_log_limited(server *s, int cause, int level, const log_fields *f,
+                        const char *fmt, ...)
+{
+    log_fields with_count = *f;
+    uint64_t due;
+    va_list ap;
+
+    if (!log_enabled(level) || !(due = server_log_due(s, cause)))
+        return;
+    with_count.suppressed = due - 1;
+    va_start(ap, fmt);
+    log_withv(level, &with_count, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t server_reject(server *s, reject_cause cause)
 {
     s->stats.rejected[cause]++;
     return server_log_due(s, (int)cause);
+}
+
+void server_use_config(server *s, const config *cfg)
+{
+    const config *old = s->cfg;
+
+    s->cfg = cfg;
+    config_ref_release(old);
 }
 
 static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
@@ -173,7 +199,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
     (void)what;
     if (sig == SIGHUP) {
-        listener_reload_tls(s);
+        if (!s->stopping)
+            reload_config(s);
         return;
     }
     if (s->stopping)
@@ -185,7 +212,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     loops_drain_inbox(s);
     server_stop(s);
     for (int i = 1; i < s->b->n; i++)
-        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
+        loops_post_stop(s->b, i);
 }
 
 /* epoll with a changelist: an event added and removed within one turn
@@ -232,7 +259,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
-    s->cfg = cfg;
+    s->spare_fd = -1;
+    s->cfg = config_ref_hold(cfg);
     s->b = b;
     s->index = index;
     s->base = new_base();
@@ -336,4 +364,6 @@ void server_destroy(server *s)
         topics_destroy(&s->topics);
     if (s->base)
         event_base_free(s->base);
+    config_ref_release(s->cfg);
+    s->cfg = NULL;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
@@ -24,6 +25,7 @@ typedef enum {
     T_DURATION,
     T_COUNT,
     T_LOG_LEVEL,
+    T_LOG_FORMAT,
     T_DURABILITY,
     T_LISTEN,
     T_PATH,
@@ -58,6 +60,7 @@ static const key_def keys[] = {
     {"handshake_timeout", T_DURATION, OFF(handshake_timeout_ms), 1, 0,
      "must be greater than 0"},
     {"log_level", T_LOG_LEVEL, OFF(log_level), 0, 0, NULL},
+    {"log_format", T_LOG_FORMAT, OFF(log_format), 0, 0, NULL},
     {"db_path", T_PATH, OFF(db_path), 0, 0, NULL},
     {"history_size", T_COUNT, OFF(history_size), 0, 0, NULL},
     {"history_ttl", T_DURATION, OFF(history_ttl_ms), 0, 0, NULL},
@@ -106,6 +109,7 @@ static const char *expected_form(const key_def *k)
                             "or 0 for off";
     case T_COUNT: return "expected a non-negative integer";
     case T_LOG_LEVEL: return "expected one of error, warn, info, debug";
+    case T_LOG_FORMAT: return "expected text or json";
     case T_DURABILITY: return "expected normal or full";
     case T_LISTEN:
         return "expected host:port, [ipv6]:port or :port, port 1-65535";
@@ -171,47 +175,75 @@ static void free_urls(config *c)
     c->redis_url_count = 0;
 }
 
-/* Gives c a copy of its redis_url list of its own. -1 out of memory. */
-static int own_urls(config *c)
+/* Replaces dst's redis_url list with a copy of src's. -1 out of memory
+ * (dst's list is then empty). */
+static int copy_urls(config *dst, const config *src)
 {
-    char **copy;
+    char **copy = NULL;
 
-    if (c->redis_url_count == 0) {
-        c->redis_urls = NULL;
+    free_urls(dst);
+    if (src->redis_url_count == 0)
         return 0;
-    }
-    copy = calloc(c->redis_url_count, sizeof *copy);
-    if (!copy) {
-        c->redis_urls = NULL;
-        c->redis_url_count = 0;
+    copy = calloc(src->redis_url_count, sizeof *copy);
+    if (!copy)
         return -1;
-    }
-    for (size_t i = 0; i < c->redis_url_count; i++) {
-        copy[i] = xstrdup(c->redis_urls[i]);
+    for (size_t i = 0; i < src->redis_url_count; i++) {
+        copy[i] = xstrdup(src->redis_urls[i]);
         if (!copy[i]) {
             while (i--)
                 free(copy[i]);
             free(copy);
-            c->redis_urls = NULL; /* the list is the caller's */
-            c->redis_url_count = 0;
             return -1;
         }
     }
-    c->redis_urls = copy;
+    dst->redis_urls = copy;
+    dst->redis_url_count = src->redis_url_count;
     return 0;
+}
+
+static int is_string_type(key_type t)
+{
+    return t == T_LISTEN || t == T_PATH || t == T_STRING;
 }
 
 void config_free(config *c)
 {
-    char **strings[] = {&c->listen,   &c->db_path,         &c->auth_secret,
-                        &c->api_key,  &c->allowed_origins, &c->tls_listen,
-                        &c->tls_cert, &c->tls_key,         &c->web_root};
-
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
-        free(*strings[i]);
-        *strings[i] = NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (is_string_type(keys[i].type)) {
+            char **field = (char **)((char *)c + keys[i].offset);
+            free(*field);
+            *field = NULL;
+        }
     }
     free_urls(c);
+}
+
+int config_copy(config *dst, const config *src)
+{
+    *dst = *src;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (is_string_type(keys[i].type))
+            *(char **)((char *)dst + keys[i].offset) = NULL;
+    dst->redis_urls = NULL; /* copied below, as the strings are */
+    dst->redis_url_count = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (config_copy_key(dst, src, keys[i].name)) {
+            config_free(dst);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_resolve_threads(config *c)
+{
+    if (c->threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads = cores > 0 ? (uint64_t)cores : 1;
+    }
+    /* Without a shared store the loops could not agree on epochs. */
+    if (!c->history)
+        c->threads = 1;
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -338,6 +370,17 @@ static int parse_engine(const char *s, int *out)
         *out = ENGINE_SQLITE;
     else if (strcmp(s, "redis") == 0)
         *out = ENGINE_REDIS;
+    else
+        return -1;
+    return 0;
+}
+
+int config_parse_log_format(const char *s, int *out)
+{
+    if (strcmp(s, "text") == 0)
+        *out = LOG_FORMAT_TEXT;
+    else if (strcmp(s, "json") == 0)
+        *out = LOG_FORMAT_JSON;
     else
         return -1;
     return 0;
@@ -524,6 +567,7 @@ static int set_string(char **field, const char *value, const key_def *k,
 static int (*const int_parser[])(const char *, int *) = {
     [T_BOOL] = config_parse_bool,
     [T_LOG_LEVEL] = config_parse_log_level,
+    [T_LOG_FORMAT] = config_parse_log_format,
     [T_DURABILITY] = parse_durability,
     [T_ENGINE] = parse_engine,
     [T_REDIS_URL] = NULL,
@@ -563,6 +607,67 @@ static int add_redis_url(config *c, const char *value, char *err, size_t errlen)
     }
     c->redis_urls = urls;
     c->redis_url_count++;
+    return 0;
+}
+
+const char *config_key_name(size_t i)
+{
+    return i < NKEYS ? keys[i].name : NULL;
+}
+
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+int config_key_differs(const config *a, const config *b, const char *key)
+{
+    const key_def *k = find_key(key);
+    const char *fa, *fb;
+
+    if (!k)
+        return -1;
+    if (k->type == T_REDIS_URL) {
+        if (a->redis_url_count != b->redis_url_count)
+            return 1;
+        for (size_t i = 0; i < a->redis_url_count; i++)
+            if (strcmp(a->redis_urls[i], b->redis_urls[i]) != 0)
+                return 1;
+        return 0;
+    }
+    fa = (const char *)a + k->offset;
+    fb = (const char *)b + k->offset;
+    if (is_string_type(k->type))
+        return !same_string(*(char *const *)fa, *(char *const *)fb);
+    if (int_parser[k->type])
+        return *(const int *)fa != *(const int *)fb;
+    return *(const uint64_t *)fa != *(const uint64_t *)fb;
+}
+
+int config_copy_key(config *dst, const config *src, const char *key)
+{
+    const key_def *k = find_key(key);
+    char *dfield, *copy;
+    const char *sfield;
+
+    if (!k)
+        return -1;
+    if (k->type == T_REDIS_URL)
+        return copy_urls(dst, src);
+    dfield = (char *)dst + k->offset;
+    sfield = (const char *)src + k->offset;
+    if (is_string_type(k->type)) {
+        const char *v = *(char *const *)sfield;
+        copy = v ? xstrdup(v) : NULL;
+        if (v && !copy)
+            return -1;
+        free(*(char **)dfield);
+        *(char **)dfield = copy;
+    } else if (int_parser[k->type]) {
+        *(int *)dfield = *(const int *)sfield;
+    } else {
+        *(uint64_t *)dfield = *(const uint64_t *)sfield;
+    }
     return 0;
 }
 
@@ -823,7 +928,7 @@ static int load_stream(config *c, FILE *f, const char *path, char *err,
  * file leaves c untouched. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen)
 {
-    config tmp = *c;
+    config tmp;
     FILE *f;
     int rc;
 
@@ -832,21 +937,18 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen)
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    tmp.listen = c->listen ? xstrdup(c->listen) : NULL;
-    tmp.db_path = c->db_path ? xstrdup(c->db_path) : NULL;
-    if ((c->listen && !tmp.listen) || (c->db_path && !tmp.db_path) ||
-        own_urls(&tmp) < 0) {
+    if (config_copy(&tmp, c)) {
         set_err(err, errlen, "%s: out of memory", path);
         rc = -1;
     } else {
         errno = 0;
         rc = load_stream(&tmp, f, path, err, errlen);
+        if (rc < 0)
+            config_free(&tmp);
     }
     fclose(f);
-    if (rc < 0) {
-        config_free(&tmp);
+    if (rc < 0)
         return -1;
-    }
     config_free(c);
     *c = tmp;
     return 0;

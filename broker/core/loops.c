@@ -1,6 +1,7 @@
 #include "loops.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "config_ref.h"
 #include "conn.h"
 #include "fanout.h"
 #include "frame_ref.h"
@@ -39,6 +41,8 @@ void lmsg_free(lmsg *m)
             SSL_free(m->ssl);
         close(m->fd);
     }
+    if (m->type == LMSG_CONFIG)
+        config_ref_release(m->token);
     if (m->block)
         frame_ref_decref(m->block);
     free(m->data);
@@ -46,20 +50,15 @@ void lmsg_free(lmsg *m)
     free(m);
 }
 
-void loops_post(broker *b, int to, lmsg *m)
+int loops_try_post(broker *b, int to, lmsg *m)
 {
-    inbox *in;
+    inbox *in = &b->loops[to].in;
     int wake;
 
-    if (!m) {
-        log_error("out of memory passing a message between loops");
-        return;
-    }
-    in = &b->loops[to].in;
-    if (!in->ev) { /* that loop never started or is gone */
-        lmsg_free(m);
-        return;
-    }
+    /* Gone only after every loop thread has returned (loops_run), so this
+     * read needs no lock. */
+    if (!in->ev)
+        return -1;
     m->next = NULL;
     pthread_mutex_lock(&in->mu);
     wake = in->head == NULL;
@@ -71,18 +70,39 @@ void loops_post(broker *b, int to, lmsg *m)
     pthread_mutex_unlock(&in->mu);
     if (wake) /* thread-safe: the bases are created with locking on */
         event_active(in->ev, EV_READ, 0);
+    return 0;
 }
 
-void loops_post_lost(broker *b, int to)
+void loops_post(broker *b, int to, lmsg *m)
+{
+    if (!m)
+        log_error("out of memory passing a message between loops");
+    else if (loops_try_post(b, to, m) != 0)
+        lmsg_free(m); /* that loop never started or is gone */
+}
+
+/* Raises flags of loop `to`'s inbox and wakes it: no allocation. */
+static void raise_flags(broker *b, int to, int lost, int stop)
 {
     inbox *in = &b->loops[to].in;
 
     if (!in->ev)
         return;
     pthread_mutex_lock(&in->mu);
-    in->lost = 1;
+    in->lost |= lost;
+    in->stop |= stop;
     pthread_mutex_unlock(&in->mu);
     event_active(in->ev, EV_READ, 0);
+}
+
+void loops_post_lost(broker *b, int to)
+{
+    raise_flags(b, to, 1, 0);
+}
+
+void loops_post_stop(broker *b, int to)
+{
+    raise_flags(b, to, 0, 1);
 }
 
 static void adopt_conn(server *s, lmsg *m)
@@ -114,7 +134,10 @@ static int handle(server *s, lmsg *m)
                               m->count, m->pos);
         break;
     case LMSG_ACK: publish_forwarded_ack(s, m); break;
-    case LMSG_STOP: server_stop(s); break;
+    case LMSG_CONFIG:
+        server_use_config(s, m->token);
+        m->token = NULL; /* s holds the reference now */
+        break;
     case LMSG_CUTOFF: server_cut_off(s); break;
     }
     return 0;
@@ -123,13 +146,15 @@ static int handle(server *s, lmsg *m)
 void loops_drain_inbox(server *s)
 {
     lmsg *m, *next;
-    int lost;
+    int lost, stop;
 
     pthread_mutex_lock(&s->in.mu);
     m = s->in.head;
     s->in.head = s->in.tail = NULL;
     lost = s->in.lost;
     s->in.lost = 0;
+    stop = s->in.stop;
+    s->in.stop = 0;
     pthread_mutex_unlock(&s->in.mu);
     /* The flag was set before any block queued after the lost one: close
      * first, so that no subscriber here sees a later offset. */
@@ -143,6 +168,9 @@ void loops_drain_inbox(server *s)
         if (!handle(s, m))
             lmsg_free(m);
     }
+    /* After what was queued before it: acks of loop 0's last commits. */
+    if (stop)
+        server_stop(s);
 }
 
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
@@ -211,6 +239,13 @@ void loops_release(broker *b, ip_slot *slot)
     pthread_mutex_unlock(&b->mu);
 }
 
+uint64_t loops_new_conn_id(broker *b)
+{
+    return atomic_fetch_add_explicit(&b->last_conn_id, 1,
+                                     memory_order_relaxed) +
+           1;
+}
+
 static void *loop_main(void *arg)
 {
     server *s = arg;
@@ -242,7 +277,7 @@ static int start_threads(broker *b)
     return rc;
 }
 
-int loops_run(const config *cfg)
+int loops_run(const config *cfg, const config_source *src)
 {
     broker b = {0};
     char err[512];
@@ -250,17 +285,21 @@ int loops_run(const config *cfg)
 
     if (evthread_use_pthreads()) {
         log_error("libevent has no thread support");
+        config_ref_release(cfg);
         return 1;
     }
     if (pthread_mutex_init(&b.mu, NULL)) {
         log_error("cannot create a mutex");
+        config_ref_release(cfg);
         return 1;
     }
     b.cfg = cfg;
+    b.src = src;
     b.n = n;
     b.loops = calloc((size_t)n, sizeof *b.loops);
     b.threads = calloc((size_t)n, sizeof *b.threads);
-    if (!b.loops || !b.threads || ip_table_init(&b.ips)) {
+    b.log_limits = calloc(LOG_CAUSE__COUNT, sizeof *b.log_limits);
+    if (!b.loops || !b.threads || !b.log_limits || ip_table_init(&b.ips)) {
         log_error("out of memory");
         goto out;
     }
@@ -295,5 +334,7 @@ out:
         ip_table_destroy(&b.ips);
     free(b.loops);
     free(b.threads);
+    free(b.log_limits);
+    config_ref_release(b.cfg);
     return rc;
 }

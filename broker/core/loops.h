@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "ip_table.h"
+#include "log.h"
 
 typedef struct server server;
 typedef struct frame_ref frame_ref;
@@ -31,7 +32,7 @@ typedef enum {
     LMSG_PUBLISH,   /* k -> 0: a publish to commit */
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
-    LMSG_STOP,      /* 0 -> k: shut down */
+    LMSG_CONFIG,    /* 0 -> k: use this config from now on (a reload) */
     LMSG_CUTOFF,    /* 0 -> every loop: the engine is out of reach too long
                        (server_cut_off) */
 } lmsg_type;
@@ -40,7 +41,8 @@ typedef struct lmsg {
     struct lmsg *next;
     lmsg_type type;
     int origin;  /* PUBLISH: loop that holds the publisher */
-    void *token; /* PUBLISH, ACK: the origin's pending record */
+    void *token; /* PUBLISH, ACK: the origin's pending record; CONN: its
+                    ip_slot; CONFIG: a config_ref reference, owned */
     char *data;  /* PUBLISH: serialized JSON, owned */
     size_t data_len;
     uint64_t offset;    /* ACK: offset; COMMITTED: first offset */
@@ -61,14 +63,25 @@ typedef struct inbox {
     pthread_mutex_t mu;
     lmsg *head, *tail;
     int lost; /* a committed block could not be posted */
+    int stop; /* shut down once what is queued is handled */
     struct event *ev;
 } inbox;
 
-/* What the loops share; only the fields under mu are written by more than
- * one thread. */
+/* Where the config comes from, kept so that a reload reads it again. */
+typedef struct config_source {
+    const char *path;      /* -c FILE, or NULL for the defaults */
+    const char *listen;    /* --listen, or NULL */
+    const char *log_level; /* --log-level, or NULL */
+} config_source;
+
+/* What the loops share; only the fields under mu, and the log limits
+ * (atomics), are written by more than one thread. */
 typedef struct broker {
-    const config *cfg;
-    struct store *store; /* the history engine (store.h); NULL when off */
+    const config *cfg; /* loop 0's: read by loop 0 only once they run */
+    const config_source *src;
+    struct store *store;   /* the history engine (store.h); NULL when off */
+    log_limit *log_limits; /* one per LOG_CAUSE_ (server.h) */
+    _Atomic uint64_t last_conn_id;
     server *loops;
     int n;
     pthread_t *threads;
@@ -81,8 +94,17 @@ typedef struct broker {
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);
 void lmsg_free(lmsg *m);
 
-/* Queues m for loop `to` and wakes it; takes ownership of m. */
+/* Queues m for loop `to` and wakes it; takes ownership of m (freed at
+ * once when that loop's inbox is gone). */
 void loops_post(broker *b, int to, lmsg *m);
+
+/* The same, but when loop `to`'s inbox is gone returns -1 and leaves m
+ * (and whatever its token stands for) to the caller. 0 once queued. */
+int loops_try_post(broker *b, int to, lmsg *m);
+
+/* Tells loop `to` to shut down once it has handled what is queued for it.
+ * Allocates nothing, so that stopping works when memory is out. */
+void loops_post_stop(broker *b, int to);
 
 /* Tells loop `to`, without allocating, that a committed block meant for
  * it was lost: before anything queued after, it closes its subscribers
@@ -91,8 +113,12 @@ void loops_post_lost(broker *b, int to);
 
 /* Starts cfg->threads loops (loop 0 on the calling thread), runs until
  * shutdown and returns the exit code; on a start-up failure returns 1
- * after logging err. */
-int loops_run(const config *cfg);
+ * after logging err. Takes over the caller's reference to cfg (a
+ * config_ref); src is read again on a reload. */
+int loops_run(const config *cfg, const config_source *src);
+
+/* A connection id unique in the broker (every loop), for the logs. */
+uint64_t loops_new_conn_id(broker *b);
 
 /* A loop's inbox, created on its base; destroy frees what is left. */
 int loops_inbox_init(server *s);

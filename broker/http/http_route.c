@@ -121,19 +121,29 @@ static int admit(conn *c, const chorus_http_request *req, const char *query,
 {
     server *srv = c->srv;
     const char *why;
+    uint64_t due;
 
     if (auth_check_origin(srv->cfg, req)) {
-        if (server_reject(srv, REJECT_ORIGIN))
-            log_warn("refusing WebSocket from a disallowed Origin (%s)",
-                     c->peer);
+        if ((due = server_reject(srv, REJECT_ORIGIN)))
+            log_with(LOG_WARN,
+                     &(log_fields){.conn = c->id,
+                                   .peer = c->peer,
+                                   .code = CHORUS_ERR_FORBIDDEN,
+                                   .suppressed = due - 1},
+                     "refusing WebSocket from a disallowed Origin");
         http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN, "origin not allowed",
                            0);
         return -1;
     }
     if (auth_authenticate(srv->cfg, req, query, query_len, server_now_ms(srv),
                           &c->auth, &why)) {
-        if (server_reject(srv, REJECT_AUTH))
-            log_info("refusing WebSocket from %s: %s", c->peer, why);
+        if ((due = server_reject(srv, REJECT_AUTH)))
+            log_with(LOG_INFO,
+                     &(log_fields){.conn = c->id,
+                                   .peer = c->peer,
+                                   .code = CHORUS_ERR_UNAUTHORIZED,
+                                   .suppressed = due - 1},
+                     "refusing WebSocket: %s", why);
         http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, 0);
         return -1;
     }
@@ -290,8 +300,7 @@ static long long body_length(conn *c, const chorus_http_request *req)
 static void refuse(conn *c, int status, const char *code, const char *why)
 {
     server_reject(c->srv, REJECT_BAD_HANDSHAKE);
-    log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id, c->peer,
-              status, why);
+    log_conn(LOG_DEBUG, c->id, c->peer, "HTTP %d: %s", status, why);
     http_respond_error(c, status, code, why, 0);
 }
 
@@ -351,7 +360,7 @@ static int serve_one(conn *c)
         return 0;
     }
     if (body == -2) {
-        server_too_large(c->srv, c->peer, "answering 413");
+        server_too_large(c->srv, c->id, c->peer, "answering 413");
         http_respond_error(c, 413, "too_large",
                            "body larger than max_message_size", 0);
         return 0;
@@ -379,8 +388,7 @@ void http_route_read(conn *c)
         server_now_ms(c->srv) - c->head_started_ms >
             (int64_t)cfg->handshake_timeout_ms) {
         server_reject(c->srv, REJECT_HANDSHAKE_TIMEOUT);
-        log_debug("conn %llu (%s): request head too slow",
-                  (unsigned long long)c->id, c->peer);
+        log_conn(LOG_DEBUG, c->id, c->peer, "request head too slow");
         http_respond_error(c, 408, "bad_request", "request head too slow", 0);
         return;
     }

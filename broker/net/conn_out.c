@@ -128,10 +128,10 @@ static void send_pending(server *srv, conn *list)
 static void slow_consumer(conn *c)
 {
     c->srv->stats.slow_consumer_closes++;
-    if (server_log_due(c->srv, LOG_CAUSE_SLOW_CONSUMER))
-        log_info("conn %llu (%s): slow consumer, %zu bytes queued; closing "
-                 "with 1013",
-                 (unsigned long long)c->id, c->peer, conn_queued(c));
+    server_log_limited(c->srv, LOG_CAUSE_SLOW_CONSUMER, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "slow consumer, %zu bytes queued; closing with 1013",
+                       conn_queued(c));
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
@@ -160,8 +160,7 @@ static void schedule_write(conn *c, size_t len)
 void conn_write_when_ready(conn *c)
 {
     if (spill(c))
-        log_error("conn %llu: out of memory queueing output",
-                  (unsigned long long)c->id);
+        log_conn(LOG_ERROR, c->id, c->peer, "out of memory queueing output");
     c->direct_write = 0;
     bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -201,14 +200,13 @@ void conn_flush_pending(server *srv)
         if (c->npend && !c->write_errno && write_pending(c) < 0)
             c->write_errno = errno;
         if (c->write_errno) {
-            log_debug("conn %llu: write: %s", (unsigned long long)c->id,
-                      strerror(c->write_errno));
+            log_conn(LOG_DEBUG, c->id, c->peer, "write: %s",
+                     strerror(c->write_errno));
             conn_abort(c);
             continue;
         }
         if (evbuffer_get_length(out) && write_out(c, out) < 0) {
-            log_debug("conn %llu: write: %s", (unsigned long long)c->id,
-                      strerror(errno));
+            log_conn(LOG_DEBUG, c->id, c->peer, "write: %s", strerror(errno));
             conn_abort(c);
             continue;
         }

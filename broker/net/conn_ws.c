@@ -100,7 +100,7 @@ static void on_control(conn *c, const chorus_ws_event *ev)
 
 static void too_big(conn *c, const chorus_ws_event *ev)
 {
-    server_too_large(c->srv, c->peer, "closing with 1009");
+    server_too_large(c->srv, c->id, c->peer, "closing with 1009");
     conn_close(c, ev->close_code, ev->reason);
 }
 

@@ -61,11 +61,16 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
         return -1;
     }
     if (is_new && max && c->nsubs >= max) {
-        if (server_log_due(c->srv, LOG_CAUSE_SUB_LIMIT))
-            log_info("conn %llu (%s): max_subscriptions_per_connection "
-                     "(%llu) reached",
-                     (unsigned long long)c->id, c->peer,
-                     (unsigned long long)max);
+        server_log_limited(c->srv, LOG_CAUSE_SUB_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_TOO_LARGE},
+                           "max_subscriptions_per_connection (%llu) reached "
+                           "subscribing to %.*s",
+                           (unsigned long long)max, (int)req->topic_len,
+                           req->topic);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
         return -1;
@@ -246,9 +251,14 @@ static void on_publish(conn *c, const chorus_request *req)
         return;
     }
     if (!take_publish_token(c)) {
-        if (server_log_due(srv, LOG_CAUSE_RATE_LIMIT))
-            log_info("conn %llu (%s): publish_rate exceeded",
-                     (unsigned long long)c->id, c->peer);
+        server_log_limited(srv, LOG_CAUSE_RATE_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_RATE_LIMITED},
+                           "publish_rate exceeded publishing to %.*s",
+                           (int)req->topic_len, req->topic);
         session_error(c, req->id, CHORUS_ERR_RATE_LIMITED,
                       "publish rate limit exceeded; slow down");
         return;

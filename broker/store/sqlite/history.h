@@ -63,6 +63,10 @@ void history_close(history *h);
 /* Sets the handle's page cache to kib KiB. */
 void history_set_cache_kib(history *h, int kib);
 
+/* Changes the retention bounds (history_size, history_ttl_ms) the next
+ * trim step applies. Only by the thread that uses h. */
+void history_set_retention(history *h, uint64_t size, uint64_t ttl_ms);
+
 /* Last SQLite error text, for logs. */
 const char *history_errmsg(history *h);
 

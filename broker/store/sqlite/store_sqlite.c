@@ -232,6 +232,20 @@ static int load_info(history *h, const char *name, size_t len,
     return history_first_offset(h, t.id, &info->oldest);
 }
 
+/* A failing database fails every read: one line a second for all loops. */
+static void log_read_error(const char *name, size_t len, const char *what,
+                           const char *why)
+{
+    static log_limit limit;
+    uint64_t due = log_due(&limit, log_now_ms());
+
+    if (due)
+        log_with(LOG_ERROR,
+                 &(log_fields){
+                     .topic = name, .topic_len = len, .suppressed = due - 1},
+                 "history: %s %.*s: %s", what, (int)len, name, why);
+}
+
 static void sqlite_topic(store_loop *base, const char *name, size_t len,
                          store_topic_cb cb, void *arg)
 {
@@ -240,8 +254,8 @@ static void sqlite_topic(store_loop *base, const char *name, size_t len,
     int64_t id;
 
     if (load_info(l->reader, name, len, &info, &id) != 0) {
-        log_error("history: cannot read topic %.*s: %s", (int)len, name,
-                  history_errmsg(l->reader));
+        log_read_error(name, len, "cannot read topic",
+                       history_errmsg(l->reader));
         cb(arg, STORE_FAIL, NULL);
     } else
         cb(arg, STORE_OK, &info);
@@ -274,8 +288,8 @@ static void sqlite_read(store_loop *base, const char *name, size_t len,
     else if (rc == 1)
         rc = 0; /* never published to: empty */
     if (rc < 0) {
-        log_error("history: read of %.*s failed: %s", (int)len, name,
-                  history_errmsg(l->reader));
+        log_read_error(name, len, "read failed for topic",
+                       history_errmsg(l->reader));
         done(arg, STORE_FAIL, 0);
     } else
         done(arg, STORE_OK, (size_t)rc);
@@ -297,6 +311,11 @@ static void sqlite_metrics(store *st, struct evbuffer *out)
         (unsigned long long)by_writer, (unsigned long long)other);
 }
 
+static void sqlite_set_retention(store *base, uint64_t size, uint64_t ttl_ms)
+{
+    writer_set_retention(((sqlite_store *)base)->w, size, ttl_ms);
+}
+
 const store_engine store_engine_sqlite = {
     .name = "sqlite",
     .central_publish = 1,
@@ -310,5 +329,6 @@ const store_engine store_engine_sqlite = {
     .read = sqlite_read,
     .watch = NULL,
     .unavailable = NULL,
+    .set_retention = sqlite_set_retention,
     .metrics = sqlite_metrics,
 };

@@ -35,6 +35,9 @@ struct writer {
     pthread_cond_t cond;
     writer_job *head, *tail; /* under mu */
     int stop;                /* under mu */
+    /* Under mu: retention bounds a reload set, not taken yet. */
+    int retention_changed;
+    uint64_t retention_size, retention_ttl_ms;
     /* The thread's own. */
     double next_trim, next_checkpoint;
     const char *fault; /* CHORUS_FAULT_COMMIT, see fault_arm */
@@ -55,8 +58,16 @@ static void trim_step(writer *w, int in_batch)
 {
     double now = now_s(CLOCK_MONOTONIC);
     int64_t wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
-    int n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
-                     : history_trim_step(w->hist, wall, TRIM_BUDGET);
+    int n;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->retention_changed) {
+        history_set_retention(w->hist, w->retention_size, w->retention_ttl_ms);
+        w->retention_changed = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
+                 : history_trim_step(w->hist, wall, TRIM_BUDGET);
 
     /* A full step means a backlog: come back soon. */
     w->next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
@@ -354,6 +365,15 @@ void writer_push(writer *w, writer_job *j)
         w->head = j;
     w->tail = j;
     pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms)
+{
+    pthread_mutex_lock(&w->mu);
+    w->retention_size = size;
+    w->retention_ttl_ms = ttl_ms;
+    w->retention_changed = 1;
     pthread_mutex_unlock(&w->mu);
 }
 

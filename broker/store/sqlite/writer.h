@@ -55,6 +55,10 @@ writer *writer_start(const char *path, const history_opts *opts, char *err,
  * were told `internal`. */
 void writer_push(writer *w, writer_job *j);
 
+/* New retention bounds (a reload): the thread takes them before its next
+ * trim step. Any thread. */
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms);
+
 /* Runs every queued job, then stops the thread and closes the
  * connection. */
 void writer_stop(writer *w);
