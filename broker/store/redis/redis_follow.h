@@ -8,8 +8,8 @@
  * us off), when a command connection is back, and for a channel quiet for
  * REDIS_FOLLOW_CHECK_MS (a busy one shows a loss by its next message), the
  * follower reads the topic's newest offset and fills what is missing from
- * the stream before anything newer. A topic found in another epoch is reported through
- * feed->epoch_changed, and followed from its newest offset on.
+ * the stream before anything newer. A topic found in another epoch is reported
+ * through feed->epoch_changed, and followed from its newest offset on.
  *
  * A topic stays followed REDIS_FOLLOW_LINGER_MS after the loop stops
  * watching it. The state a topic() answer reported is kept as long: a
