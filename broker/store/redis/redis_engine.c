@@ -302,8 +302,6 @@ static int instance_init(redis_engine *e, instance *in, size_t index, char *err,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!e->has_hooks)
-        return 0;
     in->cmd =
         rconn_new(e->base, &in->addr, cfg->redis_timeout_ms, 0, &ch, e->m);
     in->sub =
@@ -352,10 +350,7 @@ redis_engine *redis_engine_new(struct event_base *base, const config *cfg,
     e->cfg = cfg;
     e->m = m;
     e->n = cfg->redis_url_count;
-    if (hooks) {
-        e->hooks = *hooks;
-        e->has_hooks = 1;
-    }
+    e->hooks = *hooks;
     pthread_once(&scripts_once, redis_scripts_init);
     for (size_t i = 0; i < e->n; i++) {
         if (instance_init(e, &e->inst[i], i, err, errlen)) {
@@ -378,11 +373,6 @@ void redis_engine_free(redis_engine *e)
     free(e);
 }
 
-int redis_engine_up(const redis_engine *e)
-{
-    return redis_engine_available(e);
-}
-
 void redis_engine_drain(redis_engine *e, uint64_t timeout_ms)
 {
     for (size_t i = 0; i < e->n; i++)
@@ -390,7 +380,7 @@ void redis_engine_drain(redis_engine *e, uint64_t timeout_ms)
             rconn_drain(e->inst[i].cmd, timeout_ms);
 }
 
-int redis_engine_available(const redis_engine *e)
+int redis_engine_up(const redis_engine *e)
 {
     for (size_t i = 0; i < e->n; i++)
         if (!e->inst[i].cmd || !rconn_ready(e->inst[i].cmd))

@@ -40,9 +40,7 @@ redis_engine *redis_engine_new(struct event_base *base, const config *cfg,
                                char *err, size_t errlen);
 void redis_engine_free(redis_engine *e);
 
-/* 1 when every instance's command connection is ready. */
-int redis_engine_available(const redis_engine *e);
-/* The same, from any thread. */
+/* 1 when every instance's command connection is ready (any thread). */
 int redis_engine_up(const redis_engine *e);
 
 /* For shutdown: waits (at most timeout_ms per instance) for the replies

@@ -42,7 +42,6 @@ struct redis_engine {
     struct event_base *base;
     const config *cfg;
     redis_engine_hooks hooks;
-    int has_hooks;
     metrics *m;
     instance *inst;
     size_t n;
