@@ -875,81 +875,133 @@ static int check_engine_keys(const config *c, const unsigned *seen,
     return -1;
 }
 
-/* Parses one open file into c. Reports "path:line: message". */
-static int load_stream(config *c, FILE *f, const char *path, char *err,
-                       size_t errlen)
+/* Applies one line (NUL-terminated, its newline included or not) to c;
+ * seen[] holds the line each key was first set on. Returns 0, or -1 with
+ * a message (without name:line) in msg. */
+static int apply_line(config *c, char *line, unsigned lineno, unsigned seen[],
+                      char *msg, size_t msglen)
 {
-    char *line = NULL, *key, *value;
-    size_t cap = 0;
-    ssize_t len;
+    char *key, *value;
+    int rc = split_line(line, &key, &value, msg, msglen);
+
+    if (rc <= 0)
+        return rc;
+    const key_def *k = find_key(key);
+    size_t idx = k ? (size_t)(k - keys) : 0;
+    if (k && seen[idx] && k->type != T_REDIS_URL) { /* redis_url repeats */
+        set_err(msg, msglen, "%s: duplicate key (first set on line %u)", key,
+                seen[idx]);
+        return -1;
+    }
+    if (k)
+        seen[idx] = lineno;
+    return config_set(c, key, value, msg, msglen);
+}
+
+/* Parses buf[0..len) line by line into c. Reports "name:line: message". */
+static int load_lines(config *c, const char *buf, size_t len, const char *name,
+                      char *err, size_t errlen)
+{
+    char *line = malloc(len + 1), msg[512];
     unsigned lineno = 0, seen[NKEYS] = {0};
-    char msg[512];
+    size_t off = 0;
     int rc = 0;
 
-    while ((len = getline(&line, &cap, f)) != -1) {
-        char *s = line;
+    if (!line) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        off = 3; /* UTF-8 byte order mark */
+    while (off < len && rc >= 0) {
+        const char *nl = memchr(buf + off, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - (buf + off)) + 1 : len - off;
         lineno++;
-        if (lineno == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-            s += 3; /* UTF-8 byte order mark */
-        if (memchr(line, '\0', (size_t)len)) {
+        if (memchr(buf + off, '\0', n)) {
             set_err(msg, sizeof msg, "line contains a NUL byte");
             rc = -1;
-        } else if ((rc = split_line(s, &key, &value, msg, sizeof msg)) > 0) {
-            const key_def *k = find_key(key);
-            size_t idx = k ? (size_t)(k - keys) : 0;
-            if (k && seen[idx] && k->type != T_REDIS_URL) {
-                set_err(msg, sizeof msg,
-                        "%s: duplicate key (first set on "
-                        "line %u)",
-                        key, seen[idx]);
-                rc = -1;
-            } else {
-                rc = config_set(c, key, value, msg, sizeof msg);
-                if (k)
-                    seen[idx] = lineno;
-            }
+        } else {
+            memcpy(line, buf + off, n);
+            line[n] = '\0';
+            rc = apply_line(c, line, lineno, seen, msg, sizeof msg);
         }
-        if (rc < 0) {
-            set_err(err, errlen, "%s:%u: %s", path, lineno, msg);
-            break;
-        }
-    }
-    if (rc >= 0 && ferror(f)) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        rc = -1;
+        if (rc < 0)
+            set_err(err, errlen, "%s:%u: %s", name, lineno, msg);
+        off += n;
     }
     if (rc >= 0)
-        rc = check_engine_keys(c, seen, path, err, errlen);
+        rc = check_engine_keys(c, seen, name, err, errlen);
     free(line);
     return rc < 0 ? -1 : 0;
 }
 
-/* Loads into a copy and keeps it only if the whole file is valid, so a bad
- * file leaves c untouched. */
-int config_load_file(config *c, const char *path, char *err, size_t errlen)
+/* Parses into a copy and keeps it only if the whole text is valid, so bad
+ * text leaves c untouched. */
+int config_load_buffer(config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen)
 {
     config tmp;
-    FILE *f;
-    int rc;
 
-    f = fopen(path, "r");
+    if (config_copy(&tmp, c)) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    if (load_lines(&tmp, buf, len, name, err, errlen) < 0) {
+        config_free(&tmp);
+        return -1;
+    }
+    config_free(c);
+    *c = tmp;
+    return 0;
+}
+
+/* Reads the whole file (at most CONFIG_FILE_MAX bytes) into *out. */
+static int read_file(const char *path, char **out, size_t *out_len, char *err,
+                     size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+
     if (!f) {
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    if (config_copy(&tmp, c)) {
+    buf = malloc(CONFIG_FILE_MAX + 1);
+    if (!buf) {
         set_err(err, errlen, "%s: out of memory", path);
-        rc = -1;
-    } else {
-        errno = 0;
-        rc = load_stream(&tmp, f, path, err, errlen);
-        if (rc < 0)
-            config_free(&tmp);
+        fclose(f);
+        return -1;
+    }
+    len = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    if (ferror(f)) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        len = (size_t)-1;
+    } else if (len > CONFIG_FILE_MAX) {
+        set_err(err, errlen,
+                "%s: larger than %u bytes, not a configuration file", path,
+                CONFIG_FILE_MAX);
+        len = (size_t)-1;
     }
     fclose(f);
-    if (rc < 0)
+    if (len == (size_t)-1) {
+        free(buf);
         return -1;
-    config_free(c);
-    *c = tmp;
+    }
+    *out = buf;
+    *out_len = len;
     return 0;
+}
+
+int config_load_file(config *c, const char *path, char *err, size_t errlen)
+{
+    char *buf;
+    size_t len;
+    int rc;
+
+    if (read_file(path, &buf, &len, err, errlen) < 0)
+        return -1;
+    rc = config_load_buffer(c, buf, len, path, err, errlen);
+    free(buf);
+    return rc;
 }

@@ -92,9 +92,19 @@ int config_copy_key(config *dst, const config *src, const char *key);
 int config_set(config *c, const char *key, const char *value, char *err,
                size_t errlen);
 
-/* Reads a config file over the current values. Returns 0, or -1 with
- * "path:line: message" (or "path: reason" if it cannot be read) in err. */
+/* Longest configuration file read, in bytes. */
+#define CONFIG_FILE_MAX (1024u * 1024u)
+
+/* Reads a config file over the current values: config_load_buffer on its
+ * contents. Returns 0, or -1 with "path:line: message" (or "path: reason"
+ * if it cannot be read or is over CONFIG_FILE_MAX) in err. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen);
+
+/* Reads configuration text buf[0..len) over the current values; name
+ * stands for the source in messages ("name:line: message"). All or
+ * nothing: on error c is unchanged. Returns 0 or -1. */
+int config_load_buffer(config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen);
 
 /* Cross-key checks, to run once every source (file, command line) has been
  * applied: idle_timeout must be 0 or greater than ping_interval when both

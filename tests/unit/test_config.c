@@ -883,6 +883,72 @@ static void test_resolve_threads(void)
     config_free(&c);
 }
 
+/* config_load_buffer: the reader behind config_load_file, on text in
+ * memory (length-delimited, so a NUL is seen), named in its messages; and
+ * all or nothing over a configuration that already holds strings. */
+static void test_load_buffer(void)
+{
+    static const char secret[] = "0123456789abcdef0123456789abcdef-secret";
+    static const char nul_text[] = "threads = 2\nhistory_size = 1\0002";
+    static const char good[] = "api_key = \"new key\"\nthreads = 3";
+    static const char bad[] = "auth_secret = replaced-secret-0123456789abcdef\n"
+                              "api_key = other\nthreads = many\n";
+    config c;
+    char err[512];
+
+    config_init(&c);
+    CHECK_EQ_INT(config_load_buffer(&c, nul_text, sizeof nul_text - 1, "mem",
+                                    err, sizeof err),
+                 -1);
+    CHECK_EQ_STR(err, "mem:2: line contains a NUL byte");
+    CHECK_EQ_INT(c.threads, 0);
+
+    CHECK_EQ_INT(config_set(&c, "auth_secret", secret, err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&c, "api_key", "old key", err, sizeof err), 0);
+    CHECK_EQ_INT(
+        config_load_buffer(&c, good, strlen(good), "mem", err, sizeof err), 0);
+    CHECK_EQ_STR(c.api_key, "new key");
+    CHECK_EQ_STR(c.auth_secret, secret);
+    CHECK_EQ_INT(c.threads, 3);
+
+    /* The failed text set two strings before its error: both are kept. */
+    CHECK_EQ_INT(
+        config_load_buffer(&c, bad, strlen(bad), "mem", err, sizeof err), -1);
+    CHECK_EQ_STR(err, "mem:3: threads: expected a non-negative integer, not "
+                      "\"many\"");
+    CHECK_EQ_STR(c.auth_secret, secret);
+    CHECK_EQ_STR(c.api_key, "new key");
+    CHECK_EQ_INT(config_load_buffer(&c, "", 0, "mem", err, sizeof err), 0);
+    CHECK_EQ_INT(c.threads, 3);
+    config_free(&c);
+}
+
+/* A file over CONFIG_FILE_MAX is refused rather than read into memory. */
+static void test_file_too_large(void)
+{
+    char path[512], want[700];
+    config c;
+    char err[600];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/large.conf", tmpdir);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    for (unsigned i = 0; i <= CONFIG_FILE_MAX / 15; i++) /* 15 bytes each */
+        fputs("# comment line\n", f);
+    fclose(f);
+    config_init(&c);
+    CHECK_EQ_INT(config_load_file(&c, path, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "%s: larger than %u bytes, not a configuration file", path,
+             CONFIG_FILE_MAX);
+    CHECK_EQ_STR(err, want);
+    config_free(&c);
+    unlink(path);
+}
+
 /* Finds broker.conf.example: argv[1], the source tree (CHORUS_SOURCE_DIR
  * or derived from __FILE__), or relative to the working directory. */
 static const char *find_example(int argc, char **argv)
@@ -1074,6 +1140,8 @@ int main(int argc, char **argv)
     test_long_line();
     test_redis_url();
     test_engine_keys();
+    test_load_buffer();
+    test_file_too_large();
     test_example(find_example(argc, argv));
 
     const char *names[] = {"broker.conf", "nul.conf", "noperm.conf",
