@@ -182,3 +182,32 @@ def test_two_redis_instances_spread_topics(make_cluster, make_redis):
             held[k].add(key[len("chorus:{"):-len("}:s")])
     assert held[0] and held[1], held
     assert held[0] | held[1] == set(topics) and not held[0] & held[1]
+
+
+def test_reading_creates_nothing_in_redis(make_cluster):
+    """Subscribes and history reads of topics never published to write no
+    key: Redis holds only the fence until a message is published; the
+    epoch they were told is the one the first message gets."""
+    (redis,), (a, b) = make_cluster(2)
+
+    async def main():
+        ws = await connect(a)
+        epochs = {}
+        for i in range(50):
+            r = await subscribe(ws, f"empty{i}")
+            assert r["offset"] == 0
+            epochs[f"empty{i}"] = r["epoch"]
+        for i in range(50):
+            st, _, _ = http_request(b, "GET", f"/api/history/unread{i}")
+            assert st == 200
+        assert redis.command("KEYS", "chorus:{*") == []
+        pub = await connect(b)
+        r = await request(pub, {"op": "publish", "topic": "empty7",
+                                "data": 1})
+        assert r["offset"] == 1
+        m = await recv_json(ws)
+        assert m["topic"] == "empty7" and m["offset"] == 1
+        st, _, body = http_request(a, "GET", "/api/history/empty7")
+        import json
+        assert json.loads(body)["epoch"] == epochs["empty7"]
+    run(main())
