@@ -9,7 +9,8 @@
 #   sudo bash scripts/fresh-check.sh DIR [MIRROR]
 #
 # DIR must not exist (or be empty); it is left in place for inspection
-# (remove it with `rm -rf --one-file-system DIR`). The chroot shares the
+# (remove it with `rm -rf --one-file-system DIR`), with DIR.debootstrap.log
+# and DIR.deps.log beside it; the tests' output goes to stdout. The chroot shares the
 # network with the host: every test server listens on a free loopback port.
 # What it mounts is unmounted on exit, and what is still running inside the
 # root then is stopped by PID.
@@ -109,6 +110,13 @@ deb $security bookworm-security main
 EOF
 [ -e "$dir/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$dir/etc/hosts"
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
+# This machine's own trust anchors, if its network needs them (a proxy that
+# inspects TLS): ca-certificates adds them to the root's store when deps.sh
+# installs it, so curl and npm trust what they trust on the host.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$dir/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/"
+fi
 
 mkdir -p "$dir/project"
 git -C "$repo" archive HEAD | tar -x -C "$dir/project"
@@ -136,7 +144,10 @@ count_packages() {
 before=$(count_packages)
 start=$SECONDS
 log "bash scripts/deps.sh --test ($before packages installed)"
-in_root 'cd /project && bash scripts/deps.sh --test'
+in_root 'cd /project && bash scripts/deps.sh --test' >"$dir.deps.log" 2>&1 || {
+  tail -20 "$dir.deps.log" >&2
+  exit 1
+}
 deps_time=$((SECONDS - start))
 after=$(count_packages)
 log "deps.sh --test: $((after - before)) packages installed in ${deps_time} s" \

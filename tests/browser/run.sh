@@ -28,7 +28,12 @@ export PATH="$(dirname "$node"):$PATH"
 
 stamp=node_modules/.chorus-package-lock.json
 if ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # The registry's certificate is checked against the system's CA store too,
+  # as curl and apt check theirs (it holds a proxy's CA if one was added),
+  # where this Node can (22.15 and newer).
+  ca=""
+  "$node" --use-system-ca -e 0 2>/dev/null && ca=--use-system-ca
+  NODE_OPTIONS="$ca" npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
 
