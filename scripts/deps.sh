@@ -13,6 +13,8 @@ PACKAGES=(
 LEAN_PACKAGES=()
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
+  # The package test: systemd-analyze verify, man --warnings, completion.
+  PACKAGES+=(systemd man-db bash-completion)
   # The browser client's tests: a real browser, and curl for the project's
   # own Node (scripts/node.sh, below; Debian's nodejs 18 is too old).
   # Chromium's recommends (avahi, cups, polkit, udev...) are not needed

@@ -382,4 +382,7 @@ void http_route_resume(conn *c)
     c->http_busy = 0;
     if (c->state == CONN_HTTP)
         http_route_read(c);
+    /* A half-closed client has its answers: nothing more will come. */
+    if (c->state == CONN_HTTP && !c->http_busy && c->peer_eof)
+        conn_finish(c);
 }

@@ -18,7 +18,7 @@ static void send_json(conn *c, char *text, size_t len)
         conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    conn_send(c, CHORUS_WS_OP_TEXT, text, len);
+    conn_send_reply(c, CHORUS_WS_OP_TEXT, text, len);
     free(text);
 }
 

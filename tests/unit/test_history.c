@@ -1,4 +1,5 @@
-/* Unit tests for broker/store/sqlite/history.c on real files in a temporary directory. */
+/* Unit tests for broker/store/sqlite/history.c on real files in a temporary
+ * directory. */
 #include "history_fixture.h"
 
 #include <stdint.h>
