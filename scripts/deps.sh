@@ -23,25 +23,25 @@ if [ "${1:-}" = "--test" ]; then
   LEAN_PACKAGES+=(chromium fonts-liberation)
 fi
 
-# missing PKG...: those of the packages that are not installed.
-missing() {
+# not_installed PKG...: those of the packages that are not installed.
+not_installed() {
   local p
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
       echo "$p"
   done
 }
-mapfile -t missing < <(missing "${PACKAGES[@]}")
-mapfile -t lean_missing < <(missing "${LEAN_PACKAGES[@]}")
+mapfile -t missing < <(not_installed "${PACKAGES[@]}")
+mapfile -t lean_missing < <(not_installed "${LEAN_PACKAGES[@]}")
 if [ $((${#missing[@]} + ${#lean_missing[@]})) -gt 0 ]; then
   echo "deps: installing ${missing[*]} ${lean_missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  apt() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
-  apt update -qq
-  [ ${#missing[@]} -eq 0 ] || apt install -y -qq "${missing[@]}"
+  apt_get() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+  apt_get update -qq
+  [ ${#missing[@]} -eq 0 ] || apt_get install -y -qq "${missing[@]}"
   [ ${#lean_missing[@]} -eq 0 ] ||
-    apt install -y -qq --no-install-recommends "${lean_missing[@]}"
+    apt_get install -y -qq --no-install-recommends "${lean_missing[@]}"
 fi
 
 if [ "${1:-}" = "--test" ]; then
