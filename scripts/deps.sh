@@ -13,8 +13,9 @@ PACKAGES=(
 LEAN_PACKAGES=()
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
-  # The package test: systemd-analyze verify, man --warnings, completion.
-  PACKAGES+=(systemd man-db bash-completion)
+  # The package test: systemd-analyze verify, man --warnings, completion;
+  # cpack's DEB generator needs `file` (for dpkg-shlibdeps).
+  PACKAGES+=(systemd man-db bash-completion file)
   # The browser client's tests: a real browser, and curl for the project's
   # own Node (scripts/node.sh, below; Debian's nodejs 18 is too old).
   # Chromium's recommends (avahi, cups, polkit, udev...) are not needed
