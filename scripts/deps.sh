@@ -10,27 +10,44 @@ PACKAGES=(
   openssl curl
   python3 python3-websockets python3-pytest
 )
+# Installed without their Recommends.
+LEAN_PACKAGES=()
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
-  # The package test: systemd-analyze verify, man --warnings, completion.
-  PACKAGES+=(systemd man-db bash-completion)
+  # The package test: systemd-analyze verify, man --warnings, completion;
+  # cpack's DEB generator needs `file` (for dpkg-shlibdeps).
+  PACKAGES+=(systemd man-db bash-completion file)
   # Cluster tests: a real Redis, and nginx as the load balancer.
   PACKAGES+=(redis-server nginx-light)
-  # The browser client's tests: Node with npm, and a real browser.
-  PACKAGES+=(nodejs chromium)
-  # NodeSource's nodejs ships npm and conflicts with Debian's npm package.
-  command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+  # The browser client's tests: a real browser, and curl for the project's
+  # own Node (scripts/node.sh, below; Debian's nodejs 18 is too old).
+  # Chromium's recommends (avahi, cups, polkit, udev...) are not needed
+  # headless; fonts-liberation, one of them, renders the pages' text.
+  PACKAGES+=(ca-certificates)
+  LEAN_PACKAGES+=(chromium fonts-liberation)
 fi
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
-    missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "deps: installing ${missing[*]}"
+# not_installed PKG...: those of the packages that are not installed.
+not_installed() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+      echo "$p"
+  done
+}
+mapfile -t missing < <(not_installed "${PACKAGES[@]}")
+mapfile -t lean_missing < <(not_installed "${LEAN_PACKAGES[@]}")
+if [ $((${#missing[@]} + ${#lean_missing[@]})) -gt 0 ]; then
+  echo "deps: installing ${missing[*]} ${lean_missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  apt_get() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+  apt_get update -qq
+  [ ${#missing[@]} -eq 0 ] || apt_get install -y -qq "${missing[@]}"
+  [ ${#lean_missing[@]} -eq 0 ] ||
+    apt_get install -y -qq --no-install-recommends "${lean_missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  bash "$(dirname "$0")/node.sh"
 fi
