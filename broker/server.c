@@ -37,6 +37,13 @@ int64_t server_now_ms(server *s)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void server_reap_soon(server *s)
+{
+    static const struct timeval now = {0, 0};
+
+    evtimer_add(s->reap_ev, &now);
+}
+
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
@@ -67,7 +74,7 @@ int server_log_due(server *s, int cause)
 
 void server_too_large(server *s, const char *peer, const char *how)
 {
-    s->stats.too_large++;
+    stat_inc(&s->stats.too_large);
     if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
         log_info("%s: message larger than max_message_size (%llu bytes); "
                  "%s",
@@ -76,7 +83,7 @@ void server_too_large(server *s, const char *peer, const char *how)
 
 int server_reject(server *s, reject_cause cause)
 {
-    s->stats.rejected[cause]++;
+    stat_inc(&s->stats.rejected[cause]);
     return server_log_due(s, (int)cause);
 }
 

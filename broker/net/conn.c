@@ -95,7 +95,7 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     c->srv = srv;
     c->state = CONN_HTTP;
     c->head_started_ms = server_now_ms(srv);
-    c->id = ++srv->stats.connections_total;
+    c->id = stat_inc(&srv->stats.connections_total);
     link_conn(&srv->conns, c);
     srv->nconns++;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
@@ -211,7 +211,7 @@ void conn_abort(conn *c)
     unlink_conn(&srv->conns, c);
     srv->nconns--;
     link_conn(&srv->reap, c);
-    event_active(srv->reap_ev, EV_TIMEOUT, 0);
+    server_reap_soon(srv);
     log_debug("conn %llu: closed", (unsigned long long)c->id);
 }
 
@@ -221,7 +221,7 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    c->srv->stats.token_expired_closes++;
+    stat_inc(&c->srv->stats.token_expired_closes);
     log_info("conn %llu (%s): token expired, closing with 1008",
              (unsigned long long)c->id, c->peer);
     if (c->state == CONN_WS)
@@ -254,7 +254,7 @@ void conn_ref(conn *c)
 void conn_unref(conn *c)
 {
     if (--c->refs == 0 && c->state == CONN_DEAD)
-        event_active(c->srv->reap_ev, EV_TIMEOUT, 0);
+        server_reap_soon(c->srv);
 }
 
 void conn_reap(server *srv)
@@ -357,14 +357,14 @@ static void on_read_timeout(conn *c)
         return;
     }
     if (c->state == CONN_WS) {
-        c->srv->stats.idle_closes++;
+        stat_inc(&c->srv->stats.idle_closes);
         log_info("conn %llu (%s): no answer to ping, closing",
                  (unsigned long long)c->id, c->peer);
         conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
     }
     if (c->state == CONN_HTTP) {
-        c->srv->stats.rejected[REJECT_HANDSHAKE_TIMEOUT]++;
+        stat_inc(&c->srv->stats.rejected[REJECT_HANDSHAKE_TIMEOUT]);
         log_debug("conn %llu (%s): request head timed out",
                   (unsigned long long)c->id, c->peer);
     }

@@ -125,7 +125,7 @@ static void send_pending(server *srv, conn *list)
 
 static void slow_consumer(conn *c)
 {
-    c->srv->stats.slow_consumer_closes++;
+    stat_inc(&c->srv->stats.slow_consumer_closes);
     if (server_log_due(c->srv, LOG_CAUSE_SLOW_CONSUMER))
         log_info("conn %llu (%s): slow consumer, %zu bytes queued; closing "
                  "with 1013",
@@ -192,7 +192,7 @@ void conn_flush_pending(server *srv)
         c->flush_pending = 0;
         c->turn_bytes = 0;
         if (c->state == CONN_DEAD) /* kept for us by conn_reap */
-            event_active(srv->reap_ev, EV_TIMEOUT, 0);
+            server_reap_soon(srv);
         if (c->state != CONN_WS || !c->direct_write)
             continue;
         out = bufferevent_get_output(c->bev);
@@ -226,7 +226,7 @@ int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len)
     if ((c->npend && spill(c)) || evbuffer_add(out, hdr, n) ||
         evbuffer_add(out, payload, len))
         return -1;
-    c->srv->stats.bytes_out += n + len;
+    stat_add(&c->srv->stats.bytes_out, n + len);
     schedule_write(c, n + len);
     return 0;
 }
@@ -285,7 +285,7 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
         conn_abort(c);
         return -1;
     }
-    c->srv->stats.bytes_out += len;
+    stat_add(&c->srv->stats.bytes_out, len);
     schedule_write(c, len);
     return 0;
 }

@@ -379,13 +379,13 @@ static void complete(server *s, publish_item *items, size_t n, int failed,
     if (s->hist)
         metrics_observe_commit(&s->stats, seconds);
     if (failed) {
-        s->stats.history_errors++;
+        stat_inc(&s->stats.history_errors);
         if (server_log_due(s, LOG_CAUSE_HISTORY))
             log_error("history: write of %zu messages failed: %s", n, why);
         renumber(s, items, n);
     } else {
-        s->stats.history_commits++;
-        s->stats.messages_published += n;
+        stat_inc(&s->stats.history_commits);
+        stat_add(&s->stats.messages_published, n);
     }
     for (size_t i = 0; i < n; i++) {
         publish_item *it = &items[i];
