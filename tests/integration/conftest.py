@@ -36,7 +36,12 @@ def free_port():
 
 class Broker:
     """One chorusd process. Config keys come from **conf; the database
-    lives in a per-test directory so restarts keep their history."""
+    lives in a per-test directory so restarts keep their history. Unless a
+    test says otherwise it runs two event loops, whatever the machine's
+    core count (the default, threads = 0, is one per core): connections
+    then alternate between loops, so that every test also crosses them
+    (forwarded publishes, blocks and acks between loops, GET /metrics
+    summing another loop's counters), which the TSan pass checks."""
 
     def __init__(self, workdir, **conf):
         self.workdir = workdir
@@ -45,6 +50,7 @@ class Broker:
             "listen": f"127.0.0.1:{self.port}",
             "db_path": os.path.join(workdir, "chorus.db"),
             "log_level": "debug",
+            "threads": 2,
         }
         self.conf.update({k: v for k, v in conf.items()})
         self.proc = None

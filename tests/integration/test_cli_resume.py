@@ -10,6 +10,7 @@ import time
 import urllib.parse
 
 from conftest import CHORUS_CLI, dumps, http_request, run_cli
+from chorus_helpers import metrics_values
 
 WAIT = 10.0
 FOREIGN_EPOCH = "0" * 32
@@ -220,7 +221,10 @@ def test_sub_since_foreign_epoch_warns(broker, workdir):
 
 def test_sub_without_reconnect_exits_on_loss(broker, workdir):
     s = Sub(workdir, "plain", "--url", broker.url, "plain.t")
-    time.sleep(0.3)
+    # subscribed before the broker goes (under load a fixed pause was not
+    # always enough for the CLI to connect)
+    wait_for(lambda: metrics_values(broker).get("chorus_subscriptions"),
+             what="the subscription")
     broker.stop()
     assert s.proc.wait(WAIT) == 1
     s.out.close()
