@@ -1,6 +1,6 @@
 /* One broker event loop and everything it owns: connections, topic
- * table, SQLite connection, inbox and, for loop 0, the listeners and the
- * publish batch. All broker state is reached from here or from the broker
+ * table, store handle (store.h), inbox, publish batch and, for loop 0,
+ * the listeners. All broker state is reached from here or from the broker
  * the loops share (loops.h); there are no mutable globals. */
 #ifndef CHORUS_SERVER_H
 #define CHORUS_SERVER_H
@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "history.h"
 #include "loops.h"
 #include "metrics.h"
 #include "publish.h"
+#include "store.h"
 #include "topics.h"
 
 struct event_base;
@@ -35,11 +35,11 @@ enum {
 typedef struct server {
     struct event_base *base;
     const config *cfg;
-    broker *b; /* the loops this one runs beside */
-    int index; /* 0 accepts and writes history */
-    inbox in;  /* messages from the other loops */
-    history *hist;
-    history_checkpointer *checkpointer;     /* loop 0 only */
+    broker *b;         /* the loops this one runs beside */
+    int index;         /* 0 accepts (and publishes, see publish_here) */
+    inbox in;          /* messages from the other loops */
+    store_loop *store; /* this loop's handle; NULL with history off */
+    store_feed feed;   /* what the store's live feed calls, if it has one */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;

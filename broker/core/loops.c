@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "publish.h"
 #include "server.h"
+#include "store.h"
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len)
 {
@@ -262,6 +263,10 @@ int loops_run(const config *cfg)
         log_error("out of memory");
         goto out;
     }
+    if (cfg->history && store_open(&b.store, cfg, err, sizeof err)) {
+        log_error("%s", err);
+        goto out;
+    }
     for (; inited < n; inited++) {
         if (server_init(&b.loops[inited], &b, inited, err, sizeof err)) {
             log_error("%s", err);
@@ -283,6 +288,7 @@ out:
      * which take it from their inboxes as they go. */
     for (int i = 0; i < inited; i++)
         server_destroy(&b.loops[i]);
+    store_close(b.store); /* after its last loop has detached */
     pthread_mutex_destroy(&b.mu);
     if (b.ips.slots.buckets)
         ip_table_destroy(&b.ips);

@@ -1,15 +1,16 @@
 /* Several event loops side by side (threads = N), each with its own
- * connections, topic table and SQLite connection.
+ * connections, topic table and store handle.
  *
- * Loop 0 accepts every connection and hands it to a loop round-robin. It
- * also owns the write side of history: a publish received by any loop is
- * forwarded to loop 0, which assigns the offset, commits the batch, fans
- * the block of frames out to its own subscribers and hands the same block
- * (one encoding, shared by reference) to every other loop for theirs; the
- * ack goes back to the loop that received the publish. Loops talk through
- * inboxes: a mutex-protected list plus an event that wakes the receiver.
- * Offsets stay gapless and ordered per topic because one loop assigns
- * them and every inbox is FIFO. */
+ * Loop 0 accepts every connection and hands it to a loop round-robin.
+ * With an engine that publishes centrally (SQLite, store.h), loop 0 also
+ * orders every publish: a publish received by any loop is forwarded to
+ * loop 0, which has the engine store the batch (the engine assigns the
+ * offsets), fans the block of frames out to its own subscribers and hands
+ * the same block (one encoding, shared by reference) to every other loop
+ * for theirs; the ack goes back to the loop that received the publish.
+ * Loops talk through inboxes: a mutex-protected list plus an event that
+ * wakes the receiver. Offsets reach every loop in order per topic because
+ * one loop completes them and every inbox is FIFO. */
 #ifndef CHORUS_LOOPS_H
 #define CHORUS_LOOPS_H
 
@@ -65,6 +66,7 @@ typedef struct inbox {
  * one thread. */
 typedef struct broker {
     const config *cfg;
+    struct store *store; /* the history engine (store.h); NULL when off */
     server *loops;
     int n;
     pthread_t *threads;

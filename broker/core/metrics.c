@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "chorus/wire.h"
+#include "send_batch.h"
 #include "server.h"
 
 static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
@@ -107,6 +108,34 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
     evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
 }
 
+/* Whether the end-of-turn writes go through io_uring, and the writes a
+ * socket took only part of, by the way they were issued. */
+static void write_path(struct evbuffer *out, const server *s,
+                       uint64_t writev_partials)
+{
+    static const char *const via[] = {"io_uring", "writev"};
+    stat_counter partial[2] = {0, writev_partials};
+    uint64_t rings = 0;
+    int n = s->b ? s->b->n : 1;
+
+    for (int i = 0; i < n; i++) {
+        const server *o = s->b ? &s->b->loops[i] : s;
+        rings += (uint64_t)send_batch_active(o->sends);
+        stat_add(&partial[0], send_batch_partial_writes(o->sends));
+    }
+    one(out, "chorus_io_uring_built_in", "gauge",
+        "1 if chorusd was built with liburing.",
+        (uint64_t)send_batch_built_in());
+    one(out, "chorus_io_uring_rings", "gauge",
+        "Event loops writing through io_uring (io_uring = on, available "
+        "and not failed).",
+        rings);
+    labelled(out, "chorus_partial_writes_total",
+             "End-of-turn writes the socket took only part of (the rest "
+             "waits until it is writable), by system call.",
+             "via", via, partial, 2);
+}
+
 /* Adds b's counters (of a running loop) to the caller's own total. */
 static void add(metrics *total, const metrics *b)
 {
@@ -180,4 +209,5 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_token_expired_closes_total", "counter",
         "Connections closed because their token expired.",
         stat_get(&m->token_expired_closes));
+    write_path(out, s, stat_get(&m->partial_writes));
 }

@@ -83,6 +83,7 @@ typedef struct metrics {
     stat_counter idle_closes;
     stat_counter too_large; /* 1009 closes and 413 answers */
     stat_counter token_expired_closes;
+    stat_counter partial_writes; /* by writev; io_uring's are in send_batch */
 } metrics;
 
 /* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */

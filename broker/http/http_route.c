@@ -17,6 +17,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 #include "static_files.h"
 
 typedef enum {
@@ -198,6 +199,8 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     if (!body)
         return ROUTE_CLOSE;
     metrics_render(c->srv, body);
+    if (c->srv->b->store)
+        store_metrics(c->srv->b->store, body);
     http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                  (const char *)evbuffer_pullup(body, -1),
                  evbuffer_get_length(body), NULL, keepalive);
@@ -382,4 +385,7 @@ void http_route_resume(conn *c)
     c->http_busy = 0;
     if (c->state == CONN_HTTP)
         http_route_read(c);
+    /* A half-closed client has its answers: nothing more will come. */
+    if (c->state == CONN_HTTP && !c->http_busy && c->peer_eof)
+        conn_finish(c);
 }

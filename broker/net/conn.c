@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -166,6 +167,24 @@ static void begin_closing(conn *c)
         start_linger(c);
 }
 
+/* A close while publishes await their acks (PROTOCOL.md: `published`
+ * once the message is stored) waits for them: nothing more is read or
+ * delivered, and conn_publish_answered closes after the last ack. The
+ * first close wins. */
+static void defer_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->close_deferred)
+        return;
+    c->close_deferred = 1;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+             reason ? reason : "");
+    if (!c->read_paused) {
+        c->read_paused = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[125];
@@ -177,6 +196,10 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         return;
     }
     detach(c);
+    if (c->unacked) {
+        defer_close(c, code, reason);
+        return;
+    }
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
     log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id, code,
@@ -371,6 +394,31 @@ static void on_read_timeout(conn *c)
     conn_abort(c);
 }
 
+/* The peer half-closed (EOF, no error): it may still read. Whatever it
+ * asked for before leaving is answered, an HTTP publish or the acks of
+ * WebSocket publishes waiting for their commit, then the connection is
+ * flushed and closed. A lingering close just ends here. */
+void conn_peer_eof(conn *c)
+{
+    c->peer_eof = 1;
+    if (c->state == CONN_HTTP) {
+        if (!c->http_busy) /* else the reply finishes it */
+            conn_finish(c);
+        return;
+    }
+    if (c->state != CONN_WS) {
+        conn_abort(c);
+        return;
+    }
+    log_debug("conn %llu: EOF from the peer", (unsigned long long)c->id);
+    detach(c);
+    if (c->unacked) {
+        c->close_deferred = 1; /* conn_publish_answered finishes it */
+        return;
+    }
+    conn_finish(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     conn *c = arg;
@@ -390,5 +438,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_ERROR)
         log_debug("conn %llu: socket error: %s", (unsigned long long)c->id,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    conn_abort(c); /* EOF, error or write timeout */
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING))
+        conn_peer_eof(c);
+    else
+        conn_abort(c); /* error or write timeout */
 }

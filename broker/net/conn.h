@@ -71,13 +71,18 @@ typedef struct conn {
     size_t nsubs;
     sub *replay_head; /* subscriptions streaming history */
     sub *replay_tail;
+    int replay_reading;      /* a page is being read from the store */
+    uint64_t replay_gen;     /* changes when the replay list does: a page
+                                read before that is dropped */
     auth_identity auth;      /* who this is, set at the handshake */
     struct event *expiry_ev; /* closes the socket when its token expires */
     size_t unacked_bytes;    /* published data awaiting its ack */
     uint32_t unacked;        /* ... in publishes */
     int read_paused;         /* ... reached max_unacked_bytes */
-    int close_deferred;      /* the peer's close waits for those acks */
-    uint16_t close_code;     /* ... and is then echoed */
+    int close_deferred;      /* a close waits for those acks */
+    uint16_t close_code;     /* ... then sent with this code */
+    char close_reason[124];  /* ... and reason */
+    int peer_eof;            /* the peer half-closed: finish, no frame */
     double publish_tokens;   /* publish_rate token bucket */
     int64_t publish_refill_ms;
     struct ip_slot *ip; /* per-address connection count */
@@ -107,6 +112,11 @@ void conn_upgrade(conn *c, ws_kind kind);
  * connection is closing or was just closed as a slow consumer. */
 int conn_send(conn *c, int opcode, const void *payload, size_t len);
 
+/* Queues the reply to a request (an ack above all) even past the
+ * outbound bound; a connection then over it is closed with 1013 after
+ * this reply and the acks still due. Returns 0, or -1 (not open). */
+int conn_send_reply(conn *c, int opcode, const void *payload, size_t len);
+
 /* Queues a shared frame without copying it; same result as conn_send. */
 int conn_send_shared(conn *c, frame_ref *f);
 
@@ -117,11 +127,16 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len);
 size_t conn_queued(const conn *c);
 
 /* Starts the WebSocket close handshake: drops subscriptions, queues a
- * close frame, flushes, then closes after the peer's EOF or a timeout. */
+ * close frame, flushes, then closes after the peer's EOF or a timeout.
+ * With publishes awaiting their acks, stops reading and sends the close
+ * frame after the last ack. */
 void conn_close(conn *c, uint16_t code, const char *reason);
 
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
 void conn_finish(conn *c);
+
+/* The peer sent EOF: answers what is pending, flushes, then closes. */
+void conn_peer_eof(conn *c);
 
 /* Drops the connection at once. */
 void conn_abort(conn *c);

@@ -87,6 +87,8 @@ static int write_pending(conn *c)
     struct iovec iov[CONN_PEND_MAX];
     ssize_t n = writev(bufferevent_getfd(c->bev), iov, pend_iov(c, iov));
 
+    if (n > 0 && (size_t)n < c->pend_bytes)
+        stat_inc(&c->srv->stats.partial_writes);
     return pend_written(c, n < 0 ? -errno : n);
 }
 
@@ -184,7 +186,7 @@ void conn_flush_pending(server *srv)
     /* Only the connections listed now: one that queues more while being
      * flushed (a replay page) waits for the next turn, behind others. */
     srv->flush_head = srv->flush_tail = NULL;
-    if (srv->sends)
+    if (send_batch_active(srv->sends))
         send_pending(srv, c);
     for (; c; c = next) {
         struct evbuffer *out;
@@ -255,6 +257,19 @@ int conn_send(conn *c, int opcode, const void *payload, size_t len)
         conn_abort(c);
         return -1;
     }
+    return 0;
+}
+
+int conn_send_reply(conn *c, int opcode, const void *payload, size_t len)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    if (conn_queue_frame(c, opcode, payload, len)) {
+        conn_abort(c);
+        return -1;
+    }
+    if (!c->close_deferred && over_bound(c, 0))
+        slow_consumer(c); /* after the reply; and after any other acks */
     return 0;
 }
 

@@ -92,17 +92,7 @@ static void on_control(conn *c, const chorus_ws_event *ev)
     case CHORUS_WS_OP_PONG: break; /* any input already counts as life */
     case CHORUS_WS_OP_CLOSE:
         /* Echo the peer's code (none if it sent none), then close; after
-         * the acks of the publishes sent before it, which the close
-         * frame would otherwise cut off. Nothing is read meanwhile. */
-        if (c->unacked) {
-            c->close_deferred = 1;
-            c->close_code = ev->close_code;
-            if (!c->read_paused) {
-                c->read_paused = 1;
-                bufferevent_disable(c->bev, EV_READ);
-            }
-            break;
-        }
+         * the acks of the publishes sent before it (conn_close waits). */
         conn_close(c, ev->close_code, NULL);
         break;
     }
@@ -117,6 +107,9 @@ static void too_big(conn *c, const chorus_ws_event *ev)
 static void consume(conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    if (c->close_deferred) /* closing: what follows is not read */
+        return;
 
     while (c->state == CONN_WS) {
         size_t total = evbuffer_get_length(in), seg, used = 0;
@@ -228,8 +221,11 @@ void conn_publish_answered(conn *c, size_t len)
     c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
     c->unacked -= c->unacked > 0;
     if (c->close_deferred) {
-        if (c->unacked == 0 && c->state == CONN_WS)
-            conn_close(c, c->close_code, NULL);
+        if (c->unacked == 0 && c->state == CONN_WS && c->peer_eof)
+            conn_finish(c);
+        else if (c->unacked == 0 && c->state == CONN_WS)
+            conn_close(c, c->close_code,
+                       c->close_reason[0] ? c->close_reason : NULL);
         return;
     }
     if (!c->read_paused ||

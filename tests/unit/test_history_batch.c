@@ -1,5 +1,5 @@
-/* Unit tests for broker/store/sqlite/history_batch.c: the record batch codec. Round
- * trips (timestamps going back, empty and large data), and every way a
+/* Unit tests for broker/store/sqlite/history_batch.c: the record batch codec.
+ * Round trips (timestamps going back, empty and large data), and every way a
  * blob can be damaged: truncated anywhere, wrong version, wrong count,
  * trailing bytes, a length past the end, an over-long varint. A damaged
  * blob must be reported, never read past (ASan checks the latter). */

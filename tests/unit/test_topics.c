@@ -1,5 +1,5 @@
-/* Unit tests for broker/pubsub/topics.c: topic lifetime (get/find/release, pins),
- * both subscription indexes (topic -> subs, owner -> subs) and the
+/* Unit tests for broker/pubsub/topics.c: topic lifetime (get/find/release,
+ * pins), both subscription indexes (topic -> subs, owner -> subs) and the
  * (topic, owner) lookup, unsubscribe_all, removal during fan-out style
  * iteration, and topics_destroy freeing whatever is left (run under ASan
  * for the leak check). */
