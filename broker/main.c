@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <unistd.h>
 
@@ -28,6 +29,54 @@ static void usage(FILE *f)
                "  -h, --help            this text\n"
                "Without -c, chorusd runs on its built-in defaults; see "
                "broker.conf.example.\n");
+}
+
+/* Descriptors the broker keeps for itself whatever the connections:
+ * stdio, the listeners and the spare one, the writer's and the
+ * checkpointer's SQLite files, and per loop its event base, wakeup,
+ * io_uring and SQLite files (database, -wal, -shm). */
+#define FDS_RESERVED_BASE 32
+#define FDS_RESERVED_PER_LOOP 8
+
+/* Raises the soft open-file limit to the hard one, and keeps
+ * max_connections within what the limit allows (one descriptor per
+ * connection). With max_connections = 0 (no limit of its own) the
+ * open-file limit is the limit: connections past it get 503 (listener.c,
+ * cause fd_limit). */
+static void fit_fd_limit(config *cfg)
+{
+    uint64_t reserved =
+        FDS_RESERVED_BASE + FDS_RESERVED_PER_LOOP * cfg->threads;
+    struct rlimit rl;
+    uint64_t allowed;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("open-file limit raised from %llu to %llu",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_max);
+        else
+            rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return;
+    allowed = rl.rlim_cur > reserved + 1 ? rl.rlim_cur - reserved : 1;
+    if (cfg->max_connections == 0) {
+        log_info("max_connections = 0: the open-file limit (%llu) allows "
+                 "about %llu connections; past it they are refused with 503",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)allowed);
+    } else if (cfg->max_connections > allowed) {
+        log_warn("max_connections (%llu) exceeds what the open-file limit "
+                 "(%llu) allows, %llu descriptors being kept for the "
+                 "broker's own files: lowered to %llu",
+                 (unsigned long long)cfg->max_connections,
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)reserved,
+                 (unsigned long long)allowed);
+        cfg->max_connections = allowed;
+    }
 }
 
 static void print_version(void)
@@ -97,6 +146,7 @@ int main(int argc, char **argv)
         log_info("history = off: running one event loop");
         cfg.threads = 1;
     }
+    fit_fd_limit(&cfg);
     rc = loops_run(&cfg);
     config_free(&cfg);
     return rc;

@@ -64,19 +64,37 @@ int server_log_due(server *s, int cause)
 {
     int64_t now = server_now_ms(s);
 
-    if (now - s->logged_ms[cause] < 1000)
+    if (now - s->logged_ms[cause] < 1000) {
+        s->log_held[cause]++;
         return 0;
+    }
     s->logged_ms[cause] = now;
+    s->log_held_before[cause] = s->log_held[cause];
+    s->log_held[cause] = 0;
     return 1;
+}
+
+const char *server_log_held(const server *s, int cause, char *buf, size_t len)
+{
+    uint64_t n = s->log_held_before[cause];
+
+    if (n == 0 || len == 0)
+        return "";
+    snprintf(buf, len, " (%llu more since the last such line)",
+             (unsigned long long)n);
+    return buf;
 }
 
 void server_too_large(server *s, const char *peer, const char *how)
 {
+    char held[64];
+
     stat_inc(&s->stats.too_large);
     if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
         log_info("%s: message larger than max_message_size (%llu bytes); "
-                 "%s",
-                 peer, (unsigned long long)s->cfg->max_message_size, how);
+                 "%s%s",
+                 peer, (unsigned long long)s->cfg->max_message_size, how,
+                 server_log_held(s, LOG_CAUSE_TOO_LARGE, held, sizeof held));
 }
 
 int server_reject(server *s, reject_cause cause)
@@ -128,7 +146,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     loops_drain_inbox(s);
     server_stop(s);
     for (int i = 1; i < s->b->n; i++)
-        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
+        loops_post_stop(s->b, i);
 }
 
 /* epoll with a changelist: an event added and removed within one turn
@@ -175,6 +193,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
+    s->spare_fd = -1;
     s->cfg = cfg;
     s->b = b;
     s->index = index;

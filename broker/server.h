@@ -29,6 +29,7 @@ enum {
     LOG_CAUSE_HISTORY,
     LOG_CAUSE_TOO_LARGE,
     LOG_CAUSE_SUB_LIMIT,
+    LOG_CAUSE_ACCEPT, /* accept() failed */
     LOG_CAUSE__COUNT
 };
 
@@ -47,6 +48,9 @@ typedef struct server {
     struct evconnlistener *tls_listener;
     struct ssl_ctx_st *tls_ctx;          /* new TLS connections use this one */
     int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
+    uint64_t log_held[LOG_CAUSE__COUNT]; /* lines not logged since then */
+    uint64_t log_held_before[LOG_CAUSE__COUNT]; /* ... before the last */
+    int spare_fd; /* loop 0: closed to accept and refuse at the fd limit */
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
@@ -93,8 +97,13 @@ void server_destroy(server *s);
  * that cause is due (at most one per second per cause). */
 int server_reject(server *s, reject_cause cause);
 
-/* 1 when a log line about cause is due (at most one per second). */
+/* 1 when a log line about cause is due (at most one per second); else
+ * 0, and the line is counted as held back. */
 int server_log_due(server *s, int cause);
+
+/* For the line now due about cause: the lines held back since the one
+ * before it, as " (N more since the last such line)" in buf, or "". */
+const char *server_log_held(const server *s, int cause, char *buf, size_t len);
 
 /* Counts a message refused for max_message_size, and logs it (at most
  * once a second). */

@@ -31,7 +31,6 @@ typedef enum {
     LMSG_PUBLISH,   /* k -> 0: a publish to commit */
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
-    LMSG_STOP,      /* 0 -> k: shut down */
 } lmsg_type;
 
 typedef struct lmsg {
@@ -59,6 +58,7 @@ typedef struct inbox {
     pthread_mutex_t mu;
     lmsg *head, *tail;
     int lost; /* a committed block could not be posted */
+    int stop; /* shut down once what is queued is handled */
     struct event *ev;
 } inbox;
 
@@ -79,8 +79,17 @@ typedef struct broker {
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);
 void lmsg_free(lmsg *m);
 
-/* Queues m for loop `to` and wakes it; takes ownership of m. */
+/* Queues m for loop `to` and wakes it; takes ownership of m (freed at
+ * once when that loop's inbox is gone). */
 void loops_post(broker *b, int to, lmsg *m);
+
+/* The same, but when loop `to`'s inbox is gone returns -1 and leaves m
+ * (and whatever its token stands for) to the caller. 0 once queued. */
+int loops_try_post(broker *b, int to, lmsg *m);
+
+/* Tells loop `to` to shut down once it has handled what is queued for it.
+ * Allocates nothing, so that stopping works when memory is out. */
+void loops_post_stop(broker *b, int to);
 
 /* Tells loop `to`, without allocating, that a committed block meant for
  * it was lost: before anything queued after, it closes its subscribers

@@ -1,10 +1,13 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -16,8 +19,12 @@
 #include "server.h"
 #include "tls.h"
 
-/* Pause before accepting again after accept() failed (e.g. EMFILE). */
+/* Pause before accepting again after accept() failed for another cause
+ * than the descriptor limit, or when the spare descriptor is lost. */
 #define ACCEPT_BACKOFF_MS 200
+
+/* Connections refused per accept error at the descriptor limit. */
+#define FD_LIMIT_SHED_MAX 64
 
 /* Refuses a connection before it gets any state: a short 503 written
  * straight to the new socket (best effort), then close. */
@@ -35,16 +42,19 @@ static void refuse_fd(evutil_socket_t fd)
 static void refused(server *s, int cause)
 {
     const config *cfg = s->cfg;
+    char held[64];
 
     if (!server_reject(s, (reject_cause)cause))
         return;
     if (cause == REJECT_MAX_CONNECTIONS)
-        log_warn("max_connections (%llu) reached, refusing connections",
-                 (unsigned long long)cfg->max_connections);
+        log_warn("max_connections (%llu) reached, refusing connections%s",
+                 (unsigned long long)cfg->max_connections,
+                 server_log_held(s, cause, held, sizeof held));
     else
         log_warn("max_connections_per_ip (%llu) reached, refusing "
-                 "connections",
-                 (unsigned long long)cfg->max_connections_per_ip);
+                 "connections%s",
+                 (unsigned long long)cfg->max_connections_per_ip,
+                 server_log_held(s, cause, held, sizeof held));
 }
 
 static void accept_conn(server *s, evutil_socket_t fd, struct sockaddr *sa,
@@ -123,6 +133,44 @@ void listener_reload_tls(server *s)
     log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert, s->cfg->tls_key);
 }
 
+/* Holds one descriptor in reserve, so that at the open-file limit a
+ * connection can still be accepted, to be told 503 and closed. */
+static void take_spare(server *s)
+{
+    if (s->spare_fd < 0)
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* At the descriptor limit (EMFILE, ENFILE) the connections waiting in the
+ * backlog would hang there, unanswered: gives up the spare descriptor
+ * and takes them one at a time, each answered 503 and closed, until the
+ * backlog is empty. Returns 0 when there was no spare to give up. */
+static int refuse_at_fd_limit(server *s, struct evconnlistener *l)
+{
+    evutil_socket_t lfd = evconnlistener_get_fd(l), fd;
+    struct rlimit rl = {0};
+    char held[64];
+    int n = 0;
+
+    if (s->spare_fd < 0)
+        return 0;
+    close(s->spare_fd);
+    s->spare_fd = -1;
+    while (n < FD_LIMIT_SHED_MAX &&
+           (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        refuse_fd(fd);
+        n++;
+        if (server_reject(s, REJECT_FD_LIMIT) &&
+            getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_warn("open-file limit (%llu) reached: refusing connections "
+                     "with 503%s",
+                     (unsigned long long)rl.rlim_cur,
+                     server_log_held(s, REJECT_FD_LIMIT, held, sizeof held));
+    }
+    take_spare(s);
+    return 1;
+}
+
 static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
@@ -131,6 +179,7 @@ static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->stopping)
         return;
+    take_spare(s); /* lost when another thread took its number */
     if (s->listener)
         evconnlistener_enable(s->listener);
     if (s->tls_listener)
@@ -141,9 +190,14 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     server *s = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    char held[64];
 
-    log_warn("accept: %s; pausing for %d ms",
-             evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS);
+    if ((err == EMFILE || err == ENFILE) && refuse_at_fd_limit(s, l))
+        return;
+    if (server_log_due(s, LOG_CAUSE_ACCEPT))
+        log_warn("accept: %s; pausing for %d ms%s",
+                 evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS,
+                 server_log_held(s, LOG_CAUSE_ACCEPT, held, sizeof held));
     evconnlistener_disable(l);
     event_base_once(s->base, -1, EV_TIMEOUT, resume_accept_cb, s,
                     &(struct timeval){0, ACCEPT_BACKOFF_MS * 1000});
@@ -188,6 +242,11 @@ int listener_open(server *s, char *err, size_t errlen)
 {
     const config *cfg = s->cfg;
 
+    take_spare(s);
+    if (s->spare_fd < 0) {
+        snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+        return -1;
+    }
     if (cfg->tls_listen) {
         s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, errlen);
         if (!s->tls_ctx)
@@ -214,5 +273,9 @@ void listener_close(server *s)
     if (s->tls_ctx) {
         SSL_CTX_free(s->tls_ctx);
         s->tls_ctx = NULL;
+    }
+    if (s->spare_fd >= 0) {
+        close(s->spare_fd);
+        s->spare_fd = -1;
     }
 }

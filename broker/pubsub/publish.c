@@ -209,8 +209,15 @@ static int forward(server *s, conn *c, ack_kind ack, json_t *id,
     m->token = p;
     m->data = data;
     m->data_len = data_len;
-    loops_post(s->b, 0, m);
-    return 0;
+    if (loops_try_post(s->b, 0, m) == 0)
+        return 0;
+    /* Loop 0 is gone (shutdown): nothing will ever answer p. */
+    conn_unref(c);
+    if (p->id)
+        json_decref(p->id);
+    free(p);
+    lmsg_free(m); /* frees data */
+    return -1;
 }
 
 int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,

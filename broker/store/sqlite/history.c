@@ -221,14 +221,23 @@ static int pragma_int(sqlite3 *db, const char *sql, long long *v)
     return rc;
 }
 
-/* Formats "<path>: <sqlite message> (<errno text>)" into err. */
+/* Formats "<path>: <sqlite message> (<errno text>)" into err; when the
+ * open failed for want of access, the real cause instead of the errno
+ * (history_path.c). */
 static void open_err(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     int sys = db ? sqlite3_system_errno(db) : 0;
+    int code = db ? sqlite3_errcode(db) & 0xff : SQLITE_NOMEM;
     const char *msg = db ? sqlite3_errmsg(db) : "out of memory";
+    char why[PATH_MAX + 128];
+
     if (!err || !errlen)
         return;
-    if (sys)
+    if ((code == SQLITE_CANTOPEN || code == SQLITE_READONLY ||
+         code == SQLITE_PERM || code == SQLITE_IOERR) &&
+        history__explain_path(path, why, sizeof why))
+        snprintf(err, errlen, "%s: %s: %s", path, msg, why);
+    else if (sys)
         snprintf(err, errlen, "%s: %s (%s)", path, msg, strerror(sys));
     else
         snprintf(err, errlen, "%s: %s", path, msg);
@@ -374,7 +383,11 @@ static int open_db(sqlite3 **out, const char *path, int reader, int full,
     if (setup_db(db) != 0 || (reader && setup_reader(db) != 0))
         goto db_fail;
     if (sqlite3_db_readonly(db, "main") != 0) {
-        snprintf(err, errlen, "%s: database is read-only", path);
+        char why[PATH_MAX + 128];
+        if (history__explain_path(path, why, sizeof why))
+            snprintf(err, errlen, "%s: database is read-only: %s", path, why);
+        else
+            snprintf(err, errlen, "%s: database is read-only", path);
         goto fail;
     }
     if (pragma_text(db,

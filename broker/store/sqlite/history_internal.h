@@ -56,6 +56,11 @@ void history__watch_install(void);
  * first use; NULL (use the default VFS) if that failed. */
 const char *history__vfs(void);
 
+/* When the file at path, its -wal, its -shm or their directory cannot be
+ * used, a sentence that says which and why ("directory X is not writable
+ * (Read-only file system)") into out and 1; else 0. */
+int history__explain_path(const char *path, char *out, size_t len);
+
 void history__set_err(history *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Records "<what>: <sqlite message>" for the last failed call. */
