@@ -233,6 +233,10 @@ void conn_abort(conn *c)
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     unlink_conn(&srv->conns, c);
     srv->nconns--;
+    /* It no longer counts against max_connections, though its socket is
+     * closed only when it is reaped, after the loop's next epoll_wait. */
+    loops_release(srv->b, c->ip);
+    c->ip = NULL;
     link_conn(&srv->reap, c);
     server_reap_soon(srv);
     log_debug("conn %llu: closed", (unsigned long long)c->id);
@@ -294,7 +298,6 @@ void conn_reap(server *srv)
         if (c->expiry_ev)
             event_free(c->expiry_ev);
         auth_identity_free(&c->auth);
-        loops_release(srv->b, c->ip);
         bufferevent_free(c->bev);
         if (c->msg)
             evbuffer_free(c->msg);
