@@ -34,6 +34,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listens_on(pid, port):
+    """Whether process pid has a TCP socket listening on port (Linux)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if (col[3] == "0A" and int(col[1].rsplit(":", 1)[1], 16) == port
+                    and col[9] in inodes):
+                return True
+    return False
+
+
 class Broker:
     """One chorusd process. Config keys come from **conf; the database
     lives in a per-test directory so restarts keep their history. Unless a
@@ -110,7 +134,11 @@ class Broker:
             try:
                 with urllib.request.urlopen(self.http + "/healthz",
                                             timeout=1) as r:
-                    if r.status == 200:
+                    # The answer must come from this process: another
+                    # test's broker may hold the port while this one is
+                    # still starting (it then fails to bind, and retries).
+                    if r.status == 200 and listens_on(self.proc.pid,
+                                                      self.port):
                         self._started = True
                         return
             except OSError:
