@@ -40,6 +40,13 @@ int64_t server_now_ms(server *s)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void server_reap_soon(server *s)
+{
+    static const struct timeval now = {0, 0};
+
+    evtimer_add(s->reap_ev, &now);
+}
+
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
@@ -66,7 +73,7 @@ uint64_t server_log_due(server *s, int cause)
 void server_too_large(server *s, uint64_t conn_id, const char *peer,
                       const char *how)
 {
-    s->stats.too_large++;
+    stat_inc(&s->stats.too_large);
     server_log_limited(s, LOG_CAUSE_TOO_LARGE, LOG_INFO,
                        &(log_fields){.conn = conn_id,
                                      .peer = peer,
@@ -92,7 +99,7 @@ void server_log_limited(server *s, int cause, int level, const log_fields *f,
 
 uint64_t server_reject(server *s, reject_cause cause)
 {
-    s->stats.rejected[cause]++;
+    stat_inc(&s->stats.rejected[cause]);
     return server_log_due(s, (int)cause);
 }
 

@@ -5,6 +5,7 @@
 #ifndef CHORUS_SERVER_H
 #define CHORUS_SERVER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,14 +59,16 @@ typedef struct server {
     int64_t down_since_ms;   /* loop 0: the engine unavailable since */
     struct event *cutoff_ev; /* closing clients, a few at a time */
     int cutoff_steps_left;
-    struct event *reap_ev; /* frees closed connections after the turn */
+    struct event *reap_ev; /* frees closed connections: server_reap_soon */
     conn *conns;           /* every open connection */
     conn *reap;            /* closed connections waiting to be freed */
     conn *flush_head;      /* connections with output queued this turn */
     conn *flush_tail;
     struct event *flush_ev;   /* writes it out after everything else */
     struct send_batch *sends; /* io_uring for those writes, or NULL */
-    size_t nconns;
+    /* Atomic, like stats: GET /metrics on any loop reads them. Only this
+     * loop writes them. */
+    _Atomic size_t nconns;
     publish_batch batch;
     metrics stats;
     int stopping;
@@ -77,6 +80,15 @@ typedef struct server {
  * failure returns -1 with a message in err; server_destroy() then frees
  * whatever was set up. */
 int server_init(server *s, broker *b, int index, char *err, size_t errlen);
+
+/* Frees the closed connections (conn_reap) once the loop has been through
+ * its next epoll_wait. Not sooner: the base batches epoll_ctl calls (a
+ * changelist) and makes them at the start of that wait, so a connection's
+ * last call, its removal, is still pending at the end of the turn that
+ * closed it. Were its socket closed then, another loop could accept a
+ * connection under the same descriptor number before the stale removal
+ * runs; a timer fires only after the wait, when the removal is done. */
+void server_reap_soon(server *s);
 
 /* Runs the loop until it is stopped. Returns the process exit code. */
 int server_run(server *s);

@@ -54,6 +54,19 @@ static int grow(dict *d)
     return 0;
 }
 
+/* Only the owner writes count: a relaxed load and store suffice. */
+static void count_add(dict *d, size_t delta)
+{
+    size_t n = atomic_load_explicit(&d->count, memory_order_relaxed);
+
+    atomic_store_explicit(&d->count, n + delta, memory_order_relaxed);
+}
+
+size_t dict_count(const dict *d)
+{
+    return atomic_load_explicit(&d->count, memory_order_relaxed);
+}
+
 int dict_insert(dict *d, dict_node *n, uint64_t hash)
 {
     dict_node **slot = &d->buckets[hash & d->mask];
@@ -61,8 +74,8 @@ int dict_insert(dict *d, dict_node *n, uint64_t hash)
     n->hash = hash;
     n->next = *slot;
     *slot = n;
-    d->count++;
-    return d->count > d->mask + 1 ? grow(d) : 0;
+    count_add(d, 1);
+    return dict_count(d) > d->mask + 1 ? grow(d) : 0;
 }
 
 void dict_remove(dict *d, dict_node *n)
@@ -73,7 +86,7 @@ void dict_remove(dict *d, dict_node *n)
         p = &(*p)->next;
     if (*p) {
         *p = n->next;
-        d->count--;
+        count_add(d, (size_t)-1);
     }
 }
 

@@ -4,6 +4,7 @@
 #ifndef CHORUS_DICT_H
 #define CHORUS_DICT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,7 +16,9 @@ typedef struct dict_node {
 typedef struct dict {
     dict_node **buckets;
     size_t mask; /* buckets - 1; a power of two minus one */
-    size_t count;
+    /* Atomic so that another thread may read the size (dict_count) while
+     * the owner changes the table; only the owner writes it. */
+    _Atomic size_t count;
 } dict;
 
 typedef int (*dict_eq_fn)(const dict_node *node, const void *key);
@@ -30,6 +33,9 @@ dict_node *dict_find(const dict *d, uint64_t hash, dict_eq_fn eq,
  * Returns 0, or -1 when growing failed (n is inserted all the same). */
 int dict_insert(dict *d, dict_node *n, uint64_t hash);
 void dict_remove(dict *d, dict_node *n);
+
+/* The number of nodes; callable from any thread (a recent value). */
+size_t dict_count(const dict *d);
 
 /* SipHash-2-4 of p[0..len) under a 16-byte key. */
 uint64_t dict_siphash(const void *p, size_t len, const uint8_t key[16]);

@@ -1,5 +1,6 @@
-/* Prometheus text exposition (format 0.0.4) of one server's counters.
- * Rendering only reads: s->stats, s->nconns and the topic table's sizes. */
+/* Prometheus text exposition (format 0.0.4) of the broker's counters.
+ * Rendering only reads, with relaxed atomic loads: every loop's stats,
+ * nconns and topic table sizes, which those loops write meanwhile. */
 #include "metrics.h"
 
 #include <inttypes.h>
@@ -55,7 +56,7 @@ int metrics_error_index(const char *code)
 void metrics_count_error(metrics *m, const char *code)
 {
     int i = metrics_error_index(code);
-    m->errors[i < 0 ? ERRCODE_INTERNAL : i]++;
+    stat_inc(&m->errors[i < 0 ? ERRCODE_INTERNAL : i]);
 }
 
 void metrics_observe_commit(metrics *m, double seconds)
@@ -65,8 +66,8 @@ void metrics_observe_commit(metrics *m, double seconds)
         seconds = 0;
     while (i < METRICS_COMMIT_BUCKETS && seconds > commit_bounds[i])
         i++;
-    m->commit_latency_buckets[i]++;
-    m->commit_latency_sum_ns += (uint64_t)(seconds * 1e9 + 0.5);
+    stat_inc(&m->commit_latency_buckets[i]);
+    stat_add(&m->commit_latency_sum_ns, (uint64_t)(seconds * 1e9 + 0.5));
 }
 
 void metrics_observe_redis_rtt(metrics *m, uint64_t ns)
@@ -76,8 +77,8 @@ void metrics_observe_redis_rtt(metrics *m, uint64_t ns)
 
     while (i < METRICS_REDIS_RTT_BUCKETS && seconds > redis_rtt_bounds[i])
         i++;
-    m->redis_rtt_buckets[i]++;
-    m->redis_rtt_sum_ns += ns;
+    stat_inc(&m->redis_rtt_buckets[i]);
+    stat_add(&m->redis_rtt_sum_ns, ns);
 }
 
 static void head(struct evbuffer *out, const char *name, const char *type,
@@ -96,30 +97,31 @@ static void one(struct evbuffer *out, const char *name, const char *type,
 
 static void labelled(struct evbuffer *out, const char *name, const char *help,
                      const char *label, const char *const *names,
-                     const uint64_t *v, int n)
+                     const stat_counter *v, int n)
 {
     head(out, name, "counter", help);
     for (int i = 0; i < n; i++)
         evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
-                            names[i], v[i]);
+                            names[i], stat_get(&v[i]));
 }
 
 /* n buckets with their upper bounds, then +Inf in buckets[n]. */
 static void histogram(struct evbuffer *out, const char *name, const char *help,
-                      const double *bounds, const uint64_t *buckets, int n,
-                      uint64_t sum_ns)
+                      const double *bounds, const stat_counter *buckets, int n,
+                      const stat_counter *sum_ns)
 {
     uint64_t cum = 0;
 
     head(out, name, "histogram", help);
     for (int i = 0; i < n; i++) {
-        cum += buckets[i];
+        cum += stat_get(&buckets[i]);
         evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
                             bounds[i], cum);
     }
-    cum += buckets[n];
+    cum += stat_get(&buckets[n]);
     evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
-    evbuffer_add_printf(out, "%s_sum %.9g\n", name, (double)sum_ns / 1e9);
+    evbuffer_add_printf(out, "%s_sum %.9g\n", name,
+                        (double)stat_get(sum_ns) / 1e9);
     evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
 }
 
@@ -128,7 +130,7 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
     histogram(out, "chorus_history_commit_duration_seconds",
               "Time to commit one batch to the history store.", commit_bounds,
               m->commit_latency_buckets, METRICS_COMMIT_BUCKETS,
-              m->commit_latency_sum_ns);
+              &m->commit_latency_sum_ns);
 }
 
 void metrics_render_redis(const metrics *m, struct evbuffer *out)
@@ -136,17 +138,19 @@ void metrics_render_redis(const metrics *m, struct evbuffer *out)
     histogram(out, "chorus_redis_rtt_seconds",
               "Round-trip time of requests to Redis.", redis_rtt_bounds,
               m->redis_rtt_buckets, METRICS_REDIS_RTT_BUCKETS,
-              m->redis_rtt_sum_ns);
+              &m->redis_rtt_sum_ns);
     one(out, "chorus_redis_reconnects_total", "counter",
-        "Redis connections lost and made again.", m->redis_reconnects);
+        "Redis connections lost and made again.",
+        stat_get(&m->redis_reconnects));
     one(out, "chorus_redis_pending_requests", "gauge",
-        "Requests sent to Redis and not answered yet.", m->redis_pending);
+        "Requests sent to Redis and not answered yet.",
+        stat_get(&m->redis_pending));
     one(out, "chorus_redis_gap_fills_total", "counter",
         "Offsets missing from the live feed, filled from the stream.",
-        m->redis_gap_fills);
+        stat_get(&m->redis_gap_fills));
     one(out, "chorus_redis_epoch_changes_total", "counter",
         "Topic epochs found changed (Redis restarted or failed over).",
-        m->redis_epoch_changes);
+        stat_get(&m->redis_epoch_changes));
 }
 
 /* Whether the end-of-turn writes go through io_uring, and the writes a
@@ -155,13 +159,14 @@ static void write_path(struct evbuffer *out, const server *s,
                        uint64_t writev_partials)
 {
     static const char *const via[] = {"io_uring", "writev"};
-    uint64_t partial[2] = {0, writev_partials}, rings = 0;
+    stat_counter partial[2] = {0, writev_partials};
+    uint64_t rings = 0;
     int n = s->b ? s->b->n : 1;
 
     for (int i = 0; i < n; i++) {
         const server *o = s->b ? &s->b->loops[i] : s;
         rings += (uint64_t)send_batch_active(o->sends);
-        partial[0] += send_batch_partial_writes(o->sends);
+        stat_add(&partial[0], send_batch_partial_writes(o->sends));
     }
     one(out, "chorus_io_uring_built_in", "gauge",
         "1 if chorusd was built with liburing.",
@@ -176,39 +181,37 @@ static void write_path(struct evbuffer *out, const server *s,
              "via", via, partial, 2);
 }
 
-/* Adds b's counters to a. */
-static void add(metrics *a, const metrics *b)
+/* Adds b's counters (of a running loop) to the caller's own total. */
+static void add(metrics *total, const metrics *b)
 {
-    uint64_t *dst = (uint64_t *)a;
-    const uint64_t *src = (const uint64_t *)b;
+    stat_counter *dst = (stat_counter *)total;
+    const stat_counter *src = (const stat_counter *)b;
 
-    _Static_assert(sizeof(metrics) % sizeof(uint64_t) == 0,
-                   "metrics holds uint64_t counters only");
-    for (size_t i = 0; i < sizeof *a / sizeof(uint64_t); i++)
-        dst[i] += src[i];
+    _Static_assert(sizeof(metrics) % sizeof(stat_counter) == 0,
+                   "metrics holds stat_counter fields only");
+    for (size_t i = 0; i < sizeof *total / sizeof(stat_counter); i++)
+        stat_add(&dst[i], stat_get(&src[i]));
 }
 
+/* Sums every loop's (or, in unit tests, the lone server's) counters. The
+ * loops run meanwhile: each value read is a recent one, not one instant
+ * of all. */
 void metrics_render(const server *s, struct evbuffer *out)
 {
-    metrics total = s->stats, *m = &total;
-    uint64_t nconns = s->nconns, subs = topics_sub_count(&s->topics);
-    uint64_t ntopics = topics_count(&s->topics);
+    metrics total = {0}, *m = &total;
+    uint64_t nconns = 0, subs = 0, ntopics = 0;
+    int n = s->b ? s->b->n : 1;
 
-    /* The other loops' counters are read while they run: each value is
-     * a word that is only ever incremented, so a scrape sees a recent
-     * value of each (not one instant of all). */
-    for (int i = 0; s->b && i < s->b->n; i++) {
-        const server *o = &s->b->loops[i];
-        if (o == s)
-            continue;
+    for (int i = 0; i < n; i++) {
+        const server *o = s->b ? &s->b->loops[i] : s;
         add(&total, &o->stats);
-        nconns += __atomic_load_n(&o->nconns, __ATOMIC_RELAXED);
-        subs += __atomic_load_n(&o->topics.subs.count, __ATOMIC_RELAXED);
-        ntopics += __atomic_load_n(&o->topics.by_name.count, __ATOMIC_RELAXED);
+        nconns += atomic_load_explicit(&o->nconns, memory_order_relaxed);
+        subs += topics_sub_count(&o->topics);
+        ntopics += topics_count(&o->topics);
     }
     one(out, "chorus_connections", "gauge", "Open client connections.", nconns);
     one(out, "chorus_connections_total", "counter",
-        "Connections accepted since start.", m->connections_total);
+        "Connections accepted since start.", stat_get(&m->connections_total));
     labelled(out, "chorus_connections_rejected_total",
              "Connections refused, by cause.", "cause", reject_names,
              m->rejected, REJECT__COUNT);
@@ -216,38 +219,40 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_topics", "gauge",
         "Topics in memory (summed over event loops).", ntopics);
     one(out, "chorus_messages_published_total", "counter",
-        "Messages accepted for publishing.", m->messages_published);
+        "Messages accepted for publishing.", stat_get(&m->messages_published));
     one(out, "chorus_messages_delivered_total", "counter",
         "Messages sent to subscribers, live or replayed.",
-        m->messages_delivered);
+        stat_get(&m->messages_delivered));
     one(out, "chorus_received_bytes_total", "counter",
-        "Bytes read from clients.", m->bytes_in);
+        "Bytes read from clients.", stat_get(&m->bytes_in));
     one(out, "chorus_sent_bytes_total", "counter", "Bytes written to clients.",
-        m->bytes_out);
+        stat_get(&m->bytes_out));
     one(out, "chorus_slow_consumer_closes_total", "counter",
         "Connections closed because their output queue was full.",
-        m->slow_consumer_closes);
+        stat_get(&m->slow_consumer_closes));
     one(out, "chorus_publish_read_pauses_total", "counter",
         "Times reading from a publisher paused for max_unacked_bytes.",
-        m->publish_read_pauses);
+        stat_get(&m->publish_read_pauses));
     one(out, "chorus_replays_total", "counter", "History replays served.",
-        m->replays);
+        stat_get(&m->replays));
     one(out, "chorus_replayed_messages_total", "counter",
-        "Messages sent from history by replays.", m->replayed_messages);
+        "Messages sent from history by replays.",
+        stat_get(&m->replayed_messages));
     one(out, "chorus_history_commits_total", "counter",
-        "Batches committed to the history store.", m->history_commits);
+        "Batches committed to the history store.",
+        stat_get(&m->history_commits));
     one(out, "chorus_history_errors_total", "counter",
-        "Failed history store writes.", m->history_errors);
+        "Failed history store writes.", stat_get(&m->history_errors));
     commit_histogram(out, m);
     labelled(out, "chorus_errors_total", "Error replies sent, by code.", "code",
              error_names, m->errors, ERRCODE__COUNT);
     one(out, "chorus_messages_too_large_total", "counter",
         "Messages refused for max_message_size (close 1009 or HTTP 413).",
-        m->too_large);
+        stat_get(&m->too_large));
     one(out, "chorus_idle_closes_total", "counter",
-        "Connections closed after idle_timeout.", m->idle_closes);
+        "Connections closed after idle_timeout.", stat_get(&m->idle_closes));
     one(out, "chorus_token_expired_closes_total", "counter",
         "Connections closed because their token expired.",
-        m->token_expired_closes);
-    write_path(out, s, m->partial_writes);
+        stat_get(&m->token_expired_closes));
+    write_path(out, s, stat_get(&m->partial_writes));
 }

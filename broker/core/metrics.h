@@ -3,6 +3,7 @@
 #ifndef CHORUS_METRICS_H
 #define CHORUS_METRICS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -39,35 +40,61 @@ typedef enum {
 /* Upper bounds (seconds) of the Redis round-trip time histogram. */
 #define METRICS_REDIS_RTT_BUCKETS 10
 
-/* Every field is a uint64_t counter, so that the loops' counters can be
+/* A counter of one event loop: only that loop's thread writes it, while
+ * GET /metrics, served by any loop, reads it. Atomic so that the read is
+ * defined; with a single writer, an increment is a relaxed load and store
+ * (no locked instruction), so it costs what a plain ++ does. */
+typedef _Atomic uint64_t stat_counter;
+
+/* Adds n to a counter of the calling loop; returns the new value. */
+static inline uint64_t stat_add(stat_counter *c, uint64_t n)
+{
+    uint64_t v = atomic_load_explicit(c, memory_order_relaxed) + n;
+
+    atomic_store_explicit(c, v, memory_order_relaxed);
+    return v;
+}
+
+static inline uint64_t stat_inc(stat_counter *c)
+{
+    return stat_add(c, 1);
+}
+
+/* Reads a counter of any loop: a recent value, never a torn one. */
+static inline uint64_t stat_get(const stat_counter *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Every field is a stat_counter, so that the loops' counters can be
  * summed field by field (metrics.c). */
 typedef struct metrics {
-    uint64_t connections_total;
-    uint64_t rejected[REJECT__COUNT];
-    uint64_t messages_published;
-    uint64_t messages_delivered;
-    uint64_t bytes_in;
-    uint64_t bytes_out;
-    uint64_t slow_consumer_closes;
-    uint64_t publish_read_pauses; /* max_unacked_bytes reached */
-    uint64_t replays;
-    uint64_t replayed_messages;
-    uint64_t history_commits;
-    uint64_t history_errors;
-    uint64_t commit_latency_buckets[METRICS_COMMIT_BUCKETS + 1]; /* +Inf */
-    uint64_t commit_latency_sum_ns;
-    uint64_t errors[ERRCODE__COUNT];
-    uint64_t idle_closes;
-    uint64_t too_large; /* 1009 closes and 413 answers */
-    uint64_t token_expired_closes;
-    uint64_t partial_writes; /* by writev; io_uring's are in send_batch */
+    stat_counter connections_total;
+    stat_counter rejected[REJECT__COUNT];
+    stat_counter messages_published;
+    stat_counter messages_delivered;
+    stat_counter bytes_in;
+    stat_counter bytes_out;
+    stat_counter slow_consumer_closes;
+    stat_counter publish_read_pauses; /* max_unacked_bytes reached */
+    stat_counter replays;
+    stat_counter replayed_messages;
+    stat_counter history_commits;
+    stat_counter history_errors;
+    stat_counter commit_latency_buckets[METRICS_COMMIT_BUCKETS + 1]; /* +Inf */
+    stat_counter commit_latency_sum_ns;
+    stat_counter errors[ERRCODE__COUNT];
+    stat_counter idle_closes;
+    stat_counter too_large; /* 1009 closes and 413 answers */
+    stat_counter token_expired_closes;
+    stat_counter partial_writes; /* by writev; io_uring's are in send_batch */
     /* engine = redis */
-    uint64_t redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
-    uint64_t redis_rtt_sum_ns;
-    uint64_t redis_reconnects;
-    uint64_t redis_pending; /* requests in flight (a gauge) */
-    uint64_t redis_gap_fills;
-    uint64_t redis_epoch_changes;
+    stat_counter redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
+    stat_counter redis_rtt_sum_ns;
+    stat_counter redis_reconnects;
+    stat_counter redis_pending; /* requests in flight (a gauge) */
+    stat_counter redis_gap_fills;
+    stat_counter redis_epoch_changes;
 } metrics;
 
 /* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */

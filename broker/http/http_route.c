@@ -68,7 +68,7 @@ void http_respond(conn *c, int status, const char *content_type,
     evbuffer_add(out, "\r\n", 2);
     if (body && len)
         evbuffer_add(out, body, len);
-    c->srv->stats.bytes_out += evbuffer_get_length(out) - before;
+    stat_add(&c->srv->stats.bytes_out, evbuffer_get_length(out) - before);
     if (!keepalive)
         conn_finish(c);
 }
@@ -368,7 +368,7 @@ static int serve_one(conn *c)
     if (total < (size_t)head + (size_t)body)
         return 0; /* wait for the whole body */
     p = (char *)evbuffer_pullup(in, head + body);
-    c->srv->stats.bytes_in += (uint64_t)head + (uint64_t)body;
+    stat_add(&c->srv->stats.bytes_in, (uint64_t)head + (uint64_t)body);
     chorus_http_parse_request(p, (size_t)head, &limits, &req);
     keepalive = wants_keepalive(&req) && !c->srv->stopping;
     r = route(c, &req, p + head, (size_t)body, keepalive, &kind);

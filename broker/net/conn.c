@@ -96,7 +96,7 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     c->srv = srv;
     c->state = CONN_HTTP;
     c->head_started_ms = server_now_ms(srv);
-    srv->stats.connections_total++;
+    stat_inc(&srv->stats.connections_total);
     c->id = loops_new_conn_id(srv->b);
     link_conn(&srv->conns, c);
     srv->nconns++;
@@ -233,8 +233,12 @@ void conn_abort(conn *c)
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     unlink_conn(&srv->conns, c);
     srv->nconns--;
+    /* It no longer counts against max_connections, though its socket is
+     * closed only when it is reaped, after the loop's next epoll_wait. */
+    loops_release(srv->b, c->ip);
+    c->ip = NULL;
     link_conn(&srv->reap, c);
-    event_active(srv->reap_ev, EV_TIMEOUT, 0);
+    server_reap_soon(srv);
     log_conn(LOG_DEBUG, c->id, c->peer, "closed");
 }
 
@@ -244,7 +248,7 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    c->srv->stats.token_expired_closes++;
+    stat_inc(&c->srv->stats.token_expired_closes);
     server_log_limited(c->srv, LOG_CAUSE_TOKEN_EXPIRED, LOG_INFO,
                        &(log_fields){.conn = c->id, .peer = c->peer},
                        "token expired, closing with 1008");
@@ -278,7 +282,7 @@ void conn_ref(conn *c)
 void conn_unref(conn *c)
 {
     if (--c->refs == 0 && c->state == CONN_DEAD)
-        event_active(c->srv->reap_ev, EV_TIMEOUT, 0);
+        server_reap_soon(c->srv);
 }
 
 void conn_reap(server *srv)
@@ -295,7 +299,6 @@ void conn_reap(server *srv)
         if (c->expiry_ev)
             event_free(c->expiry_ev);
         auth_identity_free(&c->auth);
-        loops_release(srv->b, c->ip);
         bufferevent_free(c->bev);
         if (c->msg)
             evbuffer_free(c->msg);
@@ -381,7 +384,7 @@ static void on_read_timeout(conn *c)
         return;
     }
     if (c->state == CONN_WS) {
-        c->srv->stats.idle_closes++;
+        stat_inc(&c->srv->stats.idle_closes);
         server_log_limited(c->srv, LOG_CAUSE_IDLE_CLOSE, LOG_INFO,
                            &(log_fields){.conn = c->id, .peer = c->peer},
                            "no answer to ping, closing");
@@ -389,7 +392,7 @@ static void on_read_timeout(conn *c)
         return;
     }
     if (c->state == CONN_HTTP) {
-        c->srv->stats.rejected[REJECT_HANDSHAKE_TIMEOUT]++;
+        stat_inc(&c->srv->stats.rejected[REJECT_HANDSHAKE_TIMEOUT]);
         log_conn(LOG_DEBUG, c->id, c->peer, "request head timed out");
     }
     conn_abort(c);

@@ -88,7 +88,7 @@ static int write_pending(conn *c)
     ssize_t n = writev(bufferevent_getfd(c->bev), iov, pend_iov(c, iov));
 
     if (n > 0 && (size_t)n < c->pend_bytes)
-        c->srv->stats.partial_writes++;
+        stat_inc(&c->srv->stats.partial_writes);
     return pend_written(c, n < 0 ? -errno : n);
 }
 
@@ -127,7 +127,7 @@ static void send_pending(server *srv, conn *list)
 
 static void slow_consumer(conn *c)
 {
-    c->srv->stats.slow_consumer_closes++;
+    stat_inc(&c->srv->stats.slow_consumer_closes);
     server_log_limited(c->srv, LOG_CAUSE_SLOW_CONSUMER, LOG_INFO,
                        &(log_fields){.conn = c->id, .peer = c->peer},
                        "slow consumer, %zu bytes queued; closing with 1013",
@@ -193,7 +193,7 @@ void conn_flush_pending(server *srv)
         c->flush_pending = 0;
         c->turn_bytes = 0;
         if (c->state == CONN_DEAD) /* kept for us by conn_reap */
-            event_active(srv->reap_ev, EV_TIMEOUT, 0);
+            server_reap_soon(srv);
         if (c->state != CONN_WS || !c->direct_write)
             continue;
         out = bufferevent_get_output(c->bev);
@@ -226,7 +226,7 @@ int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len)
     if ((c->npend && spill(c)) || evbuffer_add(out, hdr, n) ||
         evbuffer_add(out, payload, len))
         return -1;
-    c->srv->stats.bytes_out += n + len;
+    stat_add(&c->srv->stats.bytes_out, n + len);
     schedule_write(c, n + len);
     return 0;
 }
@@ -298,7 +298,7 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
         conn_abort(c);
         return -1;
     }
-    c->srv->stats.bytes_out += len;
+    stat_add(&c->srv->stats.bytes_out, len);
     schedule_write(c, len);
     return 0;
 }

@@ -143,7 +143,7 @@ static void consume(conn *c)
                 break;
         }
         evbuffer_drain(in, used);
-        c->srv->stats.bytes_in += used;
+        stat_add(&c->srv->stats.bytes_in, used);
         if (used == 0 || c->read_paused)
             break; /* the rest of a frame has not arrived yet */
     }
@@ -212,7 +212,7 @@ void conn_publish_taken(conn *c, size_t len)
     if (c->read_paused || c->unacked_bytes < c->srv->cfg->max_unacked_bytes)
         return;
     c->read_paused = 1;
-    c->srv->stats.publish_read_pauses++;
+    stat_inc(&c->srv->stats.publish_read_pauses);
     bufferevent_disable(c->bev, EV_READ);
 }
 

@@ -83,7 +83,7 @@ static void send_tail(server *s, sub *sb, frame_ref *f, const size_t *pos,
                       size_t i, size_t count)
 {
     if (conn_send_shared_range(sb->owner, f, pos[i], pos[count] - pos[i]) == 0)
-        s->stats.messages_delivered += count - i;
+        stat_add(&s->stats.messages_delivered, count - i);
 }
 
 void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,

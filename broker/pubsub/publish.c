@@ -380,13 +380,13 @@ static void complete(server *s, publish_slot *sl, int failed, double seconds,
     if (s->store)
         metrics_observe_commit(&s->stats, seconds);
     if (failed) {
-        s->stats.history_errors++;
+        stat_inc(&s->stats.history_errors);
         server_log_limited(s, LOG_CAUSE_HISTORY, LOG_ERROR, &(log_fields){0},
                            "history: write of %zu messages failed: %s", sl->n,
                            why ? why : "unknown error");
     } else {
-        s->stats.history_commits += s->store != NULL;
-        s->stats.messages_published += sl->n;
+        stat_add(&s->stats.history_commits, s->store != NULL);
+        stat_add(&s->stats.messages_published, sl->n);
     }
     for (size_t i = 0; i < sl->n; i++) {
         publish_ack *a = &sl->acks[i];

@@ -17,7 +17,7 @@ void replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
     uint64_t newest = info->newest;
 
     (void)t;
-    srv->stats.replays++;
+    stat_inc(&srv->stats.replays);
     if (strcmp(epoch, info->epoch) != 0 || since > newest) {
         /* A foreign epoch, or an offset this epoch never reached: the
          * client's position means nothing here; send all we have. */
@@ -128,8 +128,8 @@ static int emit_row(void *arg, uint64_t offset, int64_t ts_ms, const char *data,
     }
     frame_ref_decref(f);
     p->s->cursor = offset;
-    p->c->srv->stats.replayed_messages++;
-    p->c->srv->stats.messages_delivered++;
+    stat_inc(&p->c->srv->stats.replayed_messages);
+    stat_inc(&p->c->srv->stats.messages_delivered);
     return conn_queued(p->c) >= p->high_water;
 }
 

@@ -213,10 +213,10 @@ void topics_unsubscribe_all(topics *ts, sub **owner_list)
 
 size_t topics_count(const topics *ts)
 {
-    return ts->by_name.count;
+    return dict_count(&ts->by_name);
 }
 
 size_t topics_sub_count(const topics *ts)
 {
-    return ts->subs.count;
+    return dict_count(&ts->subs);
 }

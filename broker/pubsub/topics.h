@@ -93,6 +93,7 @@ sub *topics_subscribe(topics *ts, topic *t, void *owner, sub **owner_list);
 void topics_unsubscribe(topics *ts, sub *s, sub **owner_list);
 void topics_unsubscribe_all(topics *ts, sub **owner_list);
 
+/* Sizes; callable from another loop's thread (GET /metrics). */
 size_t topics_count(const topics *ts);
 size_t topics_sub_count(const topics *ts);
 

@@ -11,7 +11,8 @@ import time
 import pytest
 import websockets
 
-from conftest import CHORUSD, Broker, dumps, http_request
+from conftest import CHORUSD, Broker, dumps, http_request, \
+    sanitizer_report
 
 from chorus_helpers import WAIT, expect_silence, recv_json, recv_messages, \
     request, subscribe
@@ -215,6 +216,7 @@ def start_refused(workdir, db_path, name):
     took = time.monotonic() - t0
     err = p.stderr.decode("utf-8", "replace")
     assert p.returncode != 0, f"{name}: chorusd started\n{err}"
+    assert sanitizer_report(err) is None, err
     assert took < 5, f"{name}: took {took:.1f} s to fail"
     assert db_path in err, f"{name}: stderr does not name {db_path}:\n{err}"
     return err

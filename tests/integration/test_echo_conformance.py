@@ -29,7 +29,7 @@ import time
 import pytest
 
 import wsraw
-from conftest import Broker, TMP_ROOT
+from conftest import Broker, TMP_ROOT, sanitizer_report
 from wsraw import (NO_CODE, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,
                    OP_TEXT, WSConn, build_fragmented, build_frame,
                    close_payload)
@@ -104,7 +104,7 @@ class EchoServer:
         code = self.broker.stop()
         log = self.broker.read_log()
         for c, lg in self.dead + [(code, log)]:
-            if "ERROR: AddressSanitizer" in lg or "runtime error:" in lg:
+            if sanitizer_report(lg):
                 problems.append("sanitizer report in chorusd log:\n" + lg)
             if c not in (0, -9, None):
                 problems.append("chorusd exit %s\n%s" % (c, lg[-3000:]))

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import CHORUSD, Broker, http_request
+from conftest import CHORUSD, Broker, http_request, sanitizer_report
 from chorus_helpers import metrics_values
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -44,7 +44,7 @@ def limited(workdir):
     for b in started:
         code = b.stop()
         log = b.read_log()
-        assert "ERROR: AddressSanitizer" not in log, log
+        assert sanitizer_report(log) is None, log
         assert code == 0, log
 
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import CHORUSD, Broker
+from conftest import CHORUSD, Broker, sanitizer_report
 
 NOBODY = pwd.getpwnam("nobody")
 
@@ -29,7 +29,9 @@ def start_failing(b, argv_prefix=(), preexec_fn=None, timeout=10):
     cfg = b.write_config()
     r = subprocess.run([*argv_prefix, CHORUSD, "-c", cfg], capture_output=True,
                        timeout=timeout, preexec_fn=preexec_fn)
-    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    assert sanitizer_report(out) is None, out
+    return r.returncode, out
 
 
 def read_only_mount(path):

@@ -43,7 +43,8 @@ async def collect(ws, topic, last, got):
             got.append(m["offset"])
 
 
-@pytest.mark.parametrize("threads", [1, 3])
+# 0 is the default: one loop per core.
+@pytest.mark.parametrize("threads", [0, 1, 3])
 def test_fan_out_across_loops(make_broker, threads):
     b = make_broker(threads=threads)
 

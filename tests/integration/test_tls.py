@@ -21,7 +21,8 @@ import time
 import pytest
 import websockets
 
-from conftest import CHORUSD, Broker, free_port, http_request, run_cli
+from conftest import CHORUSD, Broker, free_port, http_request, run_cli, \
+    sanitizer_report
 
 import chorus_helpers
 from chorus_helpers import WAIT
@@ -343,6 +344,7 @@ def start_fails(workdir, **conf):
     r = subprocess.run([CHORUSD, "-c", cfg], capture_output=True, timeout=10)
     elapsed = time.monotonic() - t0
     assert r.returncode != 0, r
+    assert sanitizer_report(r.stderr.decode()) is None, r.stderr.decode()
     assert elapsed < 3, elapsed
     # nothing listens
     with pytest.raises(OSError):

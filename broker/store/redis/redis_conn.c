@@ -69,7 +69,7 @@ static void observe_rtt(rconn *rc, uint64_t ns)
 static void pending_add(rconn *rc, int64_t d)
 {
     if (rc->m)
-        rc->m->redis_pending += (uint64_t)d;
+        stat_add(&rc->m->redis_pending, (uint64_t)d);
 }
 
 static void schedule_retry(rconn *rc)
@@ -116,7 +116,7 @@ static void went_down(rconn *rc, const char *why)
                  rc->pubsub ? " (pub/sub)" : "", why);
     fail_in_flight(rc);
     if (was_ready && rc->m)
-        rc->m->redis_reconnects++;
+        stat_inc(&rc->m->redis_reconnects);
     if (rc->hooks.down)
         rc->hooks.down(rc, rc->hooks.arg);
     schedule_retry(rc);
@@ -205,7 +205,7 @@ static void handshake_failed(rconn *rc, const redisReply *r, const char *step)
 static void became_ready(rconn *rc)
 {
     __atomic_store_n(&rc->ready, 1, __ATOMIC_RELAXED);
-    if (rc->failures > 1 || (rc->m && rc->m->redis_reconnects))
+    if (rc->failures > 1 || (rc->m && stat_get(&rc->m->redis_reconnects)))
         log_info("redis %s:%d%s: connected (run_id %.8s)", rc->addr.host,
                  rc->addr.port, rc->pubsub ? " (pub/sub)" : "", rc->run_id);
     rc->failures = 0;

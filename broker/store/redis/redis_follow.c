@@ -34,7 +34,7 @@ typedef struct frec {
 struct rfollow {
     const store_feed *feed;
     redis_engine *e;
-    uint64_t *gap_fills, *epoch_changes;
+    stat_counter *gap_fills, *epoch_changes; /* the loop's metrics */
     dict recs;
     uint8_t key[16];
     struct event *tick;
@@ -144,7 +144,7 @@ static void start_fill(frec *r)
     r->filling = 1;
     r->fill_gen = r->gen;
     if (r->f->gap_fills)
-        (*r->f->gap_fills)++;
+        stat_inc(r->f->gap_fills);
     if (redis_engine_read(r->f->e, r->name, r->len, r->delivered, FILL_PAGE,
                           on_fill, r))
         r->filling = 0;
@@ -170,7 +170,7 @@ static void on_meta(void *arg, int ok, const char *epoch, uint64_t newest,
                  "over?); subscribers get the new epoch",
                  (int)r->len, r->name);
         if (r->f->epoch_changes)
-            (*r->f->epoch_changes)++;
+            stat_inc(r->f->epoch_changes);
         memcpy(r->epoch, epoch, sizeof r->epoch);
         r->delivered = r->want = newest;
         r->gen++;
@@ -373,8 +373,8 @@ rfollow *rfollow_new(struct event_base *base, const store_feed *feed)
     return f;
 }
 
-void rfollow_set_engine(rfollow *f, redis_engine *e, uint64_t *gap_fills,
-                        uint64_t *epoch_changes)
+void rfollow_set_engine(rfollow *f, redis_engine *e, stat_counter *gap_fills,
+                        stat_counter *epoch_changes)
 {
     f->e = e;
     f->gap_fills = gap_fills;

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "redis_payload.h"
 #include "store.h"
 
@@ -34,8 +35,8 @@ struct event_base;
 /* feed may be NULL (nothing is delivered, watch does nothing). */
 rfollow *rfollow_new(struct event_base *base, const store_feed *feed);
 /* Before the engine is freed: requests in flight are failed into it. */
-void rfollow_set_engine(rfollow *f, redis_engine *e, uint64_t *gap_fills,
-                        uint64_t *epoch_changes);
+void rfollow_set_engine(rfollow *f, redis_engine *e, stat_counter *gap_fills,
+                        stat_counter *epoch_changes);
 void rfollow_free(rfollow *f);
 
 void rfollow_watch(rfollow *f, const char *name, size_t len, int on);

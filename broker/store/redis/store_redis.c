@@ -360,12 +360,13 @@ static void redis_metrics_out(store *st, struct evbuffer *out)
         if (!l)
             continue;
         for (int b = 0; b <= METRICS_REDIS_RTT_BUCKETS; b++)
-            sum.redis_rtt_buckets[b] += l->m.redis_rtt_buckets[b];
-        sum.redis_rtt_sum_ns += l->m.redis_rtt_sum_ns;
-        sum.redis_reconnects += l->m.redis_reconnects;
-        sum.redis_pending += l->m.redis_pending;
-        sum.redis_gap_fills += l->m.redis_gap_fills;
-        sum.redis_epoch_changes += l->m.redis_epoch_changes;
+            stat_add(&sum.redis_rtt_buckets[b],
+                     stat_get(&l->m.redis_rtt_buckets[b]));
+        stat_add(&sum.redis_rtt_sum_ns, stat_get(&l->m.redis_rtt_sum_ns));
+        stat_add(&sum.redis_reconnects, stat_get(&l->m.redis_reconnects));
+        stat_add(&sum.redis_pending, stat_get(&l->m.redis_pending));
+        stat_add(&sum.redis_gap_fills, stat_get(&l->m.redis_gap_fills));
+        stat_add(&sum.redis_epoch_changes, stat_get(&l->m.redis_epoch_changes));
     }
     metrics_render_redis(&sum, out);
 }
