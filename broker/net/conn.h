@@ -64,6 +64,7 @@ typedef struct conn {
     int http_busy;           /* an HTTP reply is pending (publish) */
     int http_keepalive;      /* keep the connection after that reply */
     int64_t head_started_ms; /* deadline base for the request head */
+    int64_t msg_started_ms;  /* ... for the WebSocket message; 0: none */
     chorus_ws_decoder dec;
     struct evbuffer *msg; /* reassembly of a fragmented message */
     int msg_opcode;

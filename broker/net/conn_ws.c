@@ -11,6 +11,7 @@
 
 #include "chorus/utf8.h"
 #include "compress.h"
+#include "log.h"
 #include "conn.h"
 #include "server.h"
 #include "session.h"
@@ -104,6 +105,35 @@ static void too_big(conn *c, const chorus_ws_event *ev)
     conn_close(c, ev->close_code, ev->reason);
 }
 
+/* Notes when the message being received began (0: none is), for
+ * message_timeout. Input waiting while reading is paused is ours to
+ * take, not the client's delay. */
+static void time_message(conn *c, size_t left)
+{
+    if (c->state != CONN_WS || c->read_paused ||
+        (!left && !chorus_ws_decoder_busy(&c->dec)))
+        c->msg_started_ms = 0;
+    else if (!c->msg_started_ms)
+        c->msg_started_ms = server_now_ms(c->srv);
+}
+
+/* A message trickled in slower than message_timeout (a slowloris): each
+ * byte resets the idle timer, so this bounds the whole message. */
+static int message_too_slow(conn *c)
+{
+    uint64_t limit = c->srv->cfg->message_timeout_ms;
+
+    if (!limit || !c->msg_started_ms ||
+        server_now_ms(c->srv) - c->msg_started_ms <= (int64_t)limit)
+        return 0;
+    if (server_log_due(c->srv, LOG_CAUSE_SLOW_MESSAGE))
+        log_info("conn %llu (%s): message not complete after "
+                 "message_timeout (%llums); closing with 1008",
+                 (unsigned long long)c->id, c->peer, (unsigned long long)limit);
+    conn_close(c, CHORUS_WS_CLOSE_POLICY, "message too slow");
+    return 1;
+}
+
 static void consume(conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -147,6 +177,7 @@ static void consume(conn *c)
         if (used == 0 || c->read_paused)
             break; /* the rest of a frame has not arrived yet */
     }
+    time_message(c, evbuffer_get_length(in));
     if (c->state != CONN_WS && c->state != CONN_DEAD)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
@@ -200,6 +231,8 @@ void conn_ws_read(conn *c)
     int full =
         evbuffer_get_length(bufferevent_get_input(c->bev)) >= LIBEVENT_READ;
 
+    if (message_too_slow(c))
+        return;
     consume(c);
     if (full && !c->tls)
         read_on(c);
