@@ -7,7 +7,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "loops.h"
+#include "loops_run.h"
 #include <unistd.h>
 
 static void usage(FILE *f)

@@ -14,11 +14,14 @@
 
 #include "compress.h"
 #include "conn.h"
+#include "http_api.h"
+#include "http_route.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
 #include "send_batch.h"
+#include "session.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
@@ -28,14 +31,6 @@
 
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
-
-int64_t server_now_ms(server *s)
-{
-    struct timeval tv;
-
-    event_base_gettimeofday_cached(s->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -53,31 +48,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_flush_pending(arg);
-}
-
-int server_log_due(server *s, int cause)
-{
-    int64_t now = server_now_ms(s);
-
-    if (now - s->logged_ms[cause] < 1000)
-        return 0;
-    s->logged_ms[cause] = now;
-    return 1;
-}
-
-void server_too_large(server *s, const char *peer, const char *how)
-{
-    s->stats.too_large++;
-    if (server_log_due(s, LOG_CAUSE_TOO_LARGE))
-        log_info("%s: message larger than max_message_size (%llu bytes); "
-                 "%s",
-                 peer, (unsigned long long)s->cfg->max_message_size, how);
-}
-
-int server_reject(server *s, reject_cause cause)
-{
-    s->stats.rejected[cause]++;
-    return server_log_due(s, (int)cause);
 }
 
 static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
@@ -126,6 +96,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
 }
 
+static void http_publish_answered(conn *c, json_t *id, size_t data_len,
+                                  const char *topic_name, const char *epoch,
+                                  uint64_t offset, const char *error)
+{
+    (void)id;
+    (void)data_len;
+    http_api_publish_done(c, topic_name, epoch, offset, error);
+}
+
 /* epoll with a changelist: an event added and removed within one turn
  * costs no system call. */
 static struct event_base *new_base(void)
@@ -163,6 +142,11 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
+    /* The layers above the connections, wired here so that those below
+     * call them through these pointers only. */
+    s->http = &http_route_handler;
+    s->publish_answer[ACK_WS] = session_publish_answered;
+    s->publish_answer[ACK_HTTP] = http_publish_answered;
     s->cfg = cfg;
     s->b = b;
     s->index = index;

@@ -58,6 +58,8 @@ typedef struct server {
     struct event *flush_ev;   /* writes it out after everything else */
     struct send_batch *sends; /* io_uring for those writes, or NULL */
     size_t nconns;
+    const struct conn_handler *http;     /* what new connections talk */
+    publish_answer_fn publish_answer[2]; /* by ack_kind (publish.h) */
     publish_batch batch;
     metrics stats;
     int stopping;

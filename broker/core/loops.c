@@ -6,15 +6,11 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <openssl/ssl.h>
 
-#include "conn.h"
-#include "fanout.h"
 #include "frame_ref.h"
 #include "log.h"
 #include "metrics.h"
-#include "publish.h"
 #include "server.h"
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len)
@@ -84,40 +80,6 @@ void loops_post_lost(broker *b, int to)
     event_active(in->ev, EV_READ, 0);
 }
 
-static void adopt_conn(server *s, lmsg *m)
-{
-    conn *c =
-        conn_new(s, m->fd, (struct sockaddr *)&m->addr, m->addrlen, m->ssl);
-
-    m->fd = -1; /* conn_new owns (or closed) it now */
-    if (c)
-        c->ip = m->token;
-    else
-        loops_release(s->b, m->token);
-}
-
-/* Returns 1 when it took m, 0 when m is done with. */
-static int handle(server *s, lmsg *m)
-{
-    switch (m->type) {
-    case LMSG_CONN:
-        if (s->stopping) {
-            loops_release(s->b, m->token);
-            break; /* lmsg_free closes the socket */
-        }
-        adopt_conn(s, m);
-        break;
-    case LMSG_PUBLISH: publish_receive_forwarded(s, m); return 1;
-    case LMSG_COMMITTED:
-        publish_deliver_block(s, m->name, m->name_len, m->block, m->offset,
-                              m->count, m->pos);
-        break;
-    case LMSG_ACK: publish_forwarded_ack(s, m); break;
-    case LMSG_STOP: server_stop(s); break;
-    }
-    return 0;
-}
-
 void loops_drain_inbox(server *s)
 {
     lmsg *m, *next;
@@ -134,11 +96,11 @@ void loops_drain_inbox(server *s)
     if (lost) {
         log_error("a committed block was lost (out of memory): closing "
                   "this loop's subscribers so that they resume");
-        fanout_lost_all(s);
+        s->b->lost(s);
     }
     for (; m; m = next) {
         next = m->next;
-        if (!handle(s, m))
+        if (!s->b->handle(s, m))
             lmsg_free(m);
     }
 }
@@ -207,86 +169,4 @@ void loops_release(broker *b, ip_slot *slot)
         ip_table_release(&b->ips, slot);
     b->nconns--;
     pthread_mutex_unlock(&b->mu);
-}
-
-static void *loop_main(void *arg)
-{
-    server *s = arg;
-
-    s->exit_code = server_run(s);
-    return NULL;
-}
-
-/* Signals go to loop 0 (the main thread) only. */
-static int start_threads(broker *b)
-{
-    sigset_t all, old;
-    int rc = 0;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    for (int i = 1; i < b->n && rc == 0; i++) {
-        char name[32];
-        rc = pthread_create(&b->threads[i], NULL, loop_main, &b->loops[i]);
-        if (rc) {
-            b->n = i; /* run with the loops that started */
-            break;
-        }
-        snprintf(name, sizeof name, "chorus-loop%d", i); /* for top -H */
-        name[15] = '\0'; /* the kernel's limit */
-        pthread_setname_np(b->threads[i], name);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
-
-int loops_run(const config *cfg)
-{
-    broker b = {0};
-    char err[512];
-    int n = (int)cfg->threads, rc = 1, inited = 0;
-
-    if (evthread_use_pthreads()) {
-        log_error("libevent has no thread support");
-        return 1;
-    }
-    if (pthread_mutex_init(&b.mu, NULL)) {
-        log_error("cannot create a mutex");
-        return 1;
-    }
-    b.cfg = cfg;
-    b.n = n;
-    b.loops = calloc((size_t)n, sizeof *b.loops);
-    b.threads = calloc((size_t)n, sizeof *b.threads);
-    if (!b.loops || !b.threads || ip_table_init(&b.ips)) {
-        log_error("out of memory");
-        goto out;
-    }
-    for (; inited < n; inited++) {
-        if (server_init(&b.loops[inited], &b, inited, err, sizeof err)) {
-            log_error("%s", err);
-            inited++;
-            goto out;
-        }
-    }
-    if (start_threads(&b))
-        log_warn("could only start %d of %d loops", b.n, n);
-    rc = server_run(&b.loops[0]);
-    for (int i = 1; i < b.n; i++) {
-        pthread_join(b.threads[i], NULL);
-        if (b.loops[i].exit_code)
-            rc = b.loops[i].exit_code;
-    }
-    log_info("stopped");
-out:
-    /* Loop 0 first: what it commits last is acked to loops still there,
-     * which take it from their inboxes as they go. */
-    for (int i = 0; i < inited; i++)
-        server_destroy(&b.loops[i]);
-    pthread_mutex_destroy(&b.mu);
-    if (b.ips.slots.buckets)
-        ip_table_destroy(&b.ips);
-    free(b.loops);
-    free(b.threads);
-    return rc;
 }

@@ -121,8 +121,8 @@ static void add(metrics *a, const metrics *b)
 void metrics_render(const server *s, struct evbuffer *out)
 {
     metrics total = s->stats, *m = &total;
-    uint64_t nconns = s->nconns, subs = topics_sub_count(&s->topics);
-    uint64_t ntopics = topics_count(&s->topics);
+    uint64_t nconns = s->nconns, subs = s->topics.subs.count;
+    uint64_t ntopics = s->topics.by_name.count;
 
     /* The other loops' counters are read while they run: each value is
      * a word that is only ever incremented, so a scrape sees a recent

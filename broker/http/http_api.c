@@ -5,14 +5,13 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <jansson.h>
 
 #include "auth.h"
 #include "chorus/wire.h"
 #include "conn.h"
 #include "history.h"
-#include "http_route.h"
+#include "http_reply.h"
 #include "log.h"
 #include "publish.h"
 #include "server.h"
@@ -169,7 +168,7 @@ void http_api_publish_done(conn *c, const char *name, const char *epoch,
         free(body);
         json_decref(o);
     }
-    http_route_resume(c);
+    conn_http_resume(c);
 }
 
 typedef struct history_page {
