@@ -5,21 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "chorus_version.h"
 #include "config.h"
 #include "log.h"
 #include "loops_run.h"
-#include <unistd.h>
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: chorusd [-c FILE] [--listen HOST:PORT] "
-               "[--log-level LEVEL]\n"
+               "[--log-level LEVEL] [--check-config]\n"
                "  -c, --config FILE     read settings from FILE (key = value)\n"
                "  -l, --listen ADDR     listen address, e.g. 127.0.0.1:8080\n"
                "  -L, --log-level LVL   error, warn, info or debug\n"
+               "  -t, --check-config    check the settings and exit: 0 when "
+               "valid,\n"
+               "                        1 with \"file:line: message\" when "
+               "not;\n"
+               "                        opens no port and no database\n"
+               "  -V, --version         print the version and exit\n"
                "  -h, --help            this text\n"
                "Without -c, chorusd runs on its built-in defaults; see "
                "broker.conf.example.\n");
+}
+
+static void print_version(void)
+{
+    if (CHORUS_GIT_COMMIT[0])
+        printf("chorusd %s (git %s)\n", CHORUS_VERSION, CHORUS_GIT_COMMIT);
+    else
+        printf("chorusd %s\n", CHORUS_VERSION);
 }
 
 int main(int argc, char **argv)
@@ -28,19 +44,23 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'L'},
+        {"check-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *conf_path = NULL, *listen = NULL, *level = NULL;
     char err[512];
     config cfg;
-    int opt, rc;
+    int opt, rc, check_only = 0;
 
-    while ((opt = getopt_long(argc, argv, "c:l:L:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:l:L:tVh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf_path = optarg; break;
         case 'l': listen = optarg; break;
         case 'L': level = optarg; break;
+        case 't': check_only = 1; break;
+        case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -57,6 +77,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "chorusd: %s\n", err);
         config_free(&cfg);
         return 1;
+    }
+    if (check_only) {
+        printf("chorusd: %s: settings are valid\n",
+               conf_path ? conf_path : "built-in defaults");
+        config_free(&cfg);
+        return 0;
     }
     log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chorus_version.h"
 #include "cli.h"
 
 typedef struct cli_command {
@@ -150,7 +151,10 @@ static void usage_main(FILE *f)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nOptions of every command:\n");
     print_opts(f, common_opts);
-    fprintf(f, "\nRun 'chorus <command> --help' for details.\n");
+    fprintf(
+        f,
+        "\nRun 'chorus <command> --help' for details, 'chorus --version' for\n"
+        "the version.\n");
 }
 
 static void usage_command(FILE *f, const cli_command *cmd)
@@ -260,6 +264,13 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage_main(stderr);
         return CLI_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        if (CHORUS_GIT_COMMIT[0])
+            printf("chorus %s (git %s)\n", CHORUS_VERSION, CHORUS_GIT_COMMIT);
+        else
+            printf("chorus %s\n", CHORUS_VERSION);
+        return CLI_OK;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -9,6 +9,11 @@ import re
 import sys
 
 RANK = {"core": 0, "net": 1, "store": 1, "pubsub": 2, "http": 3, "": 4}
+# Upward edges accepted, each with its reason (they make no cycle).
+ALLOWED = {
+    ("core/metrics.c", "net/send_batch.c"):
+        "the /metrics page reads each loop's io_uring state",
+}
 DEF = re.compile(r"^(?!static\b|typedef\b|extern\b)[A-Za-z_][\w \*]*?\b(\w+)\(")
 IDENT = re.compile(r"\b([A-Za-z_]\w*)\b")
 NOISE = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'",
@@ -113,7 +118,8 @@ def main():
     for f, targets in sorted(edges.items()):
         for g, name in sorted(targets.items()):
             lf, lg = layer(f, root), layer(g, root)
-            if RANK[lg] > RANK[lf]:
+            pair = (os.path.relpath(f, root), os.path.relpath(g, root))
+            if RANK[lg] > RANK[lf] and pair not in ALLOWED:
                 print(f"upward: {os.path.relpath(f, root)} names {name}() "
                       f"of {os.path.relpath(g, root)}")
                 bad += 1

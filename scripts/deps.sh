@@ -11,6 +11,8 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
+  # The package test: systemd-analyze verify, man --warnings, completion.
+  PACKAGES+=(systemd man-db bash-completion)
   # The browser client's tests: Node with npm, and a real browser.
   PACKAGES+=(nodejs chromium)
   # NodeSource's nodejs ships npm and conflicts with Debian's npm package.

@@ -70,7 +70,10 @@ static const key_def keys[] = {
     {"compression", T_BOOL, OFF(compression), 0, 0, NULL},
     {"io_uring", T_BOOL, OFF(io_uring), 0, 0, NULL},
     {"threads", T_COUNT, OFF(threads), 0, 64, "must be between 0 and 64"},
-    {"auth_secret", T_STRING, OFF(auth_secret), 0, 0, NULL},
+    /* An HS256 key shorter than the hash (32 bytes) is refused (RFC 7518,
+     * section 3.2); min is in bytes for strings. */
+    {"auth_secret", T_STRING, OFF(auth_secret), 32, 0,
+     "must be at least 32 bytes (an HS256 key, RFC 7518 section 3.2)"},
     {"api_key", T_STRING, OFF(api_key), 0, 0, NULL},
     {"allow_anonymous", T_BOOL, OFF(allow_anonymous), 0, 0, NULL},
     {"anonymous_publish", T_BOOL, OFF(anonymous_publish), 0, 0, NULL},
@@ -447,6 +450,11 @@ int config_set(config *c, const char *key, const char *value, char *err,
             *(uint64_t *)field = u;
             return 0;
         }
+    } else if (k->type == T_STRING && strlen(value) < k->min) {
+        /* The value is a secret: its length only. */
+        set_err(err, errlen, "%s: %s; this one has %zu", k->name, k->bound_msg,
+                strlen(value));
+        return -1;
     } else if (k->type != T_LISTEN ||
                config_parse_listen(value, host, sizeof host, &i) == 0) {
         return set_string(field, value, k, err, errlen);

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "chorus/wire.h"
+#include "send_batch.h"
 #include "server.h"
 
 static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
@@ -106,6 +107,33 @@ static void commit_histogram(struct evbuffer *out, const metrics *m)
     evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
 }
 
+/* Whether the end-of-turn writes go through io_uring, and the writes a
+ * socket took only part of, by the way they were issued. */
+static void write_path(struct evbuffer *out, const server *s,
+                       uint64_t writev_partials)
+{
+    static const char *const via[] = {"io_uring", "writev"};
+    uint64_t partial[2] = {0, writev_partials}, rings = 0;
+    int n = s->b ? s->b->n : 1;
+
+    for (int i = 0; i < n; i++) {
+        const server *o = s->b ? &s->b->loops[i] : s;
+        rings += (uint64_t)send_batch_active(o->sends);
+        partial[0] += send_batch_partial_writes(o->sends);
+    }
+    one(out, "chorus_io_uring_built_in", "gauge",
+        "1 if chorusd was built with liburing.",
+        (uint64_t)send_batch_built_in());
+    one(out, "chorus_io_uring_rings", "gauge",
+        "Event loops writing through io_uring (io_uring = on, available "
+        "and not failed).",
+        rings);
+    labelled(out, "chorus_partial_writes_total",
+             "End-of-turn writes the socket took only part of (the rest "
+             "waits until it is writable), by system call.",
+             "via", via, partial, 2);
+}
+
 /* Adds b's counters to a. */
 static void add(metrics *a, const metrics *b)
 {
@@ -179,4 +207,5 @@ void metrics_render(const server *s, struct evbuffer *out)
     one(out, "chorus_token_expired_closes_total", "counter",
         "Connections closed because their token expired.",
         m->token_expired_closes);
+    write_path(out, s, m->partial_writes);
 }

@@ -56,6 +56,7 @@ typedef struct metrics {
     uint64_t idle_closes;
     uint64_t too_large; /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
+    uint64_t partial_writes; /* by writev; io_uring's are in send_batch */
 } metrics;
 
 /* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */

@@ -56,8 +56,8 @@ typedef enum {
     CONN_IO_CONNECTED, /* the TLS handshake completed */
 } conn_io_event;
 
-void conn_io_readable(conn *c);          /* new input in c->in */
-void conn_io_drained(conn *c);           /* c->out fell to CONN_LOW_WATER */
+void conn_io_readable(conn *c); /* new input in c->in */
+void conn_io_drained(conn *c);  /* c->out fell to CONN_LOW_WATER */
 void conn_io_report(conn *c, conn_io_event what, int err);
 
 /* Within conn*.c: decodes what arrived on an upgraded connection

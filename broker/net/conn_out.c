@@ -93,9 +93,11 @@ static int pend_written(conn *c, ssize_t n)
 static int write_pending(conn *c)
 {
     struct iovec iov[CONN_PEND_MAX];
-    int n = pend_iov(c, iov);
+    ssize_t w = c->io->writev(c, iov, pend_iov(c, iov));
 
-    return pend_written(c, c->io->writev(c, iov, n));
+    if (w > 0 && (size_t)w < c->pend_bytes)
+        c->srv->stats.partial_writes++;
+    return pend_written(c, w);
 }
 
 static void pend_sent(void *owner, ssize_t result, void *arg)
@@ -169,7 +171,7 @@ void conn_flush_pending(server *srv)
     /* Only the connections listed now: one that queues more while being
      * flushed (a replay page) waits for the next turn, behind others. */
     srv->flush_head = srv->flush_tail = NULL;
-    if (srv->sends)
+    if (send_batch_active(srv->sends))
         send_pending(srv, c);
     for (; c; c = next) {
         next = c->flush_next;

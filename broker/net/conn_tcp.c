@@ -31,8 +31,8 @@ static void socket_cb(evutil_socket_t fd, short what, void *arg);
 /* Registers the socket's event for what is wanted now. */
 static void arm_socket(conn *c)
 {
-    short want = (short)((c->read_on ? EV_READ : 0) |
-                         (c->write_waiting ? EV_WRITE : 0));
+    short want =
+        (short)((c->read_on ? EV_READ : 0) | (c->write_waiting ? EV_WRITE : 0));
 
     if (want == c->io_events)
         return;
@@ -126,8 +126,7 @@ static void on_readable(conn *c)
         if (n == -EAGAIN || n == -EINTR)
             return;
         if (n <= 0) {
-            conn_io_report(c, n == 0 ? CONN_IO_EOF : CONN_IO_ERROR,
-                           (int)-n);
+            conn_io_report(c, n == 0 ? CONN_IO_EOF : CONN_IO_ERROR, (int)-n);
             return;
         }
         got += (size_t)n;
@@ -272,6 +271,6 @@ static void tcp_close(conn *c)
 }
 
 const conn_io conn_io_tcp = {
-    tcp_start,    tcp_want_read,    tcp_want_write, tcp_writev,
-    tcp_read,     tcp_set_timeouts, tcp_shutdown,   tcp_close,
+    tcp_start, tcp_want_read,    tcp_want_write, tcp_writev,
+    tcp_read,  tcp_set_timeouts, tcp_shutdown,   tcp_close,
 };

@@ -85,8 +85,7 @@ static void tls_set_timeouts(conn *c, uint64_t read_ms, uint64_t write_ms)
     struct timeval w = {(time_t)(write_ms / 1000),
                         (suseconds_t)(write_ms % 1000) * 1000};
 
-    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL,
-                             write_ms ? &w : NULL);
+    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
 }
 
 static int tls_shutdown(conn *c)

@@ -166,7 +166,7 @@ test('a slow-consumer close (1013) is recovered from with every offset once', as
 });
 
 test('an expired token is reported, not retried in a loop', async (t) => {
-  const secret = 'browser-test-secret';
+  const secret = 'browser-test-secret-of-at-least-32-bytes';
   const b = await broker({ auth_secret: secret, allow_anonymous: 'off' });
   const now = Math.floor(Date.now() / 1000);
   const expired = makeToken(secret, { sub: 'tester', exp: now - 60, iat: now - 3600 });

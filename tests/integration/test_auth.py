@@ -19,7 +19,7 @@ import urllib.parse
 import pytest
 import websockets
 
-from conftest import dumps, http_request, run_cli
+from conftest import Broker, dumps, http_request, run_cli
 
 import chorus_helpers
 from chorus_helpers import WAIT, b64u
@@ -27,7 +27,8 @@ from chorus_helpers import recv_json_any as recv_json
 from chorus_helpers import request_any as request
 from chorus_helpers import run_aborting as run
 
-SECRET = "s3cret #with spaces and \u00e9"  # taken as written (quoted below)
+# Taken as written (quoted below); at least 32 bytes, as chorusd requires.
+SECRET = "s3cret #with spaces and \u00e9, 32 bytes or more"
 SECRET_CONF = '"' + SECRET + '"'
 API_KEY = "api-key-0123456789abcdef-LEAKCHECK"
 
@@ -162,6 +163,30 @@ async def still_open(ws):
 def auth_broker(make_broker, **conf):
     conf.setdefault("auth_secret", SECRET_CONF)
     return make_broker(**conf)
+
+
+# --- the secret itself ---------------------------------------------------------
+
+@pytest.mark.parametrize("secret", ["x", "a" * 31])
+def test_short_secret_refused_at_start(workdir, secret):
+    """An HS256 key shorter than 32 bytes (RFC 7518, section 3.2) stops
+    chorusd at start with a file:line error that gives the length, never
+    the secret."""
+    b = Broker(workdir, auth_secret=secret).start(wait=False)
+    assert b.proc.wait(10) == 1
+    log = b.read_log()
+    line = list(b.conf).index("auth_secret") + 1
+    assert re.search(r"broker\.conf:%d: auth_secret: must be at least 32 "
+                     r"bytes .*RFC 7518.*; this one has %d" %
+                     (line, len(secret)), log), log
+    if len(secret) > 8:
+        assert secret not in log
+
+
+def test_secret_of_32_bytes_accepted(make_broker):
+    b = make_broker(auth_secret="k" * 32)
+    status, _, _ = http_request(b, "GET", "/api/history/t")
+    assert status == 401
 
 
 # --- valid tokens --------------------------------------------------------------

@@ -22,7 +22,7 @@ from chorus_helpers import recv_json_any as recv_json
 from chorus_helpers import request_any as request
 from chorus_helpers import run_aborting as run
 
-SECRET = "metrics-secret"
+SECRET = "metrics-secret-of-at-least-32-bytes"
 API_KEY = "metrics-api-key-LEAK"
 
 NAMES = [

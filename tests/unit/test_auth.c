@@ -10,7 +10,7 @@
 #include "chorus/jwt.h"
 #include "config.h"
 
-#define SECRET "auth-test-secret"
+#define SECRET "auth-test-secret-of-at-least-32-bytes"
 #define APIKEY "k3y-for-the-http-api"
 #define NOW_MS 1700000000000LL
 

@@ -587,6 +587,12 @@ static void test_file_errors(void)
         {"listen = 1.2.3.4:80:90\n",
          "broker.conf:1: listen: expected host:port, [ipv6]:port or :port, "
          "port 1-65535, not \"1.2.3.4:80:90\""},
+        {"log_level = info\nauth_secret = x\n",
+         "broker.conf:2: auth_secret: must be at least 32 bytes (an HS256 "
+         "key, RFC 7518 section 3.2); this one has 1"},
+        {"auth_secret = \"0123456789 0123456789 012345678\"\n",
+         "broker.conf:1: auth_secret: must be at least 32 bytes (an HS256 "
+         "key, RFC 7518 section 3.2); this one has 31"},
         {"durability = normal\r\nlog_level = loud\r\n",
          "broker.conf:2: log_level: expected one of error, warn, info, "
          "debug, not \"loud\""},

@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "metrics.h"
+#include "send_batch.h"
 #include "server.h"
 
 static char *render(const server *s)
@@ -103,6 +104,7 @@ static void test_render(void)
     m->idle_closes = 8;
     m->too_large = 6;
     m->token_expired_closes = 2;
+    m->partial_writes = 11;
     metrics_count_error(m, "forbidden");
     metrics_observe_commit(m, 0.0002);
     metrics_observe_commit(m, 0.002);
@@ -162,6 +164,15 @@ static void test_render(void)
     CHECK_LINE(t, "chorus_idle_closes_total 8");
     CHECK_LINE(t, "chorus_messages_too_large_total 6");
     CHECK_LINE(t, "chorus_token_expired_closes_total 2");
+    /* No ring (s.sends is NULL): none in use, none of its partial writes. */
+    CHECK_LINE(t, "# TYPE chorus_io_uring_built_in gauge");
+    CHECK_LINE(t, send_batch_built_in() ? "chorus_io_uring_built_in 1"
+                                        : "chorus_io_uring_built_in 0");
+    CHECK_LINE(t, "# TYPE chorus_io_uring_rings gauge");
+    CHECK_LINE(t, "chorus_io_uring_rings 0");
+    CHECK_LINE(t, "# TYPE chorus_partial_writes_total counter");
+    CHECK_LINE(t, "chorus_partial_writes_total{via=\"io_uring\"} 0");
+    CHECK_LINE(t, "chorus_partial_writes_total{via=\"writev\"} 11");
 
     /* Every sample line belongs to a family announced just before it by
      * HELP and TYPE; no family appears twice. */
@@ -189,9 +200,9 @@ static void test_render(void)
         }
     }
     CHECK(ok);
-    CHECK_EQ_INT(families, 20);
-    CHECK_EQ_INT(samples, 17 + REJECT__COUNT + ERRCODE__COUNT +
-                              METRICS_COMMIT_BUCKETS + 3);
+    CHECK_EQ_INT(families, 23);
+    CHECK_EQ_INT(samples, 19 + REJECT__COUNT + ERRCODE__COUNT +
+                              METRICS_COMMIT_BUCKETS + 3 + 2);
     free(t);
 
     topics_unsubscribe_all(&s.topics, &lists[0]);

@@ -17,23 +17,34 @@
  * - and, should the above ever miss, at the barrier SQLite places between
  *   the two copies of the wal-index header when it publishes a commit
  *   (xShmBarrier of the database file): readers accept a header only once
- *   both copies match, so none is pointed at a frame still held here.
+ *   both copies match, so none is pointed at a frame still held here. The
+ *   barrier cannot return an error and SQLite publishes the header right
+ *   after it: if that flush fails, the process aborts (fail-stop) rather
+ *   than let a reader or a checkpoint trust frames that are not on disk.
  *
  * Whatever is buffered is therefore never committed data: a kill -9 loses
- * only a transaction in progress. The database file is the underlying
- * VFS's, seen through a wrapper that adds the barrier's flush; other files
- * are the underlying VFS's own. tests/unit/test_history_vfs.c checks all
- * this against the SQLite the broker is built with. */
+ * only a transaction in progress. What is still buffered when the
+ * connection gives up the WAL write lock belongs to a transaction that
+ * rolled back, and is dropped there: another connection may restart the
+ * WAL and write over that range before this one writes again. The
+ * database file is the underlying VFS's, seen through a wrapper that adds
+ * the barrier's flush and watches the write lock; other files are the
+ * underlying VFS's own. tests/unit/test_history_vfs.c checks all this
+ * against the SQLite the broker is built with. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
 #include "history_internal.h"
+#include "log.h"
 
 #define WALBUF_MAX (4 * 1024 * 1024)
 #define WRITE_CHUNK (64 * 1024)
 #define WAL_FRAME_HEADER 24
+/* The wal-index lock a writer holds for its whole transaction (slot 0 of
+ * the shared-memory locks; fixed by the WAL file format). */
+#define WAL_WRITE_LOCK 0
 
 typedef struct db_file db_file;
 
@@ -45,8 +56,8 @@ typedef struct walbuf_file {
     size_t len, cap;
     sqlite3_int64 start;      /* file offset of buf[0] */
     sqlite3_int64 commit_at;  /* offset of a commit frame's page, or -1 */
-    sqlite3_int64 written_to; /* end of the furthest write since offset 0 */
-    int failed;               /* a flush at a barrier failed */
+    sqlite3_int64 written_to; /* end of the furthest write of this
+                                 transaction (0 before its first) */
 } walbuf_file;
 
 struct db_file {
@@ -72,11 +83,6 @@ static int flush(walbuf_file *f)
 {
     int rc = SQLITE_OK;
 
-    if (f->failed) {
-        f->failed = 0;
-        f->len = 0;
-        return SQLITE_IOERR_WRITE;
-    }
     /* The unix VFS masks a write's length to 17 bits (it never writes
      * more than a page): hand it at most WRITE_CHUNK at a time. */
     for (size_t done = 0; done < f->len && rc == SQLITE_OK;) {
@@ -141,8 +147,9 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt,
     walbuf_file *f = (walbuf_file *)pf;
     size_t n = (size_t)amt;
     sqlite3_int64 end = f->start + (sqlite3_int64)f->len;
-    /* Frames go forward from the WAL header (offset 0, at a restart);
-     * a write that ends before the furthest one is a rewrite. */
+    /* A transaction's frames go forward (from the WAL header at offset
+     * 0, at a restart); a write that ends before the furthest one of the
+     * same transaction is a rewrite. */
     int rewrite = off != 0 && off + amt <= f->written_to;
     int rc = SQLITE_OK;
 
@@ -348,21 +355,46 @@ static int db_shm_map(sqlite3_file *pf, int page, int size, int extend,
     return DB_CALL(pf, xShmMap, page, size, extend, out);
 }
 
+/* A write transaction starts and ends with the WAL write lock. Between
+ * two of ours another connection may have written, restarted or
+ * truncated the WAL: what this one knew of it (the furthest write, frames
+ * of a transaction that rolled back) is void then. A commit always
+ * leaves the buffer empty, so whatever is left at the unlock is void. */
 static int db_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
 {
-    return DB_CALL(pf, xShmLock, offset, n, flags);
+    db_file *d = (db_file *)pf;
+    walbuf_file *f = d->wal;
+    int rc = DB_CALL(pf, xShmLock, offset, n, flags);
+
+    if (f && offset == WAL_WRITE_LOCK && rc == SQLITE_OK &&
+        (flags & SQLITE_SHM_EXCLUSIVE)) {
+        f->len = 0;
+        f->commit_at = -1;
+        f->written_to = 0;
+    }
+    return rc;
 }
 
 /* The point of the wrapper: a commit's frames reach the file before the
  * wal-index header that makes them visible is complete. A flush error
- * cannot be returned from here; the frames then stay unwritten and the
- * next access to the WAL reports it. */
+ * cannot be returned from here, and SQLite writes the header's second
+ * copy as soon as this returns: carrying on would publish frames that are
+ * not in the file, so the process stops here, with the cause in the log
+ * (the WAL on disk still ends at the last commit that reached it). */
 static void db_shm_barrier(sqlite3_file *pf)
 {
     db_file *d = (db_file *)pf;
 
-    if (d->wal && d->wal->len && flush(d->wal) != SQLITE_OK)
-        d->wal->failed = 1;
+    if (d->wal && d->wal->len) {
+        int rc = flush(d->wal);
+        if (rc != SQLITE_OK) {
+            log_error("history: writing WAL frames before publishing them "
+                      "failed (%s); aborting so that no reader trusts "
+                      "frames that are not on disk",
+                      sqlite3_errstr(rc));
+            abort();
+        }
+    }
     d->real->pMethods->xShmBarrier(d->real);
 }
 
