@@ -312,7 +312,7 @@ void conn_io_drained(conn *c)
 {
     if (c->state == CONN_CLOSING && conn_queued(c) == 0)
         start_linger(c);
-    else if (c->state == CONN_WS && c->h->on_drain)
+    else if (c->state == CONN_WS && c->replay_head && c->h->on_drain)
         c->h->on_drain(c);
 }
 

@@ -45,8 +45,8 @@ typedef struct conn_handler {
     /* WebSocket: one whole message (reassembled, inflated, UTF-8 checked
      * when text); data may be modified. */
     void (*on_message)(conn *c, int opcode, uint8_t *data, size_t len);
-    /* The output queue went under CONN_LOW_WATER: room to queue more
-     * (history replay). May be NULL. */
+    /* The output queue went under CONN_LOW_WATER while c->replay_head is
+     * set: room to queue more history. May be NULL. */
     void (*on_drain)(conn *c);
     /* Nothing more may be delivered to c (it is closing or gone): drop
      * what refers to it. May be NULL. */
@@ -70,13 +70,26 @@ typedef struct pend_ref {
 } pend_ref;
 
 struct conn {
+    /* Touched for every delivery and every flush: kept together at the
+     * start, in the first cache lines. */
     server *srv;
-    const conn_io *io;          /* the transport */
+    const conn_io *io;    /* the transport */
+    struct evbuffer *out; /* what waits for the socket, after pend[] */
+    conn_state state;
+    int flush_pending; /* on the server's flush list */
+    int write_waiting; /* output waits for the socket to be writable */
+    int npend;
+    int pmd;           /* permessage-deflate was negotiated */
+    int write_errno;   /* a write failed: abort at the flush */
+    size_t turn_bytes; /* queued since the last flush */
+    size_t pend_bytes;
+    struct conn *flush_next;
+    pend_ref pend[CONN_PEND_MAX];
+    evutil_socket_t fd;         /* plain TCP: the socket */
+    sub *replay_head;           /* subscriptions streaming history */
     const conn_handler *h;      /* the layer above */
     struct evbuffer *in;        /* what was read and not yet consumed */
-    struct evbuffer *out;       /* what waits for the socket, after pend[] */
-    evutil_socket_t fd;         /* plain TCP: the socket */
-    struct event *ev;           /* ... its one event */
+    struct event *ev;           /* plain TCP: the socket's one event */
     struct event *timer;        /* ... read and write deadlines */
     struct bufferevent *bev;    /* TLS: the OpenSSL bufferevent */
     short io_events;            /* plain TCP: EV_READ/EV_WRITE wanted */
@@ -85,20 +98,10 @@ struct conn {
     int64_t write_at_ms;        /* last progress of a pending write */
     struct conn *prev, *next;   /* server's list of connections */
     uint32_t refs;              /* holders besides the server (batch items) */
-    conn_state state;
     int awaiting_pong;
     int tls;
-    int tls_ok;        /* the TLS handshake completed */
-    int pmd;           /* permessage-deflate was negotiated */
-    int read_on;       /* the transport reads */
-    int write_waiting; /* output waits for the socket to be writable */
-    int flush_pending; /* on the server's flush list */
-    size_t turn_bytes; /* queued since the last flush */
-    pend_ref pend[CONN_PEND_MAX];
-    int npend;
-    int write_errno; /* a write failed: abort at the flush */
-    size_t pend_bytes;
-    struct conn *flush_next;
+    int tls_ok;              /* the TLS handshake completed */
+    int read_on;             /* the transport reads */
     int http_busy;           /* an HTTP reply is pending (publish) */
     int http_keepalive;      /* keep the connection after that reply */
     int64_t head_started_ms; /* deadline base for the request head */
@@ -108,7 +111,6 @@ struct conn {
     int msg_opcode;
     sub *subs; /* this connection's subscriptions */
     size_t nsubs;
-    sub *replay_head; /* subscriptions streaming history */
     sub *replay_tail;
     auth_identity auth;      /* who this is, set at the handshake */
     struct event *expiry_ev; /* closes the socket when its token expires */
