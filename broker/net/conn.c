@@ -111,9 +111,12 @@ void conn_http_resume(conn *c)
     c->http_busy = 0;
     if (c->state == CONN_HTTP)
         c->h->on_http(c);
-    /* A half-closed client has its answers: nothing more will come. */
-    if (c->state == CONN_HTTP && !c->http_busy && c->peer_eof)
+    if (c->state != CONN_HTTP || c->http_busy)
+        return;
+    if (c->peer_eof) /* a half-closed client has its answers */
         conn_finish(c);
+    else
+        c->io->want_read(c, 1);
 }
 
 /* Tells the layer above that nothing more may be queued for c. */
@@ -294,7 +297,13 @@ void conn_close_all(server *srv, uint16_t code, const char *reason)
 void conn_io_readable(conn *c)
 {
     switch (c->state) {
-    case CONN_HTTP: c->h->on_http(c); break;
+    case CONN_HTTP:
+        c->h->on_http(c);
+        /* Requests pipelined behind a pending reply wait in the socket,
+         * not in our memory, until conn_http_resume. */
+        if (c->state == CONN_HTTP && c->http_busy)
+            c->io->want_read(c, 0);
+        break;
     case CONN_WS:
         if (c->awaiting_pong) { /* any input answers the ping */
             c->awaiting_pong = 0;
