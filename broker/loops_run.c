@@ -3,16 +3,19 @@
 #include "loops_run.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <event2/thread.h>
 
+#include "config_ref.h"
 #include "conn.h"
 #include "fanout.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
 #include "server.h"
+#include "store.h"
 
 static void adopt_conn(server *s, lmsg *m)
 {
@@ -43,7 +46,10 @@ static int handle(server *s, lmsg *m)
                               m->count, m->pos);
         break;
     case LMSG_ACK: publish_forwarded_ack(s, m); break;
-    case LMSG_STOP: server_stop(s); break;
+    case LMSG_CONFIG:
+        server_use_config(s, m->token);
+        m->token = NULL; /* s holds the reference now */
+        break;
     }
     return 0;
 }
@@ -52,6 +58,8 @@ static int handle(server *s, lmsg *m)
  * resume, so that none sees a gap. */
 static void lost(server *s)
 {
+    log_error("a committed block was lost (out of memory): closing "
+              "this loop's subscribers so that they resume");
     fanout_lost_all(s);
 }
 
@@ -86,7 +94,7 @@ static int start_threads(broker *b)
     return rc;
 }
 
-int loops_run(const config *cfg)
+int loops_run(const config *cfg, const config_source *src)
 {
     broker b = {0};
     char err[512];
@@ -94,20 +102,29 @@ int loops_run(const config *cfg)
 
     if (evthread_use_pthreads()) {
         log_error("libevent has no thread support");
+        config_ref_release(cfg);
         return 1;
     }
     if (pthread_mutex_init(&b.mu, NULL)) {
         log_error("cannot create a mutex");
+        config_ref_release(cfg);
         return 1;
     }
     b.cfg = cfg;
+    b.src = src;
     b.n = n;
     b.handle = handle;
     b.lost = lost;
+    b.stop = server_stop;
     b.loops = calloc((size_t)n, sizeof *b.loops);
     b.threads = calloc((size_t)n, sizeof *b.threads);
-    if (!b.loops || !b.threads || ip_table_init(&b.ips)) {
+    b.log_limits = calloc(LOG_CAUSE__COUNT, sizeof *b.log_limits);
+    if (!b.loops || !b.threads || !b.log_limits || ip_table_init(&b.ips)) {
         log_error("out of memory");
+        goto out;
+    }
+    if (cfg->history && store_open(&b.store, cfg, err, sizeof err)) {
+        log_error("%s", err);
         goto out;
     }
     for (; inited < n; inited++) {
@@ -131,10 +148,13 @@ out:
      * which take it from their inboxes as they go. */
     for (int i = 0; i < inited; i++)
         server_destroy(&b.loops[i]);
+    store_close(b.store); /* after its last loop has detached */
     pthread_mutex_destroy(&b.mu);
     if (b.ips.slots.buckets)
         ip_table_destroy(&b.ips);
     free(b.loops);
     free(b.threads);
+    free(b.log_limits);
+    config_ref_release(b.cfg);
     return rc;
 }

@@ -9,8 +9,10 @@
 
 #include "chorus_version.h"
 #include "config.h"
+#include "config_ref.h"
 #include "log.h"
 #include "loops_run.h"
+#include "reload.h"
 
 static void usage(FILE *f)
 {
@@ -49,16 +51,16 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *conf_path = NULL, *listen = NULL, *level = NULL;
+    config_source src = {NULL, NULL, NULL};
     char err[512];
-    config cfg;
-    int opt, rc, check_only = 0;
+    config *cfg;
+    int opt, check_only = 0;
 
     while ((opt = getopt_long(argc, argv, "c:l:L:tVh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': conf_path = optarg; break;
-        case 'l': listen = optarg; break;
-        case 'L': level = optarg; break;
+        case 'c': src.path = optarg; break;
+        case 'l': src.listen = optarg; break;
+        case 'L': src.log_level = optarg; break;
         case 't': check_only = 1; break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
@@ -69,35 +71,25 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    config_init(&cfg);
-    if ((conf_path && config_load_file(&cfg, conf_path, err, sizeof err)) ||
-        (listen && config_set(&cfg, "listen", listen, err, sizeof err)) ||
-        (level && config_set(&cfg, "log_level", level, err, sizeof err)) ||
-        config_validate(&cfg, err, sizeof err)) {
+    cfg = config_build(&src, err, sizeof err);
+    if (!cfg) {
         fprintf(stderr, "chorusd: %s\n", err);
-        config_free(&cfg);
         return 1;
     }
     if (check_only) {
         printf("chorusd: %s: settings are valid\n",
-               conf_path ? conf_path : "built-in defaults");
-        config_free(&cfg);
+               src.path ? src.path : "built-in defaults");
+        config_ref_release(cfg);
         return 0;
     }
-    log_set_level(cfg.log_level);
+    log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (EFBIG), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    if (cfg.threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg.threads = cores > 0 ? (uint64_t)cores : 1;
-    }
-    if (!cfg.history && cfg.threads > 1) {
-        /* Without a shared store the loops could not agree on epochs. */
+    if (!cfg->history) /* config_resolve_threads: one loop */
         log_info("history = off: running one event loop");
-        cfg.threads = 1;
-    }
-    rc = loops_run(&cfg);
-    config_free(&cfg);
-    return rc;
+    config_fit_fd_limit(cfg);
+    /* src lives on this stack for as long as the loops run. */
+    return loops_run(cfg, &src);
 }

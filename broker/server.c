@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,22 +13,24 @@
 
 #include <openssl/ssl.h>
 
+#include "chorus/wire.h"
+
 #include "compress.h"
+#include "config_ref.h"
 #include "conn.h"
 #include "http_api.h"
 #include "http_route.h"
+#include "feed.h"
 #include "listener.h"
 #include "log.h"
 #include "loops.h"
 #include "publish.h"
+#include "reload.h"
 #include "send_batch.h"
 #include "session.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
-
-/* Unused topics loop 0 keeps loaded (least recently used out). */
-#define IDLE_TOPICS_KEPT 4096
 
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
@@ -81,7 +84,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
     (void)what;
     if (sig == SIGHUP) {
-        listener_reload_tls(s);
+        if (!s->stopping)
+            reload_config(s);
         return;
     }
     if (s->stopping)
@@ -93,7 +97,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     loops_drain_inbox(s);
     server_stop(s);
     for (int i = 1; i < s->b->n; i++)
-        loops_post(s->b, i, lmsg_new(LMSG_STOP, NULL, 0));
+        loops_post_stop(s->b, i);
 }
 
 static void http_publish_answered(conn *c, json_t *id, size_t data_len,
@@ -134,11 +138,18 @@ static void open_send_batch(server *s)
         log_info("io_uring not available (%s): writing with writev", why);
 }
 
+/* Follows the topics subscribed to in this loop, for an engine with a
+ * live feed. */
+static void watch_topic(void *arg, topic *t, int on)
+{
+    server *s = arg;
+
+    store_watch(s->store, t->name, t->name_len, on);
+}
+
 int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
     const config *cfg = b->cfg;
-    history_opts hopts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
-                          cfg->history_ttl_ms};
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
@@ -147,7 +158,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     s->http = &http_route_handler;
     s->publish_answer[ACK_WS] = session_publish_answered;
     s->publish_answer[ACK_HTTP] = http_publish_answered;
-    s->cfg = cfg;
+    s->spare_fd = -1;
+    s->cfg = config_ref_hold(cfg);
     s->b = b;
     s->index = index;
     s->base = new_base();
@@ -159,14 +171,16 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    /* Loop 0 assigns every offset, so its idle topics stay exact. */
-    if (index == 0 && cfg->history)
-        s->topics.idle_max = IDLE_TOPICS_KEPT;
-    /* Every loop reads history through its own SQLite connection; only
-     * loop 0 writes messages. */
-    if (cfg->history &&
-        history_open(&s->hist, cfg->db_path, &hopts, err, errlen))
-        return -1;
+    if (b->store) {
+        feed_init(s, &s->feed);
+        if (store_attach(b->store, index, s->base, &s->feed, &s->store, err,
+                         errlen))
+            return -1;
+        if (s->store->engine->watch) {
+            s->topics.watch = watch_topic;
+            s->topics.watch_arg = s;
+        }
+    }
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
     if (!s->reap_ev || !s->flush_ev || loops_inbox_init(s)) {
@@ -188,11 +202,6 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
-    if (s->hist) {
-        if (history_checkpointer_start(s->hist, cfg->db_path, &s->checkpointer,
-                                       err, errlen))
-            return -1;
-    }
     return listener_open(s, err, errlen);
 }
 
@@ -202,7 +211,7 @@ int server_run(server *s)
         log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
                  s->cfg->listen, s->tls_listener ? ", TLS on " : "",
                  s->tls_listener ? s->cfg->tls_listen : "",
-                 s->hist ? "in " : "off", s->hist ? s->cfg->db_path : "",
+                 s->store ? "in " : "off", s->store ? s->cfg->db_path : "",
                  s->b->n, s->b->n == 1 ? "" : "s");
     /* A loop with no client yet has no pending event: its inbox is only
      * ever activated from another thread. */
@@ -237,11 +246,11 @@ void server_destroy(server *s)
             event_free(*events[i]);
     compress_free(s);
     send_batch_free(s->sends);
-    history_checkpointer_stop(s->checkpointer);
-    if (s->hist)
-        history_close(s->hist);
+    store_detach(s->store);
     if (s->topics.by_name.buckets)
         topics_destroy(&s->topics);
     if (s->base)
         event_base_free(s->base);
+    config_ref_release(s->cfg);
+    s->cfg = NULL;
 }

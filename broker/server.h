@@ -1,6 +1,6 @@
 /* One broker event loop and everything it owns: connections, topic
- * table, SQLite connection, inbox and, for loop 0, the listeners and the
- * publish batch. All broker state is reached from here or from the broker
+ * table, store handle (store.h), inbox, publish batch and, for loop 0,
+ * the listeners. All broker state is reached from here or from the broker
  * the loops share (loops.h); there are no mutable globals. */
 #ifndef CHORUS_SERVER_H
 #define CHORUS_SERVER_H
@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "history.h"
 #include "loops.h"
 #include "metrics.h"
 #include "publish.h"
+#include "store.h"
 #include "topics.h"
 
 struct event_base;
@@ -20,8 +20,9 @@ struct event;
 struct evconnlistener;
 typedef struct conn conn;
 
-/* Causes of log lines that could flood: at most one line per second each.
- * The first ones are the reject causes of metrics.h. */
+/* Causes of log lines that could flood: at most one line per second each
+ * in the whole broker (b->log_limits). The first ones are the reject
+ * causes of metrics.h. */
 enum {
     LOG_CAUSE_RATE_LIMIT = REJECT__COUNT,
     LOG_CAUSE_SLOW_CONSUMER,
@@ -29,24 +30,28 @@ enum {
     LOG_CAUSE_TOO_LARGE,
     LOG_CAUSE_SUB_LIMIT,
     LOG_CAUSE_SLOW_MESSAGE,
+    LOG_CAUSE_HISTORY_READ,
+    LOG_CAUSE_IDLE_CLOSE,
+    LOG_CAUSE_TOKEN_EXPIRED,
+    LOG_CAUSE_ACCEPT, /* accept() failed */
     LOG_CAUSE__COUNT
 };
 
 typedef struct server {
     struct event_base *base;
-    const config *cfg;
-    broker *b; /* the loops this one runs beside */
-    int index; /* 0 accepts and writes history */
-    inbox in;  /* messages from the other loops */
-    history *hist;
-    history_checkpointer *checkpointer;     /* loop 0 only */
+    const config *cfg; /* a reference; a reload swaps it between turns */
+    broker *b;         /* the loops this one runs beside */
+    int index;         /* 0 accepts (and publishes, see publish_here) */
+    inbox in;          /* messages from the other loops */
+    store_loop *store; /* this loop's handle; NULL with history off */
+    store_feed feed;   /* what the store's live feed calls, if it has one */
     struct chorus_pmd_compressor *deflater; /* compression; lazily */
     struct chorus_pmd_inflater *inflater;
     topics topics;
     struct evconnlistener *listener;
     struct evconnlistener *tls_listener;
-    struct ssl_ctx_st *tls_ctx;          /* new TLS connections use this one */
-    int64_t logged_ms[LOG_CAUSE__COUNT]; /* last log line per cause */
+    struct ssl_ctx_st *tls_ctx; /* new TLS connections use this one */
+    int spare_fd; /* loop 0: closed to accept and refuse at the fd limit */
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
@@ -80,16 +85,29 @@ int server_run(server *s);
 void server_stop(server *s);
 void server_destroy(server *s);
 
-/* Counts a refused connection or request; returns 1 when a log line about
- * that cause is due (at most one per second per cause). */
-int server_reject(server *s, reject_cause cause);
+/* Counts a refused connection or request; returns what server_log_due()
+ * returns for that cause. */
+uint64_t server_reject(server *s, reject_cause cause);
 
-/* 1 when a log line about cause is due (at most one per second). */
-int server_log_due(server *s, int cause);
+/* log_due() for cause: 0 when a line about it is to be left out, else
+ * 1 + the number left out since the last (log_fields.suppressed is that
+ * minus one). At most one line per second per cause. */
+uint64_t server_log_due(server *s, int cause);
+
+/* A line about cause, if one is due (server_log_due), with the count of
+ * those left out since the last (f->suppressed is set here). */
+void server_log_limited(server *s, int cause, int level, const log_fields *f,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Counts a message refused for max_message_size, and logs it (at most
  * once a second). */
-void server_too_large(server *s, const char *peer, const char *how);
+void server_too_large(server *s, uint64_t conn_id, const char *peer,
+                      const char *how);
+
+/* Makes loop s use cfg (whose reference it takes) from now on, and drops
+ * its reference to the one it used. Between turns only. */
+void server_use_config(server *s, const config *cfg);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

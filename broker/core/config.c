@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
@@ -24,6 +25,7 @@ typedef enum {
     T_DURATION,
     T_COUNT,
     T_LOG_LEVEL,
+    T_LOG_FORMAT,
     T_DURABILITY,
     T_LISTEN,
     T_PATH,
@@ -57,6 +59,7 @@ static const key_def keys[] = {
      "must be greater than 0"},
     {"message_timeout", T_DURATION, OFF(message_timeout_ms), 0, 0, NULL},
     {"log_level", T_LOG_LEVEL, OFF(log_level), 0, 0, NULL},
+    {"log_format", T_LOG_FORMAT, OFF(log_format), 0, 0, NULL},
     {"db_path", T_PATH, OFF(db_path), 0, 0, NULL},
     {"history_size", T_COUNT, OFF(history_size), 0, 0, NULL},
     {"history_ttl", T_DURATION, OFF(history_ttl_ms), 0, 0, NULL},
@@ -100,6 +103,7 @@ static const char *expected_form(const key_def *k)
                             "or 0 for off";
     case T_COUNT: return "expected a non-negative integer";
     case T_LOG_LEVEL: return "expected one of error, warn, info, debug";
+    case T_LOG_FORMAT: return "expected text or json";
     case T_DURABILITY: return "expected normal or full";
     case T_LISTEN:
         return "expected host:port, [ipv6]:port or :port, port 1-65535";
@@ -153,16 +157,46 @@ void config_init(config *c)
     c->io_uring = 1;
 }
 
+static int is_string_type(key_type t)
+{
+    return t == T_LISTEN || t == T_PATH || t == T_STRING;
+}
+
 void config_free(config *c)
 {
-    char **strings[] = {&c->listen,   &c->db_path,         &c->auth_secret,
-                        &c->api_key,  &c->allowed_origins, &c->tls_listen,
-                        &c->tls_cert, &c->tls_key,         &c->web_root};
-
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
-        free(*strings[i]);
-        *strings[i] = NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (is_string_type(keys[i].type)) {
+            char **field = (char **)((char *)c + keys[i].offset);
+            free(*field);
+            *field = NULL;
+        }
     }
+}
+
+int config_copy(config *dst, const config *src)
+{
+    *dst = *src;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (is_string_type(keys[i].type))
+            *(char **)((char *)dst + keys[i].offset) = NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (config_copy_key(dst, src, keys[i].name)) {
+            config_free(dst);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_resolve_threads(config *c)
+{
+    if (c->threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads = cores > 0 ? (uint64_t)cores : 1;
+    }
+    /* Without a shared store the loops could not agree on epochs. */
+    if (!c->history)
+        c->threads = 1;
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -281,6 +315,17 @@ int config_parse_log_level(const char *s, int *out)
         }
     }
     return -1;
+}
+
+int config_parse_log_format(const char *s, int *out)
+{
+    if (strcmp(s, "text") == 0)
+        *out = LOG_FORMAT_TEXT;
+    else if (strcmp(s, "json") == 0)
+        *out = LOG_FORMAT_JSON;
+    else
+        return -1;
+    return 0;
 }
 
 static int parse_durability(const char *s, int *out)
@@ -409,6 +454,7 @@ static int set_string(char **field, const char *value, const key_def *k,
 static int (*const int_parser[])(const char *, int *) = {
     [T_BOOL] = config_parse_bool,
     [T_LOG_LEVEL] = config_parse_log_level,
+    [T_LOG_FORMAT] = config_parse_log_format,
     [T_DURABILITY] = parse_durability,
     [T_STRING] = NULL,
 };
@@ -418,6 +464,57 @@ static int (*const u64_parser[])(const char *, uint64_t *) = {
     [T_COUNT] = parse_count,
     [T_STRING] = NULL,
 };
+
+const char *config_key_name(size_t i)
+{
+    return i < NKEYS ? keys[i].name : NULL;
+}
+
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+int config_key_differs(const config *a, const config *b, const char *key)
+{
+    const key_def *k = find_key(key);
+    const char *fa, *fb;
+
+    if (!k)
+        return -1;
+    fa = (const char *)a + k->offset;
+    fb = (const char *)b + k->offset;
+    if (is_string_type(k->type))
+        return !same_string(*(char *const *)fa, *(char *const *)fb);
+    if (int_parser[k->type])
+        return *(const int *)fa != *(const int *)fb;
+    return *(const uint64_t *)fa != *(const uint64_t *)fb;
+}
+
+int config_copy_key(config *dst, const config *src, const char *key)
+{
+    const key_def *k = find_key(key);
+    char *dfield, *copy;
+    const char *sfield;
+
+    if (!k)
+        return -1;
+    dfield = (char *)dst + k->offset;
+    sfield = (const char *)src + k->offset;
+    if (is_string_type(k->type)) {
+        const char *v = *(char *const *)sfield;
+        copy = v ? xstrdup(v) : NULL;
+        if (v && !copy)
+            return -1;
+        free(*(char **)dfield);
+        *(char **)dfield = copy;
+    } else if (int_parser[k->type]) {
+        *(int *)dfield = *(const int *)sfield;
+    } else {
+        *(uint64_t *)dfield = *(const uint64_t *)sfield;
+    }
+    return 0;
+}
 
 int config_set(config *c, const char *key, const char *value, char *err,
                size_t errlen)
@@ -609,7 +706,7 @@ static int load_stream(config *c, FILE *f, const char *path, char *err,
  * file leaves c untouched. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen)
 {
-    config tmp = *c;
+    config tmp;
     FILE *f;
     int rc;
 
@@ -618,20 +715,18 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen)
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    tmp.listen = c->listen ? xstrdup(c->listen) : NULL;
-    tmp.db_path = c->db_path ? xstrdup(c->db_path) : NULL;
-    if ((c->listen && !tmp.listen) || (c->db_path && !tmp.db_path)) {
+    if (config_copy(&tmp, c)) {
         set_err(err, errlen, "%s: out of memory", path);
         rc = -1;
     } else {
         errno = 0;
         rc = load_stream(&tmp, f, path, err, errlen);
+        if (rc < 0)
+            config_free(&tmp);
     }
     fclose(f);
-    if (rc < 0) {
-        config_free(&tmp);
+    if (rc < 0)
         return -1;
-    }
     config_free(c);
     *c = tmp;
     return 0;

@@ -1,4 +1,6 @@
-/* Broker configuration: read once at start-up, read-only afterwards.
+/* Broker configuration. A config is built and validated completely, then
+ * read-only: a reload (SIGHUP) builds a new one and hands it to the loops
+ * (loops.h) rather than changing one in use.
  * File format: "key = value" lines, '#' starts a comment. */
 #ifndef CHORUS_CONFIG_H
 #define CHORUS_CONFIG_H
@@ -7,6 +9,7 @@
 #include <stdint.h>
 
 enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum { DURABILITY_NORMAL = 0, DURABILITY_FULL };
 
 typedef struct config {
@@ -22,6 +25,7 @@ typedef struct config {
     uint64_t message_timeout_ms;   /* a WebSocket message, first byte to
                                       last; 30s; 0 = off */
     int log_level;                 /* info */
+    int log_format;                /* text */
     char *db_path;                 /* ./chorus.db */
     uint64_t history_size;         /* 1000 messages per topic; 0 = off */
     uint64_t history_ttl_ms;       /* 24h; 0 = off */
@@ -51,6 +55,25 @@ typedef struct config {
 void config_init(config *c);
 void config_free(config *c);
 
+/* Makes dst a deep copy of src. Returns 0, or -1 (out of memory) with dst
+ * holding nothing to free. */
+int config_copy(config *dst, const config *src);
+
+/* threads = 0 becomes the number of cores, and history = off means one
+ * loop: the number of loops the broker really runs. */
+void config_resolve_threads(config *c);
+
+/* Walks the keys: the name of key i, NULL past the last one. */
+const char *config_key_name(size_t i);
+
+/* 1 when key has different values in a and b, 0 when not, -1 when there
+ * is no such key. */
+int config_key_differs(const config *a, const config *b, const char *key);
+
+/* Sets key in dst to its value in src. Returns 0, or -1 (unknown key, out
+ * of memory) leaving dst's value as it was. */
+int config_copy_key(config *dst, const config *src, const char *key);
+
 /* Sets one key from its text value. Returns 0, or -1 with a message
  * (without file:line) in err. */
 int config_set(config *c, const char *key, const char *value, char *err,
@@ -71,6 +94,7 @@ int config_parse_size(const char *s, uint64_t *out); /* 123, 64k, 8m, 1g */
 int config_parse_duration(const char *s,
                           uint64_t *ms);             /* 500ms 30s 5m 24h; "0" */
 int config_parse_log_level(const char *s, int *out); /* error warn info debug */
+int config_parse_log_format(const char *s, int *out); /* text json */
 
 /* Splits "host:port" / "[v6]:port" / ":port" (host defaults to 0.0.0.0).
  * Returns 0 or -1. */

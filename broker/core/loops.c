@@ -1,6 +1,7 @@
 #include "loops.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "config_ref.h"
 #include "frame_ref.h"
 #include "log.h"
 #include "metrics.h"
@@ -34,6 +36,8 @@ void lmsg_free(lmsg *m)
             SSL_free(m->ssl);
         close(m->fd);
     }
+    if (m->type == LMSG_CONFIG)
+        config_ref_release(m->token);
     if (m->block)
         frame_ref_decref(m->block);
     free(m->data);
@@ -41,20 +45,15 @@ void lmsg_free(lmsg *m)
     free(m);
 }
 
-void loops_post(broker *b, int to, lmsg *m)
+int loops_try_post(broker *b, int to, lmsg *m)
 {
-    inbox *in;
+    inbox *in = &b->loops[to].in;
     int wake;
 
-    if (!m) {
-        log_error("out of memory passing a message between loops");
-        return;
-    }
-    in = &b->loops[to].in;
-    if (!in->ev) { /* that loop never started or is gone */
-        lmsg_free(m);
-        return;
-    }
+    /* Gone only after every loop thread has returned (loops_run), so this
+     * read needs no lock. */
+    if (!in->ev)
+        return -1;
     m->next = NULL;
     pthread_mutex_lock(&in->mu);
     wake = in->head == NULL;
@@ -66,43 +65,66 @@ void loops_post(broker *b, int to, lmsg *m)
     pthread_mutex_unlock(&in->mu);
     if (wake) /* thread-safe: the bases are created with locking on */
         event_active(in->ev, EV_READ, 0);
+    return 0;
 }
 
-void loops_post_lost(broker *b, int to)
+void loops_post(broker *b, int to, lmsg *m)
+{
+    if (!m)
+        log_error("out of memory passing a message between loops");
+    else if (loops_try_post(b, to, m) != 0)
+        lmsg_free(m); /* that loop never started or is gone */
+}
+
+/* Raises flags of loop `to`'s inbox and wakes it: no allocation. */
+static void raise_flags(broker *b, int to, int lost, int stop)
 {
     inbox *in = &b->loops[to].in;
 
     if (!in->ev)
         return;
     pthread_mutex_lock(&in->mu);
-    in->lost = 1;
+    in->lost |= lost;
+    in->stop |= stop;
     pthread_mutex_unlock(&in->mu);
     event_active(in->ev, EV_READ, 0);
+}
+
+void loops_post_lost(broker *b, int to)
+{
+    raise_flags(b, to, 1, 0);
+}
+
+void loops_post_stop(broker *b, int to)
+{
+    raise_flags(b, to, 0, 1);
 }
 
 void loops_drain_inbox(server *s)
 {
     lmsg *m, *next;
-    int lost;
+    int lost, stop;
 
     pthread_mutex_lock(&s->in.mu);
     m = s->in.head;
     s->in.head = s->in.tail = NULL;
     lost = s->in.lost;
     s->in.lost = 0;
+    stop = s->in.stop;
+    s->in.stop = 0;
     pthread_mutex_unlock(&s->in.mu);
     /* The flag was set before any block queued after the lost one: close
      * first, so that no subscriber here sees a later offset. */
-    if (lost) {
-        log_error("a committed block was lost (out of memory): closing "
-                  "this loop's subscribers so that they resume");
+    if (lost)
         s->b->lost(s);
-    }
     for (; m; m = next) {
         next = m->next;
         if (!s->b->handle(s, m))
             lmsg_free(m);
     }
+    /* After what was queued before it: acks of loop 0's last commits. */
+    if (stop)
+        s->b->stop(s);
 }
 
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
@@ -169,4 +191,11 @@ void loops_release(broker *b, ip_slot *slot)
         ip_table_release(&b->ips, slot);
     b->nconns--;
     pthread_mutex_unlock(&b->mu);
+}
+
+uint64_t loops_new_conn_id(broker *b)
+{
+    return atomic_fetch_add_explicit(&b->last_conn_id, 1,
+                                     memory_order_relaxed) +
+           1;
 }

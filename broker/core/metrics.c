@@ -23,6 +23,7 @@ static const char *const reject_names[REJECT__COUNT] = {
     [REJECT_BAD_HANDSHAKE] = "bad_handshake",
     [REJECT_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [REJECT_TLS] = "tls",
+    [REJECT_FD_LIMIT] = "fd_limit",
 };
 
 static const char *const error_names[ERRCODE__COUNT] = {

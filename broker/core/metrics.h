@@ -16,6 +16,7 @@ typedef enum {
     REJECT_BAD_HANDSHAKE,
     REJECT_HANDSHAKE_TIMEOUT,
     REJECT_TLS,
+    REJECT_FD_LIMIT, /* accepted with the spare descriptor, refused */
     REJECT__COUNT
 } reject_cause;
 

@@ -10,11 +10,11 @@
 #include "auth.h"
 #include "chorus/wire.h"
 #include "conn.h"
-#include "history.h"
 #include "http_reply.h"
 #include "log.h"
 #include "publish.h"
 #include "server.h"
+#include "store.h"
 #include "topics.h"
 
 #define PUBLISH_PREFIX "/api/publish/"
@@ -171,34 +171,109 @@ void http_api_publish_done(conn *c, const char *name, const char *epoch,
     conn_http_resume(c);
 }
 
-typedef struct history_page {
+/* A GET /api/history request waiting for the store. */
+typedef struct history_req {
+    conn *c; /* referenced */
+    int keepalive;
+    uint64_t since, limit;
     struct evbuffer *out;
     int count;
-} history_page;
+    int sync; /* read_history has not returned yet */
+    int done; /* answered while sync */
+    size_t len;
+    char name[];
+} history_req;
 
-static int add_row(uint64_t offset, int64_t ts_ms, const char *data,
-                   size_t data_len, void *arg)
+/* The answer is sent (or the client is gone): resumes the connection's
+ * next request, unless read_history is still on the stack and returns
+ * HTTP_API_DONE itself. */
+static void history_req_end(history_req *r)
 {
-    history_page *p = arg;
+    conn *c = r->c;
 
-    evbuffer_add_printf(p->out, "%s{\"offset\":%llu,\"ts\":%lld,\"data\":",
-                        p->count++ ? "," : "", (unsigned long long)offset,
+    if (r->out)
+        evbuffer_free(r->out);
+    r->out = NULL;
+    if (r->sync) {
+        r->done = 1;
+        return;
+    }
+    free(r);
+    conn_http_resume(c);
+    conn_unref(c);
+}
+
+static void history_fail(history_req *r, const char *why)
+{
+    if (r->c->state == CONN_HTTP)
+        http_respond_error(r->c, 500, CHORUS_ERR_INTERNAL, why, r->keepalive);
+    history_req_end(r);
+}
+
+static int add_row(void *arg, uint64_t offset, int64_t ts_ms, const char *data,
+                   size_t data_len)
+{
+    history_req *r = arg;
+
+    evbuffer_add_printf(r->out, "%s{\"offset\":%llu,\"ts\":%lld,\"data\":",
+                        r->count++ ? "," : "", (unsigned long long)offset,
                         (long long)ts_ms);
-    evbuffer_add(p->out, data, data_len);
-    evbuffer_add(p->out, "}", 1);
+    evbuffer_add(r->out, data, data_len);
+    evbuffer_add(r->out, "}", 1);
     return 0;
 }
 
+static void history_read_done(void *arg, int status, size_t rows)
+{
+    history_req *r = arg;
+    size_t len;
+
+    (void)rows;
+    if (status != STORE_OK) {
+        history_fail(r, "history read failed");
+        return;
+    }
+    evbuffer_add(r->out, "]}", 2);
+    len = evbuffer_get_length(r->out);
+    if (r->c->state == CONN_HTTP)
+        http_respond(r->c, 200, "application/json",
+                     (const char *)evbuffer_pullup(r->out, -1), len,
+                     "Cache-Control: no-store\r\n", r->keepalive);
+    history_req_end(r);
+}
+
+static void history_got_topic(void *arg, int status,
+                              const store_topic_info *info)
+{
+    history_req *r = arg;
+    server *srv = r->c->srv;
+
+    if (status != STORE_OK) {
+        history_fail(r, "history store unavailable");
+        return;
+    }
+    evbuffer_add_printf(r->out,
+                        "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
+                        "\"messages\":[",
+                        r->name, info->epoch, (unsigned long long)info->newest);
+    if (!srv->store) {
+        history_read_done(r, STORE_OK, 0);
+        return;
+    }
+    store_read(srv->store, r->name, r->len, r->since, (size_t)r->limit, add_row,
+               history_read_done, r);
+}
+
+/* Reads the topic's state, then its messages, from the store: neither
+ * creates anything, so readers cannot grow the database. */
 static http_api_result read_history(conn *c, const chorus_http_request *req,
                                     const char *enc, size_t enc_len,
                                     const char *query, size_t query_len,
                                     int keepalive)
 {
-    server *srv = c->srv;
     char name[CHORUS_TOPIC_MAX * 3 + 1];
     uint64_t since, limit;
-    history_page page = {NULL, 0};
-    topic *t;
+    history_req *r;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
     if (n < 0 ||
@@ -216,40 +291,28 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     }
     if (limit > HTTP_HISTORY_MAX_LIMIT)
         limit = HTTP_HISTORY_MAX_LIMIT;
-    t = publish_load_topic(srv, name, (size_t)n);
-    page.out = evbuffer_new();
-    if (!t || !page.out) {
-        if (t)
-            topics_release(&srv->topics, t);
-        if (page.out)
-            evbuffer_free(page.out);
-        http_respond_error(c, 500, CHORUS_ERR_INTERNAL,
-                           "history store unavailable", keepalive);
-        return HTTP_API_DONE;
-    }
-    evbuffer_add_printf(page.out,
-                        "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
-                        "\"messages\":[",
-                        t->name, t->epoch, (unsigned long long)t->last_offset);
-    if (srv->hist && history_read(srv->hist, t->store_id, since, (size_t)limit,
-                                  add_row, &page) < 0) {
-        log_error("history: read of %s failed: %s", t->name,
-                  history_errmsg(srv->hist));
-        topics_release(&srv->topics, t);
-        evbuffer_free(page.out);
-        http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "history read failed",
+    r = calloc(1, sizeof *r + (size_t)n + 1);
+    if (!r || !(r->out = evbuffer_new())) {
+        free(r);
+        http_respond_error(c, 500, CHORUS_ERR_INTERNAL, "out of memory",
                            keepalive);
         return HTTP_API_DONE;
     }
-    topics_release(&srv->topics, t);
-    evbuffer_add(page.out, "]}", 2);
-    {
-        size_t len = evbuffer_get_length(page.out);
-        http_respond(c, 200, "application/json",
-                     (const char *)evbuffer_pullup(page.out, -1), len,
-                     "Cache-Control: no-store\r\n", keepalive);
+    r->c = c;
+    conn_ref(c);
+    r->keepalive = keepalive;
+    r->since = since;
+    r->limit = limit;
+    r->sync = 1;
+    r->len = (size_t)n;
+    memcpy(r->name, name, (size_t)n);
+    publish_topic_info(c->srv, r->name, r->len, history_got_topic, r);
+    if (!r->done) {
+        r->sync = 0; /* answered later: conn_http_resume */
+        return HTTP_API_PENDING;
     }
-    evbuffer_free(page.out);
+    free(r);
+    conn_unref(c);
     return HTTP_API_DONE;
 }
 

@@ -17,13 +17,14 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "store.h"
 #include "static_files.h"
 
 typedef enum { WS_PUBSUB, WS_ECHO } ws_kind;
 
 typedef enum {
     ROUTE_NEXT,    /* replied; serve the next request */
-    ROUTE_WAIT,    /* the reply comes later (http_route_resume) */
+    ROUTE_WAIT,    /* the reply comes later (conn_http_resume) */
     ROUTE_UPGRADE, /* 101 queued: switch to WebSocket */
     ROUTE_CLOSE,   /* replied; close after the flush */
 } route_result;
@@ -55,19 +56,29 @@ static int admit(conn *c, const chorus_http_request *req, const char *query,
 {
     server *srv = c->srv;
     const char *why;
+    uint64_t due;
 
     if (auth_check_origin(srv->cfg, req)) {
-        if (server_reject(srv, REJECT_ORIGIN))
-            log_warn("refusing WebSocket from a disallowed Origin (%s)",
-                     c->peer);
+        if ((due = server_reject(srv, REJECT_ORIGIN)))
+            log_with(LOG_WARN,
+                     &(log_fields){.conn = c->id,
+                                   .peer = c->peer,
+                                   .code = CHORUS_ERR_FORBIDDEN,
+                                   .suppressed = due - 1},
+                     "refusing WebSocket from a disallowed Origin");
         http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN, "origin not allowed",
                            0);
         return -1;
     }
     if (auth_authenticate(srv->cfg, req, query, query_len, server_now_ms(srv),
                           &c->auth, &why)) {
-        if (server_reject(srv, REJECT_AUTH))
-            log_info("refusing WebSocket from %s: %s", c->peer, why);
+        if ((due = server_reject(srv, REJECT_AUTH)))
+            log_with(LOG_INFO,
+                     &(log_fields){.conn = c->id,
+                                   .peer = c->peer,
+                                   .code = CHORUS_ERR_UNAUTHORIZED,
+                                   .suppressed = due - 1},
+                     "refusing WebSocket: %s", why);
         http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, 0);
         return -1;
     }
@@ -133,6 +144,8 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     if (!body)
         return ROUTE_CLOSE;
     metrics_render(c->srv, body);
+    if (c->srv->b->store)
+        store_metrics(c->srv->b->store, body);
     http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                  (const char *)evbuffer_pullup(body, -1),
                  evbuffer_get_length(body), NULL, keepalive);
@@ -214,8 +227,7 @@ static long long body_length(conn *c, const chorus_http_request *req)
 static void refuse(conn *c, int status, const char *code, const char *why)
 {
     server_reject(c->srv, REJECT_BAD_HANDSHAKE);
-    log_debug("conn %llu (%s): HTTP %d: %s", (unsigned long long)c->id, c->peer,
-              status, why);
+    log_conn(LOG_DEBUG, c->id, c->peer, "HTTP %d: %s", status, why);
     http_respond_error(c, status, code, why, 0);
 }
 
@@ -276,7 +288,7 @@ static int serve_one(conn *c)
         return 0;
     }
     if (body == -2) {
-        server_too_large(c->srv, c->peer, "answering 413");
+        server_too_large(c->srv, c->id, c->peer, "answering 413");
         http_respond_error(c, 413, "too_large",
                            "body larger than max_message_size", 0);
         return 0;
@@ -303,8 +315,7 @@ static void http_route_read(conn *c)
         server_now_ms(c->srv) - c->head_started_ms >
             (int64_t)cfg->handshake_timeout_ms) {
         server_reject(c->srv, REJECT_HANDSHAKE_TIMEOUT);
-        log_debug("conn %llu (%s): request head too slow",
-                  (unsigned long long)c->id, c->peer);
+        log_conn(LOG_DEBUG, c->id, c->peer, "request head too slow");
         http_respond_error(c, 408, "bad_request", "request head too slow", 0);
         return;
     }

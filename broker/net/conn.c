@@ -72,12 +72,12 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
         snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
     c->state = CONN_HTTP;
     c->head_started_ms = server_now_ms(srv);
-    c->id = ++srv->stats.connections_total;
+    srv->stats.connections_total++;
+    c->id = loops_new_conn_id(srv->b);
     link_conn(&srv->conns, c);
     srv->nconns++;
     c->io->set_timeouts(c, srv->cfg->handshake_timeout_ms, 0);
-    log_debug("conn %llu: accepted from %s", (unsigned long long)c->id,
-              c->peer);
+    log_conn(LOG_DEBUG, c->id, c->peer, "accepted");
     return c;
 }
 
@@ -100,7 +100,7 @@ void conn_upgrade(conn *c, const conn_handler *ws)
                            c->srv->cfg->max_message_size);
     c->dec.allow_rsv1 = c->pmd;
     c->io->set_timeouts(c, heartbeat_ms(c), 0);
-    log_debug("conn %llu: upgraded to %s", (unsigned long long)c->id, ws->name);
+    log_conn(LOG_DEBUG, c->id, c->peer, "upgraded to %s", ws->name);
     /* Frames may have arrived with the request head. */
     if (evbuffer_get_length(c->in))
         conn_io_readable(c);
@@ -179,8 +179,8 @@ void conn_close(conn *c, uint16_t code, const char *reason)
     }
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
-    log_debug("conn %llu: closing with %u %s", (unsigned long long)c->id, code,
-              reason ? reason : "");
+    log_conn(LOG_DEBUG, c->id, c->peer, "closing with %u %s", code,
+             reason ? reason : "");
     /* The close frame goes out even past the outbound bound. */
     if (conn_queue_frame(c, CHORUS_WS_OP_CLOSE, payload, n)) {
         conn_abort(c);
@@ -212,7 +212,7 @@ void conn_abort(conn *c)
     srv->nconns--;
     link_conn(&srv->reap, c);
     event_active(srv->reap_ev, EV_TIMEOUT, 0);
-    log_debug("conn %llu: closed", (unsigned long long)c->id);
+    log_conn(LOG_DEBUG, c->id, c->peer, "closed");
 }
 
 static void expiry_cb(evutil_socket_t fd, short what, void *arg)
@@ -222,8 +222,9 @@ static void expiry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     c->srv->stats.token_expired_closes++;
-    log_info("conn %llu (%s): token expired, closing with 1008",
-             (unsigned long long)c->id, c->peer);
+    server_log_limited(c->srv, LOG_CAUSE_TOKEN_EXPIRED, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "token expired, closing with 1008");
     if (c->state == CONN_WS)
         conn_close(c, CHORUS_WS_CLOSE_POLICY, "token expired");
     else
@@ -350,15 +351,15 @@ static void on_read_timeout(conn *c)
     }
     if (c->state == CONN_WS) {
         c->srv->stats.idle_closes++;
-        log_info("conn %llu (%s): no answer to ping, closing",
-                 (unsigned long long)c->id, c->peer);
+        server_log_limited(c->srv, LOG_CAUSE_IDLE_CLOSE, LOG_INFO,
+                           &(log_fields){.conn = c->id, .peer = c->peer},
+                           "no answer to ping, closing");
         conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
     }
     if (c->state == CONN_HTTP) {
         c->srv->stats.rejected[REJECT_HANDSHAKE_TIMEOUT]++;
-        log_debug("conn %llu (%s): request head timed out",
-                  (unsigned long long)c->id, c->peer);
+        log_conn(LOG_DEBUG, c->id, c->peer, "request head timed out");
     }
     conn_abort(c);
 }
@@ -380,7 +381,7 @@ static void on_peer_eof(conn *c)
         conn_abort(c);
         return;
     }
-    log_debug("conn %llu: EOF from the peer", (unsigned long long)c->id);
+    log_conn(LOG_DEBUG, c->id, c->peer, "EOF from the peer");
     detach(c);
     if (c->unacked) {
         c->close_deferred = 1; /* conn_publish_answered finishes it */
@@ -391,6 +392,8 @@ static void on_peer_eof(conn *c)
 
 void conn_io_report(conn *c, conn_io_event what, int err)
 {
+    uint64_t due;
+
     if (c->state == CONN_DEAD)
         return;
     switch (what) {
@@ -403,15 +406,17 @@ void conn_io_report(conn *c, conn_io_event what, int err)
         }
         break;
     case CONN_IO_ERROR:
-        log_debug("conn %llu: socket error: %s", (unsigned long long)c->id,
-                  evutil_socket_error_to_string(err));
+        log_conn(LOG_DEBUG, c->id, c->peer, "socket error: %s",
+                 evutil_socket_error_to_string(err));
         break;
     case CONN_IO_WRITE_TIMEOUT:
-        log_debug("conn %llu: write timed out", (unsigned long long)c->id);
+        log_conn(LOG_DEBUG, c->id, c->peer, "write timed out");
         break;
     }
-    if (c->tls && !c->tls_ok && server_reject(c->srv, REJECT_TLS))
-        log_info("conn %llu (%s): TLS handshake failed",
-                 (unsigned long long)c->id, c->peer);
+    if (c->tls && !c->tls_ok && (due = server_reject(c->srv, REJECT_TLS)))
+        log_with(LOG_INFO,
+                 &(log_fields){
+                     .conn = c->id, .peer = c->peer, .suppressed = due - 1},
+                 "TLS handshake failed");
     conn_abort(c);
 }

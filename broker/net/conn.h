@@ -112,6 +112,9 @@ struct conn {
     sub *subs; /* this connection's subscriptions */
     size_t nsubs;
     sub *replay_tail;
+    int replay_reading;      /* a page is being read from the store */
+    uint64_t replay_gen;     /* changes when the replay list does: a page
+                                read before that is dropped */
     auth_identity auth;      /* who this is, set at the handshake */
     struct event *expiry_ev; /* closes the socket when its token expires */
     size_t unacked_bytes;    /* published data awaiting its ack */

@@ -135,10 +135,10 @@ static void send_pending(server *srv, conn *list)
 static void slow_consumer(conn *c)
 {
     c->srv->stats.slow_consumer_closes++;
-    if (server_log_due(c->srv, LOG_CAUSE_SLOW_CONSUMER))
-        log_info("conn %llu (%s): slow consumer, %zu bytes queued; closing "
-                 "with 1013",
-                 (unsigned long long)c->id, c->peer, conn_queued(c));
+    server_log_limited(c->srv, LOG_CAUSE_SLOW_CONSUMER, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "slow consumer, %zu bytes queued; closing with 1013",
+                       conn_queued(c));
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
@@ -184,8 +184,8 @@ void conn_flush_pending(server *srv)
         if (c->npend && !c->write_errno && write_pending(c) < 0)
             c->write_errno = errno;
         if (c->write_errno) {
-            log_debug("conn %llu: write: %s", (unsigned long long)c->id,
-                      strerror(c->write_errno));
+            log_conn(LOG_DEBUG, c->id, c->peer, "write: %s",
+                     strerror(c->write_errno));
             conn_abort(c);
             continue;
         }

@@ -104,7 +104,7 @@ static void on_control(conn *c, const chorus_ws_event *ev)
 
 static void too_big(conn *c, const chorus_ws_event *ev)
 {
-    server_too_large(c->srv, c->peer, "closing with 1009");
+    server_too_large(c->srv, c->id, c->peer, "closing with 1009");
     conn_close(c, ev->close_code, ev->reason);
 }
 
@@ -129,10 +129,11 @@ static int message_too_slow(conn *c)
     if (!limit || !c->msg_started_ms ||
         server_now_ms(c->srv) - c->msg_started_ms <= (int64_t)limit)
         return 0;
-    if (server_log_due(c->srv, LOG_CAUSE_SLOW_MESSAGE))
-        log_info("conn %llu (%s): message not complete after "
-                 "message_timeout (%llums); closing with 1008",
-                 (unsigned long long)c->id, c->peer, (unsigned long long)limit);
+    server_log_limited(c->srv, LOG_CAUSE_SLOW_MESSAGE, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "message not complete after message_timeout (%llums); "
+                       "closing with 1008",
+                       (unsigned long long)limit);
     conn_close(c, CHORUS_WS_CLOSE_POLICY, "message too slow");
     return 1;
 }

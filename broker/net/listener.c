@@ -1,10 +1,13 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -16,8 +19,12 @@
 #include "server.h"
 #include "tls.h"
 
-/* Pause before accepting again after accept() failed (e.g. EMFILE). */
+/* Pause before accepting again after accept() failed for another cause
+ * than the descriptor limit, or when the spare descriptor is lost. */
 #define ACCEPT_BACKOFF_MS 200
+
+/* Connections refused per accept error at the descriptor limit. */
+#define FD_LIMIT_SHED_MAX 64
 
 /* Refuses a connection before it gets any state: a short 503 written
  * straight to the new socket (best effort), then close. */
@@ -35,14 +42,18 @@ static void refuse_fd(evutil_socket_t fd)
 static void refused(server *s, int cause)
 {
     const config *cfg = s->cfg;
+    uint64_t due = server_reject(s, (reject_cause)cause);
+    log_fields f = {.suppressed = due - 1};
 
-    if (!server_reject(s, (reject_cause)cause))
+    if (!due)
         return;
     if (cause == REJECT_MAX_CONNECTIONS)
-        log_warn("max_connections (%llu) reached, refusing connections",
+        log_with(LOG_WARN, &f,
+                 "max_connections (%llu) reached, refusing connections",
                  (unsigned long long)cfg->max_connections);
     else
-        log_warn("max_connections_per_ip (%llu) reached, refusing "
+        log_with(LOG_WARN, &f,
+                 "max_connections_per_ip (%llu) reached, refusing "
                  "connections",
                  (unsigned long long)cfg->max_connections_per_ip);
 }
@@ -105,22 +116,42 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
     accept_conn(arg, fd, sa, salen, 1);
 }
 
-void listener_reload_tls(server *s)
+/* Holds one descriptor in reserve, so that at the open-file limit a
+ * connection can still be accepted, to be told 503 and closed. */
+static void take_spare(server *s)
 {
-    char err[512];
-    SSL_CTX *ctx;
+    if (s->spare_fd < 0)
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
-    if (!s->tls_ctx)
-        return;
-    ctx = tls_context_new(s->cfg->tls_cert, s->cfg->tls_key, err, sizeof err);
-    if (!ctx) {
-        log_error("SIGHUP: keeping the old certificate: %s", err);
-        return;
+/* At the descriptor limit (EMFILE, ENFILE) the connections waiting in the
+ * backlog would hang there, unanswered: gives up the spare descriptor
+ * and takes them one at a time, each answered 503 and closed, until the
+ * backlog is empty. Returns 0 when there was no spare to give up. */
+static int refuse_at_fd_limit(server *s, struct evconnlistener *l)
+{
+    evutil_socket_t lfd = evconnlistener_get_fd(l), fd;
+    struct rlimit rl = {0};
+    uint64_t due;
+    int n = 0;
+
+    if (s->spare_fd < 0)
+        return 0;
+    close(s->spare_fd);
+    s->spare_fd = -1;
+    while (n < FD_LIMIT_SHED_MAX &&
+           (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        refuse_fd(fd);
+        n++;
+        if ((due = server_reject(s, REJECT_FD_LIMIT)) &&
+            getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_with(LOG_WARN, &(log_fields){.suppressed = due - 1},
+                     "open-file limit (%llu) reached: refusing connections "
+                     "with 503",
+                     (unsigned long long)rl.rlim_cur);
     }
-    /* Open connections keep the old context: each SSL holds a reference. */
-    SSL_CTX_free(s->tls_ctx);
-    s->tls_ctx = ctx;
-    log_info("SIGHUP: reloaded %s and %s", s->cfg->tls_cert, s->cfg->tls_key);
+    take_spare(s);
+    return 1;
 }
 
 static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -131,6 +162,7 @@ static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->stopping)
         return;
+    take_spare(s); /* lost when another thread took its number */
     if (s->listener)
         evconnlistener_enable(s->listener);
     if (s->tls_listener)
@@ -142,8 +174,11 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     server *s = arg;
     int err = EVUTIL_SOCKET_ERROR();
 
-    log_warn("accept: %s; pausing for %d ms",
-             evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS);
+    if ((err == EMFILE || err == ENFILE) && refuse_at_fd_limit(s, l))
+        return;
+    server_log_limited(s, LOG_CAUSE_ACCEPT, LOG_WARN, &(log_fields){0},
+                       "accept: %s; pausing for %d ms",
+                       evutil_socket_error_to_string(err), ACCEPT_BACKOFF_MS);
     evconnlistener_disable(l);
     event_base_once(s->base, -1, EV_TIMEOUT, resume_accept_cb, s,
                     &(struct timeval){0, ACCEPT_BACKOFF_MS * 1000});
@@ -188,6 +223,11 @@ int listener_open(server *s, char *err, size_t errlen)
 {
     const config *cfg = s->cfg;
 
+    take_spare(s);
+    if (s->spare_fd < 0) {
+        snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+        return -1;
+    }
     if (cfg->tls_listen) {
         s->tls_ctx = tls_context_new(cfg->tls_cert, cfg->tls_key, err, errlen);
         if (!s->tls_ctx)
@@ -214,5 +254,9 @@ void listener_close(server *s)
     if (s->tls_ctx) {
         SSL_CTX_free(s->tls_ctx);
         s->tls_ctx = NULL;
+    }
+    if (s->spare_fd >= 0) {
+        close(s->spare_fd);
+        s->spare_fd = -1;
     }
 }

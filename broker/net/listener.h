@@ -1,6 +1,7 @@
 /* Accepting connections (loop 0 only): the plain and TLS listeners, the
  * connection limits checked before a socket gets any state, the hand-off
- * of each socket to a loop, and the TLS certificate reload on SIGHUP. */
+ * of each socket to a loop. New TLS connections use s->tls_ctx, which a
+ * reload (reload.h) may replace. */
 #ifndef CHORUS_LISTENER_H
 #define CHORUS_LISTENER_H
 
@@ -14,8 +15,5 @@ int listener_open(server *s, char *err, size_t errlen);
 
 /* Stops accepting: closes the listening sockets. */
 void listener_close(server *s);
-
-/* Loads tls_cert and tls_key again; keeps the old pair on failure. */
-void listener_reload_tls(server *s);
 
 #endif

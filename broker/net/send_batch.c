@@ -1,5 +1,6 @@
 #include "send_batch.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,7 @@ static void prep(send_batch *b, unsigned upto)
         entry *e = &b->ent[b->prepped];
         struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 
+        assert(sqe != NULL);
         io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, b->prepped);
     }

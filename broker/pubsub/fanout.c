@@ -8,12 +8,13 @@
 #include "conn.h"
 #include "frame_ref.h"
 #include "publish.h"
+#include "store.h"
 #include "server.h"
 #include "topics.h"
 
 typedef struct message_src {
     const topic *t;
-    const publish_item *it;
+    const store_msg *it;
 } message_src;
 
 static size_t fill_message(uint8_t *payload, void *arg)
@@ -25,13 +26,22 @@ static size_t fill_message(uint8_t *payload, void *arg)
                                  m->it->data_len);
 }
 
-frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
-                        size_t *count, size_t **pos)
+/* The message after the 1-based index i: along next_same, or, for a run
+ * (end != 0), the next in the array up to end (1-based). 0 after the last. */
+static size_t next_of(const store_msg *msgs, size_t i, size_t end)
+{
+    if (end)
+        return i < end ? i + 1 : 0;
+    return msgs[i - 1].next_same;
+}
+
+static frame_ref *build(const topic *t, const store_msg *items, size_t first,
+                        size_t end, size_t *count, size_t **pos)
 {
     size_t total = 0, n = 0, len = 0, k = 0;
     frame_ref *f;
 
-    for (size_t i = first + 1; i; i = items[i - 1].next_same, n++)
+    for (size_t i = first + 1; i; i = next_of(items, i, end), n++)
         total += chorus_message_bound(t->name_len, items[i - 1].data_len) +
                  FRAME_REF_HEADROOM;
     f = frame_ref_new(total);
@@ -43,7 +53,7 @@ frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
         *pos = NULL;
         return NULL;
     }
-    for (size_t i = first + 1; i; i = items[i - 1].next_same) {
+    for (size_t i = first + 1; i; i = next_of(items, i, end)) {
         message_src m = {t, &items[i - 1]};
         size_t bound = chorus_message_bound(t->name_len, m.it->data_len);
         (*pos)[k++] = len;
@@ -54,6 +64,18 @@ frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
     frame_ref_seal_raw(f, len);
     *count = n;
     return f;
+}
+
+frame_ref *fanout_build(const topic *t, const store_msg *items, size_t first,
+                        size_t *count, size_t **pos)
+{
+    return build(t, items, first, 0, count, pos);
+}
+
+frame_ref *fanout_build_run(const topic *t, const store_msg *msgs, size_t n,
+                            size_t *count, size_t **pos)
+{
+    return build(t, msgs, 0, n, count, pos);
 }
 
 /* Sends frames i.. of a block to one subscriber. */

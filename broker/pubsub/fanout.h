@@ -11,14 +11,18 @@
 typedef struct server server;
 typedef struct topic topic;
 typedef struct frame_ref frame_ref;
-typedef struct publish_item publish_item;
+typedef struct store_msg store_msg;
 
-/* Encodes the items of t linked from items[first] (through next_same)
+/* Encodes the messages of t linked from msgs[first] (through next_same)
  * into one block. *pos gets count + 1 byte offsets (frame i spans
  * pos[i]..pos[i+1]); both are the caller's to free. NULL on allocation
  * failure. */
-frame_ref *fanout_build(const topic *t, const publish_item *items, size_t first,
+frame_ref *fanout_build(const topic *t, const store_msg *msgs, size_t first,
                         size_t *count, size_t **pos);
+
+/* The same for msgs[0..n), consecutive offsets of t (a live feed's). */
+frame_ref *fanout_build_run(const topic *t, const store_msg *msgs, size_t n,
+                            size_t *count, size_t **pos);
 
 /* Delivers a committed block (offsets first .. first+count-1) to t's live
  * subscribers in this loop, skipping what each has had already. */

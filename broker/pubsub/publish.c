@@ -12,58 +12,66 @@
 #include "conn.h"
 #include "fanout.h"
 #include "frame_ref.h"
-#include "loops.h"
-#include "history.h"
 #include "log.h"
+#include "loops.h"
 #include "server.h"
 #include "topics.h"
-#include "writer.h"
 
 static void start_commit(server *s);
 
-/* End of a loop turn: hand the batch to the writer thread if it is idle
- * (else it goes when the one in flight is done), or complete it here
- * when there is no store to write. */
+static double now_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int publish_here(const server *s)
+{
+    if (s->store && !s->store->engine->central_publish)
+        return 1;
+    return s->index == 0;
+}
+
+/* End of a loop turn: hand the batch to the engine if none is in flight
+ * (else it goes when that one is done), or complete it here when there
+ * is no engine. */
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;
 
     (void)fd;
     (void)what;
-    if (s->batch.writer)
+    if (s->store)
         start_commit(s);
     else
         publish_flush(s);
 }
 
-static void writer_done(void *arg);
-
 int publish_init(server *s, char *err, size_t errlen)
 {
-    const config *cfg = s->cfg;
-    history_opts hopts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
-                          cfg->history_ttl_ms};
-
     s->batch.commit_ev = event_new(s->base, -1, 0, commit_cb, s);
     if (!s->batch.commit_ev) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (s->index != 0 || !s->hist)
-        return 0;
-    s->batch.writer = writer_start(cfg->db_path, &hopts, s->base, writer_done,
-                                   s, err, errlen);
-    return s->batch.writer ? 0 : -1;
+    return 0;
+}
+
+static void slot_free(publish_slot *sl)
+{
+    free(sl->msgs);
+    free(sl->acks);
 }
 
 void publish_destroy(server *s)
 {
     publish_flush(s);
-    writer_stop(s->batch.writer);
     if (s->batch.commit_ev)
         event_free(s->batch.commit_ev);
-    free(s->batch.items);
-    free(s->batch.inflight);
+    slot_free(&s->batch.collecting);
+    slot_free(&s->batch.inflight);
 }
 
 /* Without history a topic lives only in memory: each time it is created
@@ -84,97 +92,93 @@ static int load_volatile(topic *t)
     return 0;
 }
 
-topic *publish_load_topic(server *s, const char *name, size_t len)
+void publish_topic_info(server *s, const char *name, size_t len,
+                        store_topic_cb cb, void *arg)
 {
-    topic *t = topics_get(&s->topics, name, len);
-    history_topic ht;
+    store_topic_info info;
+    topic *t;
 
-    if (!t)
-        return NULL;
-    if (t->loaded)
-        return t;
-    if (!s->hist) {
-        if (load_volatile(t) == 0)
-            return t;
-        topics_release(&s->topics, t);
-        return NULL;
+    if (s->store) {
+        store_topic(s->store, name, len, cb, arg);
+        return;
     }
-    if (history_topic_load(s->hist, t->name, 1, &ht) != 0) {
-        log_error("history: cannot load topic %s: %s", t->name,
-                  history_errmsg(s->hist));
-        topics_release(&s->topics, t);
-        return NULL;
+    t = topics_get(&s->topics, name, len);
+    if (!t || (!t->loaded && load_volatile(t) != 0)) {
+        if (t)
+            topics_release(&s->topics, t);
+        cb(arg, STORE_FAIL, NULL);
+        return;
     }
-    t->loaded = 1;
-    t->store_id = ht.id;
-    memcpy(t->epoch, ht.epoch, sizeof t->epoch);
-    t->last_offset = t->next_offset = ht.last_offset;
-    return t;
+    memcpy(info.epoch, t->epoch, sizeof info.epoch);
+    info.newest = t->last_offset;
+    info.oldest = 0; /* nothing is kept */
+    topics_pin(t);   /* the callback may subscribe to it */
+    cb(arg, STORE_OK, &info);
+    topics_unpin(&s->topics, t);
 }
 
-int publish_newest(server *s, topic *t, uint64_t *newest)
+static int slot_grow(publish_slot *sl)
 {
-    history_topic ht;
+    size_t cap = sl->cap ? sl->cap * 2 : 64;
+    store_msg *msgs = realloc(sl->msgs, cap * sizeof *msgs);
+    publish_ack *acks;
 
-    *newest = t->last_offset;
-    if (s->index == 0 || !s->hist)
-        return 0;
-    /* Loop 0 commits; blocks reach this loop a little later. An ack it
-     * sent may already have reached a client, so ask the store. */
-    if (history_topic_load(s->hist, t->name, 0, &ht) < 0) {
-        log_error("history: cannot read topic %s: %s", t->name,
-                  history_errmsg(s->hist));
+    if (!msgs)
         return -1;
-    }
-    if (ht.last_offset > *newest)
-        *newest = ht.last_offset;
+    sl->msgs = msgs;
+    acks = realloc(sl->acks, cap * sizeof *acks);
+    if (!acks)
+        return -1;
+    sl->acks = acks;
+    sl->cap = cap;
     return 0;
 }
 
-/* Appends an item to loop 0's batch; takes ownership of data. */
-static int batch_add(server *s, topic *t, conn *c, ack_kind ack, json_t *id,
-                     lmsg *reply, char *data, size_t data_len)
+/* Appends a publish to the collecting batch; takes ownership of data.
+ * With no engine, the offset is assigned here. */
+static int batch_add(server *s, const char *name, size_t len, conn *c,
+                     ack_kind ack, json_t *id, lmsg *reply, char *data,
+                     size_t data_len)
 {
-    publish_batch *b = &s->batch;
-    publish_item *it;
+    publish_slot *b = &s->batch.collecting;
+    topic *t = topics_get(&s->topics, name, len);
+    store_msg *m;
+    publish_ack *a;
 
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        publish_item *items = realloc(b->items, cap * sizeof *items);
-        if (!items) {
-            free(data);
+    if (!t || (!s->store && !t->loaded && load_volatile(t) != 0) ||
+        (b->n == b->cap && slot_grow(b) != 0)) {
+        if (t)
             topics_release(&s->topics, t);
-            return -1;
-        }
-        b->items = items;
-        b->cap = cap;
+        free(data);
+        return -1;
     }
-    it = &b->items[b->n++];
-    it->t = t;
-    it->store_id = t->store_id;
+    m = &b->msgs[b->n];
+    a = &b->acks[b->n++];
     topics_pin(t);
-    it->c = c;
+    *a = (publish_ack){t, c, reply, ack, id ? json_incref(id) : NULL, data};
     if (c)
         conn_ref(c);
-    it->ack = ack;
-    it->id = id ? json_incref(id) : NULL;
-    it->reply = reply;
-    it->offset = ++t->next_offset;
-    it->ts_ms = server_now_ms(s);
-    it->data = data;
-    it->data_len = data_len;
-    it->next_same = 0;
+    *m = (store_msg){.topic = t->name,
+                     .topic_len = t->name_len,
+                     .data = data,
+                     .data_len = data_len,
+                     .ts_ms = server_now_ms(s)};
+    if (!s->store) {
+        m->offset = ++t->next_offset;
+        memcpy(m->epoch, t->epoch, sizeof m->epoch);
+    }
     if (t->batch_tail)
-        b->items[t->batch_tail - 1].next_same = b->n;
+        b->msgs[t->batch_tail - 1].next_same = b->n;
     else
         t->batch_head = b->n;
     t->batch_tail = b->n;
     if (b->n == 1)
-        event_active(b->commit_ev, EV_TIMEOUT, 0);
+        event_active(s->batch.commit_ev, EV_TIMEOUT, 0);
     return 0;
 }
 
-/* A publish received by a loop other than 0, waiting for its ack. */
+/* A publish received by a loop that does not append, waiting for its
+ * ack from loop 0. */
 typedef struct pending_ack {
     conn *c;
     ack_kind ack;
@@ -203,46 +207,44 @@ static int forward(server *s, conn *c, ack_kind ack, json_t *id,
     m->token = p;
     m->data = data;
     m->data_len = data_len;
-    loops_post(s->b, 0, m);
-    return 0;
+    if (loops_try_post(s->b, 0, m) == 0)
+        return 0;
+    /* Loop 0 is gone (shutdown): nothing will ever answer p. */
+    conn_unref(c);
+    if (p->id)
+        json_decref(p->id);
+    free(p);
+    lmsg_free(m); /* frees data */
+    return -1;
 }
 
 int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
                    const char *name, size_t len, char *data, size_t data_len)
 {
-    topic *t;
-
-    if (s->index != 0)
+    if (!publish_here(s))
         return forward(s, c, ack, id, name, len, data, data_len);
-    t = publish_load_topic(s, name, len);
-    if (!t) {
-        free(data);
-        return -1;
-    }
-    return batch_add(s, t, c, ack, id, NULL, data, data_len);
+    return batch_add(s, name, len, c, ack, id, NULL, data, data_len);
 }
 
 /* Sends a forwarded publish's message back to its loop as the ack. */
-static void reply_forwarded(server *s, lmsg *m, const topic *t, uint64_t offset,
-                            int failed)
+static void reply_forwarded(server *s, lmsg *m, const char *epoch,
+                            uint64_t offset, int failed)
 {
     m->type = LMSG_ACK;
     m->offset = offset;
     m->failed = failed;
-    if (t)
-        memcpy(m->epoch, t->epoch, sizeof m->epoch);
+    if (epoch)
+        memcpy(m->epoch, epoch, sizeof m->epoch);
     loops_post(s->b, m->origin, m);
 }
 
 void publish_receive_forwarded(server *s, lmsg *m)
 {
-    topic *t = publish_load_topic(s, m->name, m->name_len);
     char *data = m->data; /* ours now: batch_add takes it or frees it */
 
     m->data = NULL;
-    if (!t)
-        free(data);
-    else if (batch_add(s, t, NULL, ACK_WS, NULL, m, data, m->data_len) == 0)
+    if (batch_add(s, m->name, m->name_len, NULL, ACK_WS, NULL, m, data,
+                  m->data_len) == 0)
         return;
     reply_forwarded(s, m, NULL, 0, 1);
 }
@@ -271,13 +273,14 @@ void publish_forwarded_ack(server *s, lmsg *m)
     free(p);
 }
 
-static void acknowledge(server *s, publish_item *it, const char *error)
+static void acknowledge(server *s, const store_msg *m, publish_ack *a,
+                        const char *error)
 {
-    if (it->c)
-        answer(it->c, it->ack, it->id, it->data_len, it->t->name, it->t->epoch,
-               it->offset, error);
+    if (a->c)
+        answer(a->c, a->ack, a->id, m->data_len, m->topic, m->epoch, m->offset,
+               error);
     else
-        reply_forwarded(s, it->reply, it->t, it->offset, error != NULL);
+        reply_forwarded(s, a->reply, m->epoch, m->offset, error != NULL);
 }
 
 /* Fault injection for tests (tests/integration/test_lost_block.py):
@@ -299,33 +302,17 @@ static int fault_lose(const topic *t)
     return 1;
 }
 
-/* Fans one topic's committed items out here and in every other loop. */
-static void fan_out(server *s, publish_item *items, size_t first)
+/* Hands one topic's committed block to every other loop. */
+static void pass_on(server *s, topic *t, frame_ref *f, uint64_t first,
+                    size_t count, const size_t *pos)
 {
-    topic *t = items[first].t;
-    size_t count, *pos;
-    frame_ref *f;
-
-    for (size_t i = first + 1; i; i = items[i - 1].next_same)
-        t->last_offset = items[i - 1].offset;
-    if (!t->subs && s->b->n == 1)
-        return;
-    f = fault_lose(t) ? NULL : fanout_build(t, items, first, &count, &pos);
-    if (!f) {
-        log_error("out of memory fanning out %s", t->name);
-        fanout_lost(t);
-        for (int i = 1; i < s->b->n; i++)
-            loops_post_lost(s->b, i);
-        return;
-    }
-    fanout_deliver(s, t, f, items[first].offset, count, pos);
     for (int i = 1; i < s->b->n; i++) {
         lmsg *m = lmsg_new(LMSG_COMMITTED, t->name, t->name_len);
         if (m && (m->pos = malloc((count + 1) * sizeof *pos))) {
             memcpy(m->pos, pos, (count + 1) * sizeof *pos);
             frame_ref_incref(f);
             m->block = f;
-            m->offset = items[first].offset;
+            m->offset = first;
             m->count = count;
             loops_post(s->b, i, m);
         } else {
@@ -333,132 +320,127 @@ static void fan_out(server *s, publish_item *items, size_t first)
             loops_post_lost(s->b, i);
         }
     }
+}
+
+/* Fans one topic's committed messages out here and in every other loop. */
+static void fan_out(server *s, const store_msg *msgs, topic *t, size_t first)
+{
+    size_t count, *pos;
+    frame_ref *f;
+
+    /* A subscribe may have read a newer offset from the store already. */
+    for (size_t i = first + 1; i; i = msgs[i - 1].next_same)
+        if (msgs[i - 1].offset > t->last_offset)
+            t->last_offset = msgs[i - 1].offset;
+    memcpy(t->epoch, msgs[first].epoch, sizeof t->epoch);
+    t->loaded = 1;
+    if (!t->subs && s->b->n == 1)
+        return;
+    f = fault_lose(t) ? NULL : fanout_build(t, msgs, first, &count, &pos);
+    if (!f) {
+        log_error("out of memory fanning out %s", t->name);
+        fanout_lost(t);
+        for (int i = 1; i < s->b->n; i++)
+            loops_post_lost(s->b, i);
+        return;
+    }
+    fanout_deliver(s, t, f, msgs[first].offset, count, pos);
+    pass_on(s, t, f, msgs[first].offset, count, pos);
     free(pos);
     frame_ref_decref(f);
 }
 
-/* Marks the first item of each topic and unlinks the batch from the
+/* Marks the first message of each topic and unlinks the batch from the
  * topics, so that new publishes start a new batch. */
-static void seal(publish_item *items, size_t n)
+static void seal(publish_slot *sl)
 {
-    for (size_t i = 0; i < n; i++)
-        items[i].group_first = items[i].t->batch_head == i + 1;
-    for (size_t i = 0; i < n; i++)
-        items[i].t->batch_head = items[i].t->batch_tail = 0;
+    for (size_t i = 0; i < sl->n; i++)
+        sl->msgs[i].group_first = sl->acks[i].t->batch_head == i + 1;
+    for (size_t i = 0; i < sl->n; i++)
+        sl->acks[i].t->batch_head = sl->acks[i].t->batch_tail = 0;
 }
 
-/* After a failed commit nobody saw its offsets: the topics start again
- * from their last committed offset, and the batch collected meanwhile is
- * numbered anew after it. */
-static void renumber(server *s, const publish_item *failed, size_t n)
+/* Makes a stored (or failed) batch visible: fan-out and acks. */
+static void complete(server *s, publish_slot *sl, int failed, double seconds,
+                     const char *why)
 {
-    publish_batch *b = &s->batch;
+    /* An engine with a feed delivers every message through it. */
+    int fans_out = !s->store || s->store->engine->central_publish;
 
-    for (size_t i = 0; i < n; i++)
-        failed[i].t->next_offset = failed[i].t->last_offset;
-    for (size_t i = 0; i < b->n; i++)
-        b->items[i].t->next_offset = b->items[i].t->last_offset;
-    for (size_t i = 0; i < b->n; i++)
-        b->items[i].offset = ++b->items[i].t->next_offset;
-}
-
-/* Makes a committed (or failed) batch visible: fan-out and acks. */
-static void complete(server *s, publish_item *items, size_t n, int failed,
-                     double seconds, const char *why)
-{
-    if (s->hist)
+    if (s->store)
         metrics_observe_commit(&s->stats, seconds);
     if (failed) {
         s->stats.history_errors++;
-        if (server_log_due(s, LOG_CAUSE_HISTORY))
-            log_error("history: write of %zu messages failed: %s", n, why);
-        renumber(s, items, n);
+        server_log_limited(s, LOG_CAUSE_HISTORY, LOG_ERROR, &(log_fields){0},
+                           "history: write of %zu messages failed: %s", sl->n,
+                           why ? why : "unknown error");
     } else {
-        s->stats.history_commits++;
-        s->stats.messages_published += n;
+        s->stats.history_commits += s->store != NULL;
+        s->stats.messages_published += sl->n;
     }
-    for (size_t i = 0; i < n; i++) {
-        publish_item *it = &items[i];
-        if (it->group_first && !failed)
-            fan_out(s, items, i);
-        acknowledge(s, it, failed ? "history write failed" : NULL);
-        free(it->data);
-        if (it->id)
-            json_decref(it->id);
-        if (it->c)
-            conn_unref(it->c);
-        topics_unpin(&s->topics, it->t);
+    for (size_t i = 0; i < sl->n; i++) {
+        publish_ack *a = &sl->acks[i];
+        if (sl->msgs[i].group_first && !failed && fans_out)
+            fan_out(s, sl->msgs, a->t, i);
+        acknowledge(s, &sl->msgs[i], a, failed ? "history write failed" : NULL);
+        free(a->data);
+        if (a->id)
+            json_decref(a->id);
+        if (a->c)
+            conn_unref(a->c);
+        topics_unpin(&s->topics, a->t);
     }
+    sl->n = 0;
 }
 
-/* Hands the collected batch to the writer thread, if it is idle. */
+/* The engine's answer for the batch in flight. */
+static void append_done(void *arg, int status, const char *why)
+{
+    server *s = arg;
+    publish_batch *b = &s->batch;
+
+    /* An HTTP ack may serve a pipelined request that publishes: it joins
+     * the collecting batch, not this one. */
+    complete(s, &b->inflight, status != STORE_OK, now_mono() - b->started, why);
+    start_commit(s);
+}
+
+/* Hands the collected batch to the engine, if none is in flight. The
+ * callback may run before store_append returns. */
 static void start_commit(server *s)
 {
     publish_batch *b = &s->batch;
-    publish_item *spare = b->inflight;
-    size_t spare_cap = b->inflight_cap;
+    publish_slot spare = b->inflight;
 
-    if (b->n == 0 || b->inflight_n)
+    if (b->collecting.n == 0 || b->inflight.n)
         return;
-    seal(b->items, b->n);
-    b->inflight = b->items;
-    b->inflight_n = b->n;
-    b->inflight_cap = b->cap;
-    b->items = spare; /* reuse the array of the last batch */
-    b->cap = spare_cap;
-    b->n = 0;
-    writer_submit(b->writer, b->inflight, b->inflight_n);
-}
-
-/* Collects the writer's result, if there is one (waiting for it when
- * wait is set), and completes that batch. */
-static void finish_commit(server *s, int wait)
-{
-    publish_batch *b = &s->batch;
-    int failed;
-    double seconds;
-    const char *why;
-    size_t n = b->inflight_n;
-
-    if (!n || !writer_take(b->writer, wait, &failed, &seconds, &why))
-        return;
-    /* An HTTP ack may serve a pipelined request that publishes: it joins
-     * the collecting batch, not this one. */
-    b->inflight_n = 0;
-    complete(s, b->inflight, n, failed, seconds, why);
-}
-
-static void writer_done(void *arg)
-{
-    server *s = arg;
-
-    finish_commit(s, 0);
-    start_commit(s);
+    seal(&b->collecting);
+    b->inflight = b->collecting;
+    b->collecting = spare; /* reuse the arrays of the last batch */
+    b->collecting.n = 0;
+    b->started = now_mono();
+    store_append(s->store, b->inflight.msgs, b->inflight.n, append_done, s);
 }
 
 void publish_flush(server *s)
 {
     publish_batch *b = &s->batch;
-    publish_item *items = b->items;
-    size_t n = b->n, cap = b->cap;
 
-    if (b->writer) { /* until nothing is pending (shutdown) */
-        while (b->inflight_n || b->n) {
-            finish_commit(s, 1);
+    if (s->store) { /* until nothing is pending (shutdown) */
+        while (b->inflight.n || b->collecting.n) {
             start_commit(s);
+            store_flush(s->store);
         }
         return;
     }
-    if (n == 0)
+    if (b->collecting.n == 0)
         return;
-    seal(items, n);
-    b->items = NULL;
-    b->n = b->cap = 0;
-    complete(s, items, n, 0, 0, NULL); /* no store: visible at once */
-    if (!b->items) {                   /* keep the array for the next turn */
-        b->items = items;
-        b->cap = cap;
-    } else {
-        free(items);
-    }
+    seal(&b->collecting);
+    /* No store: visible at once. An ack may publish again: into the
+     * other slot. */
+    publish_slot done = b->collecting;
+    b->collecting = b->inflight;
+    b->collecting.n = 0;
+    complete(s, &done, 0, 0, NULL);
+    b->inflight = done;
 }

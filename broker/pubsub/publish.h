@@ -1,11 +1,16 @@
-/* Publishing with group commit. Loop 0 assigns offsets and collects
- * publishes into a batch; at the end of a loop turn the batch goes to the
- * history writer thread (writer.h), which commits it in one transaction
- * while the next batch collects. Only after the commit are offsets made
+/* Publishing with group commit, through the history engine (store.h).
+ * The publishing loop collects publishes into a batch; at the end of a
+ * loop turn the batch goes to the engine, which stores it (SQLite: in one
+ * transaction on its writer thread) and assigns the offsets, while the
+ * next batch collects. Only once the engine has answered are offsets made
  * visible, acks sent and messages fanned out: no client ever sees an
- * offset that a crash could take back. A failed commit answers each
- * publish with `internal` and hands none of its offsets out. Other loops
- * forward their publishes to loop 0 (loops.h). */
+ * offset that a crash could take back. A failed append answers each
+ * publish with `internal`; the engine consumed none of its offsets.
+ *
+ * With an engine that publishes centrally (SQLite), other loops forward
+ * their publishes to loop 0 (loops.h), which fans each committed block
+ * out to every loop. With history off there is no engine: loop 0 numbers
+ * the messages itself, in memory. */
 #ifndef CHORUS_PUBLISH_H
 #define CHORUS_PUBLISH_H
 
@@ -13,6 +18,8 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "store.h"
 
 typedef struct server server;
 typedef struct conn conn;
@@ -30,52 +37,48 @@ typedef void (*publish_answer_fn)(conn *c, json_t *id, size_t data_len,
                                   const char *topic_name, const char *epoch,
                                   uint64_t offset, const char *error);
 
-typedef struct publish_item {
+/* Who waits for the outcome of msgs[i] of a batch (same index). */
+typedef struct publish_ack {
     topic *t;           /* pinned until the batch is done */
     conn *c;            /* referenced; acked unless closed meanwhile; NULL
                            when another loop holds the publisher */
     struct lmsg *reply; /* when c is NULL: that loop's message, owned; it
                            goes back as the ack, so acking allocates nothing */
     ack_kind ack;
-    json_t *id;       /* request id to echo (a reference), or NULL */
-    int64_t store_id; /* the topic's row, for the writer thread */
-    uint64_t offset;
-    int64_t ts_ms;
-    char *data; /* serialized JSON of the data, owned */
-    size_t data_len;
-    size_t next_same; /* index + 1 of the topic's next item; 0 = last */
-    int group_first;  /* the first of its topic in its batch */
-} publish_item;
+    json_t *id; /* request id to echo (a reference), or NULL */
+    char *data; /* serialized JSON, owned (msgs[i].data points here) */
+} publish_ack;
+
+typedef struct publish_slot {
+    store_msg *msgs;
+    publish_ack *acks;
+    size_t n, cap;
+} publish_slot;
 
 typedef struct publish_batch {
-    publish_item *items; /* collecting */
-    size_t n, cap;
-    publish_item *inflight; /* being committed by the writer thread */
-    size_t inflight_n, inflight_cap;
+    publish_slot collecting;
+    publish_slot inflight; /* with the engine */
+    double started;        /* when inflight went (monotonic seconds) */
     struct event *commit_ev;
-    struct writer *writer; /* loop 0 with history; else commits inline */
 } publish_batch;
 
-/* Sets up the batch; loop 0 with history also starts the writer thread
- * (-1 with a message in err when it cannot). */
+/* 1 when this loop appends to the engine itself, 0 when it forwards its
+ * publishes to loop 0. */
+int publish_here(const server *s);
+
 int publish_init(server *s, char *err, size_t errlen);
 void publish_destroy(server *s);
 
-/* Returns the topic with its stored state loaded (creating its row and
- * epoch on first use). NULL with an error logged when the store fails.
- * The topic is not pinned: callers subscribe or pin before returning to
- * the loop. */
-topic *publish_load_topic(server *s, const char *name, size_t len);
-
-/* The newest offset of t that any client may have seen acknowledged:
- * what `subscribed` reports and where live delivery starts. Returns 0, or
- * -1 when the store failed. */
-int publish_newest(server *s, topic *t, uint64_t *newest);
+/* The state of topic name for a subscriber: from the engine or, with
+ * history off, from memory (a topic unknown here starts at offset 0 in a
+ * new epoch). cb runs as store.h's topic callbacks do: exactly once, on
+ * this loop, possibly before this returns. */
+void publish_topic_info(server *s, const char *name, size_t len,
+                        store_topic_cb cb, void *arg);
 
 /* Publishes data (serialized JSON, owned) to the topic for c, whose reply
- * (`published` or HTTP 200) follows the commit. Loop 0 assigns the offset
- * and joins the batch; other loops forward to loop 0. Returns 0, or -1
- * (data freed) when that failed; the caller replies `internal`. */
+ * (`published` or HTTP 200) follows the commit. Returns 0, or -1 (data
+ * freed) when that failed; the caller replies `internal`. */
 int publish_submit(server *s, conn *c, ack_kind ack, json_t *id,
                    const char *name, size_t len, char *data, size_t data_len);
 
@@ -86,8 +89,8 @@ void publish_receive_forwarded(server *s, struct lmsg *m);
 /* The origin loop: the outcome of a forwarded publish. */
 void publish_forwarded_ack(server *s, struct lmsg *m);
 
-/* Commits everything pending and completes it, waiting for the writer
- * thread: for shutdown. */
+/* Commits everything pending and completes it, waiting for the engine:
+ * for shutdown. */
 void publish_flush(server *s);
 
 #endif

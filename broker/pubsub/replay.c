@@ -1,45 +1,38 @@
 #include "replay.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "chorus/wire.h"
 #include "chorus/ws_frame.h"
 #include "conn.h"
 #include "frame_ref.h"
-#include "history.h"
 #include "log.h"
 #include "server.h"
 #include "topics.h"
 
-int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
-                uint64_t newest, int *recovered, uint64_t *cursor)
+void replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
+                 const store_topic_info *info, int *recovered, uint64_t *cursor)
 {
-    uint64_t first;
+    uint64_t newest = info->newest;
 
+    (void)t;
     srv->stats.replays++;
-    if (strcmp(epoch, t->epoch) != 0 || since > newest) {
+    if (strcmp(epoch, info->epoch) != 0 || since > newest) {
         /* A foreign epoch, or an offset this epoch never reached: the
          * client's position means nothing here; send all we have. */
         *recovered = 0;
-        *cursor = srv->hist ? 0 : newest;
-        return 0;
+        *cursor = srv->store ? 0 : newest;
+        return;
     }
     *cursor = since;
-    if (!srv->hist) { /* nothing stored: only "up to date" recovers */
+    if (!srv->store) { /* nothing stored: only "up to date" recovers */
         *recovered = since == newest;
         *cursor = newest;
-        return 0;
+        return;
     }
-    if (since == newest) {
-        *recovered = 1;
-        return 0;
-    }
-    if (history_first_offset(srv->hist, t->store_id, &first)) {
-        log_error("history: %s", history_errmsg(srv->hist));
-        return -1;
-    }
-    *recovered = first != 0 && first <= since + 1;
-    return 0;
+    *recovered =
+        since == newest || (info->oldest != 0 && info->oldest <= since + 1);
 }
 
 static void unlink_replay(conn *c, sub *s)
@@ -57,6 +50,7 @@ static void unlink_replay(conn *c, sub *s)
         c->replay_tail = prev;
     s->replay_next = NULL;
     s->replaying = 0;
+    c->replay_gen++;
 }
 
 /* Live from here: offsets up to the cursor have been sent. */
@@ -70,6 +64,7 @@ static void finish(conn *c, sub *s)
 void replay_start(conn *c, sub *s, uint64_t cursor)
 {
     s->cursor = cursor;
+    c->replay_gen++; /* a page in flight for s is stale now */
     if (!s->replaying) {
         s->replaying = 1;
         s->replay_next = NULL;
@@ -94,21 +89,31 @@ void replay_cancel_all(conn *c)
         unlink_replay(c, c->replay_head);
 }
 
+/* One page read from the store for the subscription at the head of
+ * the replay list. */
 typedef struct page_ctx {
-    conn *c;
-    sub *s;
+    conn *c; /* referenced */
+    sub *s;  /* valid while c->replay_gen == gen */
+    uint64_t gen;
     size_t high_water;
-    int failed;
+    int failed; /* a send failed: the connection was closed */
+    int sync;   /* store_read has not returned yet */
+    int done;   /* page_done ran while sync */
 } page_ctx;
 
-static int emit_row(uint64_t offset, int64_t ts_ms, const char *data,
-                    size_t data_len, void *arg)
+static int emit_row(void *arg, uint64_t offset, int64_t ts_ms, const char *data,
+                    size_t data_len)
 {
     page_ctx *p = arg;
-    topic *t = p->s->t;
-    size_t bound = chorus_message_bound(t->name_len, data_len), n;
-    frame_ref *f = frame_ref_new(bound);
+    topic *t;
+    size_t bound, n;
+    frame_ref *f;
 
+    if (p->gen != p->c->replay_gen || p->c->state != CONN_WS)
+        return 1; /* stale: the subscription changed meanwhile */
+    t = p->s->t;
+    bound = chorus_message_bound(t->name_len, data_len);
+    f = frame_ref_new(bound);
     if (!f) {
         p->failed = 1;
         return 1;
@@ -128,34 +133,72 @@ static int emit_row(uint64_t offset, int64_t ts_ms, const char *data,
     return conn_queued(p->c) >= p->high_water;
 }
 
+static void page_done(void *arg, int status, size_t rows)
+{
+    page_ctx *p = arg;
+    conn *c = p->c;
+    int current = p->gen == c->replay_gen && c->state == CONN_WS;
+
+    c->replay_reading = 0;
+    if (current && status != STORE_OK) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "history read failed");
+    } else if (current && !p->failed && rows == 0) {
+        finish(c, p->s); /* the rest was trimmed meanwhile */
+    }
+    if (p->sync) {
+        p->done = 1; /* replay_pump goes on */
+        return;
+    }
+    free(p);
+    replay_pump(c);
+    conn_unref(c);
+}
+
+/* Reads the next page for the head of c's replay list. Returns 1 when
+ * that page is done (the pump may go on), 0 when it is still being read
+ * or the pump must stop. */
+static int read_page(conn *c, size_t high_water)
+{
+    sub *s = c->replay_head;
+    page_ctx *p = calloc(1, sizeof *p);
+    int done;
+
+    if (!p) {
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
+        return 0;
+    }
+    *p = (page_ctx){c, s, c->replay_gen, high_water, 0, 1, 0};
+    conn_ref(c);
+    c->replay_reading = 1;
+    store_read(c->srv->store, s->t->name, s->t->name_len, s->cursor,
+               REPLAY_PAGE_ROWS, emit_row, page_done, p);
+    if (!p->done) {
+        p->sync = 0; /* page_done pumps on when it comes */
+        return 0;
+    }
+    done = !p->failed;
+    free(p);
+    conn_unref(c);
+    return done;
+}
+
 void replay_pump(conn *c)
 {
     server *srv = c->srv;
-    page_ctx p = {c, NULL, REPLAY_HIGH_WATER, 0};
+    size_t high_water = REPLAY_HIGH_WATER;
 
-    if (srv->cfg->max_outbound_bytes / 2 < p.high_water)
-        p.high_water = srv->cfg->max_outbound_bytes / 2;
-    while (c->state == CONN_WS && c->replay_head &&
-           conn_queued(c) < p.high_water) {
+    if (srv->cfg->max_outbound_bytes / 2 < high_water)
+        high_water = srv->cfg->max_outbound_bytes / 2;
+    while (c->state == CONN_WS && c->replay_head && !c->replay_reading &&
+           conn_queued(c) < high_water) {
         sub *s = c->replay_head;
-        int rows;
 
-        if (s->cursor >= s->live_from && s->cursor >= s->t->last_offset) {
+        if ((s->cursor >= s->live_from && s->cursor >= s->t->last_offset) ||
+            !srv->store) {
             finish(c, s); /* caught up: live from now on */
             continue;
         }
-        p.s = s;
-        rows = history_read(srv->hist, s->t->store_id, s->cursor,
-                            REPLAY_PAGE_ROWS, emit_row, &p);
-        if (p.failed)
-            return; /* the connection was closed */
-        if (rows < 0) {
-            log_error("history: replay of %s failed: %s", s->t->name,
-                      history_errmsg(srv->hist));
-            conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "history read failed");
+        if (!read_page(c, high_water))
             return;
-        }
-        if (rows == 0)
-            finish(c, s); /* the rest was trimmed meanwhile */
     }
 }

@@ -1,6 +1,6 @@
-/* Replay of stored history to one subscription, streamed from SQLite in
- * pages as the client's socket drains, so that a client replaying a
- * million messages never makes the broker hold them in memory. While a
+/* Replay of stored history to one subscription, streamed from the store
+ * (store.h) in pages as the client's socket drains, so that a client replaying
+ * a million messages never makes the broker hold them in memory. While a
  * subscription replays, live fan-out skips it; it turns live the moment
  * its cursor reaches the topic's newest committed offset. Commits and
  * fan-out happen in one callback, so that switch has no gap and no
@@ -9,6 +9,8 @@
 #define CHORUS_REPLAY_H
 
 #include <stdint.h>
+
+#include "store.h"
 
 typedef struct conn conn;
 typedef struct server server;
@@ -21,16 +23,19 @@ typedef struct topic topic;
 #define REPLAY_HIGH_WATER (512 * 1024)
 #define REPLAY_PAGE_ROWS 256
 
-/* Decides what a subscribe with since (epoch, offset) gets, newest being
- * the topic's newest offset: *recovered per PROTOCOL.md, and *cursor, the
- * offset after which to replay. Returns 0, or -1 when the store failed. */
-int replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
-                uint64_t newest, int *recovered, uint64_t *cursor);
+/* Decides what a subscribe with since (epoch, offset) gets, info being
+ * the topic's state in the store: *recovered per PROTOCOL.md, and
+ * *cursor, the offset after which to replay. */
+void replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
+                 const store_topic_info *info, int *recovered,
+                 uint64_t *cursor);
 
 /* Starts (or restarts) streaming stored messages after cursor to s. */
 void replay_start(conn *c, sub *s, uint64_t cursor);
 
-/* Sends pages while the output is below the high-water mark. */
+/* Sends pages while the output is below the high-water mark; one page
+ * is read at a time, and an engine that answers later pumps again from
+ * its callback. */
 void replay_pump(conn *c);
 
 /* Stops replaying s (before it is unsubscribed). */

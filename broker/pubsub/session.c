@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "publish.h"
 #include "replay.h"
 #include "server.h"
+#include "store.h"
 #include "topics.h"
 
 /* Sends a reply built by an encoder and frees it. */
@@ -59,11 +61,16 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
         return -1;
     }
     if (is_new && max && c->nsubs >= max) {
-        if (server_log_due(c->srv, LOG_CAUSE_SUB_LIMIT))
-            log_info("conn %llu (%s): max_subscriptions_per_connection "
-                     "(%llu) reached",
-                     (unsigned long long)c->id, c->peer,
-                     (unsigned long long)max);
+        server_log_limited(c->srv, LOG_CAUSE_SUB_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_TOO_LARGE},
+                           "max_subscriptions_per_connection (%llu) reached "
+                           "subscribing to %.*s",
+                           (unsigned long long)max, (int)req->topic_len,
+                           req->topic);
         session_error(c, req->id, CHORUS_ERR_TOO_LARGE,
                       "too many subscriptions on this connection");
         return -1;
@@ -71,44 +78,121 @@ static int may_subscribe(conn *c, const chorus_request *req, int is_new)
     return 0;
 }
 
-static void on_subscribe(conn *c, const chorus_request *req)
+/* A subscribe waiting for the topic's state from the store. */
+typedef struct sub_req {
+    conn *c; /* referenced */
+    json_t *id;
+    int has_since;
+    char since_epoch[STORE_EPOCH_LEN + 1];
+    uint64_t since_offset;
+    size_t len;
+    char name[];
+} sub_req;
+
+static void sub_req_free(sub_req *r)
+{
+    if (r->id)
+        json_decref(r->id);
+    conn_unref(r->c);
+    free(r);
+}
+
+/* Subscribes c to the topic in the state info, replies `subscribed`
+ * and starts the replay asked for. */
+static void subscribe_with(conn *c, const sub_req *r,
+                           const store_topic_info *info)
 {
     server *srv = c->srv;
-    uint64_t cursor = 0, newest;
+    uint64_t cursor = 0;
     int recovered = 0;
-    topic *t = topics_find(&srv->topics, req->topic, req->topic_len);
+    topic *t = topics_get(&srv->topics, r->name, r->len);
     sub *s = t ? topics_find_sub(&srv->topics, t, c) : NULL;
     size_t len;
     char *text;
 
-    if (may_subscribe(c, req, s == NULL))
-        return;
-    t = publish_load_topic(srv, req->topic, req->topic_len);
-    if (!t || publish_newest(srv, t, &newest) ||
-        (req->has_since &&
-         replay_plan(srv, t, req->since_epoch, req->since_offset, newest,
-                     &recovered, &cursor))) {
-        if (t)
-            topics_release(&srv->topics, t);
-        session_error(c, req->id, CHORUS_ERR_INTERNAL,
-                      "history store unavailable");
+    if (!t) {
+        session_error(c, r->id, CHORUS_ERR_INTERNAL, "out of memory");
         return;
     }
+    memcpy(t->epoch, info->epoch, sizeof t->epoch);
+    t->loaded = 1;
+    if (info->newest > t->last_offset)
+        t->last_offset = info->newest;
+    if (r->has_since)
+        replay_plan(srv, t, r->since_epoch, r->since_offset, info, &recovered,
+                    &cursor);
     if (!s) {
         s = topics_subscribe(&srv->topics, t, c, &c->subs);
         if (!s) {
             topics_release(&srv->topics, t);
-            session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+            session_error(c, r->id, CHORUS_ERR_INTERNAL, "out of memory");
             return;
         }
-        s->live_from = newest;
+        s->live_from = info->newest;
         c->nsubs++;
     }
-    text = chorus_encode_subscribed(req->id, t->name, t->epoch, newest,
+    text = chorus_encode_subscribed(r->id, t->name, t->epoch, info->newest,
                                     recovered, &len);
     send_json(c, text, len);
-    if (req->has_since && c->state == CONN_WS)
+    if (r->has_since && c->state == CONN_WS)
         replay_start(c, s, cursor);
+}
+
+static void on_topic_info(void *arg, int status, const store_topic_info *info)
+{
+    sub_req *r = arg;
+    conn *c = r->c;
+
+    if (c->state != CONN_WS)
+        ; /* gone meanwhile */
+    else if (status != STORE_OK)
+        session_error(c, r->id, CHORUS_ERR_INTERNAL,
+                      "history store unavailable");
+    else
+        subscribe_with(c, r, info);
+    sub_req_free(r);
+}
+
+static void on_subscribe(conn *c, const chorus_request *req)
+{
+    topic *t = topics_find(&c->srv->topics, req->topic, req->topic_len);
+    sub *s = t ? topics_find_sub(&c->srv->topics, t, c) : NULL;
+    sub_req *r;
+
+    if (may_subscribe(c, req, s == NULL))
+        return;
+    r = calloc(1, sizeof *r + req->topic_len + 1);
+    if (!r) {
+        session_error(c, req->id, CHORUS_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    r->c = c;
+    conn_ref(c);
+    r->id = req->id ? json_incref(req->id) : NULL;
+    r->has_since = req->has_since;
+    if (req->has_since) {
+        snprintf(r->since_epoch, sizeof r->since_epoch, "%s", req->since_epoch);
+        r->since_offset = req->since_offset;
+    }
+    r->len = req->topic_len;
+    memcpy(r->name, req->topic, req->topic_len);
+    publish_topic_info(c->srv, r->name, r->len, on_topic_info, r);
+}
+
+void session_epoch_changed(conn *c, sub *s, const store_topic_info *info)
+{
+    size_t len;
+    char *text;
+
+    if (c->state != CONN_WS)
+        return;
+    replay_cancel(c, s);
+    s->live_from = info->newest;
+    text = chorus_encode_subscribed(NULL, s->t->name, info->epoch, info->newest,
+                                    0, &len);
+    send_json(c, text, len);
+    if (c->state == CONN_WS)
+        replay_start(c, s, 0);
 }
 
 static void on_unsubscribe(conn *c, const chorus_request *req)
@@ -167,9 +251,14 @@ static void on_publish(conn *c, const chorus_request *req)
         return;
     }
     if (!take_publish_token(c)) {
-        if (server_log_due(srv, LOG_CAUSE_RATE_LIMIT))
-            log_info("conn %llu (%s): publish_rate exceeded",
-                     (unsigned long long)c->id, c->peer);
+        server_log_limited(srv, LOG_CAUSE_RATE_LIMIT, LOG_INFO,
+                           &(log_fields){.conn = c->id,
+                                         .peer = c->peer,
+                                         .topic = req->topic,
+                                         .topic_len = req->topic_len,
+                                         .code = CHORUS_ERR_RATE_LIMITED},
+                           "publish_rate exceeded publishing to %.*s",
+                           (int)req->topic_len, req->topic);
         session_error(c, req->id, CHORUS_ERR_RATE_LIMITED,
                       "publish rate limit exceeded; slow down");
         return;

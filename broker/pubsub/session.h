@@ -9,7 +9,10 @@
 
 #include <jansson.h>
 
+#include "store.h"
+
 typedef struct conn conn;
+typedef struct sub sub;
 
 /* The handler of /ws connections (conn.h): messages to session_message,
  * output room to the replay, and subscriptions dropped at the close. */
@@ -31,5 +34,10 @@ void session_error(conn *c, json_t *id, const char *code, const char *message);
 /* Sends `published` for an acknowledged publish. */
 void session_published(conn *c, json_t *id, const char *topic_name,
                        uint64_t offset);
+
+/* The topic of s changed epoch under it (a store's live feed): sends the
+ * unsolicited `subscribed` (no id, recovered false) and replays the new
+ * epoch's retained messages before live ones. */
+void session_epoch_changed(conn *c, sub *s, const store_topic_info *info);
 
 #endif

@@ -39,6 +39,10 @@ static uint64_t sub_hash(const topics *ts, const topic *t, const void *owner)
 
 int topics_init(topics *ts)
 {
+    ts->idle_max = ts->nidle = 0;
+    ts->idle_head = ts->idle_tail = NULL;
+    ts->watch = NULL;
+    ts->watch_arg = NULL;
     if (RAND_bytes(ts->key, sizeof ts->key) != 1)
         return -1;
     if (dict_init(&ts->by_name, 64))
@@ -168,7 +172,8 @@ sub *topics_subscribe(topics *ts, topic *t, void *owner, sub **owner_list)
     if (t->subs)
         t->subs->t_prev = s;
     t->subs = s;
-    t->nsubs++;
+    if (t->nsubs++ == 0 && ts->watch)
+        ts->watch(ts->watch_arg, t, 1);
     s->o_next = *owner_list;
     if (*owner_list)
         (*owner_list)->o_prev = s;
@@ -194,7 +199,8 @@ void topics_unsubscribe(topics *ts, sub *s, sub **owner_list)
         *owner_list = s->o_next;
     if (s->o_next)
         s->o_next->o_prev = s->o_prev;
-    t->nsubs--;
+    if (--t->nsubs == 0 && ts->watch)
+        ts->watch(ts->watch_arg, t, 0);
     free(s);
     topics_release(ts, t);
 }

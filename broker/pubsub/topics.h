@@ -35,12 +35,12 @@ struct topic {
     sub *subs;
     size_t nsubs;
     uint32_t pins; /* holders other than subscribers */
-    /* Persistent state, filled in by whoever loads the topic. */
+    /* The topic's state as this loop knows it, filled in from the store
+     * (a subscribe, a committed block) or, with history off, drawn here. */
     int loaded;
-    int64_t store_id;
     char epoch[33];
     uint64_t last_offset; /* newest committed (visible) offset */
-    uint64_t next_offset; /* newest assigned offset, committed or not */
+    uint64_t next_offset; /* history off: newest assigned offset */
     /* This topic's items in the pending publish batch, as index + 1 (0 =
      * none), so that the batch fans out per topic in one block. */
     size_t batch_head, batch_tail;
@@ -61,6 +61,11 @@ typedef struct topics {
      * 0 (the default) frees an unused topic at once. */
     size_t idle_max, nidle;
     topic *idle_head, *idle_tail;
+    /* Called when a topic gets its first subscriber (on = 1) or loses its
+     * last (on = 0), if set: so that a store with a live feed follows
+     * exactly the topics subscribed to here. */
+    void (*watch)(void *arg, topic *t, int on);
+    void *watch_arg;
 } topics;
 
 int topics_init(topics *ts);

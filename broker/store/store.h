@@ -200,6 +200,11 @@ struct store_engine {
      * /healthz ("redis unavailable"). Any thread. */
     const char *(*unavailable)(store *st);
 
+    /* New retention bounds (history_size, history_ttl; a reload), applied
+     * from the engine's next retention pass. Any thread; NULL when the
+     * engine has no retention of its own. */
+    void (*set_retention)(store *st, uint64_t size, uint64_t ttl_ms);
+
     /* Appends the engine's own Prometheus lines (with HELP and TYPE) to
      * out. Any thread; may be NULL. */
     void (*metrics)(store *st, struct evbuffer *out);
@@ -267,6 +272,13 @@ static inline void store_watch(store_loop *l, const char *name, size_t len,
 static inline const char *store_unavailable(store *st)
 {
     return st->engine->unavailable ? st->engine->unavailable(st) : NULL;
+}
+
+static inline void store_set_retention(store *st, uint64_t size,
+                                       uint64_t ttl_ms)
+{
+    if (st->engine->set_retention)
+        st->engine->set_retention(st, size, ttl_ms);
 }
 
 static inline void store_metrics(store *st, struct evbuffer *out)

@@ -336,3 +336,70 @@ def publish_frames(topic, ids, pad):
             {"op": "publish", "topic": topic, "id": i,
              "data": {"n": i, "pad": pad}}).encode())
         for i in ids)
+
+
+# --- io_uring: what the kernel offers and what the broker uses ---------------
+
+IO_URING_SETUP = 425  # the same number on every architecture since 5.1
+IO_URING_PARAMS_SIZE = 120  # struct io_uring_params
+
+
+def kernel_io_uring():
+    """(True, "") if this process may create an io_uring instance, else
+    (False, why): measured with the io_uring_setup system call itself (a
+    seccomp filter or io_uring_disabled answers it as it would the
+    broker, which runs as the same user on the same kernel)."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(IO_URING_PARAMS_SIZE)
+    fd = libc.syscall(ctypes.c_long(IO_URING_SETUP), ctypes.c_uint(1), params)
+    if fd >= 0:
+        os.close(fd)
+        return True, ""
+    err = ctypes.get_errno()
+    why = (f"io_uring_setup(1) failed with {errno.errorcode.get(err, err)} "
+           f"({os.strerror(err)})")
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            why += f"; kernel.io_uring_disabled = {f.read().strip()}"
+    except OSError:
+        pass
+    return False, why
+
+
+def proc_rings(pid):
+    """io_uring instances the process holds (one per event loop using
+    it), from /proc/PID/fd."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if "io_uring" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def require_io_uring(broker, loops):
+    """For a broker started with io_uring = on and `loops` event loops:
+    fails unless it was built with liburing, skips (saying why) only if
+    the kernel offers no io_uring to this process, and fails if it could
+    use io_uring but does not."""
+    import pytest
+
+    m = metrics_values(broker)
+    if m["chorus_io_uring_built_in"] != 1:
+        pytest.fail("chorusd was built without liburing, so io_uring cannot "
+                    "be tested: install liburing-dev (scripts/deps.sh) and "
+                    "configure the build again")
+    ok, why = kernel_io_uring()
+    if not ok:
+        assert m["chorus_io_uring_rings"] == 0
+        assert "io_uring not available" in broker.read_log()
+        pytest.skip(f"the kernel offers no io_uring here: {why}")
+    assert m["chorus_io_uring_rings"] == loops, (
+        "built with liburing and the kernel offers io_uring, but the broker "
+        "does not use it:\n" + broker.read_log())
+    assert proc_rings(broker.proc.pid) == loops, "one ring per event loop"

@@ -714,9 +714,10 @@ def test_cli_token_wrong_secret_refused(make_broker):
 
 # --- secrets never leak ---------------------------------------------------
 
-def test_secrets_never_logged(make_broker):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_secrets_never_logged(make_broker, log_format):
     b = auth_broker(make_broker, api_key=API_KEY, allow_anonymous="on",
-                    log_level="debug")
+                    log_level="debug", log_format=log_format)
     good = token(subscribe=["a"], publish=["a"])
     short = make_jwt(claims(ttl=0) | {"exp": int(time.time()) + 2})
     leaks = [SECRET, API_KEY, good, good.split(".")[2], short,
@@ -754,7 +755,11 @@ def test_secrets_never_logged(make_broker):
     b.stop()
     log = b.read_log()
     assert "refusing" in log or "token" in log, log[-2000:]  # it did log
+    if log_format == "json":
+        for line in log.splitlines():
+            json.loads(line)  # one object per line
     for s in leaks:
         assert s not in log, f"secret/token leaked into the log: {s[:30]}"
+        assert json.dumps(s)[1:-1] not in log, s[:30]  # nor escaped
         for body in bodies:
             assert s not in body, (s[:30], body[:300])

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.parse
 
+from chorus_helpers import metrics_values
 from conftest import CHORUS_CLI, dumps, http_request, run_cli
 
 WAIT = 10.0
@@ -220,7 +221,13 @@ def test_sub_since_foreign_epoch_warns(broker, workdir):
 
 def test_sub_without_reconnect_exits_on_loss(broker, workdir):
     s = Sub(workdir, "plain", "--url", broker.url, "plain.t")
-    time.sleep(0.3)
+    # Stop the broker only once the CLI is subscribed (a fixed sleep lost
+    # that race on a loaded machine).
+    deadline = time.time() + WAIT
+    while metrics_values(broker).get("chorus_subscriptions", 0) < 1:
+        assert s.proc.poll() is None, s.stderr()
+        assert time.time() < deadline, "chorus sub did not subscribe"
+        time.sleep(0.05)
     broker.stop()
     assert s.proc.wait(WAIT) == 1
     s.out.close()

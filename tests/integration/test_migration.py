@@ -74,7 +74,11 @@ def test_v1_database_migrates_and_replays(make_broker, workdir):
     broker = make_broker(history_size=1000)
 
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    # v3: the database's epoch, drawn at the migration; old topics keep
+    # their own (checked below)
+    (db_epoch,) = db.execute("SELECT epoch FROM meta").fetchone()
+    assert len(db_epoch) == 32 and db_epoch != EPOCH_A
     assert db.execute("SELECT count(*) FROM sqlite_master "
                       "WHERE name = 'messages'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 33
@@ -166,9 +170,9 @@ def test_v1_database_retention_after_migration(make_broker, workdir):
     run(check())
 
 
-def test_new_database_is_v2_with_4k_pages(broker):
+def test_new_database_is_v3_with_4k_pages(broker):
     db = sqlite3.connect(broker.db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()

@@ -42,7 +42,7 @@ static int same_config(const config *a, const config *b)
            a->idle_timeout_ms == b->idle_timeout_ms &&
            a->handshake_timeout_ms == b->handshake_timeout_ms &&
            a->message_timeout_ms == b->message_timeout_ms &&
-           a->log_level == b->log_level &&
+           a->log_level == b->log_level && a->log_format == b->log_format &&
            strcmp(a->db_path, b->db_path) == 0 &&
            a->history_size == b->history_size &&
            a->history_ttl_ms == b->history_ttl_ms &&
@@ -661,6 +661,89 @@ static void test_long_line(void)
     free(text);
 }
 
+static void test_log_format(void)
+{
+    config c;
+    char err[256];
+    int v = -1;
+
+    CHECK_EQ_INT(config_parse_log_format("text", &v), 0);
+    CHECK_EQ_INT(v, LOG_FORMAT_TEXT);
+    CHECK_EQ_INT(config_parse_log_format("json", &v), 0);
+    CHECK_EQ_INT(v, LOG_FORMAT_JSON);
+    CHECK_EQ_INT(config_parse_log_format("JSON", &v), -1);
+    CHECK_EQ_INT(config_parse_log_format("", &v), -1);
+    config_init(&c);
+    CHECK_EQ_INT(c.log_format, LOG_FORMAT_TEXT);
+    CHECK_EQ_INT(config_set(&c, "log_format", "xml", err, sizeof err), -1);
+    CHECK(strstr(err, "log_format: expected text or json") != NULL);
+    CHECK_EQ_INT(config_set(&c, "log_format", "json", err, sizeof err), 0);
+    CHECK_EQ_INT(c.log_format, LOG_FORMAT_JSON);
+    config_free(&c);
+}
+
+/* What a reload uses: a deep copy, a per-key comparison over every key,
+ * and copying one key back. */
+static void test_copy_and_diff(void)
+{
+    config a, b;
+    char err[256];
+    size_t n = 0;
+
+    config_init(&a);
+    CHECK_EQ_INT(config_set(&a, "auth_secret",
+                            "s0123456789abcdef0123456789abcdef", err,
+                            sizeof err),
+                 0);
+    CHECK_EQ_INT(config_set(&a, "publish_rate", "5", err, sizeof err), 0);
+    CHECK_EQ_INT(config_copy(&b, &a), 0);
+    CHECK(b.auth_secret != a.auth_secret); /* its own copy */
+    for (const char *k; (k = config_key_name(n)); n++)
+        CHECK_EQ_INT(config_key_differs(&a, &b, k), 0);
+    CHECK(n > 30);
+    CHECK_EQ_INT(config_key_differs(&a, &b, "no_such_key"), -1);
+    CHECK_EQ_INT(config_set(&b, "listen", "127.0.0.1:9", err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&b, "publish_rate", "6", err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&b, "log_format", "json", err, sizeof err), 0);
+    CHECK_EQ_INT(config_key_differs(&a, &b, "listen"), 1);
+    CHECK_EQ_INT(config_key_differs(&a, &b, "publish_rate"), 1);
+    CHECK_EQ_INT(config_key_differs(&a, &b, "log_format"), 1);
+    CHECK_EQ_INT(config_key_differs(&a, &b, "api_key"), 0);
+    CHECK_EQ_INT(config_copy_key(&b, &a, "listen"), 0);
+    CHECK_EQ_STR(b.listen, "127.0.0.1:8080");
+    CHECK_EQ_INT(config_copy_key(&b, &a, "publish_rate"), 0);
+    CHECK_EQ_INT(b.publish_rate, 5);
+    CHECK_EQ_INT(config_copy_key(&b, &a, "no_such_key"), -1);
+    /* A file that fails leaves the copy it was read over untouched, even
+     * for keys it set before the bad line. */
+    CHECK_EQ_INT(load_text(&b,
+                           "auth_secret = 0123456789abcdef0123456789abcdefX\n"
+                           "publish_rate = x\n",
+                           err, sizeof err),
+                 -1);
+    CHECK_EQ_STR(b.auth_secret, a.auth_secret);
+    CHECK_EQ_INT(b.publish_rate, 5);
+    config_free(&a);
+    config_free(&b);
+}
+
+static void test_resolve_threads(void)
+{
+    config c;
+
+    config_init(&c);
+    CHECK_EQ_INT(c.threads, 0);
+    config_resolve_threads(&c);
+    CHECK(c.threads >= 1); /* one per core */
+    c.threads = 5;
+    config_resolve_threads(&c);
+    CHECK_EQ_INT(c.threads, 5);
+    c.history = 0; /* no shared store: one loop */
+    config_resolve_threads(&c);
+    CHECK_EQ_INT(c.threads, 1);
+    config_free(&c);
+}
+
 /* Finds broker.conf.example: argv[1], the source tree (CHORUS_SOURCE_DIR
  * or derived from __FILE__), or relative to the working directory. */
 static const char *find_example(int argc, char **argv)
@@ -710,6 +793,7 @@ static void test_example(const char *path)
         "handshake_timeout",
         "message_timeout",
         "log_level",
+        "log_format",
         "db_path",
         "history_size",
         "history_ttl",
@@ -836,6 +920,9 @@ int main(int argc, char **argv)
     test_size();
     test_duration();
     test_log_level();
+    test_log_format();
+    test_copy_and_diff();
+    test_resolve_threads();
     test_listen();
     test_set();
     test_set_errors();

@@ -363,7 +363,13 @@ static void test_migrate_v1(void)
     h = open_ok(path, &o);
     if (!h)
         return;
-    CHECK_EQ_INT(raw_sql(path, "PRAGMA user_version"), 2);
+    CHECK_EQ_INT(raw_sql(path, "PRAGMA user_version"), 3);
+    /* v3: the database's epoch, new for the migrated file; old topics
+     * keep their own */
+    CHECK_EQ_INT(raw_sql(path, "SELECT count(*) FROM meta "
+                               "WHERE length(epoch) = 32"),
+                 1);
+    CHECK(strcmp(history_db_epoch(h), "0123456789abcdef0123456789abcdef"));
     CHECK_EQ_INT(raw_sql(path, "SELECT count(*) FROM sqlite_master "
                                "WHERE name = 'messages'"),
                  0);

@@ -49,11 +49,14 @@ static const char *const migrations[] = {
     "DROP TABLE messages;"
     "CREATE UNIQUE INDEX batches_topic ON batches(topic_id, last_offset);"
     "ALTER TABLE topics ADD COLUMN trim_offset INTEGER NOT NULL DEFAULT 0;",
+    /* v3: the database's epoch, drawn once (chorus_new_epoch(), open_db)
+     * and given to each topic's row when its first message is stored, so
+     * that reading a topic creates nothing yet reports an epoch that
+     * stays valid. Topics created before keep their own epochs. */
+    "CREATE TABLE meta(epoch TEXT NOT NULL);"
+    "INSERT INTO meta(epoch) VALUES(chorus_new_epoch());",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-
-/* SQLite's default: 1000 pages of 4 KiB. */
-#define HISTORY_WAL_CHECKPOINT_BYTES (4000 * 1024)
 
 /* The page size of a new database (an existing one keeps its own). A
  * commit rewrites every page it touches (the end of the batches table,
@@ -218,14 +221,23 @@ static int pragma_int(sqlite3 *db, const char *sql, long long *v)
     return rc;
 }
 
-/* Formats "<path>: <sqlite message> (<errno text>)" into err. */
+/* Formats "<path>: <sqlite message> (<errno text>)" into err; when the
+ * open failed for want of access, the real cause instead of the errno
+ * (history_path.c). */
 static void open_err(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     int sys = db ? sqlite3_system_errno(db) : 0;
+    int code = db ? sqlite3_errcode(db) & 0xff : SQLITE_NOMEM;
     const char *msg = db ? sqlite3_errmsg(db) : "out of memory";
+    char why[PATH_MAX + 128];
+
     if (!err || !errlen)
         return;
-    if (sys)
+    if ((code == SQLITE_CANTOPEN || code == SQLITE_READONLY ||
+         code == SQLITE_PERM || code == SQLITE_IOERR) &&
+        history__explain_path(path, why, sizeof why))
+        snprintf(err, errlen, "%s: %s: %s", path, msg, why);
+    else if (sys)
         snprintf(err, errlen, "%s: %s (%s)", path, msg, strerror(sys));
     else
         snprintf(err, errlen, "%s: %s", path, msg);
@@ -299,6 +311,27 @@ static void sql_batch1(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     history_batch_free(&b);
 }
 
+/* chorus_new_epoch(): a fresh epoch, 32 lowercase hex characters of 128
+ * random bits (the v3 migration draws the database's epoch with it). */
+static void sql_new_epoch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[HISTORY_EPOCH_LEN / 2];
+    char out[HISTORY_EPOCH_LEN];
+
+    (void)argc;
+    (void)argv;
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        sqlite3_result_error(ctx, "RAND_bytes failed", -1);
+        return;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    sqlite3_result_text(ctx, out, HISTORY_EPOCH_LEN, SQLITE_TRANSIENT);
+}
+
 /* Per-connection setup before anything reads the file. The page size only
  * takes effect on a new, empty file (before WAL mode writes its header). */
 static int setup_db(sqlite3 *db)
@@ -311,42 +344,65 @@ static int setup_db(sqlite3 *db)
         sqlite3_create_function_v2(db, "chorus_batch1", 2,
                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                                    sql_batch1, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function_v2(db, "chorus_new_epoch", 0, SQLITE_UTF8, NULL,
+                                   sql_new_epoch, NULL, NULL,
+                                   NULL) != SQLITE_OK ||
         sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return -1;
     return 0;
 }
 
+/* A reader never checkpoints, also not as the last connection to close
+ * (that checkpoint would sync on the loop's thread): query only. */
+static int setup_reader(sqlite3 *db)
+{
+    if (sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) !=
+            SQLITE_OK ||
+        sqlite3_wal_autocheckpoint(db, 0) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA query_only = 1", NULL, NULL, NULL) !=
+            SQLITE_OK)
+        return -1;
+    return 0;
+}
+
 /* Opens the connection and checks that it is a writable database in WAL
- * mode. Touching the header (journal_mode) is what detects a file that is
- * not a database. */
-static int open_db(sqlite3 **out, const char *path, int full, char *err,
-                   size_t errlen)
+ * mode (a reader: one that a writer has set up). Touching the header
+ * (journal_mode) is what detects a file that is not a database. */
+static int open_db(sqlite3 **out, const char *path, int reader, int full,
+                   char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     char mode[16];
     long long n;
-    int flags =
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                (reader ? 0 : SQLITE_OPEN_CREATE);
 
+    history__watch_install();
     if (sqlite3_open_v2(path, &db, flags, history__vfs()) != SQLITE_OK)
         goto db_fail;
-    if (setup_db(db) != 0)
+    if (setup_db(db) != 0 || (reader && setup_reader(db) != 0))
         goto db_fail;
     if (sqlite3_db_readonly(db, "main") != 0) {
-        snprintf(err, errlen, "%s: database is read-only", path);
+        char why[PATH_MAX + 128];
+        if (history__explain_path(path, why, sizeof why))
+            snprintf(err, errlen, "%s: database is read-only: %s", path, why);
+        else
+            snprintf(err, errlen, "%s: database is read-only", path);
         goto fail;
     }
-    if (pragma_text(db, "PRAGMA journal_mode=WAL", mode, sizeof mode) !=
-        SQLITE_OK)
+    if (pragma_text(db,
+                    reader ? "PRAGMA journal_mode" : "PRAGMA journal_mode=WAL",
+                    mode, sizeof mode) != SQLITE_OK)
         goto db_fail;
     if (strcmp(mode, "wal") != 0) {
         snprintf(err, errlen, "%s: cannot use WAL journal (mode is \"%s\")",
                  path, mode);
         goto fail;
     }
-    if (sqlite3_exec(
-            db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-            NULL, NULL, NULL) != SQLITE_OK)
+    if (!reader && sqlite3_exec(db,
+                                full ? "PRAGMA synchronous=FULL"
+                                     : "PRAGMA synchronous=NORMAL",
+                                NULL, NULL, NULL) != SQLITE_OK)
         goto db_fail;
     /* Reads the schema page: a damaged or foreign file fails here. */
     if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) != SQLITE_OK)
@@ -361,12 +417,52 @@ fail:
     return -1;
 }
 
-int history_open(history **out, const char *path, const history_opts *opts,
-                 char *err, size_t errlen)
+/* Counts the WAL's pages after each commit: the writer checkpoints by
+ * itself (history_checkpoint), so this replaces SQLite's automatic
+ * checkpoint, which would run inside a commit. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    ((history *)arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+/* What both kinds of handle need once the schema is current: the page
+ * size, the prepared statements and the database's epoch. */
+static int finish_open(history *h, const char *path, char *err, size_t errlen)
+{
+    long long page, version;
+
+    if (pragma_int(h->db, "PRAGMA user_version", &version) != SQLITE_OK ||
+        pragma_int(h->db, "PRAGMA page_size", &page) != SQLITE_OK ||
+        pragma_text(h->db, "SELECT epoch FROM meta", h->db_epoch,
+                    sizeof h->db_epoch) != SQLITE_OK) {
+        open_err(h->db, path, err, errlen);
+        return -1;
+    }
+    if (version != SCHEMA_VERSION || strlen(h->db_epoch) != HISTORY_EPOCH_LEN) {
+        snprintf(err, errlen, "%s: schema version %lld or epoch not as set up",
+                 path, version);
+        return -1;
+    }
+    h->page_size = page > 0 ? (int)page : 4096;
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &h->st[i],
+                               NULL) != SQLITE_OK) {
+            open_err(h->db, path, err, errlen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int open_handle(history **out, const char *path,
+                       const history_opts *opts, int reader, char *err,
+                       size_t errlen)
 {
     history *h;
-    long long page;
-    int i;
 
     *out = NULL;
     if (err && errlen)
@@ -381,37 +477,31 @@ int history_open(history **out, const char *path, const history_opts *opts,
         return -1;
     }
     h->opts = *opts;
-    if (open_db(&h->db, path, opts->durability_full, err, errlen) != 0 ||
-        migrate(h->db, path, err, errlen) != 0)
-        goto fail;
-    if (pragma_int(h->db, "PRAGMA page_size", &page) != SQLITE_OK) {
-        open_err(h->db, path, err, errlen);
-        goto fail;
+    if (open_db(&h->db, path, reader, opts->durability_full, err, errlen) !=
+            0 ||
+        (!reader && migrate(h->db, path, err, errlen) != 0) ||
+        finish_open(h, path, err, errlen) != 0) {
+        history_close(h);
+        return -1;
     }
-    h->page_size = page > 0 ? (int)page : 4096;
-    /* In bytes, whatever the page size, so that the checkpoint's fsync
-     * stays as short. */
-    history__checkpoint_at(h, HISTORY_WAL_CHECKPOINT_BYTES);
-    for (i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1,
-                               SQLITE_PREPARE_PERSISTENT, &h->st[i],
-                               NULL) != SQLITE_OK) {
-            open_err(h->db, path, err, errlen);
-            goto fail;
-        }
-    }
+    if (!reader)
+        sqlite3_wal_hook(h->db, on_wal_commit, h);
     *out = h;
     return 0;
-
-fail:
-    history_close(h);
-    return -1;
 }
 
-void history__checkpoint_at(history *h, uint64_t wal_bytes)
+int history_open(history **out, const char *path, const history_opts *opts,
+                 char *err, size_t errlen)
 {
-    sqlite3_wal_autocheckpoint(h->db,
-                               (int)(wal_bytes / (uint64_t)h->page_size));
+    return open_handle(out, path, opts, 0, err, errlen);
+}
+
+int history_open_reader(history **out, const char *path, char *err,
+                        size_t errlen)
+{
+    history_opts none = {0};
+
+    return open_handle(out, path, &none, 1, err, errlen);
 }
 
 void history_close(history *h)
@@ -431,24 +521,6 @@ void history_close(history *h)
 
 /* ---- topics ---------------------------------------------------------- */
 
-static int new_epoch(history *h, char out[HISTORY_EPOCH_LEN + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char raw[HISTORY_EPOCH_LEN / 2];
-    size_t i;
-
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        history__set_err(h, "RAND_bytes failed");
-        return -1;
-    }
-    for (i = 0; i < sizeof raw; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[HISTORY_EPOCH_LEN] = '\0';
-    return 0;
-}
-
 static int read_topic(history *h, sqlite3_stmt *s, history_topic *out)
 {
     const unsigned char *epoch = sqlite3_column_text(s, 1);
@@ -465,18 +537,36 @@ static int read_topic(history *h, sqlite3_stmt *s, history_topic *out)
     return 0;
 }
 
-int history_topic_load(history *h, const char *name, int create,
-                       history_topic *out)
+void history_set_retention(history *h, uint64_t size, uint64_t ttl_ms)
+{
+    h->opts.history_size = size;
+    h->opts.history_ttl_ms = ttl_ms;
+}
+
+void history_set_cache_kib(history *h, int kib)
+{
+    char sql[48];
+
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = %d", -kib);
+    sqlite3_exec(h->db, sql, NULL, NULL, NULL);
+}
+
+const char *history_db_epoch(history *h)
+{
+    return h->db_epoch;
+}
+
+int history_topic_load_n(history *h, const char *name, size_t len, int create,
+                         history_topic *out)
 {
     sqlite3_stmt *s = history__stmt(h, ST_TOPIC_GET);
-    history_topic t;
     int rc;
 
     if (!name) {
         history__set_err(h, "load topic: no name");
         return -1;
     }
-    if (history__bind_text(h, s, 1, name, strlen(name)) != 0)
+    if (history__bind_text(h, s, 1, name, len) != 0)
         return -1;
     rc = history__step_row(h, s, "load topic");
     if (rc == 1) {
@@ -489,19 +579,23 @@ int history_topic_load(history *h, const char *name, int create,
     if (!create)
         return 1;
 
-    if (new_epoch(h, t.epoch) != 0)
-        return -1;
     s = history__stmt(h, ST_TOPIC_ADD);
-    if (history__bind_text(h, s, 1, name, strlen(name)) != 0 ||
-        history__bind_text(h, s, 2, t.epoch, HISTORY_EPOCH_LEN) != 0 ||
+    if (history__bind_text(h, s, 1, name, len) != 0 ||
+        history__bind_text(h, s, 2, h->db_epoch, HISTORY_EPOCH_LEN) != 0 ||
         history__run(h, s, "create topic") != 0)
         return -1;
     if (sqlite3_changes(h->db) == 0) /* created elsewhere meanwhile */
-        return history_topic_load(h, name, 0, out) == 0 ? 0 : -1;
-    t.id = sqlite3_last_insert_rowid(h->db);
-    t.last_offset = 0;
-    *out = t;
+        return history_topic_load_n(h, name, len, 0, out) == 0 ? 0 : -1;
+    out->id = sqlite3_last_insert_rowid(h->db);
+    memcpy(out->epoch, h->db_epoch, sizeof out->epoch);
+    out->last_offset = 0;
     return 0;
+}
+
+int history_topic_load(history *h, const char *name, int create,
+                       history_topic *out)
+{
+    return history_topic_load_n(h, name, name ? strlen(name) : 0, create, out);
 }
 
 /* ---- tests ----------------------------------------------------------- */

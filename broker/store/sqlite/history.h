@@ -1,7 +1,15 @@
-/* Durable per-topic message history in SQLite. The only module that
- * includes sqlite3.h. Not thread-safe: one history per event loop.
+/* Durable per-topic message history in SQLite: the storage under the
+ * SQLite engine (store_sqlite.c, behind store.h). With history_vfs*.c the
+ * only module that includes sqlite3.h. Not thread-safe: a handle is used
+ * by one thread at a time. Two kinds of handle:
+ *   - the writer's (history_open): creates and migrates the schema, and
+ *     makes every write (appends, topic rows, retention, checkpoints);
+ *   - a reader's (history_open_reader): one per event loop, query only,
+ *     never checkpoints, so that it never waits for the disk.
  *
- * On disk (schema version 2 in PRAGMA user_version):
+ * On disk (schema version 3 in PRAGMA user_version):
+ *   meta(epoch TEXT): one row, the database's epoch, drawn when the
+ *          database is created
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE, epoch TEXT,
  *          last_offset INTEGER, trim_offset INTEGER)
  *   batches(id INTEGER PRIMARY KEY, topic_id, first_offset, last_offset,
@@ -10,8 +18,11 @@
  * one topic, consecutive offsets first_offset..last_offset, committed
  * together. Retention drops offsets up to topics.trim_offset (readers skip
  * them) and deletes the batches that lie wholly below it.
- * A topic row is never deleted, so its epoch and offset survive even when
- * every message has been trimmed. */
+ * A topic gets its row when its first message is stored, with the
+ * database's epoch (older databases keep the random epochs their topics
+ * were given), so a topic never published to reports (database epoch, 0)
+ * and that position stays valid. A topic row is never deleted, so its
+ * epoch and offset survive even when every message has been trimmed. */
 #ifndef CHORUS_HISTORY_H
 #define CHORUS_HISTORY_H
 
@@ -37,20 +48,39 @@ typedef struct history_topic {
     uint64_t last_offset; /* newest offset ever committed; 0 if none */
 } history_topic;
 
-/* Opens (creating or migrating) the database. On failure returns -1 and
- * writes a message that names the file to err. */
+/* Opens (creating or migrating) the database for writing. On failure
+ * returns -1 and writes a message that names the file to err. */
 int history_open(history **out, const char *path, const history_opts *opts,
                  char *err, size_t errlen);
+
+/* Opens a read-only handle on a database history_open has set up: query
+ * only, automatic checkpoints off and no checkpoint at close, so that it
+ * never writes or syncs the files. Close readers before the writer. */
+int history_open_reader(history **out, const char *path, char *err,
+                        size_t errlen);
 void history_close(history *h);
+
+/* Sets the handle's page cache to kib KiB. */
+void history_set_cache_kib(history *h, int kib);
+
+/* Changes the retention bounds (history_size, history_ttl_ms) the next
+ * trim step applies. Only by the thread that uses h. */
+void history_set_retention(history *h, uint64_t size, uint64_t ttl_ms);
 
 /* Last SQLite error text, for logs. */
 const char *history_errmsg(history *h);
 
-/* Looks a topic up; when absent and create is set, inserts it with a new
- * random epoch and offset 0. Returns 0 found/created, 1 absent (create
- * 0), -1 on error. */
+/* The database's epoch (meta), given to every new topic row. */
+const char *history_db_epoch(history *h);
+
+/* Looks a topic up; when absent and create is set, inserts it with the
+ * database's epoch and offset 0. Returns 0 found/created, 1 absent
+ * (create 0), -1 on error. */
 int history_topic_load(history *h, const char *name, int create,
                        history_topic *out);
+/* The same for a name of len bytes (not NUL-terminated). */
+int history_topic_load_n(history *h, const char *name, size_t len, int create,
+                         history_topic *out);
 
 /* Group commit: begin, append any number of messages, then commit (or
  * rollback on any failure). append stores one message as a batch of its
@@ -60,6 +90,13 @@ int history_begin(history *h);
 int history_append(history *h, int64_t topic_id, uint64_t offset, int64_t ts_ms,
                    const char *data, size_t data_len);
 int history_commit(history *h);
+
+/* history_commit's result when COMMIT itself failed with an I/O error:
+ * the commit record may have reached the WAL, so whether the batch is
+ * stored is unknown until the next recovery. The caller must not reuse
+ * its offsets; the broker ends the process (fail-stop). A full disk
+ * (SQLITE_FULL: the commit record was not written) returns -1. */
+#define HISTORY_COMMIT_UNKNOWN (-2)
 
 /* Appends the messages of a run of one topic, in offset order, the last
  * one with last = 1: the run is stored as one batch row (split where its
@@ -101,22 +138,26 @@ int history_trim_in_batch(history *h, int64_t now_ms, size_t budget);
  * Returns the resulting limit or -1. Not for production use. */
 int history_test_set_max_pages(history *h, int pages);
 
-/* Runs WAL checkpoints on a thread of their own (with a connection of
- * their own to path) and turns h's automatic checkpoints off, so that the
- * fsync a checkpoint needs never stalls h's event loop. */
-typedef struct history_checkpointer history_checkpointer;
-int history_checkpointer_start(history *h, const char *path,
-                               history_checkpointer **out, char *err,
-                               size_t errlen);
-/* Stops the thread (after h's last commit; before history_close). */
-void history_checkpointer_stop(history_checkpointer *cp);
+/* A PASSIVE checkpoint on the writer's handle: copies what it can of the
+ * WAL into the database and syncs it, without waiting for readers. Where
+ * the WAL ends up wholly copied, the next commit starts it over. 0 or -1. */
+int history_checkpoint(history *h);
 
-/* For the connection that commits while a checkpointer runs: it
- * checkpoints only when the WAL reaches HISTORY_WAL_RESTART_BYTES. The
- * checkpointer copies the WAL into the database as it grows, but under
- * constant writes never catches up with its end, and the WAL can only
- * start over once all of it is copied: this rare checkpoint copies the
- * little that is left (and pays the fsync) so that it does. */
-void history_checkpoint_rarely(history *h);
+/* Pages in the WAL at the last commit, 0 since a checkpoint (until the
+ * next commit): the writer checkpoints early when it grows. */
+int history_wal_pages(history *h);
+
+/* Syncs (fsync or fdatasync of any history file) since the start, by
+ * the thread that made them: the one marked with
+ * history_mark_writer_thread(), and all others. Only the writer ever
+ * should; the rest is a bug that stalls an event loop. */
+void history_mark_writer_thread(void);
+void history_sync_counts(uint64_t *writer, uint64_t *other);
+
+/* Test-only fault injection: the next count writes to a WAL file fail,
+ * with an I/O error (HISTORY_FAULT_IOERR) or a full disk
+ * (HISTORY_FAULT_FULL). count 0 disarms. Not for production use. */
+enum { HISTORY_FAULT_IOERR = 1, HISTORY_FAULT_FULL = 2 };
+void history_test_fail_wal_writes(int fault, int count);
 
 #endif

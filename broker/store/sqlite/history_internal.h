@@ -1,7 +1,7 @@
 /* What the files of the history module share (history.c, history_write.c,
- * history_read.c, history_trim.c, history_checkpoint.c): the handle and
- * its statement helpers. Not for the rest of the broker: only these files
- * talk to SQLite. */
+ * history_read.c, history_trim.c, history_checkpoint.c, history_vfs*.c):
+ * the handle and its statement helpers. Not for the rest of the broker:
+ * only these files talk to SQLite. */
 #ifndef CHORUS_HISTORY_INTERNAL_H
 #define CHORUS_HISTORY_INTERNAL_H
 
@@ -36,6 +36,8 @@ struct history {
     history_opts opts;
     int in_txn;    /* a batch (history_begin) is open */
     int page_size; /* of the file, read once at open */
+    int wal_pages; /* in the WAL after the last commit (sqlite3_wal_hook) */
+    char db_epoch[HISTORY_EPOCH_LEN + 1]; /* meta.epoch */
     /* The run being appended (history_append_run): messages of one topic
      * with consecutive offsets, written as one row when it ends. */
     history_batch run;
@@ -46,9 +48,18 @@ struct history {
     char err[512];
 };
 
+/* Installs history_vfs_watch.c's VFS as the default, once: before the
+ * first connection, so that the WAL gathering wraps it. */
+void history__watch_install(void);
+
 /* The name of the WAL-write-gathering VFS (history_vfs.c), registered on
  * first use; NULL (use the default VFS) if that failed. */
 const char *history__vfs(void);
+
+/* When the file at path, its -wal, its -shm or their directory cannot be
+ * used, a sentence that says which and why ("directory X is not writable
+ * (Read-only file system)") into out and 1; else 0. */
+int history__explain_path(const char *path, char *out, size_t len);
 
 void history__set_err(history *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -70,8 +81,4 @@ int64_t history__clamp_limit(size_t n);
 void history__rollback_open(history *h);
 /* Forgets the run being appended (after a rollback). */
 void history__drop_run(history *h);
-/* A commit that finds the WAL at least this big checkpoints it (the WAL
- * can only start over once checkpointed). */
-void history__checkpoint_at(history *h, uint64_t wal_bytes);
-
 #endif

@@ -155,8 +155,11 @@ int history_commit(history *h)
         return -1;
     }
     if (history__run(h, history__stmt(h, ST_COMMIT), "commit") != 0) {
+        /* SQLITE_FULL is raised before the commit frame is whole; any
+         * other I/O error may come after it reached the WAL. */
+        int rc = sqlite3_extended_errcode(h->db);
         history__rollback_open(h);
-        return -1;
+        return (rc & 0xff) == SQLITE_IOERR ? HISTORY_COMMIT_UNKNOWN : -1;
     }
     h->in_txn = 0;
     return 0;

@@ -5,36 +5,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
-#include <event2/event.h>
-
-#include "publish.h"
+#include "log.h"
 
 /* Retention runs at most this often, in steps of at most this many
- * messages; inside a batch's transaction while batches follow each other,
- * else between them. */
+ * messages; inside an append's transaction while appends follow each
+ * other, else as a step of its own. */
 #define TRIM_EVERY_MS 1000
 #define TRIM_BUDGET 4000
 
+/* A checkpoint syncs the database file, and the next commit waits for it:
+ * under load the writer checkpoints only when a commit leaves the WAL
+ * past CHECKPOINT_PAGES (16 MiB of 4 KiB pages: rarely, and each time
+ * for the price of one sync), and once appends pause for
+ * CHECKPOINT_IDLE_MS, copies the rest so that the database file is
+ * current and the WAL starts over. */
+#define CHECKPOINT_IDLE_MS 500
+#define CHECKPOINT_PAGES 4096
+
 struct writer {
-    history *hist;
+    history *hist; /* the thread's own */
+    const char *path;
+    history_opts opts;
+    int opened;         /* under mu: 1 open, -1 failed, 0 not yet */
+    char open_err[512]; /* when opened is -1 */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    struct event *done_ev; /* on the loop: a batch is done */
-    void (*done)(void *arg);
-    void *done_arg;
-    const publish_item *items;
-    size_t n;
-    int busy;  /* a batch is in flight */
-    int ready; /* its result is waiting to be taken */
-    int failed;
-    double seconds;
-    char why[256];
-    int stop;
-    double next_trim; /* the writer thread's own */
+    writer_job *head, *tail; /* under mu */
+    int stop;                /* under mu */
+    /* Under mu: retention bounds a reload set, not taken yet. */
+    int retention_changed;
+    uint64_t retention_size, retention_ttl_ms;
+    /* The thread's own. */
+    double next_trim, next_checkpoint;
+    const char *fault; /* CHORUS_FAULT_COMMIT, see fault_arm */
+    int fault_fired;
 };
 
 static double now_s(int clock)
@@ -45,55 +52,175 @@ static double now_s(int clock)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void trim_due(writer *w, int in_batch);
+/* One retention step: inside the open transaction (in_batch) or one of
+ * its own. A failed step is retried at the next due time. */
+static void trim_step(writer *w, int in_batch)
+{
+    double now = now_s(CLOCK_MONOTONIC);
+    int64_t wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
+    int n;
 
-/* One batch row per topic: each topic's items are walked along their
- * next_same chain (group_first marks where a chain starts), so the
- * history appends them as one run. Retention, when due, joins the
- * transaction. */
-static int write_batch(writer *w, const publish_item *items, size_t n)
+    pthread_mutex_lock(&w->mu);
+    if (w->retention_changed) {
+        history_set_retention(w->hist, w->retention_size, w->retention_ttl_ms);
+        w->retention_changed = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
+                 : history_trim_step(w->hist, wall, TRIM_BUDGET);
+
+    /* A full step means a backlog: come back soon. */
+    w->next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
+}
+
+static void checkpoint(writer *w)
+{
+    if (history_checkpoint(w->hist) != 0)
+        log_error("history: %s", history_errmsg(w->hist));
+    w->next_checkpoint = now_s(CLOCK_MONOTONIC) + CHECKPOINT_IDLE_MS / 1000.0;
+}
+
+/* Fault injection for tests (tests/integration/test_fail_stop.py): with
+ * CHORUS_FAULT_COMMIT=<ioerr|full>:<topic> in the environment, the first
+ * commit that stores a message of that topic has its WAL write fail with
+ * an I/O error or a full disk. */
+static void fault_arm(writer *w, const store_msg *m)
+{
+    const char *colon = w->fault ? strchr(w->fault, ':') : NULL;
+
+    if (!colon || w->fault_fired || strcmp(colon + 1, m->topic) != 0)
+        return;
+    w->fault_fired = 1;
+    history_test_fail_wal_writes(strncmp(w->fault, "full:", 5) == 0
+                                     ? HISTORY_FAULT_FULL
+                                     : HISTORY_FAULT_IOERR,
+                                 1);
+}
+
+/* Appends one job's messages, topic by topic (each topic's messages are
+ * linked by next_same), after each topic's last offset; a topic stored
+ * for the first time gets its row here. */
+static int append_job(writer *w, writer_job *j)
 {
     history *h = w->hist;
     size_t written = 0;
 
-    if (history_begin(h))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i].group_first)
+    for (size_t i = 0; i < j->n; i++) {
+        history_topic t;
+        uint64_t off;
+
+        if (!j->msgs[i].group_first)
             continue;
-        for (size_t j = i + 1; j; j = items[j - 1].next_same, written++) {
-            const publish_item *it = &items[j - 1];
-            if (history_append_run(h, it->store_id, it->offset, it->ts_ms,
-                                   it->data, it->data_len,
-                                   it->next_same == 0)) {
-                history_rollback(h);
+        fault_arm(w, &j->msgs[i]);
+        if (history_topic_load(h, j->msgs[i].topic, 1, &t) != 0)
+            return -1;
+        off = t.last_offset;
+        for (size_t k = i + 1; k; k = j->msgs[k - 1].next_same, written++) {
+            store_msg *m = &j->msgs[k - 1];
+            m->offset = ++off;
+            memcpy(m->epoch, t.epoch, sizeof m->epoch);
+            if (history_append_run(h, t.id, m->offset, m->ts_ms, m->data,
+                                   m->data_len, m->next_same == 0))
                 return -1;
-            }
         }
     }
-    if (written != n) { /* a chain broken: never commit part of a batch */
+    if (written != j->n) { /* a chain broken: never commit part of it */
         history_rollback(h);
+        snprintf(j->why, sizeof j->why, "batch not linked by topic");
         return -1;
     }
-    trim_due(w, 1);
-    return history_commit(h);
+    return 0;
 }
 
-/* Retention, when due: a step inside the open batch (in_batch) or one of
- * its own. A failed step is retried at the next due time. */
-static void trim_due(writer *w, int in_batch)
+/* The end of a transaction whose COMMIT failed with an I/O error: its
+ * commit record may be in the WAL, so the batch may come back at the
+ * next recovery. Telling its publishers `internal` and handing its
+ * offsets out again could then store two messages under one offset.
+ * Like PostgreSQL since "fsyncgate", stop instead; a restart recovers
+ * whatever the WAL holds, and publishers that got no ack resume. */
+static void fail_stop(writer *w)
+{
+    log_error("history: COMMIT failed with an I/O error (%s): whether the "
+              "batch was stored is unknown until recovery; stopping the "
+              "broker (fail-stop)",
+              history_errmsg(w->hist));
+    abort();
+}
+
+/* Commits a run of append jobs in one transaction: all or none. */
+static void run_appends(writer *w, writer_job *run)
+{
+    history *h = w->hist;
+    int rc = history_begin(h);
+
+    for (writer_job *j = run; j && rc == 0; j = j->next)
+        rc = append_job(w, j);
+    if (rc == 0) {
+        if (now_s(CLOCK_MONOTONIC) >= w->next_trim)
+            trim_step(w, 1);
+        rc = history_commit(h);
+        if (rc == HISTORY_COMMIT_UNKNOWN)
+            fail_stop(w);
+    } else {
+        history_rollback(h);
+    }
+    history_test_fail_wal_writes(0, 0);
+    w->next_checkpoint = now_s(CLOCK_MONOTONIC) + CHECKPOINT_IDLE_MS / 1000.0;
+    for (writer_job *j = run, *next; j; j = next) {
+        next = j->next;
+        j->status = rc == 0 ? STORE_OK : STORE_FAIL;
+        if (rc != 0 && !j->why[0])
+            snprintf(j->why, sizeof j->why, "%s", history_errmsg(h));
+        j->done(j);
+    }
+    if (rc == 0 && history_wal_pages(h) >= CHECKPOINT_PAGES)
+        checkpoint(w);
+}
+
+static void run_other(writer *w, writer_job *j)
+{
+    if (j->type == WRITER_TRIM)
+        trim_step(w, 0);
+    else
+        checkpoint(w);
+    j->status = STORE_OK;
+    if (j->done)
+        j->done(j);
+}
+
+/* Housekeeping on the thread's own timers, when no job waits: the same
+ * jobs anyone may push. */
+static void run_due(writer *w)
 {
     double now = now_s(CLOCK_MONOTONIC);
-    int64_t wall;
-    int n;
+    writer_job j = {0};
 
-    if (now < w->next_trim)
-        return;
-    wall = (int64_t)(now_s(CLOCK_REALTIME) * 1000);
-    n = in_batch ? history_trim_in_batch(w->hist, wall, TRIM_BUDGET)
-                 : history_trim_step(w->hist, wall, TRIM_BUDGET);
-    /* A full step means a backlog: come back soon. */
-    w->next_trim = now + (n >= TRIM_BUDGET ? 0.01 : TRIM_EVERY_MS / 1000.0);
+    if (now >= w->next_trim) {
+        j.type = WRITER_TRIM;
+        run_other(w, &j);
+    }
+    if (now >= w->next_checkpoint && history_wal_pages(w->hist) > 0) {
+        j.type = WRITER_CHECKPOINT;
+        run_other(w, &j);
+    }
+}
+
+/* Takes the head job, or the run of append jobs at the head (they share
+ * a transaction). Called with mu held; NULL when the queue is empty. */
+static writer_job *take(writer *w)
+{
+    writer_job *first = w->head, *last = first;
+
+    if (!first)
+        return NULL;
+    if (first->type == WRITER_APPEND)
+        while (last->next && last->next->type == WRITER_APPEND)
+            last = last->next;
+    w->head = last->next;
+    if (!w->head)
+        w->tail = NULL;
+    last->next = NULL;
+    return first;
 }
 
 /* Waking the writer must not preempt the event loop that wakes it when
@@ -112,135 +239,153 @@ static void writer_yield_to_loops(void)
 #endif
 }
 
+static void wait_for_work(writer *w)
+{
+    struct timespec until;
+    double next =
+        w->next_trim < w->next_checkpoint ? w->next_trim : w->next_checkpoint;
+    double ms = (next - now_s(CLOCK_MONOTONIC)) * 1000;
+
+    if (ms < 1)
+        ms = 1;
+    if (ms > CHECKPOINT_IDLE_MS)
+        ms = CHECKPOINT_IDLE_MS;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(ms * 1e6);
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&w->cond, &w->mu, &until);
+}
+
+/* Opens the database on this thread, so that even creating or migrating
+ * it (which syncs) happens here, and tells writer_start how it went. */
+static int open_store(writer *w)
+{
+    char err[sizeof w->open_err];
+    int rc = history_open(&w->hist, w->path, &w->opts, err, sizeof err);
+
+    if (rc == 0) {
+        /* The writer revisits the same pages (the right edge of the
+         * batches table, every topic's index entries and row): keep them
+         * in its cache rather than reading them back from the WAL. */
+        history_set_cache_kib(w->hist, 65536);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->opened = rc == 0 ? 1 : -1;
+    if (rc)
+        snprintf(w->open_err, sizeof w->open_err, "%s", err);
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 static void *writer_main(void *arg)
 {
     writer *w = arg;
+    writer_job *j;
 
     pthread_setname_np(pthread_self(), "chorus-writer");
+    history_mark_writer_thread();
     writer_yield_to_loops();
+    if (open_store(w) != 0)
+        return NULL;
     pthread_mutex_lock(&w->mu);
-    while (!w->stop) {
-        if (!w->busy || w->ready) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 100 * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&w->cond, &w->mu, &until);
-            if (!w->busy || w->ready) {
-                pthread_mutex_unlock(&w->mu);
-                trim_due(w, 0);
-                pthread_mutex_lock(&w->mu);
-            }
-            continue;
+    for (;;) {
+        j = take(w);
+        if (!j && w->stop)
+            break;
+        if (!j) {
+            wait_for_work(w);
+            if (w->head)
+                continue;
         }
         pthread_mutex_unlock(&w->mu);
-        double t0 = now_s(CLOCK_MONOTONIC);
-        int failed = write_batch(w, w->items, w->n) != 0;
-        double t1 = now_s(CLOCK_MONOTONIC);
-        pthread_mutex_lock(&w->mu);
-        w->failed = failed;
-        w->seconds = t1 - t0;
-        snprintf(w->why, sizeof w->why, "%s",
-                 failed ? history_errmsg(w->hist) : "");
-        w->ready = 1;
-        pthread_cond_broadcast(&w->cond);
-        pthread_mutex_unlock(&w->mu);
-        event_active(w->done_ev, EV_READ, 0); /* takes the base's lock */
+        if (!j)
+            run_due(w);
+        else if (j->type == WRITER_APPEND)
+            run_appends(w, j);
+        else
+            run_other(w, j);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
+    /* The last connection to close checkpoints and syncs: here too, on
+     * this thread. */
+    history_close(w->hist);
+    w->hist = NULL;
     return NULL;
 }
 
-static void done_trampoline(evutil_socket_t fd, short what, void *arg)
-{
-    writer *w = arg;
-
-    (void)fd;
-    (void)what;
-    w->done(w->done_arg);
-}
-
-writer *writer_start(const char *path, const history_opts *opts,
-                     struct event_base *base, void (*done)(void *arg),
-                     void *arg, char *err, size_t errlen)
+writer *writer_start(const char *path, const history_opts *opts, char *err,
+                     size_t errlen)
 {
     writer *w = calloc(1, sizeof *w);
+    int opened;
 
     if (!w) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (history_open(&w->hist, path, opts, err, errlen)) {
-        free(w);
-        return NULL;
-    }
-    history_checkpoint_rarely(w->hist);
-    w->done = done;
-    w->done_arg = arg;
-    w->done_ev = event_new(base, -1, 0, done_trampoline, w);
+    w->path = path;
+    w->opts = *opts;
+    w->fault = getenv("CHORUS_FAULT_COMMIT");
+    w->next_trim = w->next_checkpoint = now_s(CLOCK_MONOTONIC);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
-    if (!w->done_ev || pthread_create(&w->thread, NULL, writer_main, w)) {
+    if (pthread_create(&w->thread, NULL, writer_main, w)) {
         snprintf(err, errlen, "cannot start the history writer thread");
-        if (w->done_ev)
-            event_free(w->done_ev);
-        history_close(w->hist);
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->cond);
-        free(w);
-        return NULL;
+        opened = 0;
+    } else {
+        pthread_mutex_lock(&w->mu);
+        while (!w->opened)
+            pthread_cond_wait(&w->cond, &w->mu);
+        opened = w->opened;
+        pthread_mutex_unlock(&w->mu);
+        if (opened < 0) {
+            snprintf(err, errlen, "%s", w->open_err);
+            pthread_join(w->thread, NULL);
+        }
     }
-    return w;
+    if (opened > 0)
+        return w;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    return NULL;
 }
 
-void writer_submit(writer *w, const publish_item *items, size_t n)
+void writer_push(writer *w, writer_job *j)
 {
+    j->next = NULL;
+    j->why[0] = '\0';
     pthread_mutex_lock(&w->mu);
-    w->items = items;
-    w->n = n;
-    w->busy = 1;
-    w->ready = 0;
-    pthread_cond_broadcast(&w->cond);
+    if (w->tail)
+        w->tail->next = j;
+    else
+        w->head = j;
+    w->tail = j;
+    pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
 }
 
-int writer_take(writer *w, int wait, int *failed, double *seconds,
-                const char **why)
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms)
 {
-    int taken = 0;
-
     pthread_mutex_lock(&w->mu);
-    while (wait && w->busy && !w->ready)
-        pthread_cond_wait(&w->cond, &w->mu);
-    if (w->busy && w->ready) {
-        *failed = w->failed;
-        *seconds = w->seconds;
-        *why = w->why;
-        w->busy = w->ready = 0;
-        taken = 1;
-    }
+    w->retention_size = size;
+    w->retention_ttl_ms = ttl_ms;
+    w->retention_changed = 1;
     pthread_mutex_unlock(&w->mu);
-    return taken;
 }
 
 void writer_stop(writer *w)
 {
-    int failed;
-    double seconds;
-    const char *why;
-
     if (!w)
         return;
-    writer_take(w, 1, &failed, &seconds, &why);
     pthread_mutex_lock(&w->mu);
     w->stop = 1;
-    pthread_cond_broadcast(&w->cond);
+    pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
-    event_free(w->done_ev);
-    history_close(w->hist);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
     free(w);

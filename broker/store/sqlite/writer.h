@@ -1,8 +1,14 @@
-/* The history writer: a thread of its own that commits loop 0's publish
- * batches to SQLite (and runs retention), so that the loop never waits
- * for the database. While one batch commits, the loop goes on serving
- * clients and collecting the next one, so batches grow with the load.
- * One batch is in flight at a time; offsets are assigned by the loop. */
+/* The history writer: the one thread that writes the SQLite store, fed
+ * by a queue of jobs in the manner of Redis's bio.c. Event loops only
+ * read (history_open_reader); every write is a job here: appending a
+ * batch (which creates the rows of topics published to for the first
+ * time), and, on the thread's own timers, retention steps and WAL
+ * checkpoints. So only this thread ever waits for the disk, and a loop
+ * never waits for a lock the writer holds.
+ *
+ * Append jobs that are queued together are committed in one transaction
+ * (group commit): while one commits, the next ones collect, so
+ * transactions grow with the load. The writer assigns the offsets. */
 #ifndef CHORUS_WRITER_H
 #define CHORUS_WRITER_H
 
@@ -10,30 +16,51 @@
 #include <stdint.h>
 
 #include "history.h"
+#include "store.h"
 
-struct event_base;
-typedef struct publish_item publish_item;
 typedef struct writer writer;
 
-/* Opens a connection of its own to path and starts the thread. done(arg)
- * runs on base's loop after each batch. NULL with a message in err. */
-writer *writer_start(const char *path, const history_opts *opts,
-                     struct event_base *base, void (*done)(void *arg),
-                     void *arg, char *err, size_t errlen);
+typedef enum {
+    WRITER_APPEND,     /* store msgs[0..n) in one transaction */
+    WRITER_TRIM,       /* one retention step */
+    WRITER_CHECKPOINT, /* a PASSIVE WAL checkpoint */
+} writer_job_type;
 
-/* Hands over a batch (read only by the thread until the result is
- * taken). The writer must be idle. */
-void writer_submit(writer *w, const publish_item *items, size_t n);
+typedef struct writer_job {
+    struct writer_job *next; /* the queue's */
+    writer_job_type type;
+    store_msg *msgs; /* APPEND: offsets and epochs are filled in */
+    size_t n;
+    /* Filled in when done: STORE_OK or STORE_FAIL (then why). */
+    int status;
+    char why[256];
+    /* Called on the writer thread once the job is done: hands it back to
+     * whoever pushed it (the job is theirs again). */
+    void (*done)(struct writer_job *j);
+    void *owner;
+} writer_job;
 
-/* Takes the result of the batch in flight if it is done: returns 1 and
- * sets *failed, *seconds (commit time) and *why (error text, valid until
- * the next submit); 0 when nothing is done yet. With wait, blocks until
- * it is done. */
-int writer_take(writer *w, int wait, int *failed, double *seconds,
-                const char **why);
+/* Starts the thread, which opens the store's one read-write connection
+ * to path (creating or migrating the database: even that sync is the
+ * writer's), and waits until it has. NULL with a message in err. */
+writer *writer_start(const char *path, const history_opts *opts, char *err,
+                     size_t errlen);
 
-/* Finishes the batch in flight (its result is dropped unless taken) and
- * stops the thread. */
+/* Queues j (any thread). Jobs run in the order pushed; TRIM and
+ * CHECKPOINT jobs also run on the thread's own timers (done may then be
+ * NULL). A COMMIT that
+ * fails with an I/O error, when the commit record may have reached the
+ * WAL, ends the process after logging the cause (fail-stop): reusing
+ * those offsets could let a restart bring back a batch whose publishers
+ * were told `internal`. */
+void writer_push(writer *w, writer_job *j);
+
+/* New retention bounds (a reload): the thread takes them before its next
+ * trim step. Any thread. */
+void writer_set_retention(writer *w, uint64_t size, uint64_t ttl_ms);
+
+/* Runs every queued job, then stops the thread and closes the
+ * connection. */
 void writer_stop(writer *w);
 
 #endif
