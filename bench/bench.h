@@ -128,6 +128,10 @@ struct bench {
     char *tmpl;
     char hostport[64];
     struct sockaddr_in addr;
+    /* --sub-ports: subscribers spread round-robin over these brokers (a
+     * cluster's nodes); publishers use --port */
+    int nsub_ports;
+    struct sockaddr_in sub_addr[16];
 
     int phase;
     long next_connect; /* next subscriber index to start connecting */

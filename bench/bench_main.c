@@ -207,6 +207,8 @@ static void __attribute__((noreturn)) usage(void)
 "usage: chorus-bench [options]\n"
 "  --proto chorus|nchan|nats   broker protocol (chorus)\n"
 "  --port N                    broker port on 127.0.0.1 (8080)\n"
+"  --sub-ports P1,P2,...       subscribers round-robin on these ports (a\n"
+"                              cluster's nodes); publishers on --port\n"
 "  --pub ws|http               chorus publish path (ws); nchan is always http\n"
 "  -n, --subs N                subscribers (1000)\n"
 "  -t, --topics T              topics; subscribers spread round-robin (1)\n"
@@ -263,6 +265,23 @@ static int pick(const char *arg, const char *const *names, int n)
     usage();
 }
 
+static void sub_ports(const char *arg)
+{
+    char *end;
+
+    for (const char *p = arg; *p && B.nsub_ports < 16; p = end) {
+        long port = strtol(p, &end, 10);
+        if (end == p || port <= 0 || port > 65535 || (*end && *end != ','))
+            usage();
+        B.sub_addr[B.nsub_ports].sin_family = AF_INET;
+        B.sub_addr[B.nsub_ports].sin_port = htons((uint16_t)port);
+        B.sub_addr[B.nsub_ports].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        B.nsub_ports++;
+        if (*end == ',')
+            end++;
+    }
+}
+
 static void set_option(int opt, const char *arg)
 {
     static const char *const protos[] = {"chorus", "nchan", "nats"};
@@ -290,35 +309,26 @@ static void set_option(int opt, const char *arg)
     case 'x': snprintf(B.prefix, sizeof B.prefix, "%s", arg); break;
     case 'q': B.quiet = 1; break;
     case 'U': B.no_uring = 1; break;
+    case 'Y': sub_ports(arg); break;
     default: usage();
     }
 }
 
 static void parse_options(int argc, char **argv)
 {
-    static const struct option lo[] = {{"proto", 1, 0, 'P'},
-                                       {"port", 1, 0, 'o'},
-                                       {"pub", 1, 0, 'u'},
-                                       {"subs", 1, 0, 'n'},
-                                       {"topics", 1, 0, 't'},
-                                       {"payload", 1, 0, 'p'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"warmup", 1, 0, 'w'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"window", 1, 0, 'W'},
-                                       {"pubconns", 1, 0, 'K'},
-                                       {"pid", 1, 0, 'i'},
-                                       {"idle", 0, 0, 'I'},
-                                       {"hold", 1, 0, 'H'},
-                                       {"replay", 1, 0, 'R'},
-                                       {"connect-par", 1, 0, 'C'},
-                                       {"drain", 1, 0, 'D'},
-                                       {"setup-timeout", 1, 0, 'S'},
-                                       {"prefix", 1, 0, 'x'},
-                                       {"quiet", 0, 0, 'q'},
-                                       {"no-uring", 0, 0, 'U'},
-                                       {"help", 0, 0, 'h'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"proto", 1, 0, 'P'},         {"port", 1, 0, 'o'},
+        {"sub-ports", 1, 0, 'Y'},     {"pub", 1, 0, 'u'},
+        {"subs", 1, 0, 'n'},          {"topics", 1, 0, 't'},
+        {"payload", 1, 0, 'p'},       {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},        {"rate", 1, 0, 'r'},
+        {"window", 1, 0, 'W'},        {"pubconns", 1, 0, 'K'},
+        {"pid", 1, 0, 'i'},           {"idle", 0, 0, 'I'},
+        {"hold", 1, 0, 'H'},          {"replay", 1, 0, 'R'},
+        {"connect-par", 1, 0, 'C'},   {"drain", 1, 0, 'D'},
+        {"setup-timeout", 1, 0, 'S'}, {"prefix", 1, 0, 'x'},
+        {"quiet", 0, 0, 'q'},         {"no-uring", 0, 0, 'U'},
+        {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
     int opt;
 
     set_defaults();

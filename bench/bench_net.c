@@ -127,7 +127,10 @@ void net_start(conn *c)
     c->ev_flags = 0;
     c->state = S_CONNECTING;
     B.connecting++;
-    if (connect(fd, (struct sockaddr *)&B.addr, sizeof B.addr) < 0 &&
+    const struct sockaddr_in *to = &B.addr;
+    if (c->kind == K_SUB && B.nsub_ports)
+        to = &B.sub_addr[(c - B.subs) % B.nsub_ports];
+    if (connect(fd, (const struct sockaddr *)to, sizeof *to) < 0 &&
         errno != EINPROGRESS) {
         net_dead(c, 1006, strerror(errno));
         return;

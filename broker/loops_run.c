@@ -50,6 +50,7 @@ static int handle(server *s, lmsg *m)
         server_use_config(s, m->token);
         m->token = NULL; /* s holds the reference now */
         break;
+    case LMSG_CUTOFF: server_cut_off(s); break;
     }
     return 0;
 }

@@ -17,8 +17,9 @@
 /* Keys read only at start-up: what they set up (sockets, the database,
  * the loops, the writer) lives as long as the process. */
 static const char *const restart_keys[] = {
-    "listen",  "tls_listen", "db_path",  "history",
-    "threads", "durability", "io_uring",
+    "listen",    "tls_listen",    "db_path",       "history",
+    "threads",   "durability",    "io_uring",      "engine",
+    "redis_url", "redis_durable", "redis_timeout",
 };
 
 /* Descriptors the broker keeps for itself whatever the connections:

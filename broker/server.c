@@ -78,6 +78,70 @@ void server_stop(server *s)
                         &(struct timeval){SHUTDOWN_GRACE_MS / 1000, 0});
 }
 
+/* server_cut_off() closes clients in this many steps. */
+#define CUTOFF_STEPS 20
+
+static void cutoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *s = arg;
+    size_t n =
+        s->nconns /
+            (size_t)(s->cutoff_steps_left > 0 ? s->cutoff_steps_left : 1) +
+        1;
+    struct timeval tv = {0, CUTOFF_SPREAD_MS / CUTOFF_STEPS * 1000};
+
+    (void)fd;
+    (void)what;
+    for (conn *c = s->conns, *next; c && n; c = next) {
+        next = c->next;
+        if (c->state == CONN_WS) {
+            conn_close(c, CHORUS_WS_CLOSE_GOING_AWAY, "store unavailable");
+            n--;
+        } else if (c->state == CONN_HTTP) {
+            conn_abort(c);
+            n--;
+        }
+    }
+    if (--s->cutoff_steps_left > 0)
+        evtimer_add(s->cutoff_ev, &tv);
+}
+
+void server_cut_off(server *s)
+{
+    if (s->stopping || s->cutoff_steps_left > 0)
+        return;
+    if (!s->cutoff_ev && !(s->cutoff_ev = evtimer_new(s->base, cutoff_cb, s)))
+        return;
+    s->cutoff_steps_left = CUTOFF_STEPS;
+    cutoff_cb(-1, 0, s);
+}
+
+/* Loop 0, every second: an engine unavailable past the grace period has
+ * every loop close its clients (once per outage). */
+static void health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server *s = arg;
+    const char *down = store_unavailable(s->b->store);
+    int64_t now = server_now_ms(s);
+
+    (void)fd;
+    (void)what;
+    if (!down) {
+        s->down_since_ms = 0;
+        return;
+    }
+    if (!s->down_since_ms)
+        s->down_since_ms = now;
+    if (s->down_since_ms < 0 || now - s->down_since_ms < CUTOFF_GRACE_MS)
+        return;
+    s->down_since_ms = -1; /* done for this outage */
+    log_warn("%s for %ds: closing clients with 1001 so that they move to "
+             "another node",
+             down, CUTOFF_GRACE_MS / 1000);
+    for (int i = 0; i < s->b->n; i++)
+        loops_post(s->b, i, lmsg_new(LMSG_CUTOFF, NULL, 0));
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     server *s = arg;
@@ -202,6 +266,14 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
+    if (b->store && b->store->engine->unavailable) {
+        s->health_ev = event_new(s->base, -1, EV_PERSIST, health_cb, s);
+        if (!s->health_ev) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        event_add(s->health_ev, &(struct timeval){1, 0});
+    }
     return listener_open(s, err, errlen);
 }
 
@@ -211,7 +283,10 @@ int server_run(server *s)
         log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
                  s->cfg->listen, s->tls_listener ? ", TLS on " : "",
                  s->tls_listener ? s->cfg->tls_listen : "",
-                 s->store ? "in " : "off", s->store ? s->cfg->db_path : "",
+                 s->store ? "in " : "off",
+                 !s->store                        ? ""
+                 : s->cfg->engine == ENGINE_REDIS ? s->cfg->redis_urls[0]
+                                                  : s->cfg->db_path,
                  s->b->n, s->b->n == 1 ? "" : "s");
     /* A loop with no client yet has no pending event: its inbox is only
      * ever activated from another thread. */
@@ -221,8 +296,9 @@ int server_run(server *s)
 
 void server_destroy(server *s)
 {
-    struct event **events[] = {&s->reap_ev, &s->flush_ev, &s->sig_term,
-                               &s->sig_int, &s->sig_hup};
+    struct event **events[] = {&s->reap_ev,  &s->flush_ev, &s->sig_term,
+                               &s->sig_int,  &s->sig_hup,  &s->health_ev,
+                               &s->cutoff_ev};
 
     if (s->base) {
         /* Publishes, acks and blocks other loops left here: loop 0 is

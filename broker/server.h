@@ -55,6 +55,10 @@ typedef struct server {
     struct event *sig_hup;
     struct event *sig_term;
     struct event *sig_int;
+    struct event *health_ev; /* loop 0: watches store_unavailable() */
+    int64_t down_since_ms;   /* loop 0: the engine unavailable since */
+    struct event *cutoff_ev; /* closing clients, a few at a time */
+    int cutoff_steps_left;
     struct event *reap_ev; /* frees closed connections after the turn */
     conn *conns;           /* every open connection */
     conn *reap;            /* closed connections waiting to be freed */
@@ -108,6 +112,14 @@ void server_too_large(server *s, uint64_t conn_id, const char *peer,
 /* Makes loop s use cfg (whose reference it takes) from now on, and drops
  * its reference to the one it used. Between turns only. */
 void server_use_config(server *s, const config *cfg);
+
+/* The engine (Redis) has been unavailable longer than CUTOFF_GRACE_MS:
+ * closes this loop's clients with 1001, spread over CUTOFF_SPREAD_MS so
+ * that they do not all reconnect in the same second, and the load
+ * balancer moves them to a node that can serve them. */
+#define CUTOFF_GRACE_MS 15000
+#define CUTOFF_SPREAD_MS 5000
+void server_cut_off(server *s);
 
 /* Milliseconds since the Unix epoch, from the loop's cached clock. */
 int64_t server_now_ms(server *s);

@@ -338,6 +338,11 @@ static void on_subscribed(sub_ctx *s, json_t *msg)
         return;
     }
     int recovered = json_is_true(json_object_get(msg, "recovered"));
+    /* Without an id: the epoch changed under the live subscription
+     * (PROTOCOL.md); a gap like any `recovered: false`, whether or not
+     * this connection resumed. */
+    if (!json_object_get(msg, "id") && t->epoch)
+        t->sent_since = 1;
     if (s->a->verbose)
         fprintf(stderr, "chorus: subscribed to %s (epoch %s, offset %llu%s)\n",
                 t->name, epoch, (unsigned long long)newest,

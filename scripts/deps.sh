@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libssl-dev libjansson-dev libsqlite3-dev zlib1g-dev liburing-dev
+  libhiredis-dev
   openssl curl
   python3 python3-websockets python3-pytest
 )
@@ -13,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
   # The package test: systemd-analyze verify, man --warnings, completion.
   PACKAGES+=(systemd man-db bash-completion)
+  # Cluster tests: a real Redis, and nginx as the load balancer.
+  PACKAGES+=(redis-server nginx-light)
   # The browser client's tests: Node with npm, and a real browser.
   PACKAGES+=(nodejs chromium)
   # NodeSource's nodejs ships npm and conflicts with Debian's npm package.

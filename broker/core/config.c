@@ -30,6 +30,8 @@ typedef enum {
     T_LISTEN,
     T_PATH,
     T_STRING,
+    T_ENGINE,
+    T_REDIS_URL, /* repeatable: each line adds one */
 } key_type;
 
 /* One configuration key. For sizes, durations and counts, min and max bound
@@ -87,6 +89,11 @@ static const key_def keys[] = {
     {"tls_cert", T_PATH, OFF(tls_cert), 0, 0, NULL},
     {"tls_key", T_PATH, OFF(tls_key), 0, 0, NULL},
     {"web_root", T_PATH, OFF(web_root), 0, 0, NULL},
+    {"engine", T_ENGINE, OFF(engine), 0, 0, NULL},
+    {"redis_url", T_REDIS_URL, OFF(redis_urls), 0, 0, NULL},
+    {"redis_durable", T_BOOL, OFF(redis_durable), 0, 0, NULL},
+    {"redis_timeout", T_DURATION, OFF(redis_timeout_ms), 1, 0,
+     "must be greater than 0"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -109,6 +116,8 @@ static const char *expected_form(const key_def *k)
         return "expected host:port, [ipv6]:port or :port, port 1-65535";
     case T_PATH: return "expected a file path";
     case T_STRING: return "expected a non-empty text";
+    case T_ENGINE: return "expected sqlite or redis";
+    case T_REDIS_URL: return "expected redis://[:password@]host:port[/db]";
     }
     return "invalid value";
 }
@@ -155,6 +164,43 @@ void config_init(config *c)
     c->max_subscriptions_per_connection = 1000;
     c->history = 1;
     c->io_uring = 1;
+    c->engine = ENGINE_SQLITE;
+    c->redis_timeout_ms = 2000;
+}
+
+static void free_urls(config *c)
+{
+    for (size_t i = 0; i < c->redis_url_count; i++)
+        free(c->redis_urls[i]);
+    free(c->redis_urls);
+    c->redis_urls = NULL;
+    c->redis_url_count = 0;
+}
+
+/* Replaces dst's redis_url list with a copy of src's. -1 out of memory
+ * (dst's list is then empty). */
+static int copy_urls(config *dst, const config *src)
+{
+    char **copy = NULL;
+
+    free_urls(dst);
+    if (src->redis_url_count == 0)
+        return 0;
+    copy = calloc(src->redis_url_count, sizeof *copy);
+    if (!copy)
+        return -1;
+    for (size_t i = 0; i < src->redis_url_count; i++) {
+        copy[i] = xstrdup(src->redis_urls[i]);
+        if (!copy[i]) {
+            while (i--)
+                free(copy[i]);
+            free(copy);
+            return -1;
+        }
+    }
+    dst->redis_urls = copy;
+    dst->redis_url_count = src->redis_url_count;
+    return 0;
 }
 
 static int is_string_type(key_type t)
@@ -171,6 +217,7 @@ void config_free(config *c)
             *field = NULL;
         }
     }
+    free_urls(c);
 }
 
 int config_copy(config *dst, const config *src)
@@ -179,6 +226,8 @@ int config_copy(config *dst, const config *src)
     for (size_t i = 0; i < NKEYS; i++)
         if (is_string_type(keys[i].type))
             *(char **)((char *)dst + keys[i].offset) = NULL;
+    dst->redis_urls = NULL; /* copied below, as the strings are */
+    dst->redis_url_count = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         if (config_copy_key(dst, src, keys[i].name)) {
             config_free(dst);
@@ -317,6 +366,17 @@ int config_parse_log_level(const char *s, int *out)
     return -1;
 }
 
+static int parse_engine(const char *s, int *out)
+{
+    if (strcmp(s, "sqlite") == 0)
+        *out = ENGINE_SQLITE;
+    else if (strcmp(s, "redis") == 0)
+        *out = ENGINE_REDIS;
+    else
+        return -1;
+    return 0;
+}
+
 int config_parse_log_format(const char *s, int *out)
 {
     if (strcmp(s, "text") == 0)
@@ -397,6 +457,61 @@ int config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+/* Copies the n bytes at s into out (outlen with the NUL). -1 too long. */
+static int copy_part(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n >= outlen)
+        return -1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int config_parse_redis_url(const char *s, redis_addr *out, char *err,
+                           size_t errlen)
+{
+    const char *p, *at, *slash, *hp;
+    char hostport[300];
+    uint64_t db = 0;
+
+    memset(out, 0, sizeof *out);
+    if (strncmp(s, "rediss://", 9) == 0) {
+        set_err(err, errlen,
+                "rediss:// (TLS) is not supported: Debian 12's hiredis is "
+                "built without TLS; reach Redis over a private network or "
+                "a local TLS tunnel");
+        return -1;
+    }
+    if (strncmp(s, "redis://", 8) != 0)
+        goto bad;
+    p = s + 8;
+    slash = strchr(p, '/');
+    at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+    if (at) {
+        if (*p != ':' || copy_part(out->password, sizeof out->password, p + 1,
+                                   (size_t)(at - p - 1)) < 0)
+            goto bad; /* only the ":password@" form: no user names */
+        p = at + 1;
+    }
+    hp = p;
+    if (copy_part(hostport, sizeof hostport, hp,
+                  slash ? (size_t)(slash - hp) : strlen(hp)) < 0 ||
+        hostport[0] == ':' ||
+        config_parse_listen(hostport, out->host, sizeof out->host, &out->port) <
+            0)
+        goto bad;
+    if (slash) {
+        const char *d = slash + 1;
+        if (parse_digits(&d, &db) < 0 || *d != '\0' || db > 1000000)
+            goto bad;
+    }
+    out->db = (unsigned)db;
+    return 0;
+bad:
+    set_err(err, errlen, "expected redis://[:password@]host:port[/db]");
+    return -1;
+}
+
 /* ---- setting keys ----------------------------------------------------- */
 
 static const key_def *find_key(const char *name)
@@ -456,14 +571,46 @@ static int (*const int_parser[])(const char *, int *) = {
     [T_LOG_LEVEL] = config_parse_log_level,
     [T_LOG_FORMAT] = config_parse_log_format,
     [T_DURABILITY] = parse_durability,
-    [T_STRING] = NULL,
+    [T_ENGINE] = parse_engine,
+    [T_REDIS_URL] = NULL,
 };
 static int (*const u64_parser[])(const char *, uint64_t *) = {
     [T_SIZE] = config_parse_size,
     [T_DURATION] = config_parse_duration,
     [T_COUNT] = parse_count,
-    [T_STRING] = NULL,
+    [T_REDIS_URL] = NULL,
 };
+
+/* Adds one redis_url; the same instance twice would make the topic
+ * hash put one topic in two places. */
+static int add_redis_url(config *c, const char *value, char *err, size_t errlen)
+{
+    redis_addr a, b;
+    char msg[256], **urls;
+
+    if (config_parse_redis_url(value, &a, msg, sizeof msg) < 0) {
+        set_err(err, errlen, "redis_url: %s", msg);
+        return -1;
+    }
+    for (size_t i = 0; i < c->redis_url_count; i++) {
+        config_parse_redis_url(c->redis_urls[i], &b, NULL, 0);
+        if (strcmp(a.host, b.host) == 0 && a.port == b.port && a.db == b.db) {
+            set_err(err, errlen, "redis_url: %s:%d/%u is listed twice", a.host,
+                    a.port, a.db);
+            return -1;
+        }
+    }
+    urls = realloc(c->redis_urls, (c->redis_url_count + 1) * sizeof *urls);
+    if (!urls || !(urls[c->redis_url_count] = xstrdup(value))) {
+        if (urls)
+            c->redis_urls = urls;
+        set_err(err, errlen, "redis_url: out of memory");
+        return -1;
+    }
+    c->redis_urls = urls;
+    c->redis_url_count++;
+    return 0;
+}
 
 const char *config_key_name(size_t i)
 {
@@ -482,6 +629,14 @@ int config_key_differs(const config *a, const config *b, const char *key)
 
     if (!k)
         return -1;
+    if (k->type == T_REDIS_URL) {
+        if (a->redis_url_count != b->redis_url_count)
+            return 1;
+        for (size_t i = 0; i < a->redis_url_count; i++)
+            if (strcmp(a->redis_urls[i], b->redis_urls[i]) != 0)
+                return 1;
+        return 0;
+    }
     fa = (const char *)a + k->offset;
     fb = (const char *)b + k->offset;
     if (is_string_type(k->type))
@@ -499,6 +654,8 @@ int config_copy_key(config *dst, const config *src, const char *key)
 
     if (!k)
         return -1;
+    if (k->type == T_REDIS_URL)
+        return copy_urls(dst, src);
     dfield = (char *)dst + k->offset;
     sfield = (const char *)src + k->offset;
     if (is_string_type(k->type)) {
@@ -535,6 +692,8 @@ int config_set(config *c, const char *key, const char *value, char *err,
         return -1;
     }
     field = (char *)c + k->offset;
+    if (k->type == T_REDIS_URL)
+        return add_redis_url(c, value, err, errlen);
     if (int_parser[k->type]) {
         if (int_parser[k->type](value, &i) == 0) {
             *(int *)field = i;
@@ -560,8 +719,50 @@ int config_set(config *c, const char *key, const char *value, char *err,
     return -1;
 }
 
+/* Keys of one engine set, away from their default, while the other
+ * engine is in use, and an engine = redis without an instance: the
+ * offending key's name, with the message in err; NULL when consistent. */
+static const char *engine_conflict(const config *c, char *err, size_t errlen)
+{
+    if (c->engine == ENGINE_SQLITE) {
+        const char *key = c->redis_url_count            ? "redis_url"
+                          : c->redis_durable            ? "redis_durable"
+                          : c->redis_timeout_ms != 2000 ? "redis_timeout"
+                                                        : NULL;
+        if (key)
+            set_err(err, errlen,
+                    "%s: only used with engine = redis (engine is sqlite)",
+                    key);
+        return key;
+    }
+    if (c->redis_url_count == 0) {
+        set_err(err, errlen, "engine: engine = redis needs a redis_url");
+        return "engine";
+    }
+    if (strcmp(c->db_path, "./chorus.db") != 0) {
+        set_err(err, errlen,
+                "db_path: not used with engine = redis (history lives in "
+                "Redis; no SQLite file is opened)");
+        return "db_path";
+    }
+    if (c->durability != DURABILITY_NORMAL) {
+        set_err(err, errlen,
+                "durability: a SQLite setting; with engine = redis use "
+                "redis_durable and Redis's appendfsync");
+        return "durability";
+    }
+    if (!c->history) {
+        set_err(err, errlen,
+                "history: engine = redis always keeps history (in Redis)");
+        return "history";
+    }
+    return NULL;
+}
+
 int config_validate(const config *c, char *err, size_t errlen)
 {
+    if (engine_conflict(c, err, errlen))
+        return -1;
     if (c->ping_interval_ms && c->idle_timeout_ms &&
         c->idle_timeout_ms <= c->ping_interval_ms) {
         set_err(err, errlen,
@@ -655,79 +856,154 @@ static int split_line(char *line, char **key, char **value, char *err,
     return 1;
 }
 
-/* Parses one open file into c. Reports "path:line: message". */
-static int load_stream(config *c, FILE *f, const char *path, char *err,
-                       size_t errlen)
+/* The engine checks of config_validate, reported at the line that set
+ * the offending key (or the engine line) of this file. */
+static int check_engine_keys(const config *c, const unsigned *seen,
+                             const char *path, char *err, size_t errlen)
 {
-    char *line = NULL, *key, *value;
-    size_t cap = 0;
-    ssize_t len;
+    char msg[256];
+    const char *key = engine_conflict(c, msg, sizeof msg);
+    unsigned line;
+
+    if (!key)
+        return 0;
+    line = seen[find_key(key) - keys];
+    if (!line)
+        line = seen[find_key("engine") - keys];
+    if (line)
+        set_err(err, errlen, "%s:%u: %s", path, line, msg);
+    else
+        set_err(err, errlen, "%s: %s", path, msg);
+    return -1;
+}
+
+/* Applies one line (NUL-terminated, its newline included or not) to c;
+ * seen[] holds the line each key was first set on. Returns 0, or -1 with
+ * a message (without name:line) in msg. */
+static int apply_line(config *c, char *line, unsigned lineno, unsigned seen[],
+                      char *msg, size_t msglen)
+{
+    char *key, *value;
+    int rc = split_line(line, &key, &value, msg, msglen);
+
+    if (rc <= 0)
+        return rc;
+    const key_def *k = find_key(key);
+    size_t idx = k ? (size_t)(k - keys) : 0;
+    if (k && seen[idx] && k->type != T_REDIS_URL) { /* redis_url repeats */
+        set_err(msg, msglen, "%s: duplicate key (first set on line %u)", key,
+                seen[idx]);
+        return -1;
+    }
+    if (k)
+        seen[idx] = lineno;
+    return config_set(c, key, value, msg, msglen);
+}
+
+/* Parses buf[0..len) line by line into c. Reports "name:line: message". */
+static int load_lines(config *c, const char *buf, size_t len, const char *name,
+                      char *err, size_t errlen)
+{
+    char *line = malloc(len + 1), msg[512];
     unsigned lineno = 0, seen[NKEYS] = {0};
-    char msg[512];
+    size_t off = 0;
     int rc = 0;
 
-    while ((len = getline(&line, &cap, f)) != -1) {
-        char *s = line;
+    if (!line) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        off = 3; /* UTF-8 byte order mark */
+    while (off < len && rc >= 0) {
+        const char *nl = memchr(buf + off, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - (buf + off)) + 1 : len - off;
         lineno++;
-        if (lineno == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-            s += 3; /* UTF-8 byte order mark */
-        if (memchr(line, '\0', (size_t)len)) {
+        if (memchr(buf + off, '\0', n)) {
             set_err(msg, sizeof msg, "line contains a NUL byte");
             rc = -1;
-        } else if ((rc = split_line(s, &key, &value, msg, sizeof msg)) > 0) {
-            const key_def *k = find_key(key);
-            size_t idx = k ? (size_t)(k - keys) : 0;
-            if (k && seen[idx]) {
-                set_err(msg, sizeof msg,
-                        "%s: duplicate key (first set on "
-                        "line %u)",
-                        key, seen[idx]);
-                rc = -1;
-            } else {
-                rc = config_set(c, key, value, msg, sizeof msg);
-                if (k)
-                    seen[idx] = lineno;
-            }
+        } else {
+            memcpy(line, buf + off, n);
+            line[n] = '\0';
+            rc = apply_line(c, line, lineno, seen, msg, sizeof msg);
         }
-        if (rc < 0) {
-            set_err(err, errlen, "%s:%u: %s", path, lineno, msg);
-            break;
-        }
+        if (rc < 0)
+            set_err(err, errlen, "%s:%u: %s", name, lineno, msg);
+        off += n;
     }
-    if (rc >= 0 && ferror(f)) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        rc = -1;
-    }
+    if (rc >= 0)
+        rc = check_engine_keys(c, seen, name, err, errlen);
     free(line);
     return rc < 0 ? -1 : 0;
 }
 
-/* Loads into a copy and keeps it only if the whole file is valid, so a bad
- * file leaves c untouched. */
-int config_load_file(config *c, const char *path, char *err, size_t errlen)
+/* Parses into a copy and keeps it only if the whole text is valid, so bad
+ * text leaves c untouched. */
+int config_load_buffer(config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen)
 {
     config tmp;
-    FILE *f;
-    int rc;
 
-    f = fopen(path, "r");
+    if (config_copy(&tmp, c)) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    if (load_lines(&tmp, buf, len, name, err, errlen) < 0) {
+        config_free(&tmp);
+        return -1;
+    }
+    config_free(c);
+    *c = tmp;
+    return 0;
+}
+
+/* Reads the whole file (at most CONFIG_FILE_MAX bytes) into *out. */
+static int read_file(const char *path, char **out, size_t *out_len, char *err,
+                     size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+
     if (!f) {
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    if (config_copy(&tmp, c)) {
+    buf = malloc(CONFIG_FILE_MAX + 1);
+    if (!buf) {
         set_err(err, errlen, "%s: out of memory", path);
-        rc = -1;
-    } else {
-        errno = 0;
-        rc = load_stream(&tmp, f, path, err, errlen);
-        if (rc < 0)
-            config_free(&tmp);
+        fclose(f);
+        return -1;
+    }
+    len = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    if (ferror(f)) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        len = (size_t)-1;
+    } else if (len > CONFIG_FILE_MAX) {
+        set_err(err, errlen,
+                "%s: larger than %u bytes, not a configuration file", path,
+                CONFIG_FILE_MAX);
+        len = (size_t)-1;
     }
     fclose(f);
-    if (rc < 0)
+    if (len == (size_t)-1) {
+        free(buf);
         return -1;
-    config_free(c);
-    *c = tmp;
+    }
+    *out = buf;
+    *out_len = len;
     return 0;
+}
+
+int config_load_file(config *c, const char *path, char *err, size_t errlen)
+{
+    char *buf;
+    size_t len;
+    int rc;
+
+    if (read_file(path, &buf, &len, err, errlen) < 0)
+        return -1;
+    rc = config_load_buffer(c, buf, len, path, err, errlen);
+    free(buf);
+    return rc;
 }

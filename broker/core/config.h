@@ -11,6 +11,7 @@
 enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum { DURABILITY_NORMAL = 0, DURABILITY_FULL };
+enum { ENGINE_SQLITE = 0, ENGINE_REDIS };
 
 typedef struct config {
     char *listen;                /* "host:port", "[v6]:port"; 127.0.0.1:8080 */
@@ -49,7 +50,21 @@ typedef struct config {
     char *tls_cert;         /* PEM chain */
     char *tls_key;          /* PEM private key */
     char *web_root;         /* static files served at /; NULL */
+    /* Cluster mode (README "Running a cluster"). */
+    int engine;                /* sqlite */
+    char **redis_urls;         /* redis_url, repeatable, in file order */
+    size_t redis_url_count;    /* 0 */
+    int redis_durable;         /* off: a Redis restart changes epochs */
+    uint64_t redis_timeout_ms; /* 2s */
 } config;
+
+/* One redis_url, parsed: redis://[:password@]HOST:PORT[/DB]. */
+typedef struct redis_addr {
+    char host[256];
+    int port;
+    char password[256]; /* "" = no AUTH */
+    unsigned db;        /* SELECT; 0 = the default database */
+} redis_addr;
 
 /* Fills c with the defaults above (strings are heap copies). */
 void config_init(config *c);
@@ -79,9 +94,19 @@ int config_copy_key(config *dst, const config *src, const char *key);
 int config_set(config *c, const char *key, const char *value, char *err,
                size_t errlen);
 
-/* Reads a config file over the current values. Returns 0, or -1 with
- * "path:line: message" (or "path: reason" if it cannot be read) in err. */
+/* Longest configuration file read, in bytes. */
+#define CONFIG_FILE_MAX (1024u * 1024u)
+
+/* Reads a config file over the current values: config_load_buffer on its
+ * contents. Returns 0, or -1 with "path:line: message" (or "path: reason"
+ * if it cannot be read or is over CONFIG_FILE_MAX) in err. */
 int config_load_file(config *c, const char *path, char *err, size_t errlen);
+
+/* Reads configuration text buf[0..len) over the current values; name
+ * stands for the source in messages ("name:line: message"). All or
+ * nothing: on error c is unchanged. Returns 0 or -1. */
+int config_load_buffer(config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen);
 
 /* Cross-key checks, to run once every source (file, command line) has been
  * applied: idle_timeout must be 0 or greater than ping_interval when both
@@ -95,6 +120,11 @@ int config_parse_duration(const char *s,
                           uint64_t *ms);             /* 500ms 30s 5m 24h; "0" */
 int config_parse_log_level(const char *s, int *out); /* error warn info debug */
 int config_parse_log_format(const char *s, int *out); /* text json */
+
+/* Parses a redis_url. Returns 0, or -1 with the reason in err
+ * (rediss:// is refused: Debian 12's hiredis has no TLS). */
+int config_parse_redis_url(const char *s, redis_addr *out, char *err,
+                           size_t errlen);
 
 /* Splits "host:port" / "[v6]:port" / ":port" (host defaults to 0.0.0.0).
  * Returns 0 or -1. */

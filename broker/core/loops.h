@@ -33,6 +33,8 @@ typedef enum {
     LMSG_COMMITTED, /* 0 -> k: a committed block of one topic's frames */
     LMSG_ACK,       /* 0 -> k: the outcome of a forwarded publish */
     LMSG_CONFIG,    /* 0 -> k: use this config from now on (a reload) */
+    LMSG_CUTOFF,    /* 0 -> every loop: the engine is out of reach too long
+                       (server_cut_off) */
 } lmsg_type;
 
 typedef struct lmsg {

@@ -15,6 +15,10 @@ static const double commit_bounds[METRICS_COMMIT_BUCKETS] = {
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
 };
 
+static const double redis_rtt_bounds[METRICS_REDIS_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1,
+};
+
 static const char *const reject_names[REJECT__COUNT] = {
     [REJECT_MAX_CONNECTIONS] = "max_connections",
     [REJECT_PER_IP] = "per_ip",
@@ -65,6 +69,17 @@ void metrics_observe_commit(metrics *m, double seconds)
     m->commit_latency_sum_ns += (uint64_t)(seconds * 1e9 + 0.5);
 }
 
+void metrics_observe_redis_rtt(metrics *m, uint64_t ns)
+{
+    double seconds = (double)ns / 1e9;
+    int i = 0;
+
+    while (i < METRICS_REDIS_RTT_BUCKETS && seconds > redis_rtt_bounds[i])
+        i++;
+    m->redis_rtt_buckets[i]++;
+    m->redis_rtt_sum_ns += ns;
+}
+
 static void head(struct evbuffer *out, const char *name, const char *type,
                  const char *help)
 {
@@ -89,23 +104,49 @@ static void labelled(struct evbuffer *out, const char *name, const char *help,
                             names[i], v[i]);
 }
 
+/* n buckets with their upper bounds, then +Inf in buckets[n]. */
+static void histogram(struct evbuffer *out, const char *name, const char *help,
+                      const double *bounds, const uint64_t *buckets, int n,
+                      uint64_t sum_ns)
+{
+    uint64_t cum = 0;
+
+    head(out, name, "histogram", help);
+    for (int i = 0; i < n; i++) {
+        cum += buckets[i];
+        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                            bounds[i], cum);
+    }
+    cum += buckets[n];
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+    evbuffer_add_printf(out, "%s_sum %.9g\n", name, (double)sum_ns / 1e9);
+    evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+}
+
 static void commit_histogram(struct evbuffer *out, const metrics *m)
 {
-    const char *name = "chorus_history_commit_duration_seconds";
-    uint64_t cum = 0;
-    head(out, name, "histogram",
-         "Time to commit one batch to the history "
-         "store.");
-    for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
-        cum += m->commit_latency_buckets[i];
-        evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
-                            commit_bounds[i], cum);
-    }
-    cum += m->commit_latency_buckets[METRICS_COMMIT_BUCKETS];
-    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
-    evbuffer_add_printf(out, "%s_sum %.9g\n", name,
-                        (double)m->commit_latency_sum_ns / 1e9);
-    evbuffer_add_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+    histogram(out, "chorus_history_commit_duration_seconds",
+              "Time to commit one batch to the history store.", commit_bounds,
+              m->commit_latency_buckets, METRICS_COMMIT_BUCKETS,
+              m->commit_latency_sum_ns);
+}
+
+void metrics_render_redis(const metrics *m, struct evbuffer *out)
+{
+    histogram(out, "chorus_redis_rtt_seconds",
+              "Round-trip time of requests to Redis.", redis_rtt_bounds,
+              m->redis_rtt_buckets, METRICS_REDIS_RTT_BUCKETS,
+              m->redis_rtt_sum_ns);
+    one(out, "chorus_redis_reconnects_total", "counter",
+        "Redis connections lost and made again.", m->redis_reconnects);
+    one(out, "chorus_redis_pending_requests", "gauge",
+        "Requests sent to Redis and not answered yet.", m->redis_pending);
+    one(out, "chorus_redis_gap_fills_total", "counter",
+        "Offsets missing from the live feed, filled from the stream.",
+        m->redis_gap_fills);
+    one(out, "chorus_redis_epoch_changes_total", "counter",
+        "Topic epochs found changed (Redis restarted or failed over).",
+        m->redis_epoch_changes);
 }
 
 /* Whether the end-of-turn writes go through io_uring, and the writes a

@@ -36,6 +36,9 @@ typedef enum {
 /* Upper bounds (seconds) of the history commit latency histogram. */
 #define METRICS_COMMIT_BUCKETS 12
 
+/* Upper bounds (seconds) of the Redis round-trip time histogram. */
+#define METRICS_REDIS_RTT_BUCKETS 10
+
 /* Every field is a uint64_t counter, so that the loops' counters can be
  * summed field by field (metrics.c). */
 typedef struct metrics {
@@ -58,12 +61,22 @@ typedef struct metrics {
     uint64_t too_large; /* 1009 closes and 413 answers */
     uint64_t token_expired_closes;
     uint64_t partial_writes; /* by writev; io_uring's are in send_batch */
+    /* engine = redis */
+    uint64_t redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
+    uint64_t redis_rtt_sum_ns;
+    uint64_t redis_reconnects;
+    uint64_t redis_pending; /* requests in flight (a gauge) */
+    uint64_t redis_gap_fills;
+    uint64_t redis_epoch_changes;
 } metrics;
 
 /* Maps an error code string (CHORUS_ERR_*) to its index; -1 if unknown. */
 int metrics_error_index(const char *code);
 void metrics_count_error(metrics *m, const char *code);
 void metrics_observe_commit(metrics *m, double seconds);
+void metrics_observe_redis_rtt(metrics *m, uint64_t ns);
+/* The redis_* figures of m (engine = redis), in Prometheus text. */
+void metrics_render_redis(const metrics *m, struct evbuffer *out);
 
 /* Appends every metric in Prometheus text format 0.0.4. */
 void metrics_render(const server *s, struct evbuffer *out);

@@ -174,9 +174,17 @@ static route_result route(conn *c, const chorus_http_request *req,
             http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
         }
-        http_respond(c, c->srv->stopping ? 503 : 200, "text/plain",
-                     c->srv->stopping ? "stopping\n" : "ok\n",
-                     c->srv->stopping ? 9 : 3, NULL, keepalive);
+        /* 503 also while the engine cannot take publishes, naming the
+         * cause ("redis unavailable"): a load balancer moves clients. */
+        const char *down =
+            c->srv->b->store ? store_unavailable(c->srv->b->store) : NULL;
+        char text[128];
+        int n = snprintf(text, sizeof text, "%s\n",
+                         c->srv->stopping ? "stopping"
+                         : down           ? down
+                                          : "ok");
+        http_respond(c, c->srv->stopping || down ? 503 : 200, "text/plain",
+                     text, (size_t)n, NULL, keepalive);
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     }
     switch (http_api_route(c, req, path, path_len, query, query_len, body,

@@ -3,7 +3,8 @@
 
 int store_open(store **out, const config *cfg, char *err, size_t errlen)
 {
-    /* SQLite is the only engine built so far; the engine key of the
-     * configuration chooses once there are others. */
-    return store_engine_sqlite.open(out, cfg, err, errlen);
+    const store_engine *e = cfg->engine == ENGINE_REDIS ? &store_engine_redis
+                                                        : &store_engine_sqlite;
+
+    return e->open(out, cfg, err, errlen);
 }

@@ -176,7 +176,13 @@ struct store_engine {
 
     /* Stores msgs[0..n) (n >= 1) as one batch: all of them or, on
      * failure, none. Batches appended on one handle complete in the order
-     * they were appended. With central_publish, only loop 0 appends. */
+     * they were appended. With central_publish, only loop 0 appends.
+     * Redis stores each topic's messages of a batch in one script call,
+     * and topics may live on different instances: its batches are all or
+     * none per topic only. On STORE_FAIL the messages whose offset is
+     * non-zero were stored all the same, so a caller that fails every
+     * message of the batch may refuse a stored one, never acknowledge one
+     * that was not stored. */
     void (*append)(store_loop *l, store_msg *msgs, size_t n, store_append_cb cb,
                    void *arg);
 
@@ -212,6 +218,7 @@ struct store_engine {
 
 /* The engines built in. */
 extern const store_engine store_engine_sqlite;
+extern const store_engine store_engine_redis; /* broker/store/redis/ */
 
 /* Opens the engine cfg names (SQLite unless configured otherwise).
  * STORE_OK, or STORE_FAIL with a message in err. */

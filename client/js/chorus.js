@@ -513,6 +513,18 @@ export class Chorus {
     for (const w of t.readyWaiters.splice(0)) w.resolve(t.last);
   }
 
+  /** An unsolicited `subscribed` (no id): the topic's epoch changed under
+   *  the live subscription (PROTOCOL.md). Handled as a resume that came
+   *  back `recovered: false`: a gap, then the new epoch's messages. */
+  _onEpochChanged(m) {
+    const t = this._topics.get(m.topic);
+    if (!t || !t.acked || typeof m.epoch !== 'string') return;
+    clearTimeout(t.replay?.timer);
+    t.replay = null;
+    this._onSubscribed(m.topic, t, { epoch: t.epoch, offset: t.offset },
+      { ...m, recovered: false });
+  }
+
   _endReplay(t, topic) {
     const r = t.replay;
     if (!r) return;
@@ -550,6 +562,7 @@ export class Chorus {
     switch (m.op) {
       case 'message': return this._onMessage(m);
       case 'subscribed': {
+        if (m.id === undefined) return this._onEpochChanged(m);
         const r = this._pending.get(m.id);
         if (r?.onReply) r.onReply(m);
         return this._settle(m.id, null, m);

@@ -3,11 +3,7 @@
  * trimmed, and incremental consistency (a prefix of a complete head is
  * INCOMPLETE, an error never turns into success when more bytes arrive).
  *
- * Build and run (from the repository root):
- *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
- *     lib/http_parse.c tests/fuzz/fuzz_http_parse.c -o /tmp/fuzz_http_parse
- *   mkdir -p /tmp/fuzz_http_corpus
- *   /tmp/fuzz_http_parse -max_total_time=60 /tmp/fuzz_http_corpus
+ * Built and run by scripts/fuzz.sh (see tests/fuzz/CMakeLists.txt).
  *
  * Input layout: byte 0 picks the limits (small ones, so that every limit
  * is reached), byte 1 a prefix length to re-check, the rest is the head.
@@ -151,6 +147,8 @@ static void check_response(const char *buf, size_t len,
     INVARIANT(chorus_http_parse_response(buf, (size_t)r - 1, lim, &res) ==
               CHORUS_HTTP_INCOMPLETE);
 }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,17 +1,9 @@
 /* libFuzzer target for the RFC 6455 decoder (lib/ws_frame.c, lib/utf8.c).
  *
- * Build and run (not part of the CMake build):
- *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
- *       lib/utf8.c lib/ws_frame.c tests/fuzz/fuzz_ws_frame.c \
- *       -o /tmp/fuzz_ws_frame
- *   mkdir -p /tmp/ws_corpus && /tmp/fuzz_ws_frame -max_total_time=60 \
- *       /tmp/ws_corpus
- * Or without libFuzzer, to replay crash files:
- *   gcc -std=c11 -g -fsanitize=address,undefined -DFUZZ_STANDALONE \
- *       -Iinclude lib/utf8.c lib/ws_frame.c tests/fuzz/fuzz_ws_frame.c
- *   ./a.out crash-file...
+ * Built and run by scripts/fuzz.sh (see tests/fuzz/CMakeLists.txt).
  *
- * Input: byte 0 picks the message limit, bytes 1-4 seed the split pattern,
+ * Input: byte 0 picks the message limit (bits 0-2) and whether RSV1 is
+ * allowed (bit 3: permessage-deflate), bytes 1-4 seed the split pattern,
  * the rest is the byte stream. The stream is decoded in both roles, once
  * whole and once in pseudo-random chunks through a pending buffer, and
  * these invariants are checked after every call:
@@ -19,7 +11,9 @@
  *   - bytes past `consumed` are left untouched;
  *   - event fields are in range (opcodes, close codes, pointers, lengths);
  *   - after ERROR the decoder keeps answering ERROR with the same code;
- *   - completed TEXT messages are valid UTF-8 and within the limit;
+ *   - completed TEXT messages are valid UTF-8 (unless compressed) and
+ *     within the limit; RSV1 only when allowed, on every chunk of the
+ *     message;
  *   - whole and chunked decoding report the same messages, control frames
  *     and error code. */
 #include "chorus/ws_frame.h"
@@ -99,16 +93,17 @@ static void check_event(const chorus_ws_decoder *d, const chorus_ws_event *ev,
 
 /* Decodes stream[0..n) feeding chunks whose sizes come from the seed
  * (seed 0: everything at once). */
-static summary run(chorus_ws_role role, uint64_t max, const uint8_t *stream,
-                   size_t n, uint32_t seed)
+static summary run(chorus_ws_role role, uint64_t max, int rsv1,
+                   const uint8_t *stream, size_t n, uint32_t seed)
 {
     chorus_ws_decoder d;
     summary s = {0xcbf29ce484222325ULL, 0, 0, 0};
     uint64_t mhash = 0xcbf29ce484222325ULL;
     size_t plen = 0, off = 0, mlen = 0;
-    int mop = 0;
+    int mop = 0, mcomp = 0;
 
     chorus_ws_decoder_init(&d, role, max);
+    d.allow_rsv1 = rsv1;
     while (off < n) {
         size_t chunk = n - off;
         if (seed) {
@@ -140,21 +135,27 @@ static summary run(chorus_ws_role role, uint64_t max, const uint8_t *stream,
             FUZZ_ASSERT(memcmp(pend + used, snapshot + used, plen - used) == 0);
             if (ev.type == CHORUS_WS_EV_DATA) {
                 FUZZ_ASSERT(mop == 0 || mop == ev.opcode);
+                FUZZ_ASSERT(mop == 0 || mcomp == ev.compressed);
+                FUZZ_ASSERT(rsv1 || !ev.compressed);
                 mop = ev.opcode;
+                mcomp = ev.compressed;
                 memcpy(msg + mlen, ev.data, ev.len);
                 mlen += ev.len;
                 FUZZ_ASSERT(max == 0 || mlen <= max);
                 mhash = fnv(mhash, ev.data, ev.len);
                 if (ev.fin) {
-                    if (mop == CHORUS_WS_OP_TEXT)
+                    /* compressed text is checked after inflating */
+                    if (mop == CHORUS_WS_OP_TEXT && !mcomp)
                         FUZZ_ASSERT(chorus_utf8_valid(msg, mlen));
                     s.hash = fnv(s.hash, &mop, sizeof(mop));
+                    s.hash = fnv(s.hash, &mcomp, sizeof(mcomp));
                     s.hash = fnv(s.hash, &mlen, sizeof(mlen));
                     s.hash = fnv(s.hash, &mhash, sizeof(mhash));
                     s.messages++;
                     mhash = 0xcbf29ce484222325ULL;
                     mlen = 0;
                     mop = 0;
+                    mcomp = 0;
                 }
             } else if (ev.type == CHORUS_WS_EV_CONTROL) {
                 s.hash = fnv(s.hash, &ev.opcode, sizeof(ev.opcode));
@@ -182,10 +183,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint64_t limits[8] = {0, 1, 10, 125, 126, 1000, 65535, 65536};
     uint64_t max;
     uint32_t seed;
+    int rsv1;
 
     if (size < 5 || size - 5 > MAX_INPUT)
         return 0;
     max = limits[data[0] & 7];
+    rsv1 = (data[0] >> 3) & 1;
     seed = (uint32_t)data[1] | (uint32_t)data[2] << 8 |
            (uint32_t)data[3] << 16 | (uint32_t)data[4] << 24;
     seed |= 1; /* never 0: 0 means "whole" */
@@ -193,8 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 5;
     for (int r = 0; r < 2; r++) {
         chorus_ws_role role = r ? CHORUS_WS_CLIENT : CHORUS_WS_SERVER;
-        summary whole = run(role, max, data, size, 0);
-        summary split = run(role, max, data, size, seed);
+        summary whole = run(role, max, rsv1, data, size, 0);
+        summary split = run(role, max, rsv1, data, size, seed);
         FUZZ_ASSERT(whole.hash == split.hash);
         FUZZ_ASSERT(whole.messages == split.messages);
         FUZZ_ASSERT(whole.controls == split.controls);
@@ -202,24 +205,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-static uint8_t file_buf[MAX_INPUT + 5];
-
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        size_t n;
-        if (!f) {
-            perror(argv[i]);
-            return 1;
-        }
-        n = fread(file_buf, 1, sizeof(file_buf), f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(file_buf, n);
-        printf("%s: ok\n", argv[i]);
-    }
-    return 0;
-}
-#endif

@@ -109,9 +109,16 @@ def test_at_the_fd_limit_refused_with_503(limited):
     lines = [ln for ln in log.splitlines()
              if "open-file limit (64) reached: refusing connections with "
                 "503" in ln]
+    # At most a line a second, and no refusal lost: each line counts itself
+    # plus those held back since the line before, however the refusals fell
+    # across seconds on a loaded machine. The first of the 3 late ones is
+    # logged (a second has passed) with every earlier refusal; the other
+    # two may still be held back.
     assert 2 <= len(lines) <= elapsed + 1, lines
-    held = re.search(r"\((\d+) similar suppressed\)", lines[1])
-    assert held and int(held.group(1)) == refused - 1, lines
+    held = [re.search(r"\((\d+) similar suppressed\)", ln) for ln in lines]
+    assert held[0] is None, lines
+    accounted = len(lines) + sum(int(h.group(1)) for h in held if h)
+    assert refused + 1 <= accounted <= refused + 3, lines
     assert "Too many open files" not in log, log
 
 

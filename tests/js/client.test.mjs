@@ -238,6 +238,36 @@ async function scripted(onConnection, { refuse } = {}) {
   return s;
 }
 
+test('an unsolicited subscribed (epoch changed under the subscription) is a gap', async () => {
+  const A = 'a'.repeat(32), B = 'b'.repeat(32);
+  const s = await scripted((ws) => {
+    ws.on('message', (raw) => {
+      const m = JSON.parse(raw.toString());
+      if (m.op !== 'subscribe') return;
+      const send = (o) => ws.send(JSON.stringify(o));
+      send({ op: 'subscribed', id: m.id, topic: m.topic, epoch: A, offset: 2, recovered: false });
+      send({ op: 'message', topic: m.topic, offset: 3, ts: 1, data: 'a3' });
+      // Redis restarted: a new epoch, its retained messages, then live.
+      send({ op: 'subscribed', topic: m.topic, epoch: B, offset: 2, recovered: false });
+      send({ op: 'message', topic: m.topic, offset: 1, ts: 2, data: 'b1' });
+      send({ op: 'message', topic: m.topic, offset: 2, ts: 3, data: 'b2' });
+      send({ op: 'message', topic: m.topic, offset: 3, ts: 4, data: 'b3' });
+    });
+  });
+  const c = client(s.url);
+  const got = collect(c, 'e');
+  await waitFor(() => got.length === 4, { what: 'four messages' });
+  assert.deepEqual(got.map((m) => [m.epoch, m.offset, m.data]),
+    [[A, 3, 'a3'], [B, 1, 'b1'], [B, 2, 'b2'], [B, 3, 'b3']]);
+  const gaps = c.events.filter(([e]) => e === 'gap').map(([, g]) => g);
+  assert.equal(gaps.length, 1);
+  assert.equal(gaps[0].previousEpoch, A);
+  assert.equal(gaps[0].epoch, B);
+  assert.deepEqual(c.position('e'), { epoch: B, offset: 3 });
+  c.close();
+  s.close();
+});
+
 test('close 1008 is reported and not retried', async () => {
   const s = await scripted((ws) => ws.close(1008, 'token expired'));
   const c = client(s.url, { token: 'abc' });

@@ -59,7 +59,10 @@ static int same_config(const config *a, const config *b)
            a->publish_burst == b->publish_burst && !a->auth_secret &&
            !b->auth_secret && !a->api_key && !b->api_key &&
            !a->allowed_origins && !b->allowed_origins && !a->tls_listen &&
-           !b->tls_listen && !a->web_root && !b->web_root;
+           !b->tls_listen && !a->web_root && !b->web_root &&
+           a->engine == b->engine && a->redis_url_count == b->redis_url_count &&
+           a->redis_durable == b->redis_durable &&
+           a->redis_timeout_ms == b->redis_timeout_ms;
 }
 
 static void test_defaults(void)
@@ -643,6 +646,148 @@ static void test_file_errors(void)
     config_free(&d);
 }
 
+static void test_redis_url(void)
+{
+    redis_addr a;
+    char err[256];
+    static const char *bad[] = {
+        "",
+        "redis://",
+        "redis://localhost",
+        "redis://:6379",
+        "http://localhost:6379",
+        "redis://user:pw@localhost:6379", /* no ACL user names */
+        "redis://localhost:0",
+        "redis://localhost:6379/",
+        "redis://localhost:6379/x",
+        "redis://localhost:6379/1/2",
+        "redis://local host:6379",
+    };
+
+    CHECK_EQ_INT(
+        config_parse_redis_url("redis://127.0.0.1:6379", &a, err, sizeof err),
+        0);
+    CHECK_EQ_STR(a.host, "127.0.0.1");
+    CHECK_EQ_INT(a.port, 6379);
+    CHECK_EQ_STR(a.password, "");
+    CHECK_EQ_INT(a.db, 0);
+    CHECK_EQ_INT(config_parse_redis_url("redis://:s3cr#t@redis-1.lan:7000/3",
+                                        &a, err, sizeof err),
+                 0);
+    CHECK_EQ_STR(a.host, "redis-1.lan");
+    CHECK_EQ_INT(a.port, 7000);
+    CHECK_EQ_STR(a.password, "s3cr#t");
+    CHECK_EQ_INT(a.db, 3);
+    CHECK_EQ_INT(
+        config_parse_redis_url("redis://[::1]:6380", &a, err, sizeof err), 0);
+    CHECK_EQ_STR(a.host, "::1");
+    CHECK_EQ_INT(a.port, 6380);
+    CHECK_EQ_INT(
+        config_parse_redis_url("rediss://127.0.0.1:6379", &a, err, sizeof err),
+        -1);
+    CHECK(strstr(err, "rediss:// (TLS) is not supported") != NULL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CHECK_EQ_INT(config_parse_redis_url(bad[i], &a, err, sizeof err), -1);
+        CHECK_EQ_STR(err, "expected redis://[:password@]host:port[/db]");
+    }
+}
+
+/* engine, the repeatable redis_url, and keys of one engine refused
+ * (naming the key and its line) while the other is in use. */
+static void test_engine_keys(void)
+{
+    static const struct {
+        const char *text, *error; /* error NULL: loads */
+    } cases[] = {
+        {"engine = redis\nredis_url = redis://127.0.0.1:6379\n", NULL},
+        {"engine = redis\nredis_url = redis://a:1\nredis_url = redis://b:1\n"
+         "redis_durable = on\nredis_timeout = 500ms\n",
+         NULL},
+        {"engine = sqlite\nredis_durable = off\nredis_timeout = 2s\n", NULL},
+        {"engine = mysql\n",
+         "engine.conf:1: engine: expected sqlite or redis, not \"mysql\""},
+        {"engine = redis\n",
+         "engine.conf:1: engine: engine = redis needs a redis_url"},
+        {"log_level = info\nredis_url = redis://127.0.0.1:6379\n",
+         "engine.conf:2: redis_url: only used with engine = redis (engine is "
+         "sqlite)"},
+        {"engine = sqlite\n\nredis_durable = on\n",
+         "engine.conf:3: redis_durable: only used with engine = redis (engine "
+         "is sqlite)"},
+        {"redis_timeout = 1s\n",
+         "engine.conf:1: redis_timeout: only used with engine = redis (engine "
+         "is sqlite)"},
+        {"engine = redis\nredis_url = redis://h:1\ndb_path = /var/x.db\n",
+         "engine.conf:3: db_path: not used with engine = redis (history lives "
+         "in Redis; no SQLite file is opened)"},
+        {"durability = full\nengine = redis\nredis_url = redis://h:1\n",
+         "engine.conf:1: durability: a SQLite setting; with engine = redis "
+         "use redis_durable and Redis's appendfsync"},
+        {"engine = redis\nredis_url = redis://h:1\nhistory = off\n",
+         "engine.conf:3: history: engine = redis always keeps history (in "
+         "Redis)"},
+        {"engine = redis\nredis_url = redis://h:1\nredis_url = redis://h:1\n",
+         "engine.conf:3: redis_url: h:1/0 is listed twice"},
+        {"engine = redis\nredis_url = rediss://h:1\n",
+         "engine.conf:2: redis_url: rediss:// (TLS) is not supported: Debian "
+         "12's hiredis is built without TLS; reach Redis over a private "
+         "network or a local TLS tunnel"},
+        {"engine = redis\nredis_url = redis://h:1\nredis_timeout = 0\n",
+         "engine.conf:3: redis_timeout: must be greater than 0"},
+        {"engine = redis\nengine = sqlite\n",
+         "engine.conf:2: engine: duplicate key (first set on line 1)"},
+    };
+    char err[512];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config c;
+        const char *path = write_file("engine.conf", cases[i].text);
+        const char *base = strrchr(path, '/') + 1;
+        int rc;
+
+        config_init(&c);
+        err[0] = '\0';
+        rc = config_load_file(&c, path, err, sizeof err);
+        if (!cases[i].error) {
+            CHECK_EQ_INT(rc, 0);
+            if (rc)
+                fprintf(stderr, "case %zu: %s\n", i, err);
+            CHECK_EQ_INT(config_validate(&c, err, sizeof err), 0);
+        } else {
+            CHECK_EQ_INT(rc, -1);
+            CHECK_EQ_STR(strstr(err, base) ? strstr(err, base) : err,
+                         cases[i].error);
+            /* the failed file left the defaults in place */
+            CHECK_EQ_INT(c.engine, ENGINE_SQLITE);
+            CHECK_EQ_INT(c.redis_url_count, 0);
+        }
+        config_free(&c);
+    }
+
+    /* Two URLs in file order; validate on a config built by config_set. */
+    config c;
+    config_init(&c);
+    CHECK_EQ_INT(config_set(&c, "engine", "redis", err, sizeof err), 0);
+    CHECK_EQ_INT(config_validate(&c, err, sizeof err), -1);
+    CHECK_EQ_STR(err, "engine: engine = redis needs a redis_url");
+    CHECK_EQ_INT(config_set(&c, "redis_url", "redis://b:2", err, sizeof err),
+                 0);
+    CHECK_EQ_INT(config_set(&c, "redis_url", "redis://a:1", err, sizeof err),
+                 0);
+    CHECK_EQ_INT(c.redis_url_count, 2);
+    CHECK_EQ_STR(c.redis_urls[0], "redis://b:2");
+    CHECK_EQ_STR(c.redis_urls[1], "redis://a:1");
+    CHECK_EQ_INT(config_validate(&c, err, sizeof err), 0);
+    /* a file loaded over it keeps the earlier list and appends */
+    const char *path =
+        write_file("engine.conf", "redis_url = redis://c:3\nthreads = 2\n");
+    CHECK_EQ_INT(config_load_file(&c, path, err, sizeof err), 0);
+    CHECK_EQ_INT(c.redis_url_count, 3);
+    CHECK_EQ_STR(c.redis_urls[2], "redis://c:3");
+    config_free(&c);
+}
+
 /* A long line (longer than any fixed buffer) is read whole. */
 static void test_long_line(void)
 {
@@ -744,6 +889,72 @@ static void test_resolve_threads(void)
     config_free(&c);
 }
 
+/* config_load_buffer: the reader behind config_load_file, on text in
+ * memory (length-delimited, so a NUL is seen), named in its messages; and
+ * all or nothing over a configuration that already holds strings. */
+static void test_load_buffer(void)
+{
+    static const char secret[] = "0123456789abcdef0123456789abcdef-secret";
+    static const char nul_text[] = "threads = 2\nhistory_size = 1\0002";
+    static const char good[] = "api_key = \"new key\"\nthreads = 3";
+    static const char bad[] = "auth_secret = replaced-secret-0123456789abcdef\n"
+                              "api_key = other\nthreads = many\n";
+    config c;
+    char err[512];
+
+    config_init(&c);
+    CHECK_EQ_INT(config_load_buffer(&c, nul_text, sizeof nul_text - 1, "mem",
+                                    err, sizeof err),
+                 -1);
+    CHECK_EQ_STR(err, "mem:2: line contains a NUL byte");
+    CHECK_EQ_INT(c.threads, 0);
+
+    CHECK_EQ_INT(config_set(&c, "auth_secret", secret, err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&c, "api_key", "old key", err, sizeof err), 0);
+    CHECK_EQ_INT(
+        config_load_buffer(&c, good, strlen(good), "mem", err, sizeof err), 0);
+    CHECK_EQ_STR(c.api_key, "new key");
+    CHECK_EQ_STR(c.auth_secret, secret);
+    CHECK_EQ_INT(c.threads, 3);
+
+    /* The failed text set two strings before its error: both are kept. */
+    CHECK_EQ_INT(
+        config_load_buffer(&c, bad, strlen(bad), "mem", err, sizeof err), -1);
+    CHECK_EQ_STR(err, "mem:3: threads: expected a non-negative integer, not "
+                      "\"many\"");
+    CHECK_EQ_STR(c.auth_secret, secret);
+    CHECK_EQ_STR(c.api_key, "new key");
+    CHECK_EQ_INT(config_load_buffer(&c, "", 0, "mem", err, sizeof err), 0);
+    CHECK_EQ_INT(c.threads, 3);
+    config_free(&c);
+}
+
+/* A file over CONFIG_FILE_MAX is refused rather than read into memory. */
+static void test_file_too_large(void)
+{
+    char path[512], want[700];
+    config c;
+    char err[600];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/large.conf", tmpdir);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    for (unsigned i = 0; i <= CONFIG_FILE_MAX / 15; i++) /* 15 bytes each */
+        fputs("# comment line\n", f);
+    fclose(f);
+    config_init(&c);
+    CHECK_EQ_INT(config_load_file(&c, path, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "%s: larger than %u bytes, not a configuration file", path,
+             CONFIG_FILE_MAX);
+    CHECK_EQ_STR(err, want);
+    config_free(&c);
+    unlink(path);
+}
+
 /* Finds broker.conf.example: argv[1], the source tree (CHORUS_SOURCE_DIR
  * or derived from __FILE__), or relative to the working directory. */
 static const char *find_example(int argc, char **argv)
@@ -809,6 +1020,9 @@ static void test_example(const char *path)
         "threads",
         "compression",
         "io_uring",
+        "engine",
+        "redis_durable",
+        "redis_timeout",
     };
     int found[sizeof all_keys / sizeof all_keys[0]] = {0};
     config c, d;
@@ -895,6 +1109,7 @@ static void test_example(const char *path)
     c.anonymous_publish = 1;
     c.publish_rate = 7;
     c.publish_burst = 7;
+    c.redis_timeout_ms = 7;
     config_set(&c, "listen", "1.2.3.4:7", err, sizeof err);
     config_set(&c, "db_path", "/x", err, sizeof err);
     err[0] = '\0';
@@ -930,10 +1145,14 @@ int main(int argc, char **argv)
     test_file_format();
     test_file_errors();
     test_long_line();
+    test_redis_url();
+    test_engine_keys();
+    test_load_buffer();
+    test_file_too_large();
     test_example(find_example(argc, argv));
 
     const char *names[] = {"broker.conf", "nul.conf", "noperm.conf",
-                           "example.conf"};
+                           "example.conf", "engine.conf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
         unlink(path);

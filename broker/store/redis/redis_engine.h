@@ -1,0 +1,85 @@
+/* One event loop's connections to the Redis instances (engine = redis):
+ * per instance an asynchronous command connection (the publish, meta and
+ * read scripts, pipelined) and a pub/sub connection (the channels of the
+ * topics the loop watches), all on the loop's event base. store_redis.c
+ * makes one per loop, so no loop ever waits for another.
+ *
+ * Topics are spread over the instances by FNV-1a of the name modulo the
+ * number of redis_url lines, so every node must list them in the same
+ * order. Only broker/store/redis/ includes hiredis.h. */
+#ifndef CHORUS_REDIS_ENGINE_H
+#define CHORUS_REDIS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "redis_payload.h"
+
+struct event_base;
+typedef struct metrics metrics;
+typedef struct redis_engine redis_engine;
+
+typedef struct redis_engine_hooks {
+    /* A publish call's messages arrived on topic's channel. */
+    void (*message)(void *arg, const char *topic, size_t len,
+                    const redis_payload *pl);
+    /* Topic's channel is subscribed (first time or again after
+     * the pub/sub connection was lost): its position must be checked. */
+    void (*subscribed)(void *arg, const char *topic, size_t len);
+    /* A command connection is ready again (may be NULL): requests that
+     * failed while it was down can be made now. */
+    void (*ready)(void *arg);
+    void *arg;
+} redis_engine_hooks;
+
+/* Starts connecting the loop's connections to every instance. NULL with
+ * a message in err. */
+redis_engine *redis_engine_new(struct event_base *base, const config *cfg,
+                               const redis_engine_hooks *hooks, metrics *m,
+                               char *err, size_t errlen);
+void redis_engine_free(redis_engine *e);
+
+/* 1 when every instance's command connection is ready (any thread). */
+int redis_engine_up(const redis_engine *e);
+
+/* For shutdown: waits (at most timeout_ms per instance) for the replies
+ * to every request in flight; what has none by then is failed. */
+void redis_engine_drain(redis_engine *e, uint64_t timeout_ms);
+
+/* ok is 0 when Redis did not answer (down, timeout) or refused. */
+typedef void (*redis_publish_fn)(void *arg, int ok, const char *epoch,
+                                 uint64_t first, int64_t ts_ms);
+/* Appends n messages to topic in one script call; data must stay valid
+ * until fn runs. Returns 0, or -1 (fn not called) when the instance is
+ * unavailable. */
+int redis_engine_publish(redis_engine *e, const char *topic, size_t len,
+                         const char *const *data, const size_t *data_len,
+                         size_t n, redis_publish_fn fn, void *arg);
+
+typedef void (*redis_meta_fn)(void *arg, int ok, const char *epoch,
+                              uint64_t newest, uint64_t oldest);
+int redis_engine_meta(redis_engine *e, const char *topic, size_t len,
+                      redis_meta_fn fn, void *arg);
+
+typedef struct redis_row {
+    uint64_t offset;
+    int64_t ts_ms;
+    const char *data;
+    size_t len;
+} redis_row;
+/* rows (offset > after, at most limit, in order) are valid during fn. */
+typedef void (*redis_read_fn)(void *arg, int ok, const redis_row *rows,
+                              size_t n);
+int redis_engine_read(redis_engine *e, const char *topic, size_t len,
+                      uint64_t after, size_t limit, redis_read_fn fn,
+                      void *arg);
+
+/* Subscribes (on) or unsubscribes topic's channel; batched at the end of
+ * the turn, and made again whenever the pub/sub connection comes back. */
+void redis_engine_watch(redis_engine *e, const char *topic, size_t len, int on);
+
+/* Which instance holds topic (exposed for tests). */
+size_t redis_engine_instance_of(const char *topic, size_t len, size_t n);
+
+#endif

@@ -1,0 +1,349 @@
+/* Tests of the Redis engine through store.h (broker/store/redis/), against
+ * a real redis-server started here on a free loopback port with its own
+ * temp dir and no persistence (skipped, and said so, when redis-server is
+ * not installed). Two attached loops on one event base stand for two
+ * nodes: offsets and epochs assigned by Redis, reads that create nothing,
+ * the live feed (every message once, in order, to each watcher), a
+ * restart of Redis (the epoch changes, the feed says so), and health. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "check.h"
+#include "config.h"
+#include "store.h"
+
+#define REDIS_SERVER "/usr/bin/redis-server"
+
+static char dir[] = "/tmp/chorus_test_store_redis.XXXXXX";
+static int port;
+static pid_t redis_pid;
+static struct event_base *base;
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), p;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    p = ntohs(a.sin_port);
+    close(fd);
+    return p;
+}
+
+static int port_open(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void start_redis(void)
+{
+    char p[16];
+
+    snprintf(p, sizeof p, "%d", port);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        execl(REDIS_SERVER, REDIS_SERVER, "--port", p, "--bind", "127.0.0.1",
+              "--dir", dir, "--save", "", "--appendonly", "no", "--logfile",
+              "redis.log", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !port_open(); i++)
+        usleep(10000);
+}
+
+static void stop_redis(int sig)
+{
+    kill(redis_pid, sig);
+    waitpid(redis_pid, NULL, 0);
+}
+
+/* Runs the loop until *flag or timeout_ms. */
+static void run_until(const int *flag, int timeout_ms)
+{
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!*flag) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >
+            timeout_ms)
+            return;
+    }
+}
+
+/* ---- what the loops get -------------------------------------------------- */
+
+typedef struct feed_log {
+    uint64_t offsets[64];
+    char data[64][8];
+    char epoch[33];
+    size_t n;
+    int epoch_changes;
+    uint64_t changed_newest;
+} feed_log;
+
+static void on_messages(void *arg, const char *topic, size_t len,
+                        const store_msg *msgs, size_t n)
+{
+    feed_log *f = arg;
+
+    (void)topic;
+    (void)len;
+    for (size_t i = 0; i < n && f->n < 64; i++, f->n++) {
+        f->offsets[f->n] = msgs[i].offset;
+        snprintf(f->data[f->n], sizeof f->data[0], "%.*s",
+                 (int)msgs[i].data_len, msgs[i].data);
+        memcpy(f->epoch, msgs[i].epoch, sizeof f->epoch);
+    }
+}
+
+static void on_epoch(void *arg, const char *topic, size_t len,
+                     const store_topic_info *info)
+{
+    feed_log *f = arg;
+
+    (void)topic;
+    (void)len;
+    f->epoch_changes++;
+    f->changed_newest = info->newest;
+    memcpy(f->epoch, info->epoch, sizeof f->epoch);
+}
+
+typedef struct result {
+    int done, status;
+    store_topic_info info;
+    size_t rows;
+    char row_data[16][8];
+} result;
+
+static void topic_cb(void *arg, int status, const store_topic_info *info)
+{
+    result *r = arg;
+
+    r->status = status;
+    if (info)
+        r->info = *info;
+    r->done = 1;
+}
+
+static void append_cb(void *arg, int status, const char *why)
+{
+    result *r = arg;
+
+    (void)why;
+    r->status = status;
+    r->done = 1;
+}
+
+static int row_fn(void *arg, uint64_t offset, int64_t ts, const char *data,
+                  size_t len)
+{
+    result *r = arg;
+
+    (void)offset;
+    (void)ts;
+    if (r->rows < 16)
+        snprintf(r->row_data[r->rows], 8, "%.*s", (int)len, data);
+    r->rows++;
+    return 0;
+}
+
+static void read_cb(void *arg, int status, size_t rows)
+{
+    result *r = arg;
+
+    r->status = status;
+    r->rows = rows;
+    r->done = 1;
+}
+
+static store_topic_info topic_of(store_loop *l, const char *name)
+{
+    result r = {0};
+
+    store_topic(l, name, strlen(name), topic_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK(r.done && r.status == STORE_OK);
+    return r.info;
+}
+
+/* Publishes "<prefix><i>" for i in 0..n-1 to one topic in one batch. */
+static int append_n(store_loop *l, const char *topic, const char *prefix,
+                    size_t n, store_msg *msgs, char (*data)[8])
+{
+    result r = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(data[i], 8, "%s%zu", prefix, i);
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].topic = topic;
+        msgs[i].topic_len = strlen(topic);
+        msgs[i].data = data[i];
+        msgs[i].data_len = strlen(data[i]);
+        msgs[i].group_first = i == 0;
+        msgs[i].next_same = i + 1 < n ? i + 2 : 0;
+    }
+    store_append(l, msgs, n, append_cb, &r);
+    run_until(&r.done, 3000);
+    return r.done ? r.status : -2;
+}
+
+int main(void)
+{
+    config cfg;
+    char url[64], err[256];
+    store *st;
+    store_loop *a, *b;
+    feed_log fa = {0}, fb = {0};
+    store_feed feed_a = {on_messages, on_epoch, &fa};
+    store_feed feed_b = {on_messages, on_epoch, &fb};
+    store_msg msgs[8];
+    char data[8][8];
+    store_topic_info info, info2;
+
+    if (access(REDIS_SERVER, X_OK) != 0) {
+        printf("test_store_redis: %s not installed; skipped\n", REDIS_SERVER);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (!mkdtemp(dir))
+        return 2;
+    port = free_port();
+    start_redis();
+    base = event_base_new();
+    config_init(&cfg);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    config_set(&cfg, "engine", "redis", err, sizeof err);
+    config_set(&cfg, "redis_url", url, err, sizeof err);
+    config_set(&cfg, "history_size", "5", err, sizeof err);
+    CHECK_EQ_INT(store_engine_redis.open(&st, &cfg, err, sizeof err), STORE_OK);
+    CHECK_EQ_INT(store_attach(st, 0, base, &feed_a, &a, err, sizeof err),
+                 STORE_OK);
+    CHECK_EQ_INT(store_attach(st, 1, base, &feed_b, &b, err, sizeof err),
+                 STORE_OK);
+    int up = 0;
+    for (int i = 0; i < 300 && store_unavailable(st); i++)
+        run_until(&up, 10);
+    CHECK(store_unavailable(st) == NULL);
+
+    /* A topic never published to: an epoch, newest 0; the same on both
+     * loops; reading it creates nothing. */
+    info = topic_of(a, "t");
+    info2 = topic_of(b, "t");
+    CHECK_EQ_INT(info.newest, 0);
+    CHECK_EQ_INT(info.oldest, 0);
+    CHECK_EQ_INT(strlen(info.epoch), 32);
+    CHECK_EQ_STR(info.epoch, info2.epoch);
+
+    /* Watch on both loops, publish from both: Redis numbers, each feed
+     * gets every offset once, in order. */
+    store_watch(a, "t", 1, 1);
+    store_watch(b, "t", 1, 1);
+    run_until(&up, 300); /* the SUBSCRIBEs */
+    CHECK_EQ_INT(append_n(a, "t", "a", 3, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, 1);
+    CHECK_EQ_INT(msgs[2].offset, 3);
+    CHECK_EQ_STR(msgs[2].epoch, info.epoch); /* the epoch it was told */
+    CHECK_EQ_INT(append_n(b, "t", "b", 4, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, 4);
+    CHECK_EQ_INT(msgs[3].offset, 7);
+    for (int i = 0; i < 200 && (fa.n < 7 || fb.n < 7); i++)
+        run_until(&up, 10);
+    CHECK_EQ_INT(fa.n, 7);
+    CHECK_EQ_INT(fb.n, 7);
+    for (size_t i = 0; i < 7; i++) {
+        CHECK_EQ_INT(fa.offsets[i], i + 1);
+        CHECK_EQ_INT(fb.offsets[i], i + 1);
+    }
+    CHECK_EQ_STR(fa.data[0], "a0");
+    CHECK_EQ_STR(fb.data[6], "b3");
+
+    /* history_size 5: offsets 3..7 are left; read after 4 */
+    info = topic_of(b, "t");
+    CHECK_EQ_INT(info.newest, 7);
+    CHECK_EQ_INT(info.oldest, 3);
+    result r = {0};
+    store_read(a, "t", 1, 4, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 3);
+    CHECK_EQ_STR(r.row_data[0], "b1");
+    CHECK_EQ_STR(r.row_data[2], "b3");
+
+    /* Redis restarts without its data: the feed tells each loop of the
+     * new epoch, and offsets start again at 1 under it. */
+    char old[33];
+    memcpy(old, info.epoch, sizeof old);
+    stop_redis(SIGKILL);
+    start_redis();
+    for (int i = 0;
+         i < 1000 && (fa.epoch_changes == 0 || fb.epoch_changes == 0); i++)
+        run_until(&up, 10);
+    CHECK_EQ_INT(fa.epoch_changes, 1);
+    CHECK_EQ_INT(fb.epoch_changes, 1);
+    CHECK(strcmp(fa.epoch, old) != 0);
+    CHECK_EQ_INT(fa.changed_newest, 0);
+    int rc = STORE_FAIL;
+    for (int i = 0; i < 100 && rc != STORE_OK; i++) {
+        rc = append_n(a, "t", "n", 2, msgs, data);
+        if (rc != STORE_OK)
+            run_until(&up, 50);
+    }
+    CHECK_EQ_INT(rc, STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, 1);
+    CHECK_EQ_STR(msgs[0].epoch, fa.epoch);
+    for (int i = 0; i < 200 && fb.n < 9; i++)
+        run_until(&up, 10);
+    CHECK_EQ_INT(fb.n, 9);
+    CHECK_EQ_INT(fb.offsets[7], 1);
+    CHECK_EQ_STR(fb.data[8], "n1");
+
+    /* Redis gone: appends fail, health says why. */
+    stop_redis(SIGKILL);
+    CHECK_EQ_INT(append_n(a, "t", "x", 1, msgs, data), STORE_FAIL);
+    CHECK_EQ_INT(msgs[0].offset, 0);
+    for (int i = 0; i < 300 && !store_unavailable(st); i++)
+        run_until(&up, 10);
+    CHECK(store_unavailable(st) != NULL &&
+          strcmp(store_unavailable(st), "redis unavailable") == 0);
+    struct evbuffer *out = evbuffer_new();
+    store_metrics(st, out);
+    evbuffer_add(out, "", 1);
+    CHECK(strstr((char *)evbuffer_pullup(out, -1),
+                 "chorus_redis_epoch_changes_total 2") != NULL);
+    evbuffer_free(out);
+
+    store_detach(a);
+    store_detach(b);
+    store_close(st);
+    config_free(&cfg);
+    event_base_free(base);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return check_report("test_store_redis");
+}
