@@ -4,6 +4,7 @@
 #
 #   bench/compare.sh            # full run, ~8-12 minutes
 #   DUR=3 WARM=1 bench/compare.sh   # shorter runs
+#   ONLY="A B" bench/compare.sh      # only those scenarios
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
 #   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
 #   bench/compare.sh --scaling  # also: Chorus threads = 1 vs 2 (A and B)
@@ -257,8 +258,11 @@ EOF
 # ------------------------------------------------------------- runs
 # run SCN BROKER STARTER -- bench args...: fresh broker, one bench run,
 # RESULT line saved to $TMP/SCN.BROKER.res
+# ONLY="A B": run only those scenarios (the others show - in the table).
+only() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 run() {
     local scn=$1 broker=$2 starter=$3; shift 4
+    only "$scn" || return 0
     local out=$TMP/$scn.$broker.out
     log "$scn: $broker $*"
     if ! $starter "$scn.$broker"; then

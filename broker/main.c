@@ -11,7 +11,7 @@
 #include "config.h"
 #include "config_ref.h"
 #include "log.h"
-#include "loops.h"
+#include "loops_run.h"
 #include "reload.h"
 
 static void usage(FILE *f)

@@ -18,6 +18,8 @@
 #include "compress.h"
 #include "config_ref.h"
 #include "conn.h"
+#include "http_api.h"
+#include "http_route.h"
 #include "feed.h"
 #include "listener.h"
 #include "log.h"
@@ -25,6 +27,7 @@
 #include "publish.h"
 #include "reload.h"
 #include "send_batch.h"
+#include "session.h"
 
 /* How long a shutdown waits for clients to finish the close handshake. */
 #define SHUTDOWN_GRACE_MS 3000
@@ -32,14 +35,8 @@
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
 
-int64_t server_now_ms(server *s)
-{
-    struct timeval tv;
-
-    event_base_gettimeofday_cached(s->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
+/* Frees the connections closed this turn once the turn is over: after the
+ * loop's next epoll_wait, so no event of theirs is still pending. */
 void server_reap_soon(server *s)
 {
     static const struct timeval now = {0, 0};
@@ -63,52 +60,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_flush_pending(arg);
-}
-
-uint64_t server_log_due(server *s, int cause)
-{
-    return log_due(&s->b->log_limits[cause], server_now_ms(s));
-}
-
-void server_too_large(server *s, uint64_t conn_id, const char *peer,
-                      const char *how)
-{
-    stat_inc(&s->stats.too_large);
-    server_log_limited(s, LOG_CAUSE_TOO_LARGE, LOG_INFO,
-                       &(log_fields){.conn = conn_id,
-                                     .peer = peer,
-                                     .code = CHORUS_ERR_TOO_LARGE},
-                       "message larger than max_message_size (%llu bytes); %s",
-                       (unsigned long long)s->cfg->max_message_size, how);
-}
-
-void server_log_limited(server *s, int cause, int level, const log_fields *f,
-                        const char *fmt, ...)
-{
-    log_fields with_count = *f;
-    uint64_t due;
-    va_list ap;
-
-    if (!log_enabled(level) || !(due = server_log_due(s, cause)))
-        return;
-    with_count.suppressed = due - 1;
-    va_start(ap, fmt);
-    log_withv(level, &with_count, fmt, ap);
-    va_end(ap);
-}
-
-uint64_t server_reject(server *s, reject_cause cause)
-{
-    stat_inc(&s->stats.rejected[cause]);
-    return server_log_due(s, (int)cause);
-}
-
-void server_use_config(server *s, const config *cfg)
-{
-    const config *old = s->cfg;
-
-    s->cfg = cfg;
-    config_ref_release(old);
 }
 
 static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
@@ -222,6 +173,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         loops_post_stop(s->b, i);
 }
 
+static void http_publish_answered(conn *c, json_t *id, size_t data_len,
+                                  const char *topic_name, const char *epoch,
+                                  uint64_t offset, const char *error)
+{
+    (void)id;
+    (void)data_len;
+    http_api_publish_done(c, topic_name, epoch, offset, error);
+}
+
 /* epoll with a changelist: an event added and removed within one turn
  * costs no system call. */
 static struct event_base *new_base(void)
@@ -266,6 +226,11 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     int first = index == 0;
 
     memset(s, 0, sizeof *s);
+    /* The layers above the connections, wired here so that those below
+     * call them through these pointers only. */
+    s->http = &http_route_handler;
+    s->publish_answer[ACK_WS] = session_publish_answered;
+    s->publish_answer[ACK_HTTP] = http_publish_answered;
     s->spare_fd = -1;
     s->cfg = config_ref_hold(cfg);
     s->b = b;

@@ -30,6 +30,7 @@ enum {
     LOG_CAUSE_HISTORY,
     LOG_CAUSE_TOO_LARGE,
     LOG_CAUSE_SUB_LIMIT,
+    LOG_CAUSE_SLOW_MESSAGE,
     LOG_CAUSE_HISTORY_READ,
     LOG_CAUSE_IDLE_CLOSE,
     LOG_CAUSE_TOKEN_EXPIRED,
@@ -69,6 +70,8 @@ typedef struct server {
     /* Atomic, like stats: GET /metrics on any loop reads them. Only this
      * loop writes them. */
     _Atomic size_t nconns;
+    const struct conn_handler *http;     /* what new connections talk */
+    publish_answer_fn publish_answer[2]; /* by ack_kind (publish.h) */
     publish_batch batch;
     metrics stats;
     int stopping;

@@ -365,3 +365,8 @@ size_t chorus_ws_close_payload(uint8_t out[125], uint16_t code,
         memcpy(out + 2, reason, n);
     return 2 + n;
 }
+
+int chorus_ws_decoder_busy(const chorus_ws_decoder *d)
+{
+    return d->in_frame || d->msg_opcode != 0;
+}

@@ -59,6 +59,7 @@ static const key_def keys[] = {
     {"idle_timeout", T_DURATION, OFF(idle_timeout_ms), 0, 0, NULL},
     {"handshake_timeout", T_DURATION, OFF(handshake_timeout_ms), 1, 0,
      "must be greater than 0"},
+    {"message_timeout", T_DURATION, OFF(message_timeout_ms), 0, 0, NULL},
     {"log_level", T_LOG_LEVEL, OFF(log_level), 0, 0, NULL},
     {"log_format", T_LOG_FORMAT, OFF(log_format), 0, 0, NULL},
     {"db_path", T_PATH, OFF(db_path), 0, 0, NULL},
@@ -153,6 +154,7 @@ void config_init(config *c)
     c->ping_interval_ms = 30 * 1000;
     c->idle_timeout_ms = 90 * 1000;
     c->handshake_timeout_ms = 10 * 1000;
+    c->message_timeout_ms = 30 * 1000;
     c->log_level = LOG_INFO;
     c->db_path = xstrdup("./chorus.db");
     c->history_size = 1000;

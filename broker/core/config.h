@@ -23,6 +23,8 @@ typedef struct config {
     uint64_t ping_interval_ms;   /* 30s; 0 = off */
     uint64_t idle_timeout_ms;    /* 90s; 0 = off */
     uint64_t handshake_timeout_ms; /* 10s */
+    uint64_t message_timeout_ms;   /* a WebSocket message, first byte to
+                                      last; 30s; 0 = off */
     int log_level;                 /* info */
     int log_format;                /* text */
     char *db_path;                 /* ./chorus.db */

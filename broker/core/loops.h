@@ -89,6 +89,11 @@ typedef struct broker {
     ip_table ips;
     size_t nconns; /* open connections in all loops */
     int next_loop; /* round-robin cursor (loop 0 only) */
+    /* What a loop does with a message from another: 1 when it took m
+     * (set by loops_run, so that this file calls no layer above). */
+    int (*handle)(server *s, lmsg *m);
+    void (*lost)(server *s); /* a committed block for s was lost */
+    void (*stop)(server *s); /* shut down, after what was queued */
 } broker;
 
 lmsg *lmsg_new(lmsg_type type, const char *name, size_t name_len);
@@ -110,12 +115,6 @@ void loops_post_stop(broker *b, int to);
  * it was lost: before anything queued after, it closes its subscribers
  * (fanout_lost_all) so that they resume without a gap. */
 void loops_post_lost(broker *b, int to);
-
-/* Starts cfg->threads loops (loop 0 on the calling thread), runs until
- * shutdown and returns the exit code; on a start-up failure returns 1
- * after logging err. Takes over the caller's reference to cfg (a
- * config_ref); src is read again on a reload. */
-int loops_run(const config *cfg, const config_source *src);
 
 /* A connection id unique in the broker (every loop), for the logs. */
 uint64_t loops_new_conn_id(broker *b);

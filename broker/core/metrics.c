@@ -206,8 +206,10 @@ void metrics_render(const server *s, struct evbuffer *out)
         const server *o = s->b ? &s->b->loops[i] : s;
         add(&total, &o->stats);
         nconns += atomic_load_explicit(&o->nconns, memory_order_relaxed);
-        subs += topics_sub_count(&o->topics);
-        ntopics += topics_count(&o->topics);
+        subs +=
+            atomic_load_explicit(&o->topics.subs.count, memory_order_relaxed);
+        ntopics += atomic_load_explicit(&o->topics.by_name.count,
+                                        memory_order_relaxed);
     }
     one(out, "chorus_connections", "gauge", "Open client connections.", nconns);
     one(out, "chorus_connections_total", "counter",

@@ -5,13 +5,12 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <jansson.h>
 
 #include "auth.h"
 #include "chorus/wire.h"
 #include "conn.h"
-#include "http_route.h"
+#include "http_reply.h"
 #include "log.h"
 #include "publish.h"
 #include "server.h"
@@ -169,7 +168,7 @@ void http_api_publish_done(conn *c, const char *name, const char *epoch,
         free(body);
         json_decref(o);
     }
-    http_route_resume(c);
+    conn_http_resume(c);
 }
 
 /* A GET /api/history request waiting for the store. */
@@ -200,7 +199,7 @@ static void history_req_end(history_req *r)
         return;
     }
     free(r);
-    http_route_resume(c);
+    conn_http_resume(c);
     conn_unref(c);
 }
 
@@ -309,7 +308,7 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     memcpy(r->name, name, (size_t)n);
     publish_topic_info(c->srv, r->name, r->len, history_got_topic, r);
     if (!r->done) {
-        r->sync = 0; /* answered later: http_route_resume */
+        r->sync = 0; /* answered later: conn_http_resume */
         return HTTP_API_PENDING;
     }
     free(r);

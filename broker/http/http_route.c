@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "chorus/handshake.h"
 #include "chorus/http_parse.h"
@@ -17,82 +16,18 @@
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
+#include "session.h"
 #include "store.h"
 #include "static_files.h"
 
+typedef enum { WS_PUBSUB, WS_ECHO } ws_kind;
+
 typedef enum {
     ROUTE_NEXT,    /* replied; serve the next request */
-    ROUTE_WAIT,    /* the reply comes later (http_route_resume) */
+    ROUTE_WAIT,    /* the reply comes later (conn_http_resume) */
     ROUTE_UPGRADE, /* 101 queued: switch to WebSocket */
     ROUTE_CLOSE,   /* replied; close after the flush */
 } route_result;
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-    }
-}
-
-void http_respond(conn *c, int status, const char *content_type,
-                  const char *body, size_t len, const char *extra_headers,
-                  int keepalive)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t before = evbuffer_get_length(out);
-
-    evbuffer_add_printf(
-        out,
-        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
-        "%s%s%s%s",
-        status, status_text(status), len, content_type ? "Content-Type: " : "",
-        content_type ? content_type : "", content_type ? "\r\n" : "",
-        keepalive ? "" : "Connection: close\r\n");
-    if (extra_headers)
-        evbuffer_add(out, extra_headers, strlen(extra_headers));
-    evbuffer_add(out, "\r\n", 2);
-    if (body && len)
-        evbuffer_add(out, body, len);
-    stat_add(&c->srv->stats.bytes_out, evbuffer_get_length(out) - before);
-    if (!keepalive)
-        conn_finish(c);
-}
-
-void http_respond_405(conn *c, const char *allow, int keepalive)
-{
-    char hdr[64];
-
-    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-    http_respond(c, 405, "text/plain", "method not allowed\n", 19, hdr,
-                 keepalive);
-}
-
-void http_respond_error(conn *c, int status, const char *code,
-                        const char *message, int keepalive)
-{
-    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
-    char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-    http_respond(c, status, "application/json", body, body ? strlen(body) : 0,
-                 NULL, keepalive);
-    free(body);
-    json_decref(o);
-}
 
 static int wants_keepalive(const chorus_http_request *req)
 {
@@ -177,7 +112,7 @@ static route_result upgrade(conn *c, const chorus_http_request *req,
         compress_negotiate(c, req, ext, sizeof ext);
     if (chorus_ws_accept_response(key, key_len, ext, resp, sizeof resp) < 0)
         return ROUTE_CLOSE;
-    evbuffer_add(bufferevent_get_output(c->bev), resp, strlen(resp));
+    evbuffer_add(conn_output(c), resp, strlen(resp));
     return ROUTE_UPGRADE;
 }
 
@@ -316,7 +251,8 @@ static int after_route(conn *c, route_result r, int keepalive, ws_kind kind)
         return 0;
     case ROUTE_UPGRADE:
         conn_arm_expiry(c);
-        conn_upgrade(c, kind);
+        conn_upgrade(c,
+                     kind == WS_ECHO ? &conn_echo_handler : &session_handler);
         return 0;
     case ROUTE_CLOSE:
         if (c->state == CONN_HTTP)
@@ -330,7 +266,7 @@ static int serve_one(conn *c)
 {
     static const chorus_http_limits limits = {HTTP_MAX_LINE, HTTP_MAX_HEADERS,
                                               HTTP_MAX_HEAD};
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c);
     size_t total = evbuffer_get_length(in);
     size_t want = total < HTTP_MAX_HEAD ? total : HTTP_MAX_HEAD;
     chorus_http_request req;
@@ -377,14 +313,13 @@ static int serve_one(conn *c)
     return after_route(c, r, keepalive, kind);
 }
 
-void http_route_read(conn *c)
+static void http_route_read(conn *c)
 {
     const config *cfg = c->srv->cfg;
 
     if (c->http_busy)
         return;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) &&
-        cfg->handshake_timeout_ms &&
+    if (evbuffer_get_length(conn_input(c)) && cfg->handshake_timeout_ms &&
         server_now_ms(c->srv) - c->head_started_ms >
             (int64_t)cfg->handshake_timeout_ms) {
         server_reject(c->srv, REJECT_HANDSHAKE_TIMEOUT);
@@ -396,12 +331,5 @@ void http_route_read(conn *c)
         ;
 }
 
-void http_route_resume(conn *c)
-{
-    c->http_busy = 0;
-    if (c->state == CONN_HTTP)
-        http_route_read(c);
-    /* A half-closed client has its answers: nothing more will come. */
-    if (c->state == CONN_HTTP && !c->http_busy && c->peer_eof)
-        conn_finish(c);
-}
+const conn_handler http_route_handler = {http_route_read, NULL, NULL, NULL, 0,
+                                         "http"};

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "http_reply.h"
+
 typedef struct conn conn;
 
 /* Limits on request heads (each has a test). */
@@ -14,23 +16,7 @@ typedef struct conn conn;
 #define HTTP_MAX_HEADERS 64
 #define HTTP_MAX_HEAD 16384
 
-/* Called when input arrives in the HTTP state. */
-void http_route_read(conn *c);
-
-/* Writes a whole response. body may be NULL; extra_headers are complete
- * CRLF-ended lines or NULL. Unless keepalive, closes after the flush. */
-void http_respond(conn *c, int status, const char *content_type,
-                  const char *body, size_t len, const char *extra_headers,
-                  int keepalive);
-
-/* 405 with the methods the path allows ("GET, HEAD"). */
-void http_respond_405(conn *c, const char *allow, int keepalive);
-
-/* A JSON error body {"error":code,"message":...}. */
-void http_respond_error(conn *c, int status, const char *code,
-                        const char *message, int keepalive);
-
-/* Ends a deferred reply: serves pipelined requests that waited. */
-void http_route_resume(conn *c);
+/* The handler of connections before any upgrade: routes requests. */
+extern const struct conn_handler http_route_handler;
 
 #endif

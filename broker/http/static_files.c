@@ -8,10 +8,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "conn.h"
-#include "http_route.h"
+#include "http_reply.h"
 #include "server.h"
 
 /* Files larger than this are not served from web_root. */
@@ -103,7 +102,7 @@ static int not_modified(const chorus_http_request *req, const char *etag)
 static void reply_head(conn *c, int status, long long len, const char *type,
                        const char *etag, int keepalive)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = conn_output(c);
 
     if (status == 304)
         evbuffer_add_printf(out, "HTTP/1.1 304 Not Modified\r\n");
@@ -158,7 +157,7 @@ static http_api_result serve_file(conn *c, const chorus_http_request *req,
     if (head || status == 304 || st.st_size == 0)
         close(fd);
     else /* takes fd */
-        evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0, st.st_size);
+        evbuffer_add_file(conn_output(c), fd, 0, st.st_size);
     if (!keepalive)
         conn_finish(c);
     return HTTP_API_DONE;
@@ -186,8 +185,7 @@ static http_api_result serve_asset(conn *c, const chorus_http_request *req,
                keepalive);
     /* The data is static: reference it instead of copying it. */
     if (!head && status == 200)
-        evbuffer_add_reference(bufferevent_get_output(c->bev), a->data, a->len,
-                               NULL, NULL);
+        evbuffer_add_reference(conn_output(c), a->data, a->len, NULL, NULL);
     if (!keepalive)
         conn_finish(c);
     return HTTP_API_DONE;

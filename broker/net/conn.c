@@ -1,6 +1,8 @@
+/* A connection's life: creation on a transport, the upgrade, timeouts,
+ * the closing handshake, the lingering close and freeing after the turn;
+ * and what the transport reports (conn_io.h). */
 #include "conn.h"
 
-#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -8,17 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "http_route.h"
+#include "conn_io.h"
 #include "log.h"
-#include "replay.h"
+#include "loops.h"
 #include "server.h"
 
 /* How long a closing connection may take to flush what is queued, and
@@ -26,20 +25,6 @@
  * that unread input does not turn our close frame into a TCP reset). */
 #define CLOSE_FLUSH_MS 5000
 #define CLOSE_LINGER_MS 2000
-
-static void read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
-
-static void set_timeouts(conn *c, uint64_t read_ms, uint64_t write_ms)
-{
-    struct timeval r = {(time_t)(read_ms / 1000),
-                        (suseconds_t)(read_ms % 1000) * 1000};
-    struct timeval w = {(time_t)(write_ms / 1000),
-                        (suseconds_t)(write_ms % 1000) * 1000};
-
-    bufferevent_set_timeouts(c->bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
-}
 
 static void link_conn(conn **head, conn *c)
 {
@@ -68,20 +53,11 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int one = 1;
     conn *c = calloc(1, sizeof *c);
 
-    if (!c) {
-        evutil_closesocket(fd);
-        return NULL;
+    if (c) {
+        c->srv = srv;
+        c->io = ssl ? &conn_io_tls : &conn_io_tcp;
     }
-    if (ssl) {
-        c->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
-                                                BUFFEREVENT_SSL_ACCEPTING,
-                                                BEV_OPT_CLOSE_ON_FREE);
-        if (c->bev) /* a peer that just drops the TCP connection is fine */
-            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    } else {
-        c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!c->bev) {
+    if (!c || c->io->start(c, fd, ssl)) {
         if (ssl)
             SSL_free(ssl);
         evutil_closesocket(fd);
@@ -89,22 +65,25 @@ conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
         return NULL;
     }
     c->tls = ssl != NULL;
+    c->h = srv->http;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (getnameinfo(sa, (socklen_t)salen, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
         snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
-    c->srv = srv;
     c->state = CONN_HTTP;
     c->head_started_ms = server_now_ms(srv);
     stat_inc(&srv->stats.connections_total);
     c->id = loops_new_conn_id(srv->b);
     link_conn(&srv->conns, c);
     srv->nconns++;
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    set_timeouts(c, srv->cfg->handshake_timeout_ms, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->io->set_timeouts(c, srv->cfg->handshake_timeout_ms, 0);
     log_conn(LOG_DEBUG, c->id, c->peer, "accepted");
     return c;
+}
+
+struct evbuffer *conn_input(conn *c)
+{
+    return c->in;
 }
 
 static uint64_t heartbeat_ms(const conn *c)
@@ -113,56 +92,56 @@ static uint64_t heartbeat_ms(const conn *c)
     return cfg->ping_interval_ms ? cfg->ping_interval_ms : cfg->idle_timeout_ms;
 }
 
-void conn_upgrade(conn *c, ws_kind kind)
+void conn_upgrade(conn *c, const conn_handler *ws)
 {
     c->state = CONN_WS;
-    c->kind = kind;
+    c->h = ws;
     chorus_ws_decoder_init(&c->dec, CHORUS_WS_SERVER,
                            c->srv->cfg->max_message_size);
     c->dec.allow_rsv1 = c->pmd;
-    set_timeouts(c, heartbeat_ms(c), 0);
-    bufferevent_setwatermark(c->bev, EV_WRITE, REPLAY_LOW_WATER, 0);
-    if (!c->tls && conn_queued(c) == 0) {
-        /* Plain TCP: write at the end of each turn ourselves (as Redis
-         * does) instead of an epoll round trip per delivery. */
-        c->direct_write = 1;
-        bufferevent_disable(c->bev, EV_WRITE);
-    }
-    log_conn(LOG_DEBUG, c->id, c->peer, "upgraded to %s",
-             kind == WS_ECHO ? "/echo" : "/ws");
+    c->io->set_timeouts(c, heartbeat_ms(c), 0);
+    log_conn(LOG_DEBUG, c->id, c->peer, "upgraded to %s", ws->name);
     /* Frames may have arrived with the request head. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
-        conn_ws_read(c);
+    if (evbuffer_get_length(c->in))
+        conn_io_readable(c);
 }
 
-/* Drops every subscription, so that nothing more is queued for c. */
+void conn_http_resume(conn *c)
+{
+    c->http_busy = 0;
+    if (c->state == CONN_HTTP)
+        c->h->on_http(c);
+    if (c->state != CONN_HTTP || c->http_busy)
+        return;
+    if (c->peer_eof) /* a half-closed client has its answers */
+        conn_finish(c);
+    else
+        c->io->want_read(c, 1);
+}
+
+/* Tells the layer above that nothing more may be queued for c. */
 static void detach(conn *c)
 {
-    replay_cancel_all(c);
-    c->nsubs = 0;
-    topics_unsubscribe_all(&c->srv->topics, &c->subs);
+    if (c->h->on_detach)
+        c->h->on_detach(c);
 }
 
 static void start_linger(conn *c)
 {
-    if (c->tls) { /* freeing the bufferevent sends close_notify */
+    if (c->io->shutdown(c) < 0) {
         conn_abort(c);
         return;
     }
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    set_timeouts(c, CLOSE_LINGER_MS, 0);
-    bufferevent_enable(c->bev, EV_READ);
+    c->io->set_timeouts(c, CLOSE_LINGER_MS, 0);
+    c->io->want_read(c, 1);
 }
 
 static void begin_closing(conn *c)
 {
-    if (c->direct_write)
-        conn_write_when_ready(c);
     c->state = CONN_CLOSING;
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    set_timeouts(c, 0, CLOSE_FLUSH_MS);
+    c->io->set_timeouts(c, 0, CLOSE_FLUSH_MS);
     /* Ignore input until the flush is done; then linger reads it away. */
-    bufferevent_disable(c->bev, EV_READ);
+    c->io->want_read(c, 0);
     if (conn_queued(c) == 0)
         start_linger(c);
 }
@@ -179,10 +158,8 @@ static void defer_close(conn *c, uint16_t code, const char *reason)
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s",
              reason ? reason : "");
-    if (!c->read_paused) {
-        c->read_paused = 1;
-        bufferevent_disable(c->bev, EV_READ);
-    }
+    c->read_paused = 1;
+    c->io->want_read(c, 0);
 }
 
 void conn_close(conn *c, uint16_t code, const char *reason)
@@ -230,7 +207,7 @@ void conn_abort(conn *c)
     c->state = CONN_DEAD;
     if (c->expiry_ev)
         evtimer_del(c->expiry_ev);
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    c->io->want_read(c, 0);
     unlink_conn(&srv->conns, c);
     srv->nconns--;
     /* It no longer counts against max_connections, though its socket is
@@ -299,7 +276,7 @@ void conn_reap(server *srv)
         if (c->expiry_ev)
             event_free(c->expiry_ev);
         auth_identity_free(&c->auth);
-        bufferevent_free(c->bev);
+        c->io->close(c);
         if (c->msg)
             evbuffer_free(c->msg);
         free(c);
@@ -319,43 +296,37 @@ void conn_close_all(server *srv, uint16_t code, const char *reason)
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    conn *c = arg;
+/* ---- what the transport reports -------------------------------------- */
 
+void conn_io_readable(conn *c)
+{
     switch (c->state) {
-    case CONN_HTTP: http_route_read(c); break;
+    case CONN_HTTP:
+        c->h->on_http(c);
+        /* Requests pipelined behind a pending reply wait in the socket,
+         * not in our memory, until conn_http_resume. */
+        if (c->state == CONN_HTTP && c->http_busy)
+            c->io->want_read(c, 0);
+        break;
     case CONN_WS:
         if (c->awaiting_pong) { /* any input answers the ping */
             c->awaiting_pong = 0;
-            set_timeouts(c, heartbeat_ms(c), 0);
+            c->io->set_timeouts(c, heartbeat_ms(c), 0);
         }
         conn_ws_read(c);
         break;
     default: /* closing: discard until EOF */
-        evbuffer_drain(bufferevent_get_input(bev),
-                       evbuffer_get_length(bufferevent_get_input(bev)));
+        evbuffer_drain(c->in, evbuffer_get_length(c->in));
         break;
     }
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+void conn_io_drained(conn *c)
 {
-    conn *c = arg;
-
-    (void)bev;
-    if (c->state == CONN_CLOSING) {
-        if (conn_queued(c) == 0)
-            start_linger(c);
-    } else if (c->state == CONN_WS) {
-        if (c->replay_head)
-            replay_pump(c);
-        if (!c->tls && conn_queued(c) == 0 && c->state == CONN_WS) {
-            c->direct_write = 1; /* drained: back to writing ourselves */
-            c->turn_bytes = 0;
-            bufferevent_disable(c->bev, EV_WRITE);
-        }
-    }
+    if (c->state == CONN_CLOSING && conn_queued(c) == 0)
+        start_linger(c);
+    else if (c->state == CONN_WS && c->replay_head && c->h->on_drain)
+        c->h->on_drain(c);
 }
 
 static void on_read_timeout(conn *c)
@@ -369,18 +340,16 @@ static void on_read_timeout(conn *c)
             return;
         /* idle_timeout counts from the last byte received, which was
          * ping_interval ago (config_validate keeps it the larger). */
-        set_timeouts(c,
-                     cfg->idle_timeout_ms
-                         ? cfg->idle_timeout_ms - cfg->ping_interval_ms
-                         : cfg->ping_interval_ms,
-                     0);
-        bufferevent_enable(c->bev, EV_READ);
+        c->io->set_timeouts(c,
+                            cfg->idle_timeout_ms
+                                ? cfg->idle_timeout_ms - cfg->ping_interval_ms
+                                : cfg->ping_interval_ms,
+                            0);
         return;
     }
     if (c->state == CONN_WS && !cfg->idle_timeout_ms) {
         c->awaiting_pong = 0; /* pings without a deadline */
-        set_timeouts(c, heartbeat_ms(c), 0);
-        bufferevent_enable(c->bev, EV_READ);
+        c->io->set_timeouts(c, heartbeat_ms(c), 0);
         return;
     }
     if (c->state == CONN_WS) {
@@ -402,9 +371,10 @@ static void on_read_timeout(conn *c)
  * asked for before leaving is answered, an HTTP publish or the acks of
  * WebSocket publishes waiting for their commit, then the connection is
  * flushed and closed. A lingering close just ends here. */
-void conn_peer_eof(conn *c)
+static void on_peer_eof(conn *c)
 {
     c->peer_eof = 1;
+    c->io->want_read(c, 0);
     if (c->state == CONN_HTTP) {
         if (!c->http_busy) /* else the reply finishes it */
             conn_finish(c);
@@ -423,30 +393,33 @@ void conn_peer_eof(conn *c)
     conn_finish(c);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+void conn_io_report(conn *c, conn_io_event what, int err)
 {
-    conn *c = arg;
     uint64_t due;
 
-    (void)bev;
-    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is done */
-        c->tls_ok = 1;
+    if (c->state == CONN_DEAD)
         return;
-    }
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-        on_read_timeout(c);
-        return;
+    switch (what) {
+    case CONN_IO_CONNECTED: c->tls_ok = 1; return;
+    case CONN_IO_READ_TIMEOUT: on_read_timeout(c); return;
+    case CONN_IO_EOF:
+        if (!c->tls || c->tls_ok) {
+            on_peer_eof(c);
+            return;
+        }
+        break;
+    case CONN_IO_ERROR:
+        log_conn(LOG_DEBUG, c->id, c->peer, "socket error: %s",
+                 evutil_socket_error_to_string(err));
+        break;
+    case CONN_IO_WRITE_TIMEOUT:
+        log_conn(LOG_DEBUG, c->id, c->peer, "write timed out");
+        break;
     }
     if (c->tls && !c->tls_ok && (due = server_reject(c->srv, REJECT_TLS)))
         log_with(LOG_INFO,
                  &(log_fields){
                      .conn = c->id, .peer = c->peer, .suppressed = due - 1},
                  "TLS handshake failed");
-    if (what & BEV_EVENT_ERROR)
-        log_conn(LOG_DEBUG, c->id, c->peer, "socket error: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING))
-        conn_peer_eof(c);
-    else
-        conn_abort(c); /* error or write timeout */
+    conn_abort(c);
 }

@@ -1,8 +1,14 @@
-/* One client connection: a bufferevent that speaks HTTP first, then
- * WebSocket after an upgrade. Owns the frame decoder, the reassembly
- * buffer and the list of its subscriptions. Connections are never freed
- * inside their own callbacks: conn_close()/conn_abort() only unlink and
- * queue them, and the server frees them after the loop turn. */
+/* One client connection: HTTP first, then WebSocket after an upgrade.
+ *
+ * The socket is driven by a transport (conn_io.h): plain TCP is one event
+ * on the socket with an input buffer and an output queue this layer owns;
+ * TLS is an OpenSSL bufferevent. Above the transport a connection owns the
+ * frame decoder, the reassembly buffer and the output queue with its
+ * bound, and calls the layers above only through the handler it was given
+ * (conn_handler): the HTTP router until an upgrade, then the WebSocket
+ * session or the echo. Connections are never freed inside their own
+ * callbacks: conn_close()/conn_abort() only unlink and queue them, and the
+ * server frees them after the loop turn. */
 #ifndef CHORUS_CONN_H
 #define CHORUS_CONN_H
 
@@ -14,10 +20,13 @@
 #include "auth.h"
 #include "chorus/ws_frame.h"
 #include "frame_ref.h"
-#include "topics.h"
 
 typedef struct server server;
+typedef struct conn conn;
+typedef struct sub sub;
+typedef struct conn_io conn_io;
 struct bufferevent;
+struct event;
 struct evbuffer;
 struct ssl_st;
 
@@ -28,12 +37,31 @@ typedef enum {
     CONN_DEAD,    /* queued for freeing */
 } conn_state;
 
-typedef enum { WS_PUBSUB, WS_ECHO } ws_kind;
+/* How a connection calls the layer above it. Set at conn_new (the
+ * server's HTTP handler) and replaced at conn_upgrade. */
+typedef struct conn_handler {
+    /* HTTP: request bytes wait in conn_input(c). */
+    void (*on_http)(conn *c);
+    /* WebSocket: one whole message (reassembled, inflated, UTF-8 checked
+     * when text); data may be modified. */
+    void (*on_message)(conn *c, int opcode, uint8_t *data, size_t len);
+    /* The output queue went under CONN_LOW_WATER while c->replay_head is
+     * set: room to queue more history. May be NULL. */
+    void (*on_drain)(conn *c);
+    /* Nothing more may be delivered to c (it is closing or gone): drop
+     * what refers to it. May be NULL. */
+    void (*on_detach)(conn *c);
+    int binary_ok;    /* binary messages are taken, else closed with 1003 */
+    const char *name; /* for the log */
+} conn_handler;
 
-/* Shared frames queued for a direct-write connection whose buffer was
- * empty: written straight from the shared blocks with one writev at the
- * end of the turn, so the common delivery allocates nothing. Whatever
- * does not fit goes into the bufferevent's output as references. */
+/* on_drain is called when the queue falls to this. */
+#define CONN_LOW_WATER (64 * 1024)
+
+/* Shared frames queued for a connection whose queue was empty: written
+ * straight from the shared blocks with one writev at the end of the turn,
+ * so the common delivery allocates nothing. Whatever does not fit goes
+ * into the output queue as references. */
 #define CONN_PEND_MAX 4
 
 typedef struct pend_ref {
@@ -41,35 +69,48 @@ typedef struct pend_ref {
     size_t off, len;
 } pend_ref;
 
-typedef struct conn {
+struct conn {
+    /* Touched for every delivery and every flush: kept together at the
+     * start, in the first cache lines. */
     server *srv;
-    struct bufferevent *bev;
-    struct conn *prev, *next; /* server's list of connections */
-    uint32_t refs;            /* holders besides the server (batch items) */
+    const conn_io *io;    /* the transport */
+    struct evbuffer *out; /* what waits for the socket, after pend[] */
     conn_state state;
-    ws_kind kind;
-    int awaiting_pong;
-    int tls;
-    int tls_ok;         /* the TLS handshake completed */
-    int pmd;            /* permessage-deflate was negotiated */
-    int msg_compressed; /* the message being reassembled is */
-    int direct_write;   /* WS over TCP: we write, not the bufferevent */
-    int flush_pending;  /* on the server's flush list */
-    size_t turn_bytes;  /* queued since the last flush */
-    pend_ref pend[CONN_PEND_MAX];
+    int flush_pending; /* on the server's flush list */
+    int write_waiting; /* output waits for the socket to be writable */
     int npend;
-    int write_errno; /* a write failed: abort at the flush */
+    int pmd;           /* permessage-deflate was negotiated */
+    int write_errno;   /* a write failed: abort at the flush */
+    size_t turn_bytes; /* queued since the last flush */
     size_t pend_bytes;
     struct conn *flush_next;
+    pend_ref pend[CONN_PEND_MAX];
+    evutil_socket_t fd;         /* plain TCP: the socket */
+    sub *replay_head;           /* subscriptions streaming history */
+    const conn_handler *h;      /* the layer above */
+    struct evbuffer *in;        /* what was read and not yet consumed */
+    struct event *ev;           /* plain TCP: the socket's one event */
+    struct event *timer;        /* ... read and write deadlines */
+    struct bufferevent *bev;    /* TLS: the OpenSSL bufferevent */
+    short io_events;            /* plain TCP: EV_READ/EV_WRITE wanted */
+    uint64_t read_ms, write_ms; /* timeouts; 0 = none */
+    int64_t read_at_ms;         /* last read (or its arming) */
+    int64_t write_at_ms;        /* last progress of a pending write */
+    struct conn *prev, *next;   /* server's list of connections */
+    uint32_t refs;              /* holders besides the server (batch items) */
+    int awaiting_pong;
+    int tls;
+    int tls_ok;              /* the TLS handshake completed */
+    int read_on;             /* the transport reads */
     int http_busy;           /* an HTTP reply is pending (publish) */
     int http_keepalive;      /* keep the connection after that reply */
     int64_t head_started_ms; /* deadline base for the request head */
+    int64_t msg_started_ms;  /* ... for the WebSocket message; 0: none */
     chorus_ws_decoder dec;
     struct evbuffer *msg; /* reassembly of a fragmented message */
     int msg_opcode;
     sub *subs; /* this connection's subscriptions */
     size_t nsubs;
-    sub *replay_head; /* subscriptions streaming history */
     sub *replay_tail;
     int replay_reading;      /* a page is being read from the store */
     uint64_t replay_gen;     /* changes when the replay list does: a page
@@ -88,25 +129,33 @@ typedef struct conn {
     struct ip_slot *ip; /* per-address connection count */
     uint64_t id;
     char peer[64];
-} conn;
+};
 
-/* Takes ownership of fd. NULL (fd closed) on failure. */
+/* Takes ownership of fd (and ssl: a TLS connection). Talks HTTP through
+ * the server's handler (srv->http). NULL (fd closed) on failure. */
 conn *conn_new(server *srv, evutil_socket_t fd, const struct sockaddr *sa,
                int salen, struct ssl_st *ssl);
 
 /* Closes with 1008 when the identity's token expires (if it does). */
 void conn_arm_expiry(conn *c);
 
-/* Decodes what arrived on an upgraded connection (conn_ws.c). */
-void conn_ws_read(conn *c);
+/* What was read and not yet consumed; the caller drains what it uses. */
+struct evbuffer *conn_input(conn *c);
 
-/* Within conn*.c: queues a frame built from payload (copied); leaves
- * direct-write mode for bufferevent writes when the socket is ready. */
-int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len);
-void conn_write_when_ready(conn *c);
+/* The output queue, to append a reply to (HTTP); what is appended goes
+ * out at the end of the loop turn. */
+struct evbuffer *conn_output(conn *c);
 
-/* Switches to WebSocket after the 101 response has been queued. */
-void conn_upgrade(conn *c, ws_kind kind);
+/* An HTTP reply that was pending has been queued: serves the requests
+ * that were waiting behind it, and finishes a half-closed connection. */
+void conn_http_resume(conn *c);
+
+/* Switches to WebSocket after the 101 response has been queued; from now
+ * on messages go to ws. */
+void conn_upgrade(conn *c, const conn_handler *ws);
+
+/* The echo endpoint's handler (/echo). */
+extern const conn_handler conn_echo_handler;
 
 /* Queues one unfragmented frame, copying payload. Returns 0, or -1 when the
  * connection is closing or was just closed as a slow consumer. */
@@ -135,9 +184,6 @@ void conn_close(conn *c, uint16_t code, const char *reason);
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
 void conn_finish(conn *c);
 
-/* The peer sent EOF: answers what is pending, flushes, then closes. */
-void conn_peer_eof(conn *c);
-
 /* Drops the connection at once. */
 void conn_abort(conn *c);
 
@@ -151,8 +197,8 @@ void conn_flush_pending(server *srv);
 
 /* Flow control for publishers: a WebSocket connection with
  * max_unacked_bytes of publishes awaiting their acks is not read from
- * until acks bring it under half of that. A close frame from the peer is
- * answered once every publish before it has its ack. */
+ * until acks bring it under half of that. A close (the peer's or ours)
+ * waits until every publish before it has its ack. */
 void conn_publish_taken(conn *c, size_t len);
 void conn_publish_answered(conn *c, size_t len);
 

@@ -1,8 +1,9 @@
-/* The write side of a connection: frames queued for it this turn go out
- * at the end of the turn, straight from the shared blocks (pend[]), all
- * connections' writes issued together through the loop's send batch when
- * there is one; what a socket does not take waits in the bufferevent's
- * output, by reference, until the socket is writable. */
+/* The write side of a connection. On plain TCP, what is queued for it
+ * this turn goes out at the end of the turn, straight from the shared
+ * blocks (pend[]), all connections' writes issued together through the
+ * loop's send batch when there is one; what a socket does not take waits
+ * in the output queue, by reference, until the socket is writable. On TLS
+ * the bufferevent writes the queue itself. */
 #include "conn.h"
 
 #include <errno.h>
@@ -10,25 +11,32 @@
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "conn_io.h"
 #include "frame_ref.h"
 #include "log.h"
-#include "replay.h"
 #include "send_batch.h"
 #include "server.h"
 
+static void schedule_write(conn *c, size_t len);
+
 size_t conn_queued(const conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->pend_bytes;
+    return evbuffer_get_length(c->out) + c->pend_bytes;
+}
+
+struct evbuffer *conn_output(conn *c)
+{
+    schedule_write(c, 0); /* the caller appends before the turn ends */
+    return c->out;
 }
 
 /* Moves the pending frames into the output buffer (as references), so
  * that what is queued next goes after them. Returns 0 or -1. */
 static int spill(conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     int rc = 0;
 
     for (int i = 0; i < c->npend; i++) {
@@ -85,11 +93,11 @@ static int pend_written(conn *c, ssize_t n)
 static int write_pending(conn *c)
 {
     struct iovec iov[CONN_PEND_MAX];
-    ssize_t n = writev(bufferevent_getfd(c->bev), iov, pend_iov(c, iov));
+    ssize_t w = c->io->writev(c, iov, pend_iov(c, iov));
 
-    if (n > 0 && (size_t)n < c->pend_bytes)
+    if (w > 0 && (size_t)w < c->pend_bytes)
         stat_inc(&c->srv->stats.partial_writes);
-    return pend_written(c, n < 0 ? -errno : n);
+    return pend_written(c, w);
 }
 
 static void pend_sent(void *owner, ssize_t result, void *arg)
@@ -109,15 +117,14 @@ static void send_pending(server *srv, conn *list)
     struct iovec iov[CONN_PEND_MAX];
 
     for (conn *c = list; c; c = c->flush_next) {
-        int fd, n;
-        if (c->state != CONN_WS || !c->direct_write || !c->npend)
+        int n;
+        if (c->state == CONN_DEAD || !c->npend)
             continue;
-        fd = bufferevent_getfd(c->bev);
         n = pend_iov(c, iov);
-        if (send_batch_add(srv->sends, fd, iov, n, c) == 0)
+        if (send_batch_add(srv->sends, c->fd, iov, n, c) == 0)
             continue;
         send_batch_run(srv->sends, pend_sent, NULL); /* full: issue it */
-        if (send_batch_add(srv->sends, fd, iov, n, c) == 0)
+        if (send_batch_add(srv->sends, c->fd, iov, n, c) == 0)
             continue;
         if (write_pending(c) < 0) /* the ring failed */
             c->write_errno = errno;
@@ -135,13 +142,14 @@ static void slow_consumer(conn *c)
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
-/* Output queued on a direct-write connection goes out at the end of the
- * turn, together with everything else queued for it meanwhile. */
+/* Output queued on a plain TCP connection goes out at the end of the
+ * turn, together with everything else queued for it meanwhile; unless
+ * the socket is full, and it goes when the socket is writable. */
 static void schedule_write(conn *c, size_t len)
 {
     server *srv = c->srv;
 
-    if (!c->direct_write)
+    if (!c->io->writev || c->write_waiting)
         return;
     c->turn_bytes += len;
     if (c->flush_pending)
@@ -156,28 +164,6 @@ static void schedule_write(conn *c, size_t len)
     event_active(srv->flush_ev, EV_TIMEOUT, 0);
 }
 
-/* Leaves direct mode: the bufferevent writes when the socket allows. */
-void conn_write_when_ready(conn *c)
-{
-    if (spill(c))
-        log_conn(LOG_ERROR, c->id, c->peer, "out of memory queueing output");
-    c->direct_write = 0;
-    bufferevent_enable(c->bev, EV_WRITE);
-}
-
-/* One writev of what is queued. A socket bufferevent keeps the start of
- * its output frozen so that only it drains it; we thaw it for the call,
- * as its own write callback does. Returns 0, or -1 on a socket error. */
-static int write_out(conn *c, struct evbuffer *out)
-{
-    int n;
-
-    evbuffer_unfreeze(out, 1);
-    n = evbuffer_write(out, bufferevent_getfd(c->bev));
-    evbuffer_freeze(out, 1);
-    return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
-}
-
 void conn_flush_pending(server *srv)
 {
     conn *c = srv->flush_head, *next;
@@ -188,15 +174,13 @@ void conn_flush_pending(server *srv)
     if (send_batch_active(srv->sends))
         send_pending(srv, c);
     for (; c; c = next) {
-        struct evbuffer *out;
         next = c->flush_next;
         c->flush_pending = 0;
         c->turn_bytes = 0;
-        if (c->state == CONN_DEAD) /* kept for us by conn_reap */
+        if (c->state == CONN_DEAD) { /* kept for us by conn_reap */
             server_reap_soon(srv);
-        if (c->state != CONN_WS || !c->direct_write)
             continue;
-        out = bufferevent_get_output(c->bev);
+        }
         if (c->npend && !c->write_errno && write_pending(c) < 0)
             c->write_errno = errno;
         if (c->write_errno) {
@@ -205,15 +189,10 @@ void conn_flush_pending(server *srv)
             conn_abort(c);
             continue;
         }
-        if (evbuffer_get_length(out) && write_out(c, out) < 0) {
-            log_conn(LOG_DEBUG, c->id, c->peer, "write: %s", strerror(errno));
-            conn_abort(c);
-            continue;
-        }
-        if (evbuffer_get_length(out))
-            conn_write_when_ready(c);
-        else if (c->replay_head)
-            replay_pump(c);
+        if (evbuffer_get_length(c->out))
+            c->io->want_write(c); /* what the socket does not take waits */
+        else
+            conn_io_drained(c);
     }
 }
 
@@ -221,7 +200,7 @@ int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len)
 {
     uint8_t hdr[CHORUS_WS_MAX_HEADER];
     size_t n = chorus_ws_write_header(hdr, 1, opcode, len, NULL);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
 
     if ((c->npend && spill(c)) || evbuffer_add(out, hdr, n) ||
         evbuffer_add(out, payload, len))
@@ -238,7 +217,7 @@ int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len)
 static int over_bound(const conn *c, size_t len)
 {
     size_t queued = conn_queued(c);
-    size_t backlog = queued - (c->direct_write ? c->turn_bytes : 0);
+    size_t backlog = queued - c->turn_bytes;
 
     return backlog > 0 && queued + len > c->srv->cfg->max_outbound_bytes;
 }
@@ -284,8 +263,8 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
         slow_consumer(c);
         return -1;
     }
-    if (c->direct_write && c->npend < CONN_PEND_MAX &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (c->io->writev && !c->write_waiting && c->npend < CONN_PEND_MAX &&
+        evbuffer_get_length(c->out) == 0) {
         pend_ref *p = &c->pend[c->npend++];
         frame_ref_incref(f);
         p->f = f;
@@ -293,8 +272,7 @@ int conn_send_shared_range(conn *c, frame_ref *f, size_t off, size_t len)
         p->len = len;
         c->pend_bytes += len;
     } else if ((c->npend && spill(c)) ||
-               frame_ref_attach_range(f, bufferevent_get_output(c->bev), off,
-                                      len)) {
+               frame_ref_attach_range(f, c->out, off, len)) {
         conn_abort(c);
         return -1;
     }

@@ -1,31 +1,35 @@
 /* The WebSocket side of a connection: turns input into frames with the
  * codec, reassembles messages (inflating compressed ones) and hands each
- * whole message to the echo or to the pub/sub session; answers pings and
- * the close handshake. */
+ * whole message to the handler set at the upgrade (the pub/sub session,
+ * or the echo below); answers pings and the close handshake. */
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "chorus/utf8.h"
 #include "compress.h"
 #include "conn.h"
+#include "conn_io.h"
+#include "log.h"
 #include "server.h"
-#include "session.h"
 
 /* Control frames are at most 2 + 4 + 125 bytes and data headers 14, so
  * with this much contiguous input the decoder always makes progress. */
 #define DECODE_CONTIG 256
 
-/* A whole message: to the echo or to the pub/sub session. */
+static void echo_message(conn *c, int opcode, uint8_t *data, size_t len)
+{
+    conn_send(c, opcode, data, len);
+}
+
+const conn_handler conn_echo_handler = {NULL, echo_message, NULL, NULL,
+                                        1,    "/echo"};
+
+/* A whole message, to the layer above. */
 static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
 {
-    if (c->kind == WS_ECHO)
-        conn_send(c, opcode, data, len);
-    else
-        session_message(c, (const char *)data, len);
+    c->h->on_message(c, opcode, data, len);
 }
 
 /* A whole compressed message: inflated, then checked as UTF-8 (the
@@ -50,7 +54,7 @@ static void deliver_compressed(conn *c, int opcode, const uint8_t *data,
 
 static void on_data(conn *c, const chorus_ws_event *ev)
 {
-    if (c->kind == WS_PUBSUB && ev->opcode == CHORUS_WS_OP_BINARY) {
+    if (!c->h->binary_ok && ev->opcode == CHORUS_WS_OP_BINARY) {
         conn_close(c, CHORUS_WS_CLOSE_UNSUPPORTED,
                    "binary frames are not accepted on /ws");
         return;
@@ -104,9 +108,39 @@ static void too_big(conn *c, const chorus_ws_event *ev)
     conn_close(c, ev->close_code, ev->reason);
 }
 
+/* Notes when the message being received began (0: none is), for
+ * message_timeout. Input waiting while reading is paused is ours to
+ * take, not the client's delay. */
+static void time_message(conn *c, size_t left)
+{
+    if (c->state != CONN_WS || c->read_paused ||
+        (!left && !chorus_ws_decoder_busy(&c->dec)))
+        c->msg_started_ms = 0;
+    else if (!c->msg_started_ms)
+        c->msg_started_ms = server_now_ms(c->srv);
+}
+
+/* A message trickled in slower than message_timeout (a slowloris): each
+ * byte resets the idle timer, so this bounds the whole message. */
+static int message_too_slow(conn *c)
+{
+    uint64_t limit = c->srv->cfg->message_timeout_ms;
+
+    if (!limit || !c->msg_started_ms ||
+        server_now_ms(c->srv) - c->msg_started_ms <= (int64_t)limit)
+        return 0;
+    server_log_limited(c->srv, LOG_CAUSE_SLOW_MESSAGE, LOG_INFO,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "message not complete after message_timeout (%llums); "
+                       "closing with 1008",
+                       (unsigned long long)limit);
+    conn_close(c, CHORUS_WS_CLOSE_POLICY, "message too slow");
+    return 1;
+}
+
 static void consume(conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
 
     if (c->close_deferred) /* closing: what follows is not read */
         return;
@@ -147,62 +181,28 @@ static void consume(conn *c)
         if (used == 0 || c->read_paused)
             break; /* the rest of a frame has not arrived yet */
     }
+    time_message(c, evbuffer_get_length(in));
     if (c->state != CONN_WS && c->state != CONN_DEAD)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
 
-/* libevent 2.1 reads at most 4 KiB per callback, whatever
- * bufferevent_set_max_single_read says (evbuffer_set_max_read came in
- * 2.2), so a pipelining publisher got ~30 publishes into a loop turn:
- * group commits stayed small and, spread over many topics, gave each
- * subscriber one message per send. When that read came back full, the
- * socket is read on here, up to CONN_TURN_READ a turn (~1,800 small
- * publishes, a few ms of parsing), so that one turn's commit carries
- * several messages per topic and each send several frames (B in
- * docs/BENCHMARKS.md: 2.5x the deliveries per second). Plain sockets only:
- * TLS reads belong to the OpenSSL bufferevent. */
-#define LIBEVENT_READ 4096
-#define READ_CHUNK (64 * 1024)
-#define CONN_TURN_READ (256 * 1024)
-
-static void read_on(conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-
-    for (size_t got = 0; got < CONN_TURN_READ;) {
-        struct evbuffer_iovec v;
-        ssize_t n;
-
-        if (c->state != CONN_WS || c->read_paused)
-            return;
-        /* The bufferevent keeps the end of its input frozen, as it alone
-         * adds to it; this is its read, done once more. */
-        evbuffer_unfreeze(in, 0);
-        n = -1;
-        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) == 1) {
-            n = recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
-            v.iov_len = n > 0 ? (size_t)n : 0;
-            evbuffer_commit_space(in, &v, 1);
-        }
-        evbuffer_freeze(in, 0);
-        if (n <= 0) /* EOF and errors: libevent's next read sees them */
-            return;
-        got += (size_t)n;
-        consume(c);
-        if ((size_t)n < READ_CHUNK) /* drained */
-            return;
-    }
-}
-
 void conn_ws_read(conn *c)
 {
-    int full =
-        evbuffer_get_length(bufferevent_get_input(c->bev)) >= LIBEVENT_READ;
+    if (!message_too_slow(c))
+        consume(c);
+}
 
-    consume(c);
-    if (full && !c->tls)
-        read_on(c);
+/* Input that waited while reading was paused, taken in a later callback
+ * (an ack is sent from the middle of completing a batch). */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state == CONN_WS && !c->read_paused)
+        conn_ws_read(c);
+    conn_unref(c);
 }
 
 void conn_publish_taken(conn *c, size_t len)
@@ -213,7 +213,7 @@ void conn_publish_taken(conn *c, size_t len)
         return;
     c->read_paused = 1;
     stat_inc(&c->srv->stats.publish_read_pauses);
-    bufferevent_disable(c->bev, EV_READ);
+    c->io->want_read(c, 0);
 }
 
 void conn_publish_answered(conn *c, size_t len)
@@ -234,12 +234,11 @@ void conn_publish_answered(conn *c, size_t len)
     c->read_paused = 0;
     if (c->state != CONN_WS)
         return;
-    bufferevent_enable(c->bev, EV_READ);
+    c->io->want_read(c, 1);
     /* What was read before the pause is already in the input buffer and
-     * brings no new read event: run the read callback, later in this turn
-     * (an ack is sent from the middle of completing a batch). */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS |
-                                BEV_TRIG_DEFER_CALLBACKS);
+     * brings no new read event. */
+    if (evbuffer_get_length(c->in) &&
+        event_base_once(c->srv->base, -1, EV_TIMEOUT, resume_cb, c,
+                        &(struct timeval){0, 0}) == 0)
+        conn_ref(c);
 }

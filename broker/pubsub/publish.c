@@ -12,11 +12,9 @@
 #include "conn.h"
 #include "fanout.h"
 #include "frame_ref.h"
-#include "http_api.h"
 #include "log.h"
 #include "loops.h"
 #include "server.h"
-#include "session.h"
 #include "topics.h"
 
 static void start_commit(server *s);
@@ -257,17 +255,9 @@ static void answer(conn *c, ack_kind ack, json_t *id, size_t data_len,
                    const char *name, const char *epoch, uint64_t offset,
                    const char *error)
 {
-    if (c->state == CONN_DEAD)
-        return;
-    if (ack == ACK_HTTP) {
-        http_api_publish_done(c, name, epoch, offset, error);
-        return;
-    }
-    if (c->state == CONN_WS && error)
-        session_error(c, id, CHORUS_ERR_INTERNAL, error);
-    else if (c->state == CONN_WS)
-        session_published(c, id, name, offset);
-    conn_publish_answered(c, data_len); /* after the ack: it may close */
+    if (c->state != CONN_DEAD)
+        c->srv->publish_answer[ack](c, id, data_len, name, epoch, offset,
+                                    error);
 }
 
 void publish_forwarded_ack(server *s, lmsg *m)

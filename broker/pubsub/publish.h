@@ -29,6 +29,14 @@ struct event;
 
 typedef enum { ACK_WS, ACK_HTTP } ack_kind;
 
+/* How a publisher hears the outcome of its publish (error NULL: stored
+ * at offset), one per ack_kind: set by server_init (session.c for
+ * WebSocket, the HTTP API for HTTP), so that this layer calls neither by
+ * name. */
+typedef void (*publish_answer_fn)(conn *c, json_t *id, size_t data_len,
+                                  const char *topic_name, const char *epoch,
+                                  uint64_t offset, const char *error);
+
 /* Who waits for the outcome of msgs[i] of a batch (same index). */
 typedef struct publish_ack {
     topic *t;           /* pinned until the batch is done */

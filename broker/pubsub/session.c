@@ -299,3 +299,32 @@ void session_message(conn *c, const char *data, size_t len)
     }
     chorus_request_free(&req);
 }
+
+static void on_ws_message(conn *c, int opcode, uint8_t *data, size_t len)
+{
+    (void)opcode; /* text: binary frames are refused before */
+    session_message(c, (const char *)data, len);
+}
+
+/* Nothing more may be delivered to c: no subscription keeps it. */
+static void detach(conn *c)
+{
+    replay_cancel_all(c);
+    c->nsubs = 0;
+    topics_unsubscribe_all(&c->srv->topics, &c->subs);
+}
+
+const conn_handler session_handler = {NULL, on_ws_message, replay_pump, detach,
+                                      0,    "/ws"};
+
+void session_publish_answered(conn *c, json_t *id, size_t data_len,
+                              const char *topic_name, const char *epoch,
+                              uint64_t offset, const char *error)
+{
+    (void)epoch;
+    if (c->state == CONN_WS && error)
+        session_error(c, id, CHORUS_ERR_INTERNAL, error);
+    else if (c->state == CONN_WS)
+        session_published(c, id, topic_name, offset);
+    conn_publish_answered(c, data_len); /* after the ack: it may close */
+}

@@ -14,6 +14,17 @@
 typedef struct conn conn;
 typedef struct sub sub;
 
+/* The handler of /ws connections (conn.h): messages to session_message,
+ * output room to the replay, and subscriptions dropped at the close. */
+extern const struct conn_handler session_handler;
+
+/* A publish of data_len bytes from c is stored at offset, or failed with
+ * error: replies `published` or `error`, then releases its flow control
+ * (publish.h, publish_answer_fn). */
+void session_publish_answered(conn *c, json_t *id, size_t data_len,
+                              const char *topic_name, const char *epoch,
+                              uint64_t offset, const char *error);
+
 /* Handles one whole text message received on /ws. */
 void session_message(conn *c, const char *data, size_t len);
 

@@ -96,6 +96,10 @@ void chorus_ws_decoder_init(chorus_ws_decoder *d, chorus_ws_role role,
 void chorus_ws_decode(chorus_ws_decoder *d, uint8_t *buf, size_t len,
                       size_t *consumed, chorus_ws_event *ev);
 
+/* 1 while a frame or a fragmented message is open: bytes of a message
+ * have been decoded and its end has not. */
+int chorus_ws_decoder_busy(const chorus_ws_decoder *d);
+
 /* Largest frame header: 2 + 8 (length) + 4 (mask). */
 #define CHORUS_WS_MAX_HEADER 14
 

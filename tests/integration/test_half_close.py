@@ -5,6 +5,8 @@ due: the HTTP response of a publish waiting for its commit, and the
 broker closes the connection."""
 import json
 import socket
+import struct
+import time
 
 import chorus_helpers
 from chorus_helpers import RawWS, publish_frames
@@ -84,3 +86,24 @@ def test_websocket_fin_without_close_frame_keeps_every_ack(make_broker):
         ws.close()
     assert [(a["op"], a["id"], a["offset"]) for a in acks] == \
         [("published", i, i) for i in range(1, count + 1)]
+
+
+def test_reset_is_an_error_not_an_eof(make_broker):
+    """A TCP reset (ECONNRESET) drops the connection as a socket error;
+    only a clean FIN counts as a half-close that still gets answers."""
+    b = make_broker(log_level="debug")
+    ws = RawWS(b.port)
+    ws.send_json({"op": "ping", "id": 1})
+    assert ws.recv_json() == {"op": "pong", "id": 1}
+    ws.send_json({"op": "ping", "id": 2})  # its pong makes the reset sure
+    time.sleep(0.2)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                       struct.pack("ii", 1, 0))
+    ws.sock.close()  # unread data + linger 0: RST
+    deadline = time.monotonic() + WAIT
+    while "socket error" not in b.read_log():
+        assert time.monotonic() < deadline, b.read_log()[-2000:]
+        time.sleep(0.05)
+    log = b.read_log()
+    assert "reset" in log.lower(), log[-2000:]
+    assert "EOF from the peer" not in log, log[-2000:]

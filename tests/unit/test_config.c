@@ -41,6 +41,7 @@ static int same_config(const config *a, const config *b)
            a->ping_interval_ms == b->ping_interval_ms &&
            a->idle_timeout_ms == b->idle_timeout_ms &&
            a->handshake_timeout_ms == b->handshake_timeout_ms &&
+           a->message_timeout_ms == b->message_timeout_ms &&
            a->log_level == b->log_level && a->log_format == b->log_format &&
            strcmp(a->db_path, b->db_path) == 0 &&
            a->history_size == b->history_size &&
@@ -78,6 +79,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.ping_interval_ms, 30000);
     CHECK_EQ_INT(c.idle_timeout_ms, 90000);
     CHECK_EQ_INT(c.handshake_timeout_ms, 10000);
+    CHECK_EQ_INT(c.message_timeout_ms, 30000);
     CHECK_EQ_INT(c.log_level, LOG_INFO);
     CHECK_EQ_STR(c.db_path, "./chorus.db");
     CHECK_EQ_INT(c.history_size, 1000);
@@ -328,6 +330,10 @@ static void test_set(void)
     CHECK_EQ_INT(config_set(&c, "handshake_timeout", "500ms", err, sizeof err),
                  0);
     CHECK_EQ_INT(c.handshake_timeout_ms, 500);
+    CHECK_EQ_INT(config_set(&c, "message_timeout", "2s", err, sizeof err), 0);
+    CHECK_EQ_INT(c.message_timeout_ms, 2000);
+    CHECK_EQ_INT(config_set(&c, "message_timeout", "0", err, sizeof err), 0);
+    CHECK_EQ_INT(c.message_timeout_ms, 0);
     CHECK_EQ_INT(config_set(&c, "log_level", "debug", err, sizeof err), 0);
     CHECK_EQ_INT(c.log_level, LOG_DEBUG);
     CHECK_EQ_INT(config_set(&c, "db_path", "/tmp/x y.db", err, sizeof err), 0);
@@ -996,6 +1002,7 @@ static void test_example(const char *path)
         "ping_interval",
         "idle_timeout",
         "handshake_timeout",
+        "message_timeout",
         "log_level",
         "log_format",
         "db_path",

@@ -391,6 +391,39 @@ static void test_fragmentation(void)
     EXPECT(CHORUS_WS_CLIENT, 0, b, n, "C9;E1002;");
 }
 
+/* Decodes all of buf[0..n) with one decoder; returns whether a message
+ * or frame is still open after it. */
+static int busy_after(chorus_ws_decoder *d, uint8_t *buf, size_t n)
+{
+    size_t used = 0, consumed;
+    chorus_ws_event ev;
+
+    do {
+        chorus_ws_decode(d, buf + used, n - used, &consumed, &ev);
+        used += consumed;
+    } while (ev.type != CHORUS_WS_EV_NEED_MORE && used < n);
+    return chorus_ws_decoder_busy(d);
+}
+
+static void test_busy(void)
+{
+    chorus_ws_decoder d;
+    uint8_t b[64];
+    size_t n;
+
+    chorus_ws_decoder_init(&d, CHORUS_WS_SERVER, 0);
+    CHECK(!chorus_ws_decoder_busy(&d));
+    n = frame(b, 1, CHORUS_WS_OP_TEXT, "hello", 5, KEY);
+    CHECK(busy_after(&d, b, n - 2)); /* payload pending */
+    CHECK(!busy_after(&d, b + n - 2, 2));
+    n = frame(b, 0, CHORUS_WS_OP_TEXT, "he", 2, KEY);
+    CHECK(busy_after(&d, b, n)); /* first fragment only */
+    n = frame(b, 1, CHORUS_WS_OP_PING, "", 0, KEY);
+    CHECK(busy_after(&d, b, n)); /* a ping between fragments */
+    n = frame(b, 1, CHORUS_WS_OP_CONT, "llo", 3, KEY);
+    CHECK(!busy_after(&d, b, n));
+}
+
 static void test_max_message(void)
 {
     uint8_t b[512], big[200];
@@ -686,6 +719,7 @@ int main(void)
     test_control_rules();
     test_length_rules();
     test_fragmentation();
+    test_busy();
     test_max_message();
     test_text_utf8();
     test_close_frames();

@@ -1,0 +1,80 @@
+/* HTTP responses: status line, headers and body into the connection's
+ * output queue. */
+#include "http_reply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <jansson.h>
+
+#include "conn.h"
+#include "server.h"
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void http_respond(conn *c, int status, const char *content_type,
+                  const char *body, size_t len, const char *extra_headers,
+                  int keepalive)
+{
+    struct evbuffer *out = conn_output(c);
+    size_t before = evbuffer_get_length(out);
+
+    evbuffer_add_printf(
+        out,
+        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
+        "%s%s%s%s",
+        status, status_text(status), len, content_type ? "Content-Type: " : "",
+        content_type ? content_type : "", content_type ? "\r\n" : "",
+        keepalive ? "" : "Connection: close\r\n");
+    if (extra_headers)
+        evbuffer_add(out, extra_headers, strlen(extra_headers));
+    evbuffer_add(out, "\r\n", 2);
+    if (body && len)
+        evbuffer_add(out, body, len);
+    stat_add(&c->srv->stats.bytes_out, evbuffer_get_length(out) - before);
+    if (!keepalive)
+        conn_finish(c);
+}
+
+void http_respond_405(conn *c, const char *allow, int keepalive)
+{
+    char hdr[64];
+
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    http_respond(c, 405, "text/plain", "method not allowed\n", 19, hdr,
+                 keepalive);
+}
+
+void http_respond_error(conn *c, int status, const char *code,
+                        const char *message, int keepalive)
+{
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "message", message);
+    char *body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    http_respond(c, status, "application/json", body, body ? strlen(body) : 0,
+                 NULL, keepalive);
+    free(body);
+    json_decref(o);
+}

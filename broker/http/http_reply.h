@@ -1,0 +1,22 @@
+/* HTTP responses, for the router, the API and the static files. */
+#ifndef CHORUS_HTTP_REPLY_H
+#define CHORUS_HTTP_REPLY_H
+
+#include <stddef.h>
+
+typedef struct conn conn;
+
+/* Writes a whole response. body may be NULL; extra_headers are complete
+ * CRLF-ended lines or NULL. Unless keepalive, closes after the flush. */
+void http_respond(conn *c, int status, const char *content_type,
+                  const char *body, size_t len, const char *extra_headers,
+                  int keepalive);
+
+/* 405 with the methods the path allows ("GET, HEAD"). */
+void http_respond_405(conn *c, const char *allow, int keepalive);
+
+/* A JSON error body {"error":code,"message":...}. */
+void http_respond_error(conn *c, int status, const char *code,
+                        const char *message, int keepalive);
+
+#endif
