@@ -35,15 +35,6 @@
 /* Writes issued per io_uring_enter at the end of a turn. */
 #define SEND_BATCH_ENTRIES 1024
 
-/* Frees the connections closed this turn once the turn is over: after the
- * loop's next epoll_wait, so no event of theirs is still pending. */
-void server_reap_soon(server *s)
-{
-    static const struct timeval now = {0, 0};
-
-    evtimer_add(s->reap_ev, &now);
-}
-
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     server *s = arg;

@@ -1,8 +1,8 @@
 /* The small services every layer of a loop uses: its cached clock, log
- * lines at most once a second per cause, counted refusals, and the
- * switch to a reloaded config. Declared
- * in server.h; they call nothing above core/, so that any layer may call
- * them without a cycle (scripts/check_layers.py). */
+ * lines at most once a second per cause, counted refusals, freeing closed
+ * connections after the turn, and the switch to a reloaded config.
+ * Declared in server.h; they call nothing above core/, so that any layer
+ * may call them without a cycle (scripts/check_layers.py). */
 #include <stdarg.h>
 
 #include <event2/event.h>
@@ -11,6 +11,15 @@
 #include "config_ref.h"
 #include "log.h"
 #include "server.h"
+
+/* Frees the connections closed this turn once the turn is over: after the
+ * loop's next epoll_wait, so no event of theirs is still pending. */
+void server_reap_soon(server *s)
+{
+    static const struct timeval now = {0, 0};
+
+    evtimer_add(s->reap_ev, &now);
+}
 
 int64_t server_now_ms(server *s)
 {
