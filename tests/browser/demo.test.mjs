@@ -138,10 +138,10 @@ test('a slow-consumer close (1013) is recovered from with every offset once', as
   const page = await openDemo(b, topic);
   await subscribed(page, topic);
 
-  // 16 MB in 8 KB messages, more than the kernel buffers hold, while the
-  // page's main thread is blocked: chromium stops reading, the broker
-  // queues past 16k and closes the page with 1013.
-  const COUNT = 2000;
+  // 32 MB in 8 KB messages, well more than the kernel and chromium's
+  // buffers hold, while the page's main thread is blocked: chromium stops
+  // reading, the broker queues past 16k and closes the page with 1013.
+  const COUNT = 4000;
   const big = 'x'.repeat(8000);
   const lines = range(COUNT).map((i) => JSON.stringify(`${i} ${big}`));
   // Busy for as long as the CLI publishes (however slow the build), and a
@@ -154,7 +154,7 @@ test('a slow-consumer close (1013) is recovered from with every offset once', as
   await published;
 
   await waitFor(async () => (await offsets(page)).length >= COUNT,
-    { timeout: 30000, what: `all ${COUNT} offsets after the slow-consumer close` });
+    { timeout: 60000, what: `all ${COUNT} offsets after the slow-consumer close` });
   await sleep(300);
   assertExactlyOnce(await offsets(page), COUNT, 'after 1013');
   assert.match(b.log(), /slow consumer/, 'the broker closed the page as a slow consumer');
