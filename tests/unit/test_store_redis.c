@@ -192,12 +192,12 @@ static store_topic_info topic_of(store_loop *l, const char *name)
 
 /* Publishes "<prefix><i>" for i in 0..n-1 to one topic in one batch. */
 static int append_n(store_loop *l, const char *topic, const char *prefix,
-                    size_t n, store_msg *msgs, char (*data)[8])
+                    size_t n, store_msg *msgs, char (*data)[32])
 {
     result r = {0};
 
     for (size_t i = 0; i < n; i++) {
-        snprintf(data[i], 8, "%s%zu", prefix, i);
+        snprintf(data[i], sizeof data[i], "%s%zu", prefix, i);
         memset(&msgs[i], 0, sizeof msgs[i]);
         msgs[i].topic = topic;
         msgs[i].topic_len = strlen(topic);
@@ -221,7 +221,7 @@ int main(void)
     store_feed feed_a = {on_messages, on_epoch, &fa};
     store_feed feed_b = {on_messages, on_epoch, &fb};
     store_msg msgs[8];
-    char data[8][8];
+    char data[8][32];
     store_topic_info info, info2;
 
     if (access(REDIS_SERVER, X_OK) != 0) {
