@@ -23,14 +23,14 @@ typedef struct sub {
      * not delivered; the owner streams stored ones after cursor. */
     uint64_t cursor;
     int replaying;
+    /* The owner takes Server-Sent Events (sse_event.h), not WebSocket
+     * frames: fan-out and replay encode for it accordingly. */
+    int sse;
     /* Offsets up to this one reached the subscriber otherwise (they were
      * older than its subscription, or replayed): live delivery skips
      * them, so that nothing arrives twice. */
     uint64_t live_from;
     struct sub *replay_next;
-    /* The owner takes Server-Sent Events (sse_event.h), not WebSocket
-     * frames: fan-out and replay encode for it accordingly. */
-    int sse;
 } sub;
 
 struct topic {
