@@ -255,6 +255,20 @@ def test_gap_when_history_was_trimmed(make_broker):
         s.close()
 
 
+def test_longest_topic_with_gap(broker):
+    topic = "t" * 200
+    epoch = publish(broker, topic, 1)["epoch"]
+    s = SSE(broker.port, topic, query="since=" + "f" * 32 + ":5")
+    try:
+        sub = subscribed(s)
+        assert sub.json() == {"topic": topic, "epoch": epoch, "offset": 1,
+                              "recovered": False}
+        assert s.next_event().json() == {"epoch": epoch, "offset": 1}
+        check_offsets(messages_upto(s, 1), 1, 1)
+    finally:
+        s.close()
+
+
 def test_history_off(make_broker):
     # threads = 1: with history off a topic's state lives in its loop, as
     # long as something there subscribes to it
