@@ -35,15 +35,33 @@ int config_parse_count(const char *s, uint64_t *out)
     return 0;
 }
 
+/* s as one of the n names: its index in *out. The callers list the names
+ * in the order of their values (0, 1, ...: the enums of config.h). */
+static int parse_name(const char *s, const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+_Static_assert(LOG_ERROR == 0 && LOG_DEBUG == 3 && LOG_FORMAT_TEXT == 0 &&
+                   LOG_FORMAT_JSON == 1 && DURABILITY_NORMAL == 0 &&
+                   DURABILITY_FULL == 1 && ENGINE_SQLITE == 0 &&
+                   ENGINE_REDIS == 1,
+               "the parsers' names are listed in the order of these values");
+
+#define PARSE_NAME(s, out, names) \
+    parse_name(s, names, (int)(sizeof names / sizeof names[0]), out)
+
 int config_parse_bool(const char *s, int *out)
 {
-    if (strcmp(s, "on") == 0)
-        *out = 1;
-    else if (strcmp(s, "off") == 0)
-        *out = 0;
-    else
-        return -1;
-    return 0;
+    static const char *const names[] = {"off", "on"};
+
+    return PARSE_NAME(s, out, names);
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -112,46 +130,28 @@ int config_parse_log_level(const char *s, int *out)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
 
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = LOG_ERROR + i;
-            return 0;
-        }
-    }
-    return -1;
+    return PARSE_NAME(s, out, names);
 }
 
 int config_parse_engine(const char *s, int *out)
 {
-    if (strcmp(s, "sqlite") == 0)
-        *out = ENGINE_SQLITE;
-    else if (strcmp(s, "redis") == 0)
-        *out = ENGINE_REDIS;
-    else
-        return -1;
-    return 0;
+    static const char *const names[] = {"sqlite", "redis"};
+
+    return PARSE_NAME(s, out, names);
 }
 
 int config_parse_log_format(const char *s, int *out)
 {
-    if (strcmp(s, "text") == 0)
-        *out = LOG_FORMAT_TEXT;
-    else if (strcmp(s, "json") == 0)
-        *out = LOG_FORMAT_JSON;
-    else
-        return -1;
-    return 0;
+    static const char *const names[] = {"text", "json"};
+
+    return PARSE_NAME(s, out, names);
 }
 
 int config_parse_durability(const char *s, int *out)
 {
-    if (strcmp(s, "normal") == 0)
-        *out = DURABILITY_NORMAL;
-    else if (strcmp(s, "full") == 0)
-        *out = DURABILITY_FULL;
-    else
-        return -1;
-    return 0;
+    static const char *const names[] = {"normal", "full"};
+
+    return PARSE_NAME(s, out, names);
 }
 
 /* A host name or IPv4 address: letters, digits, '.', '-', '_'. */
