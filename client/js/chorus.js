@@ -440,8 +440,11 @@ export class Chorus {
       const url = sseUrl(httpBase(this.url), topic, null, this._token);
       const r = await probeStatus(this._fetch, url, this._opt.timeout);
       if (r?.status === 200) return { sse: true };
-      if (r) return { answer: `${r.status}${r.message ? ` ${r.message}` : ''}` };
-      // Unreachable, or a cross-origin answer we may not read: as below.
+      if (r?.status === 401 || r?.status === 403) {
+        return { answer: `${r.status}${r.message ? ` ${r.message}` : ''}` };
+      }
+      // Unreachable, a broker without /sse, or a cross-origin answer we may
+      // not read: as in 'websocket' mode.
     }
     return (await this._probe()) ? {} : null;
   }

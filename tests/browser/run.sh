@@ -52,4 +52,4 @@ case "${1:-all}" in
 esac
 # EventSource is still behind a flag in Node 24: tests/js inject it into
 # the client's SSE transport, as a browser would provide it.
-exec "$node" --experimental-eventsource --test --test-reporter=spec "${files[@]}"
+exec "$node" --experimental-eventsource --disable-warning=ExperimentalWarning --test --test-reporter=spec "${files[@]}"
