@@ -107,6 +107,7 @@ export class SseTransport {
     if (this.streams.has(topic)) return;
     const s = {
       topic, t, es: null, open: false, down, failures: 0, retry: null, stable: null, since: null, reported: false,
+      gapFollows: false, closeInfo: null,
     };
     this.streams.set(topic, s);
     this._open(s);
@@ -160,6 +161,7 @@ export class SseTransport {
     });
     es.addEventListener('subscribed', mine((ev) => this._onSubscribed(s, parse(ev))));
     es.addEventListener('gap', mine((ev) => this._onGap(s, parse(ev))));
+    es.addEventListener('close', mine((ev) => this._onClose(s, parse(ev))));
     es.addEventListener('message', mine((ev) => {
       const m = parse(ev);
       if (!m) return;
@@ -169,11 +171,15 @@ export class SseTransport {
     es.onerror = mine(() => this._lost(s, url));
   }
 
+  /** `subscribed` opens every stream, as the /ws reply does a subscribe;
+   *  another one on a stream already going says that the topic's epoch
+   *  changed under it (recovered: false). Each recovered: false is
+   *  followed by a `gap` that repeats it (see _onGap). */
   _onSubscribed(s, d) {
-    if (!d || typeof d.epoch !== 'string') return;
+    if (!d || typeof d.epoch !== 'string' || !Number.isInteger(d.offset)) return;
     const t = s.t;
+    s.gapFollows = d.recovered === false;
     if (t.acked) {
-      // A second one on a live stream: the epoch changed under it.
       if (d.epoch !== t.epoch) this.core._onEpochChanged({ topic: s.topic, epoch: d.epoch, offset: d.offset });
       return;
     }
@@ -181,14 +187,35 @@ export class SseTransport {
     this.core._onSubscribed(s.topic, t, s.since, { epoch: d.epoch, offset: d.offset, recovered });
   }
 
-  /** `gap`: the resume could not be honoured (recovered: false), or, on a
-   *  stream already going, the topic's epoch changed under it. */
+  /** `gap` comes right after a `subscribed` with recovered: false, which
+   *  was reported already: the gap event is the client's from that one.
+   *  One without it is taken for what it says on its own. */
   _onGap(s, d) {
-    if (!d || typeof d.epoch !== 'string') return;
+    if (!d || typeof d.epoch !== 'string' || !Number.isInteger(d.offset)) return;
     const t = s.t;
-    if (t.acked) return this.core._onEpochChanged({ topic: s.topic, epoch: d.epoch, offset: d.offset });
+    if (s.gapFollows) {
+      s.gapFollows = false;
+      return;
+    }
+    if (t.acked) {
+      if (d.epoch !== t.epoch) this.core._onEpochChanged({ topic: s.topic, epoch: d.epoch, offset: d.offset });
+      return;
+    }
     const since = s.since || { epoch: t.epoch, offset: t.offset };
     this.core._onSubscribed(s.topic, t, since, { epoch: d.epoch, offset: d.offset, recovered: false });
+  }
+
+  /** `close`, the broker's last event on a stream: the /ws close code.
+   *  1008 (a token that expired during the session) stops the client as
+   *  over WebSocket; the others (1001, 1011, 1013) are reconnects, and the
+   *  code is passed on in the `state` info. */
+  _onClose(s, d) {
+    if (!d || !Number.isInteger(d.code)) return;
+    s.closeInfo = { code: d.code, reason: typeof d.reason === 'string' ? d.reason : '' };
+    if (d.code === 1008) {
+      this._close(s);
+      this.core._policyClose(d.code, s.closeInfo.reason);
+    }
   }
 
   /** The stream failed or dropped. EventSource hides the HTTP status of a
@@ -206,7 +233,9 @@ export class SseTransport {
     }
     const delay = this.core._delay(s.failures);
     s.retry = setTimeout(() => this._open(s), delay);
-    this.core._sseChanged({ attempt: s.failures, retryIn: delay, topic: s.topic });
+    const closed = s.closeInfo || {};
+    s.closeInfo = null;
+    this.core._sseChanged({ ...closed, attempt: s.failures, retryIn: delay, topic: s.topic });
   }
 
   /** A refused stream: true when handled for good (fatal, or topic dropped). */

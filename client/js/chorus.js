@@ -386,13 +386,7 @@ export class Chorus {
     this._afterDisconnect();
     if (this._stopped) return;
     const info = { code, reason };
-    if (code === 1008) {
-      const expired = this._expired();
-      return this._fatal(new ChorusError(expired ? 'token_expired' : 'policy',
-        expired ? 'chorus: the token has expired' :
-          `chorus: closed by the broker's policy (1008${reason ? ': ' + reason : ''})`,
-        { closeCode: code, reason }), info);
-    }
+    if (code === 1008) return this._policyClose(code, reason);
     this._failures++;
     if (!opened) {
       this._handshakeFails++;
@@ -447,6 +441,17 @@ export class Chorus {
       // not read: as in 'websocket' mode.
     }
     return (await this._probe()) ? {} : null;
+  }
+
+  /** Close 1008 (over WebSocket, or an SSE stream's `close` event): the
+   *  broker's policy, e.g. a token that expired during the session.
+   *  Retrying with the same token cannot help: stop and report. */
+  _policyClose(code, reason) {
+    const expired = this._expired();
+    return this._fatal(new ChorusError(expired ? 'token_expired' : 'policy',
+      expired ? 'chorus: the token has expired' :
+        `chorus: closed by the broker's policy (1008${reason ? ': ' + reason : ''})`,
+      { closeCode: code, reason }), { code, reason });
   }
 
   _expired() {

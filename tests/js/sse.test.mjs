@@ -159,6 +159,9 @@ test('SSE: broker killed with kill -9 and restarted: resumed, every offset once'
 test('SSE: a foreign epoch or trimmed history gives gap, then what the broker has', async () => {
   const b = await broker({ history_size: 3 });
   await cliPub(b.url, 'sse.gap', ['a', 'b', 'c', 'd', 'e']);
+  // The trim runs on a one-second timer.
+  await waitFor(async () => (await b.history('sse.gap')).messages.map((m) => m.offset).join() === '3,4,5',
+    { what: 'history trimmed to 3,4,5' });
   const c = client(b.url, { transport: 'sse' });
   const foreign = [];
   c.subscribe('sse.gap', (d, m) => foreign.push([d, m.offset]),
