@@ -168,6 +168,7 @@ test('SSE: a foreign epoch or trimmed history gives gap, then what the broker ha
     { since: { epoch: '0123456789abcdef0123456789abcdef', offset: 2 } });
   await waitFor(() => foreign.length === 3, { what: 'retained messages' });
   assert.deepEqual(foreign, [['c', 3], ['d', 4], ['e', 5]]);
+  assert.equal(eventsOf(c, 'gap').length, 1, 'one gap event per lost resume');
   const [[gap]] = eventsOf(c, 'gap');
   assert.equal(gap.topic, 'sse.gap');
   assert.equal(gap.previousEpoch, '0123456789abcdef0123456789abcdef');
@@ -179,6 +180,7 @@ test('SSE: a foreign epoch or trimmed history gives gap, then what the broker ha
   const trimmed = collect(d, 'sse.gap', { since: { epoch, offset: 1 } });
   await waitFor(() => trimmed.length === 3, { what: 'what is left' });
   assert.deepEqual(offsetsOf(trimmed), [3, 4, 5]);
+  assert.equal(eventsOf(d, 'gap').length, 1);
   const [[g2]] = eventsOf(d, 'gap');
   assert.deepEqual([g2.epoch, g2.previousEpoch, g2.since, g2.offset], [epoch, epoch, 1, 5]);
   assert.deepEqual(eventsOf(d, 'replayed').map(([r]) => r), [{ topic: 'sse.gap', count: 3, recovered: false }]);
@@ -269,6 +271,9 @@ test("'websocket' never falls back; 'auto' moves back to WebSocket when it works
   assert.equal(c.state, 'open');
 });
 
+const event = (res, name, id, o) =>
+  res.write(`${id ? `id: ${id}\n` : ''}event: ${name}\ndata: ${JSON.stringify(o)}\n\n`);
+
 /** A scripted SSE broker: GET /sse/TOPIC runs onStream(res, url); anything
  *  else is /healthz. */
 async function scriptedSse(onStream) {
@@ -288,12 +293,15 @@ async function scriptedSse(onStream) {
 test('SSE: an epoch change under a live stream is a gap, then the new epoch', async () => {
   const A = 'a'.repeat(32), B = 'b'.repeat(32);
   const s = await scriptedSse((res, url) => {
-    const ev = (name, id, o) => res.write(`${id ? `id: ${id}\n` : ''}event: ${name}\ndata: ${JSON.stringify(o)}\n\n`);
     assert.equal(url.searchParams.get('since'), null);
-    ev('subscribed', null, { epoch: A, offset: 2 });
+    res.write('retry: 1500\n\n');
+    event(res, 'subscribed', `${A}:2`, { topic: 'e', epoch: A, offset: 2, recovered: true });
+    const ev = (name, id, o) => event(res, name, id, o);
     ev('message', `${A}:3`, { topic: 'e', offset: 3, ts: 1, data: 'a3' });
     res.write(': ping\n\n');
-    // Redis restarted: a new epoch, its retained messages, then live.
+    // Redis restarted: as PROTOCOL.md says, subscribed for the new epoch
+    // (recovered: false), gap, its retained messages, then live.
+    ev('subscribed', `${B}:0`, { topic: 'e', epoch: B, offset: 2, recovered: false });
     ev('gap', null, { epoch: B, offset: 2 });
     ev('message', `${B}:1`, { topic: 'e', offset: 1, ts: 2, data: 'b1' });
     ev('message', `${B}:2`, { topic: 'e', offset: 2, ts: 3, data: 'b2' });
@@ -308,4 +316,37 @@ test('SSE: an epoch change under a live stream is a gap, then the new epoch', as
   assert.equal(gaps.length, 1);
   assert.deepEqual([gaps[0].previousEpoch, gaps[0].epoch], [A, B]);
   assert.deepEqual(c.position('e'), { epoch: B, offset: 3 });
+});
+
+test("SSE: the broker's close event: 1013 resumes from the position, 1008 stops", async () => {
+  const A = 'c'.repeat(32);
+  const searches = [];
+  const s = await scriptedSse((res, url) => {
+    searches.push(url.search);
+    if (searches.length === 1) {
+      event(res, 'subscribed', `${A}:0`, { topic: 'c', epoch: A, offset: 0, recovered: true });
+      event(res, 'message', `${A}:1`, { topic: 'c', offset: 1, ts: 1, data: 'm1' });
+      event(res, 'close', null, { code: 1013, reason: 'slow consumer' });
+    } else {
+      event(res, 'subscribed', `${A}:1`, { topic: 'c', epoch: A, offset: 2, recovered: true });
+      event(res, 'message', `${A}:1`, { topic: 'c', offset: 1, ts: 1, data: 'm1 again' });
+      event(res, 'message', `${A}:2`, { topic: 'c', offset: 2, ts: 2, data: 'm2' });
+      event(res, 'close', null, { code: 1008, reason: 'token expired' });
+    }
+    res.end();
+  });
+  const c = client(s.url, { transport: 'sse' });
+  const got = collect(c, 'c');
+  await waitFor(() => c.state === 'closed', { what: 'stopped by 1008' });
+  assert.deepEqual(searches, ['', `?since=${A}%3A1`], 'resumed from the last offset handled');
+  assert.deepEqual(got.map((m) => [m.offset, m.data, m.replayed]), [[1, 'm1', false], [2, 'm2', true]]);
+  const lost = eventsOf(c, 'state').find(([st, i]) => st === 'connecting' && i.code === 1013);
+  assert.ok(lost, 'the 1013 close reached the state info');
+  assert.equal(lost[1].reason, 'slow consumer');
+  assert.deepEqual(eventsOf(c, 'replayed').map(([r]) => r), [{ topic: 'c', count: 1, recovered: true }]);
+  const errs = eventsOf(c, 'error').map(([e]) => e);
+  assert.deepEqual(errs.map((e) => e.code), ['policy']);
+  assert.match(errs[0].message, /token expired/);
+  await sleep(300);
+  assert.equal(searches.length, 2, 'not retried after 1008');
 });
