@@ -118,7 +118,7 @@ export class SseTransport {
     if (!s) return;
     this.streams.delete(topic);
     this._close(s);
-    this.core._sseChanged({});
+    if (!this.stopped) this.core._sseChanged({});
   }
 
   _close(s) {
