@@ -1,8 +1,9 @@
 /**
  * chorus.js: the browser client of the Chorus pub/sub broker.
- * An ES module with no dependencies and no build step; it imports its
- * Server-Sent Events transport from ./chorus-sse.js (keep the two files
- * side by side). The broker serves both, at /chorus.js and /chorus-sse.js.
+ * ES modules with no dependencies and no build step: this one (the API,
+ * positions, requests, events) imports its transports from ./chorus-ws.js
+ * and ./chorus-sse.js; keep the three files side by side. The broker
+ * serves them at /chorus.js, /chorus-ws.js and /chorus-sse.js.
  * Full guide: docs/BROWSER.md.
  *
  *   import { Chorus } from '/chorus.js';
@@ -92,25 +93,18 @@
  *   e.g. token expired during the session) is reported and not retried:
  *   the state becomes 'closed' until connect() (with a new token) is called.
  *
- * Transports
- *   'websocket': one WebSocket to url, as above. 'sse': one EventSource per
- *   subscribed topic on GET /sse/{topic} (resumed with ?since=E:O from the
- *   client's position, token as ?token=), publishes by POST
- *   /api/publish/{topic} (token as Bearer), ping() by GET /healthz; the
- *   HTTP base is url with ws(s) made http(s) and its trailing /ws dropped.
- *   State is 'open' while every topic's stream is open. 'auto': after
- *   `refusedAfter` (3) failed WebSocket handshakes in a row, the client
- *   asks GET /sse/{a subscribed topic} (or /healthz without topics) with
- *   fetch: if the broker accepts it, the path to the broker breaks
- *   WebSocket and the client moves to SSE ('transport' event); if it
- *   refuses it (401/403), it reports 'handshake_refused' with the broker's
- *   reason and stays on WebSocket. On SSE it tries one WebSocket handshake
- *   every upgradeInterval and moves back when one opens. Positions are the
- *   client's, so a move in either direction resumes every topic from the
- *   last offset handled: nothing lost, nothing twice.
+ * Transports (docs/BROWSER.md has the details and the differences)
+ *   'sse': one EventSource per subscribed topic on GET /sse/{topic},
+ *   publishes by POST /api/publish/{topic}. 'auto': after 3 failed
+ *   WebSocket handshakes in a row, GET /sse/{a subscribed topic} (or
+ *   /healthz) with fetch decides: 200 moves the client to SSE, 401/403 is
+ *   'handshake_refused'. On SSE, one WebSocket handshake every
+ *   upgradeInterval; the client moves back when one opens. Positions are
+ *   the client's, so a move either way loses nothing and repeats nothing.
  */
 
-import { SseTransport, httpBase, sseUrl, probeStatus } from './chorus-sse.js';
+import { SseTransport } from './chorus-sse.js';
+import { WsTransport } from './chorus-ws.js';
 
 const DEFAULTS = {
   timeout: 10000,
@@ -166,21 +160,15 @@ export class Chorus {
     this._topics = new Map();
     this._pending = new Map(); // request id -> {frame, sent, resolve, reject, timer}
     this._nextId = 1;
-    this._ws = null;
+    this._wsT = new WsTransport(this);
     this._sse = null;        // the SseTransport while on SSE
     this._transport = this._mode === 'sse' ? 'sse' : 'websocket';
     this._upgradeTimer = null;
     this._upgradeWs = null;  // a WebSocket tried while on SSE
-    this._probing = false;
     this._state = 'closed';
     this._stopped = true;    // true after close() or a fatal error
     this._failures = 0;      // connection attempts in a row that failed
-    this._handshakeFails = 0; // ... of which never reached 'open'
-    this._refusedReported = false;
     this._retryTimer = null;
-    this._pingTimer = null;
-    this._stableTimer = null;
-    this._lastRx = 0;
 
     const p = options.persist;
     this._storage = p ? options.storage || globalThis.localStorage : null;
@@ -231,8 +219,7 @@ export class Chorus {
     this._stopped = false;
     this._listenWindow(true);
     this._failures = 0;
-    this._handshakeFails = 0;
-    this._refusedReported = false;
+    this._wsT.reset();
     // A new start tries the configured transport first again.
     const first = this._mode === 'sse' ? 'sse' : 'websocket';
     if (this._transport !== first) {
@@ -256,7 +243,7 @@ export class Chorus {
     if (this._stopped) return this.connect();
     this._failures = 0;
     if (this._sse) return this._sse.restart();
-    this._drop();
+    this._wsT.drop();
     clearTimeout(this._retryTimer);
     this._open();
   }
@@ -272,7 +259,7 @@ export class Chorus {
   }
 
   _stopTransports(code, reason) {
-    this._drop(code, reason);
+    this._wsT.drop(code, reason);
     this._sse?.stop();
     this._sse = null;
     clearTimeout(this._upgradeTimer);
@@ -300,69 +287,14 @@ export class Chorus {
 
   _error(code, message, extra) { return new ChorusError(code, message, extra); }
 
-  _wsUrl(token) {
-    if (!token) return this.url;
-    return `${this.url}${this.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
-  }
-
-  async _open() {
+  _open() {
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
     this._setState('connecting', { attempt: this._failures });
-    if (this._transport === 'sse') {
-      if (this._sse) return this._sse.restart();
-      this._sse = new SseTransport(this);
-      return this._sse.start();
-    }
-    const tk = await this._tokenNow();
-    if (!tk || this._stopped || this._ws || this._transport !== 'websocket') return;
-    let ws;
-    try {
-      ws = new this._WS(this._wsUrl(tk.token));
-    } catch (e) {
-      return this._fatal(new ChorusError('bad_url', `chorus: cannot open ${this.url}: ${e.message}`));
-    }
-    this._ws = ws;
-    this._wire(ws, false);
-  }
-
-  _wire(ws, opened) {
-    ws.onopen = () => {
-      opened = true;
-      this._onWsOpen();
-    };
-    ws.onmessage = (ev) => {
-      this._lastRx = Date.now();
-      this._onFrame(typeof ev.data === 'string' ? ev.data : String(ev.data));
-    };
-    ws.onerror = () => {}; // onclose follows and carries the code
-    ws.onclose = (ev) => { if (this._ws === ws) this._lost(opened, ev.code, ev.reason); };
-  }
-
-  _onWsOpen() {
-    this._handshakeFails = 0;
-    this._refusedReported = false;
-    this._lastRx = Date.now();
-    // Only a connection that stays up resets the backoff, so a broker that
-    // accepts and drops at once is not hammered.
-    this._stableTimer = setTimeout(() => { this._failures = 0; }, 2000);
-    this._setState('open');
-    this._emit('open');
-    for (const [topic, t] of this._topics) this._sendSubscribe(topic, t);
-    for (const [, r] of this._pending) if (!r.sent) this._sendReq(r);
-    this._armPing();
-  }
-
-  /** Detaches and closes the current socket without triggering _lost. */
-  _drop(code = 1000, reason = '') {
-    clearTimeout(this._pingTimer);
-    clearTimeout(this._stableTimer);
-    const ws = this._ws;
-    this._ws = null;
-    if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    try { ws.close(code, reason); } catch { /* already closing */ }
-    this._afterDisconnect();
+    if (this._transport === 'websocket') return this._wsT.open();
+    if (this._sse) return this._sse.restart();
+    this._sse = new SseTransport(this);
+    return this._sse.start();
   }
 
   _afterDisconnect() {
@@ -379,70 +311,6 @@ export class Chorus {
     for (const t of this._topics.values()) { t.acked = false; this._endReplay(t, null); }
   }
 
-  _lost(opened, code, reason) {
-    this._ws = null;
-    clearTimeout(this._pingTimer);
-    clearTimeout(this._stableTimer);
-    this._afterDisconnect();
-    if (this._stopped) return;
-    const info = { code, reason };
-    if (code === 1008) return this._policyClose(code, reason);
-    this._failures++;
-    if (!opened) {
-      this._handshakeFails++;
-      // A browser hides the handshake's HTTP status; an expired token is the
-      // one cause we can tell from here, and retrying cannot fix it.
-      if (this._expired()) {
-        return this._fatal(new ChorusError('token_expired',
-          'chorus: the token has expired; the broker refused the connection',
-          { closeCode: code }), info);
-      }
-      if (this._handshakeFails >= this._opt.refusedAfter) this._askWhyRefused();
-    }
-    this._schedule(info);
-  }
-
-  /** After refusedAfter failed handshakes: is the broker down, refusing
-   *  us, or reachable only without WebSocket? One question at a time, on
-   *  each failure until it is answered. */
-  _askWhyRefused() {
-    if (this._refusedReported || this._probing) return;
-    this._probing = true;
-    this._whyRefused().then((why) => {
-      this._probing = false;
-      if (!why || this._stopped || this._state === 'open' || this._transport !== 'websocket') return;
-      if (why.sse) {
-        return this._useSse(`${this._handshakeFails} WebSocket handshakes failed ` +
-          'while the broker answers over HTTP');
-      }
-      this._refusedReported = true;
-      this._failures = Math.max(this._failures, 64); // stay at max delay
-      this._emit('error', new ChorusError('handshake_refused',
-        'chorus: the broker is up but refuses the WebSocket handshake ' +
-        (why.answer ? `(its HTTP answer: ${why.answer})` :
-          '(bad or expired token, origin not allowed, or a connection limit)')));
-    });
-  }
-
-  /** null when the broker seems down; {sse: true} when 'auto' should move
-   *  to SSE (the broker accepts this client's stream over plain HTTP);
-   *  else {answer} of the broker's refusal, when it could be read. */
-  async _whyRefused() {
-    if (this._mode === 'auto') {
-      const topic = this._topics.keys().next().value;
-      if (topic === undefined) return (await this._probe()) ? { sse: true } : null;
-      const url = sseUrl(httpBase(this.url), topic, null, this._token);
-      const r = await probeStatus(this._fetch, url, this._opt.timeout);
-      if (r?.status === 200) return { sse: true };
-      if (r?.status === 401 || r?.status === 403) {
-        return { answer: `${r.status}${r.message ? ` ${r.message}` : ''}` };
-      }
-      // Unreachable, a broker without /sse, or a cross-origin answer we may
-      // not read: as in 'websocket' mode.
-    }
-    return (await this._probe()) ? {} : null;
-  }
-
   /** Close 1008 (over WebSocket, or an SSE stream's `close` event): the
    *  broker's policy, e.g. a token that expired during the session.
    *  Retrying with the same token cannot help: stop and report. */
@@ -457,24 +325,6 @@ export class Chorus {
   _expired() {
     const exp = this._token ? tokenExpiry(this._token) : 0;
     return exp > 0 && exp <= Date.now();
-  }
-
-  /** true when GET /healthz of the broker answers at all. */
-  async _probe() {
-    if (!this._fetch) return false;
-    const u = new URL(this.url);
-    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
-    u.pathname = '/healthz';
-    u.search = '';
-    try {
-      // no-cors: a cross-origin page cannot read the answer, but an opaque
-      // response still proves the broker is reachable.
-      const init = typeof window !== 'undefined' ? { mode: 'no-cors', cache: 'no-store' } : {};
-      await this._fetch(u.href, init);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   /** Backoff delay after `failures` attempts in a row: exponential from
@@ -500,16 +350,17 @@ export class Chorus {
     this._setState('closed', { ...info, error: err });
   }
 
-  // ---- SSE fallback ----------------------------------------------------
+  // ---- moving between transports ('auto') -----------------------------
 
-  /** 'auto' leaves WebSocket for SSE. Positions stay in _topics, so the
-   *  streams resume each topic from the last offset handled. */
+  /** WebSocket keeps failing while the broker accepts us over HTTP (see
+   *  WsTransport._whyRefused). Positions stay in _topics, so the streams
+   *  resume each topic from the last offset handled. */
   _useSse(reason) {
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
-    this._drop();
+    this._wsT.drop();
     this._failures = 0;
-    this._handshakeFails = 0;
+    this._wsT.reset();
     this._transport = 'sse';
     this._emit('transport', 'sse', { reason });
     this._armUpgrade();
@@ -545,7 +396,7 @@ export class Chorus {
     if (!tk || this._stopped || this._transport !== 'sse' || this._upgradeWs) return;
     let ws;
     try {
-      ws = new this._WS(this._wsUrl(tk.token));
+      ws = new this._WS(this._wsT.url(tk.token));
     } catch {
       return this._armUpgrade();
     }
@@ -563,27 +414,8 @@ export class Chorus {
       this._sse = null;
       this._transport = 'websocket';
       this._emit('transport', 'websocket', { reason: 'a WebSocket handshake succeeded' });
-      this._ws = ws;
-      this._wire(ws, true);
-      this._onWsOpen();
+      this._wsT.adopt(ws);
     };
-  }
-
-  _armPing() {
-    clearTimeout(this._pingTimer);
-    const every = this._opt.pingInterval;
-    if (!every) return;
-    this._pingTimer = setTimeout(() => {
-      if (!this._ws || this._state !== 'open') return;
-      if (Date.now() - this._lastRx < every) return this._armPing();
-      // A half-open TCP connection never closes by itself: no pong, retry.
-      this.ping().then(() => this._armPing(), (e) => {
-        if (e.code === 'timeout' && this._ws) {
-          this._drop(4000, 'ping timeout');
-          this._lost(true, 1006, 'ping timeout');
-        }
-      });
-    }, every);
   }
 
   // ---- requests --------------------------------------------------------
@@ -599,11 +431,11 @@ export class Chorus {
         this._settle(id, new ChorusError('timeout',
           `chorus: ${kind}${topic ? ` to "${topic}"` : ''} timed out after ${this._opt.timeout} ms` +
           (r.sent ? '' : ' (not connected)'), { topic }));
-        if (kind === 'subscribe' && this._ws && this._state === 'open') this.reconnect();
+        if (kind === 'subscribe' && this._wsT.ws && this._state === 'open') this.reconnect();
       }, this._opt.timeout);
       this._pending.set(id, r);
       if (this._state === 'open') this._sendReq(r);
-      else if (this._stopped && !this._ws) {
+      else if (this._stopped) {
         this._settle(id, new ChorusError('closed', 'chorus: client is closed; call connect()'));
       }
     });
@@ -616,7 +448,7 @@ export class Chorus {
       return this._settle(r.id, null, null); // streams carry subscriptions
     }
     r.sent = true;
-    this._ws.send(JSON.stringify(r.frame));
+    this._wsT.send(r.frame);
   }
 
   _settle(id, err, value) {
@@ -775,31 +607,6 @@ export class Chorus {
     }
     if (t.replay && m.offset >= t.replay.end) this._endReplay(t, m.topic);
     this._save(m.topic, t);
-  }
-
-  _onFrame(text) {
-    let m;
-    try { m = JSON.parse(text); } catch { return; }
-    if (!m || typeof m !== 'object') return;
-    switch (m.op) {
-      case 'message': return this._onMessage(m);
-      case 'subscribed': {
-        if (m.id === undefined) return this._onEpochChanged(m);
-        const r = this._pending.get(m.id);
-        if (r?.onReply) r.onReply(m);
-        return this._settle(m.id, null, m);
-      }
-      case 'published': return this._settle(m.id, null, m.offset);
-      case 'unsubscribed': case 'pong': return this._settle(m.id, null, m);
-      case 'error': {
-        const r = this._pending.get(m.id);
-        const err = new ChorusError(m.code || 'error',
-          `chorus: ${m.message || m.code}${r?.topic ? ` (topic "${r.topic}")` : ''}`, { topic: r?.topic });
-        if (r) this._settle(m.id, err); else this._emit('error', err);
-        return;
-      }
-      default: return;
-    }
   }
 
   // ---- persistence -----------------------------------------------------

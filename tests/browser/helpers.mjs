@@ -15,8 +15,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 export const CHORUSD = process.env.CHORUSD || join(repo, 'build/chorusd');
 export const CHORUS_CLI = process.env.CHORUS_CLI || join(repo, 'build/chorus');
-export const CLIENT_JS = join(repo, 'client/js/chorus.js');
-export const CLIENT_SSE_JS = join(repo, 'client/js/chorus-sse.js');
+export const CLIENT_DIR = join(repo, 'client/js');
+export const CLIENT_JS = join(CLIENT_DIR, 'chorus.js');
 const TMP = process.env.CHORUS_TMP || tmpdir();
 export const ARTIFACTS = process.env.CHORUS_ARTIFACTS || join(TMP, 'artifacts');
 
