@@ -185,7 +185,8 @@ function tunnel(t, req, sock, head) {
  *  upgrade headers and the broker's plain HTTP answer comes back, so the
  *  browser's handshake fails (while `allowWebSocket` is unset; set, it
  *  passes upgrades through). `refuse = STATUS` answers every plain request
- *  with it instead. Counts what it saw; close() stops it. */
+ *  with it instead; dropWebSockets() cuts the upgraded connections. Counts
+ *  what it saw; close() stops it. */
 export async function noWebSocketProxy(target) {
   const t = new URL(target);
   const proxy = { requests: 0, upgrades: 0, paths: [], allowWebSocket: false, refuse: 0 };
@@ -240,6 +241,7 @@ export async function noWebSocketProxy(target) {
   proxy.port = server.address().port;
   proxy.http = `http://127.0.0.1:${proxy.port}`;
   proxy.url = `ws://127.0.0.1:${proxy.port}/ws`;
+  proxy.dropWebSockets = () => { for (const sock of upgraded) sock.destroy(); };
   proxy.close = () => new Promise((r) => {
     for (const sock of upgraded) sock.destroy();
     server.closeAllConnections();

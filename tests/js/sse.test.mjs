@@ -237,38 +237,54 @@ test("'auto' does not fall back when the broker refuses this client over HTTP to
   assert.deepEqual(eventsOf(c, 'transport'), []);
 });
 
-test("'websocket' never falls back; 'auto' moves back to WebSocket when it works again", async () => {
-  const topic = 'sse.upgrade';
+test("'websocket' never falls back, even where 'auto' would", async () => {
   const b = await broker();
   const p = await proxyTo(b);
   const w = client(p.url, { transport: 'websocket', backoff: { min: 50, max: 200 } });
-  collect(w, topic);
+  collect(w, 'sse.never');
   await waitFor(() => eventsOf(w, 'error').some(([e]) => e.code === 'handshake_refused'),
     { what: 'handshake_refused in websocket mode' });
   assert.equal(w.transport, 'websocket');
-  w.close();
+  assert.deepEqual(eventsOf(w, 'transport'), []);
+  assert.ok(!p.paths.some((x) => x.startsWith('GET /sse/')), 'no stream asked for');
+});
 
+test("'auto' moves WebSocket -> SSE -> WebSocket while publishes go on: every offset once", async () => {
+  const topic = 'sse.moves';
+  const b = await broker();
+  const p = await proxyTo(b);
+  p.allowWebSocket = true;
   const c = client(p.url, { upgradeInterval: 300 });
   const got = collect(c, topic);
-  await waitFor(() => c.transport === 'sse', { what: 'fallback' });
+  await got.unsub.ready;
+  assert.equal(c.transport, 'websocket');
   let running = true;
   let n = 0;
   const publisher = (async () => {
     while (running) { await cliPub(b.url, topic, n++); await sleep(20); }
   })();
-  await waitFor(() => got.length >= 5, { what: 'messages over SSE' });
+  const more = async (k, what) => {
+    const at = got.length;
+    await waitFor(() => got.length >= at + k, { what });
+  };
+  await more(5, 'messages over WebSocket');
+  // The path starts breaking WebSocket: the socket drops, handshakes fail.
+  p.allowWebSocket = false;
+  p.dropWebSockets();
+  await waitFor(() => c.transport === 'sse', { what: 'fallback to SSE' });
+  await more(5, 'messages over SSE');
   p.allowWebSocket = true;
   await waitFor(() => c.transport === 'websocket', { what: 'back on WebSocket' });
-  const at = got.length;
-  await waitFor(() => got.length >= at + 5, { what: 'messages over WebSocket' });
+  await more(5, 'messages over WebSocket again');
   running = false;
   await publisher;
   const { offset: newest } = await b.history(topic);
   await waitFor(() => got.length >= newest, { what: `all ${newest}` });
   await sleep(200);
-  assertExactlyOnce(got, newest, 'across SSE -> WebSocket');
+  assertExactlyOnce(got, newest, 'across both moves');
   assert.deepEqual(eventsOf(c, 'transport').map(([t]) => t), ['sse', 'websocket']);
   assert.equal(c.state, 'open');
+  assert.deepEqual(eventsOf(c, 'error'), []);
 });
 
 const event = (res, name, id, o) =>
