@@ -37,10 +37,10 @@ static void send_retry(conn *c)
     char text[64];
 
     x ^= x >> 29;
-    send_text(c, text,
-              snprintf(text, sizeof text, "retry: %llu\n\n",
-                       (unsigned long long)(RETRY_BASE_MS +
-                                            x % RETRY_JITTER_MS)));
+    send_text(
+        c, text,
+        snprintf(text, sizeof text, "retry: %llu\n\n",
+                 (unsigned long long)(RETRY_BASE_MS + x % RETRY_JITTER_MS)));
 }
 
 /* `subscribed`, whose id is the position the stream delivers after (so
@@ -166,7 +166,8 @@ static size_t end_event(conn *c, uint16_t code, const char *reason, char *out,
 {
     json_t *r = json_string(reason ? reason : "");
     char *quoted = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
-    int n = snprintf(out, cap, "event: close\ndata: {\"code\":%u,\"reason\":%s}\n\n",
+    int n = snprintf(out, cap,
+                     "event: close\ndata: {\"code\":%u,\"reason\":%s}\n\n",
                      code, quoted ? quoted : "\"\"");
 
     (void)c;

@@ -6,9 +6,7 @@ line breaks, auth (Bearer, ?token= never logged, 401, 403, Origin),
 malformed positions (400), the slow consumer ended and resuming, the
 `: ping` comments, the TLS listener and the connection limits."""
 import json
-import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -16,9 +14,11 @@ import urllib.parse
 
 import pytest
 
-from conftest import http_request
-from chorus_helpers import WAIT, make_jwt, metrics_values
-from sse_helpers import SSE, messages_upto, offset_of
+from conftest import free_port, http_request
+from chorus_helpers import WAIT, RawWS, make_jwt, metrics_values, \
+    publish_frames
+from sse_helpers import SSE, messages_upto
+from test_tls import make_cert
 
 SECRET = "s" * 32
 
@@ -255,6 +255,33 @@ def test_gap_when_history_was_trimmed(make_broker):
         s.close()
 
 
+def test_history_off(make_broker):
+    # threads = 1: with history off a topic's state lives in its loop, as
+    # long as something there subscribes to it
+    b = make_broker(history="off", threads=1)
+    live = SSE(b.port, "mem")
+    s = up = None
+    try:
+        epoch = subscribed(live).json()["epoch"]
+        for i in range(3):
+            publish(b, "mem", i)
+        check_offsets(messages_upto(live, 3), 1, 3)
+        # nothing is stored: only an up-to-date position recovers
+        s = SSE(b.port, "mem", headers={"Last-Event-ID": f"{epoch}:1"})
+        up = SSE(b.port, "mem", headers={"Last-Event-ID": f"{epoch}:3"})
+        sub = subscribed(s)
+        assert sub.json()["recovered"] is False and sub.id == f"{epoch}:3"
+        assert s.next_event().json() == {"epoch": epoch, "offset": 3}
+        assert subscribed(up).json()["recovered"] is True
+        publish(b, "mem", 3)
+        assert [e.next_event().json()["offset"]
+                for e in (live, s, up)] == [4, 4, 4]
+    finally:
+        for x in (live, s, up):
+            if x:
+                x.close()
+
+
 @pytest.mark.parametrize("where,value", [
     ("header", "nonsense"),
     ("header", "0123456789abcdef0123456789abcdef"),
@@ -294,3 +321,229 @@ def test_bad_topic_and_method(broker):
     assert status == 400
     status, headers, _ = http_request(broker, "POST", "/sse/t", b"{}")
     assert status == 405 and headers["Allow"] == "GET"
+
+
+# --- auth ------------------------------------------------------------------
+
+API_KEY = "k" * 32
+
+
+def token(subscribe=("*",), ttl=3600):
+    return make_jwt({"sub": "alice", "exp": int(time.time()) + ttl,
+                     "subscribe": list(subscribe), "publish": []}, SECRET)
+
+
+def refused(stream, status, code):
+    try:
+        assert stream.status == status, stream.status
+        assert stream.headers["content-type"] == "application/json"
+        body = json.loads(stream.read_body())
+        assert body["error"] == code, body
+        return body["message"]
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_auth_token_in_query_never_logged(make_broker, log_format):
+    b = make_broker(auth_secret=SECRET, api_key=API_KEY,
+                    log_format=log_format, log_level="debug")
+    key = {"Authorization": "Bearer " + API_KEY}
+    tok = token(subscribe=("chat.*",))
+    s = SSE(b.port, "chat.1", query="token=" + tok)
+    try:
+        assert s.status == 200
+        subscribed(s)
+        publish(b, "chat.1", {"hi": 1}, key)
+        assert s.next_event().json()["data"] == {"hi": 1}
+    finally:
+        s.close()
+    s = SSE(b.port, "chat.2", headers={"Authorization": "Bearer " + tok})
+    try:
+        assert s.status == 200
+        subscribed(s)
+    finally:
+        s.close()
+    # refusals of query tokens are logged too, without the token
+    bad = token(subscribe=("chat.*",), ttl=-10)
+    assert "expired" in refused(SSE(b.port, "chat.1", query="token=" + bad),
+                                401, "unauthorized")
+    refused(SSE(b.port, "chat.1", query="token=" + tok[:-3] + "AAA"), 401,
+            "unauthorized")
+    log = b.read_log()
+    assert "/sse" in log  # the streams were logged ...
+    for t in (tok, bad, tok.split(".")[2], bad.split(".")[2]):
+        assert t not in log  # ... never their tokens
+    assert "token=" not in log
+
+
+def test_auth_refusals_401_403(make_broker):
+    b = make_broker(auth_secret=SECRET, api_key=API_KEY,
+                    allowed_origins="https://app.example")
+    assert "token" in refused(SSE(b.port, "t"), 401, "unauthorized")
+    refused(SSE(b.port, "t", headers={"Authorization": "Bearer nope"}), 401,
+            "unauthorized")
+    msg = refused(SSE(b.port, "secret.x",
+                      query="token=" + token(subscribe=("public.*",))),
+                  403, "forbidden")
+    assert "subscribe permission" in msg
+    tok = token()
+    assert "origin" in refused(
+        SSE(b.port, "t", query="token=" + tok,
+            headers={"Origin": "https://evil.example"}), 403, "forbidden")
+    s = SSE(b.port, "t", query="token=" + tok,
+            headers={"Origin": "https://app.example"})
+    try:
+        assert s.status == 200
+        assert s.headers["access-control-allow-origin"] == \
+            "https://app.example"
+        subscribed(s)
+    finally:
+        s.close()
+    # the API key may subscribe too
+    s = SSE(b.port, "t", headers={"Authorization": "Bearer " + API_KEY})
+    try:
+        assert s.status == 200
+    finally:
+        s.close()
+
+
+def test_token_expiry_ends_the_stream(make_broker):
+    b = make_broker(auth_secret=SECRET)
+    s = SSE(b.port, "t", query="token=" + token(ttl=2))
+    try:
+        subscribed(s)
+        ev = s.next_event(timeout=10)
+        assert ev.event == "close", ev
+        assert ev.json() == {"code": 1008, "reason": "token expired"}
+        assert s.next_event() is None
+    finally:
+        s.close()
+
+
+# --- limits, pings, shutdown -----------------------------------------------
+
+def test_slow_consumer_ended_then_resumes(make_broker):
+    b = make_broker(max_outbound_bytes="64k", threads=1)
+    pub = RawWS(b.port)
+    s = SSE(b.port, "slow", rcvbuf=4096)
+    total = 0
+    try:
+        epoch = subscribed(s).json()["epoch"]
+        pad = "x" * 2000
+        for _ in range(40):
+            pub.sock.sendall(publish_frames("slow", range(total + 1,
+                                                          total + 501), pad))
+            for _ in range(500):
+                assert pub.recv_json()["op"] == "published"
+            total += 500
+            if "slow consumer" in b.read_log():
+                break
+        else:
+            raise AssertionError("the stream was never ended")
+        got = []
+        while True:
+            ev = s.next_event(timeout=10)
+            if ev is None:
+                break
+            got.append(ev)
+        assert got[-1].event == "close", got[-3:]
+        assert got[-1].json() == {"code": 1013, "reason": "slow consumer"}
+        msgs = [e for e in got if e.event == "message"]
+        check_offsets(msgs, 1, msgs[-1].json()["offset"])
+        assert s.last_id == f"{epoch}:{msgs[-1].json()['offset']}"
+        assert msgs[-1].json()["offset"] < total
+        last = s.last_id
+        s.close()
+        s = SSE(b.port, "slow", headers={"Last-Event-ID": last})
+        assert subscribed(s).json()["recovered"] is True
+        check_offsets(messages_upto(s, total, timeout=30),
+                      msgs[-1].json()["offset"] + 1, total)
+    finally:
+        pub.close()
+        s.close()
+    assert metrics_values(b)["chorus_slow_consumer_closes_total"] >= 1
+
+
+def test_ping_comments(make_broker):
+    b = make_broker(ping_interval="200ms")
+    s = SSE(b.port, "quiet")
+    try:
+        subscribed(s)
+        with pytest.raises(TimeoutError):
+            s.next_event(timeout=1.1)
+        assert s.comments.count("ping") >= 3, s.comments
+        assert s.comments == ["ping"] * len(s.comments)
+        publish(b, "quiet", 1)
+        assert s.next_event().json()["offset"] == 1  # still open
+    finally:
+        s.close()
+
+
+def test_shutdown_ends_streams_with_close_event(make_broker):
+    b = make_broker()
+    s = SSE(b.port, "t")
+    try:
+        subscribed(s)
+        b.proc.send_signal(signal.SIGTERM)
+        ev = s.next_event(timeout=10)
+        assert ev.event == "close" and ev.json()["code"] == 1001, ev
+        assert s.next_event() is None
+    finally:
+        s.close()
+    assert b.proc.wait(10) == 0
+
+
+def test_max_connections_and_per_ip(make_broker):
+    for conf in ({"max_connections": 2}, {"max_connections_per_ip": 2}):
+        b = make_broker(**conf)
+        time.sleep(0.2)  # the readiness probe's slot frees
+        streams = [SSE(b.port, "t") for _ in range(2)]
+        try:
+            for s in streams:
+                assert s.status == 200
+                subscribed(s)
+            extra = SSE(b.port, "t")
+            try:
+                assert extra.status == 503, extra.status
+            finally:
+                extra.close()
+            publish_ok = False
+            streams[0].close()
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline and not publish_ok:
+                again = SSE(b.port, "t")
+                publish_ok = again.status == 200
+                again.close()
+                time.sleep(0.05)
+            assert publish_ok, "slot never freed"
+            publish(b, "t", 1)
+            assert streams[1].next_event().json()["offset"] >= 1
+        finally:
+            for s in streams:
+                s.close()
+        b.stop()
+
+
+def test_tls_listener(make_broker, workdir):
+    cert, key = make_cert(workdir, "server")
+    port = free_port()
+    b = make_broker(tls_listen=f"127.0.0.1:{port}", tls_cert=cert,
+                    tls_key=key)
+    s = SSE(port, "secure", tls_ca=cert)
+    try:
+        assert s.status == 200
+        assert s.headers["content-type"] == "text/event-stream"
+        epoch = subscribed(s).json()["epoch"]
+        for i in range(3):
+            publish(b, "secure", i)
+        check_offsets(messages_upto(s, 3), 1, 3)
+    finally:
+        s.close()
+    s = SSE(port, "secure", tls_ca=cert,
+            headers={"Last-Event-ID": f"{epoch}:1"})
+    try:
+        assert subscribed(s).json()["recovered"] is True
+        check_offsets(messages_upto(s, 3), 2, 3)
+    finally:
+        s.close()
