@@ -155,9 +155,11 @@ export class WsTransport {
   async _whyRefused() {
     const core = this.core;
     if (core._mode === 'auto') {
+      // Read with CORS: a cross-origin page that cannot read the answer
+      // could not use the streams and HTTP publishes either.
       const topic = core._topics.keys().next().value;
-      if (topic === undefined) return (await this._probe()) ? { sse: true } : null;
-      const url = sseUrl(httpBase(core.url), topic, null, core._token);
+      const base = httpBase(core.url);
+      const url = topic === undefined ? `${base}/healthz` : sseUrl(base, topic, null, core._token);
       const r = await probeStatus(core._fetch, url, core._opt.timeout);
       if (r?.status === 200) return { sse: true };
       if (r?.status === 401 || r?.status === 403) {

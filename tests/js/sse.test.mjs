@@ -131,6 +131,18 @@ test("'auto' behind a proxy that breaks WebSocket moves to SSE after 3 handshake
   assert.equal(p.upgrades, tries, 'upgradeInterval 0: no more WebSocket attempts');
 });
 
+test("'auto' with nothing subscribed decides on /healthz, then publishes over HTTP", async () => {
+  const b = await broker();
+  const p = await proxyTo(b);
+  const c = client(p.url, { upgradeInterval: 0 });
+  const offset = c.publish('auto.nosub', 'only a publish');
+  await waitFor(() => c.transport === 'sse', { what: 'fallback to SSE' });
+  assert.equal(await offset, 1);
+  assert.ok(p.paths.includes('GET /healthz'), 'the check was /healthz');
+  assert.ok(!p.paths.some((x) => x.startsWith('GET /sse/')), 'no stream without a topic');
+  assert.equal(c.state, 'open');
+});
+
 test('SSE: broker killed with kill -9 and restarted: resumed, every offset once', async () => {
   const topic = 'sse.restart';
   const b = await broker();
