@@ -106,3 +106,40 @@ test('WebSocket broken by a proxy: the page falls back to SSE, survives kill -9,
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test("transport 'sse' in the page: a slow-consumer close is resumed from with every offset once", async () => {
+  const topic = 'sse.slow';
+  const b = await new Broker({ max_outbound_bytes: '16k', history_size: 10000 }).start();
+  cleanups.push(() => b.cleanup());
+  const page = await browser.newPage();
+  let streams = 0;
+  page.on('request', (r) => { if (r.url().includes(`/sse/${topic}`)) streams++; });
+  await page.goto(`${b.http}/?topic=${topic}&transport=sse`);
+  assert.equal(await page.locator('#transport').getAttribute('data-transport'), 'sse');
+  await waitFor(() => page.evaluate((t) => !!window.chorusDemo.client.position(t), topic),
+    { what: 'page subscribed over SSE' });
+
+  // As in demo.test.mjs: 32 MB in 8 KB messages while the page's main
+  // thread is blocked, so chromium stops reading the stream and the
+  // broker's queue for it passes 16k.
+  const COUNT = 4000;
+  const big = 'x'.repeat(8000);
+  const lines = range(COUNT).map((i) => JSON.stringify(`${i} ${big}`));
+  let publishing = true;
+  const published = cliPub(b.url, topic, lines, { timeout: 120000 }).finally(() => { publishing = false; });
+  const busy = () => page.evaluate(() => { const end = Date.now() + 1000; while (Date.now() < end); });
+  while (publishing) await busy();
+  await busy();
+  await published;
+
+  await waitFor(async () => (await offsets(page)).length >= COUNT,
+    { timeout: 60000, what: `all ${COUNT} offsets after the slow-consumer close` });
+  await sleep(300);
+  const got = await offsets(page);
+  assert.deepEqual(got.filter((o, i) => got.indexOf(o) !== i), [], 'offsets delivered twice');
+  assert.deepEqual(got, range(COUNT), `every offset 1..${COUNT} once, in order`);
+  assert.match(b.log(), /slow consumer/, 'the broker ended the stream as a slow consumer');
+  assert.ok(streams >= 2, `the stream was opened again (${streams} stream requests)`);
+  assert.equal(await connState(page), 'open');
+  await page.close();
+});
