@@ -10,6 +10,8 @@
 #include "auth.h"
 #include "chorus/wire.h"
 #include "conn.h"
+#include "http_cors.h"
+#include "http_rate.h"
 #include "http_reply.h"
 #include "log.h"
 #include "publish.h"
@@ -49,18 +51,21 @@ static int path_topic(conn *c, const char *enc, size_t len, char *out,
     return n;
 }
 
-/* With authentication on, the HTTP API needs the API key or a token that
- * allows the topic; anonymous access never extends to it. Replies 401 or
- * 403 itself and returns -1 when the request may not go on. */
+/* With authentication on, the HTTP API takes the API key, a token that
+ * allows the topic, or no credentials from an anonymous client exactly
+ * where /ws would take them (allow_anonymous; anonymous_publish to
+ * publish). Replies 401 or 403 itself and returns -1 when the request may
+ * not go on; *anonymous tells who it was. */
 static int api_authorize(conn *c, const chorus_http_request *req,
                          const char *query, size_t query_len, const char *name,
-                         size_t len, int publish, int keepalive)
+                         size_t len, int publish, int keepalive, int *anonymous)
 {
     const config *cfg = c->srv->cfg;
     auth_identity id;
     const char *why;
     int allowed;
 
+    *anonymous = 0;
     if (!auth_enabled(cfg))
         return 0;
     if (auth_authenticate(cfg, req, query, query_len, server_now_ms(c->srv),
@@ -69,13 +74,7 @@ static int api_authorize(conn *c, const chorus_http_request *req,
         http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, keepalive);
         return -1;
     }
-    if (id.kind == AUTH_ANONYMOUS) {
-        auth_identity_free(&id);
-        server_reject(c->srv, REJECT_AUTH);
-        http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED,
-                           "the API key or a token is required", keepalive);
-        return -1;
-    }
+    *anonymous = id.kind == AUTH_ANONYMOUS;
     allowed = publish ? auth_can_publish(cfg, &id, name, len)
                       : auth_can_subscribe(cfg, &id, name, len);
     auth_identity_free(&id);
@@ -88,6 +87,25 @@ static int api_authorize(conn *c, const chorus_http_request *req,
         return -1;
     }
     return 0;
+}
+
+/* publish_rate for an anonymous publisher, per client address. Replies
+ * 429 itself and returns -1 when its bucket is empty. */
+static int anonymous_rate(conn *c, const char *name, size_t len, int keepalive)
+{
+    if (http_rate_take(c))
+        return 0;
+    server_log_limited(c->srv, LOG_CAUSE_RATE_LIMIT, LOG_INFO,
+                       &(log_fields){.conn = c->id,
+                                     .peer = c->peer,
+                                     .topic = name,
+                                     .topic_len = len,
+                                     .code = CHORUS_ERR_RATE_LIMITED},
+                       "publish_rate exceeded publishing to %.*s over HTTP",
+                       (int)len, name);
+    http_respond_error(c, 429, CHORUS_ERR_RATE_LIMITED,
+                       "publish rate limit exceeded; slow down", keepalive);
+    return -1;
 }
 
 /* Parses an unsigned decimal query parameter; def when absent. */
@@ -124,10 +142,13 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     json_error_t jerr;
     json_t *data;
     char *text;
+    int anonymous;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
     if (n < 0 ||
-        api_authorize(c, req, query, query_len, name, (size_t)n, 1, keepalive))
+        api_authorize(c, req, query, query_len, name, (size_t)n, 1, keepalive,
+                      &anonymous) ||
+        (anonymous && anonymous_rate(c, name, (size_t)n, keepalive)))
         return HTTP_API_DONE;
     data = json_loadb(body, body_len, JSON_DECODE_ANY, &jerr);
     if (!data) {
@@ -274,10 +295,11 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     char name[CHORUS_TOPIC_MAX * 3 + 1];
     uint64_t since, limit;
     history_req *r;
+    int anonymous;
     int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
-    if (n < 0 ||
-        api_authorize(c, req, query, query_len, name, (size_t)n, 0, keepalive))
+    if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 0,
+                               keepalive, &anonymous))
         return HTTP_API_DONE;
     if (query_u64(query, query_len, "since", 0, &since) ||
         query_u64(query, query_len, "limit", HTTP_HISTORY_DEFAULT_LIMIT,
@@ -316,28 +338,43 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     return HTTP_API_DONE;
 }
 
+/* The Origin policy of /ws and /sse, for a page calling the API: an
+ * admitted Origin gets CORS on the answer, a refused one 403. 0 or -1. */
+static int api_origin(conn *c, const chorus_http_request *req, int keepalive)
+{
+    if (http_cors_begin(c, req) == 0)
+        return 0;
+    server_reject(c->srv, REJECT_ORIGIN);
+    http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN, "origin not allowed",
+                       keepalive);
+    return -1;
+}
+
 http_api_result http_api_route(conn *c, const chorus_http_request *req,
                                const char *path, size_t path_len,
                                const char *query, size_t query_len,
                                const char *body, size_t body_len, int keepalive)
 {
     size_t pn = strlen(PUBLISH_PREFIX), hn = strlen(HISTORY_PREFIX);
+    int publish = has_prefix(path, path_len, PUBLISH_PREFIX);
+    const char *method = publish ? "POST" : "GET";
 
-    if (has_prefix(path, path_len, PUBLISH_PREFIX)) {
-        if (!method_is(req, "POST")) {
-            http_respond_405(c, "POST", keepalive);
-            return HTTP_API_DONE;
-        }
+    if (!publish && !has_prefix(path, path_len, HISTORY_PREFIX))
+        return HTTP_API_NO_ROUTE;
+    if (method_is(req, "OPTIONS")) {
+        http_respond_preflight(c, req, method, keepalive);
+        return HTTP_API_DONE;
+    }
+    if (api_origin(c, req, keepalive))
+        return HTTP_API_DONE;
+    if (!method_is(req, method)) {
+        http_respond_405(c, publish ? "POST, OPTIONS" : "GET, OPTIONS",
+                         keepalive);
+        return HTTP_API_DONE;
+    }
+    if (publish)
         return publish_body(c, req, path + pn, path_len - pn, query, query_len,
                             body, body_len, keepalive);
-    }
-    if (has_prefix(path, path_len, HISTORY_PREFIX)) {
-        if (!method_is(req, "GET")) {
-            http_respond_405(c, "GET", keepalive);
-            return HTTP_API_DONE;
-        }
-        return read_history(c, req, path + hn, path_len - hn, query, query_len,
-                            keepalive);
-    }
-    return HTTP_API_NO_ROUTE;
+    return read_history(c, req, path + hn, path_len - hn, query, query_len,
+                        keepalive);
 }

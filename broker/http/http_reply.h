@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "chorus/http_parse.h"
+
 typedef struct conn conn;
 
 /* Writes a whole response. body may be NULL; extra_headers are complete
@@ -18,5 +20,11 @@ void http_respond_405(conn *c, const char *allow, int keepalive);
 /* A JSON error body {"error":code,"message":...}. */
 void http_respond_error(conn *c, int status, const char *code,
                         const char *message, int keepalive);
+
+/* Answers an OPTIONS request on a path that allows methods ("POST"):
+ * 204 with the CORS preflight headers for an admitted Origin, or 403
+ * (JSON, no CORS) for a refused one. */
+void http_respond_preflight(conn *c, const chorus_http_request *req,
+                            const char *methods, int keepalive);
 
 #endif

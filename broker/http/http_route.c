@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "http_admit.h"
 #include "http_api.h"
+#include "http_cors.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
@@ -252,6 +253,7 @@ static int serve_one(conn *c)
 
     if (total == 0)
         return 0;
+    http_cors_reset(c); /* no CORS but where a route asks for it */
     p = (char *)evbuffer_pullup(in, (ssize_t)want);
     head = chorus_http_parse_request(p, want, &limits, &req);
     if (head == CHORUS_HTTP_INCOMPLETE)

@@ -11,6 +11,7 @@
 #include "chorus/wire.h"
 #include "conn.h"
 #include "http_admit.h"
+#include "http_cors.h"
 #include "http_reply.h"
 #include "server.h"
 #include "sse_stream.h"
@@ -76,10 +77,8 @@ static int resume_position(conn *c, const chorus_http_request *req,
 
 /* The 200 head. No length: the stream ends when the connection does. A
  * cross-origin EventSource needs CORS, given to an admitted Origin. */
-static void send_head(conn *c, const chorus_http_request *req)
+static void send_head(conn *c)
 {
-    const chorus_http_header *origin =
-        chorus_http_find_header(req->headers, req->num_headers, "Origin");
     struct evbuffer *out = conn_output(c);
     size_t before = evbuffer_get_length(out);
 
@@ -88,11 +87,7 @@ static void send_head(conn *c, const chorus_http_request *req)
                              "Cache-Control: no-cache\r\n"
                              "X-Accel-Buffering: no\r\n"
                              "Connection: close\r\n");
-    if (origin)
-        evbuffer_add_printf(out,
-                            "Access-Control-Allow-Origin: %.*s\r\n"
-                            "Vary: Origin\r\n",
-                            (int)origin->value_len, origin->value);
+    http_cors_add_headers(c, out);
     evbuffer_add(out, "\r\n", 2);
     stat_add(&c->srv->stats.bytes_out, evbuffer_get_length(out) - before);
 }
@@ -122,8 +117,16 @@ sse_route_result sse_route(conn *c, const chorus_http_request *req,
     if (path_len < SSE_PREFIX_LEN ||
         memcmp(path, SSE_PREFIX, SSE_PREFIX_LEN) != 0)
         return SSE_NO_ROUTE;
+    if (req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0) {
+        http_respond_preflight(c, req, "GET", 0);
+        return SSE_REFUSED;
+    }
+    /* Every answer from here on carries CORS for an admitted Origin, so
+     * that a page can read why its stream was refused; a refused Origin
+     * gets none (http_admit answers it 403). */
+    http_cors_begin(c, req);
     if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
-        http_respond_405(c, "GET", 0);
+        http_respond_405(c, "GET, OPTIONS", 0);
         return SSE_REFUSED;
     }
     n = chorus_http_percent_decode(
@@ -146,7 +149,7 @@ sse_route_result sse_route(conn *c, const chorus_http_request *req,
     }
     if (resume_position(c, req, query, query_len, &since) || available(c))
         return SSE_REFUSED;
-    send_head(c, req);
+    send_head(c);
     conn_arm_expiry(c);
     conn_start_stream(c, &sse_stream_handler);
     sse_stream_start(c, name, (size_t)n, &since);

@@ -358,6 +358,7 @@ void conn_reap(server *srv)
         if (c->ack_timer)
             event_free(c->ack_timer);
         auth_identity_free(&c->auth);
+        free(c->http_origin);
         c->io->close(c);
         if (c->msg)
             evbuffer_free(c->msg);

@@ -117,6 +117,7 @@ struct conn {
     int read_on;             /* the transport reads */
     int http_busy;           /* an HTTP reply is pending (publish) */
     int http_keepalive;      /* keep the connection after that reply */
+    char *http_origin;       /* the request's admitted Origin, for CORS */
     int64_t head_started_ms; /* deadline base for the request head */
     int64_t msg_started_ms;  /* ... for the WebSocket message; 0: none */
     chorus_ws_decoder dec;

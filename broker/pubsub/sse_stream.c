@@ -59,9 +59,10 @@ static void send_subscribed(conn *c, const topic *t, const char *epoch,
     int n = snprintf(text, sizeof text,
                      "id: %s:%llu\nevent: subscribed\ndata: "
                      "{\"topic\":\"%s\",\"epoch\":\"%s\",\"offset\":%llu,"
-                     "\"recovered\":%s}\n\n",
+                     "\"recovered\":%s,\"ping_interval_ms\":%llu}\n\n",
                      epoch, (unsigned long long)cursor, t->name, epoch,
-                     (unsigned long long)newest, recovered ? "true" : "false");
+                     (unsigned long long)newest, recovered ? "true" : "false",
+                     (unsigned long long)c->srv->cfg->ping_interval_ms);
 
     if (gap && n > 0 && (size_t)n < sizeof text)
         n += snprintf(text + n, sizeof text - (size_t)n,
@@ -156,11 +157,18 @@ void sse_stream_epoch_changed(conn *c, sub *s, const store_topic_info *info)
         replay_start(c, s, 0);
 }
 
+/* The comment keeps proxies from closing an idle stream; EventSource
+ * hides comments, so the `ping` event beside it is what lets a page see
+ * that its stream still lives (no id: Last-Event-ID stays). */
 static void ping(conn *c)
 {
-    static const char text[] = ": ping\n\n";
+    char text[96];
 
-    conn_send_bytes(c, text, sizeof text - 1);
+    send_text(c, text,
+              snprintf(text, sizeof text,
+                       ": ping\n\nevent: ping\ndata: {\"ts\":%lld}\n\n",
+                       (long long)server_now_ms(c->srv)),
+              sizeof text);
 }
 
 /* The last event: why the stream ends, as the WebSocket close code and

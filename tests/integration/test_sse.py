@@ -4,7 +4,7 @@ Last-Event-ID or ?since= (after a kill -9 and restart too) with every
 offset exactly once, `event: gap` when history was trimmed, data with
 line breaks, auth (Bearer, ?token= never logged, 401, 403, Origin),
 malformed positions (400), the slow consumer ended and resuming, the
-`: ping` comments, the TLS listener and the connection limits."""
+`: ping` comments and `ping` events, the TLS listener and the connection limits."""
 import json
 import signal
 import subprocess
@@ -99,7 +99,8 @@ def test_live_events_with_curl(broker):
     assert 1000 <= int(blocks[0][7:]) < 2000
     assert blocks[1] == (
         f"id: {epoch}:1\nevent: subscribed\ndata: "
-        f'{{"topic":"news","epoch":"{epoch}","offset":1,"recovered":true}}'
+        f'{{"topic":"news","epoch":"{epoch}","offset":1,"recovered":true,'
+        f'"ping_interval_ms":30000}}'
     ), blocks
     for i, block in enumerate(blocks[2:5], start=2):
         lines = block.split("\n")
@@ -161,7 +162,8 @@ def test_resume_by_last_event_id_and_since(broker):
             sub = subscribed(s)
             assert sub.id == f"{epoch}:{start}"
             assert sub.json() == {"topic": "r", "epoch": epoch,
-                                  "offset": 10, "recovered": True}
+                                  "offset": 10, "recovered": True,
+                                  "ping_interval_ms": 30000}
             check_offsets(messages_upto(s, 10), start + 1, 10)
         finally:
             s.close()
@@ -241,7 +243,7 @@ def test_gap_when_history_was_trimmed(make_broker):
     try:
         sub = subscribed(s)
         assert sub.json() == {"topic": "g", "epoch": epoch, "offset": 20,
-                              "recovered": False}
+                              "recovered": False, "ping_interval_ms": 30000}
         gap = s.next_event()
         assert gap.event == "gap", gap
         assert gap.json() == {"epoch": epoch, "offset": 20}
@@ -274,7 +276,7 @@ def test_longest_topic_with_gap(broker):
     try:
         sub = subscribed(s)
         assert sub.json() == {"topic": topic, "epoch": epoch, "offset": 1,
-                              "recovered": False}
+                              "recovered": False, "ping_interval_ms": 30000}
         assert s.next_event().json() == {"epoch": epoch, "offset": 1}
         check_offsets(messages_upto(s, 1), 1, 1)
     finally:
@@ -346,7 +348,7 @@ def test_bad_topic_and_method(broker):
     status, headers, body = http_request(broker, "GET", "/sse/")
     assert status == 400
     status, headers, _ = http_request(broker, "POST", "/sse/t", b"{}")
-    assert status == 405 and headers["Allow"] == "GET"
+    assert status == 405 and headers["Allow"] == "GET, OPTIONS"
 
 
 # --- auth ------------------------------------------------------------------
@@ -491,17 +493,45 @@ def test_slow_consumer_ended_then_resumes(make_broker):
     assert metrics_values(b)["chorus_slow_consumer_closes_total"] >= 1
 
 
-def test_ping_comments(make_broker):
+def test_ping_comments_and_events(make_broker):
+    """Each ping is the `: ping` comment (for proxies) and an `event: ping`
+    (for the page, which cannot see comments), without an id, so that
+    Last-Event-ID stays the last message's; `subscribed` names the
+    interval the page can expect them at."""
     b = make_broker(ping_interval="200ms")
+    publish(b, "quiet", 0)
     s = SSE(b.port, "quiet")
     try:
-        subscribed(s)
-        with pytest.raises(TimeoutError):
-            s.next_event(timeout=1.1)
-        assert s.comments.count("ping") >= 3, s.comments
+        sub = subscribed(s)
+        assert sub.json()["ping_interval_ms"] == 200
+        before = time.time() * 1000
+        pings = [s.next_event(timeout=1) for _ in range(4)]
+        assert [p.event for p in pings] == ["ping"] * 4, pings
+        for p in pings:
+            assert p.id == sub.id, p  # no id field: Last-Event-ID stays
+            ts = p.json()["ts"]
+            assert before - 1000 <= ts <= time.time() * 1000 + 1000, p
+        assert [p.json()["ts"] for p in pings] == sorted(
+            p.json()["ts"] for p in pings)
+        assert s.comments.count("ping") >= 4, s.comments
         assert s.comments == ["ping"] * len(s.comments)
         publish(b, "quiet", 1)
-        assert s.next_event().json()["offset"] == 1  # still open
+        ev = s.next_event()
+        while ev.event == "ping":
+            ev = s.next_event()
+        assert ev.json()["offset"] == 2  # still open
+    finally:
+        s.close()
+
+
+def test_no_ping_events_when_ping_interval_is_off(make_broker):
+    b = make_broker(ping_interval="0")
+    s = SSE(b.port, "quiet")
+    try:
+        assert subscribed(s).json()["ping_interval_ms"] == 0
+        with pytest.raises(TimeoutError):
+            s.next_event(timeout=1)
+        assert s.comments == []
     finally:
         s.close()
 
