@@ -66,8 +66,8 @@ int http_rate_take(conn *c)
         return 1;
     pthread_mutex_lock(&table_mu);
     b = find_bucket(c->ip->addr, c->ip->len, burst, now);
-    b->tokens += (double)(now - b->refill_ms) * (double)cfg->publish_rate /
-                 1000.0;
+    b->tokens +=
+        (double)(now - b->refill_ms) * (double)cfg->publish_rate / 1000.0;
     if (b->tokens > burst)
         b->tokens = burst;
     b->refill_ms = now;

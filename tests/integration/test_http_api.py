@@ -1,17 +1,21 @@
 """HTTP API (PROTOCOL.md, "HTTP API"): POST /api/publish/{topic} and
 GET /api/history/{topic}: replies, delivery to WebSocket subscribers,
 bad bodies, size limit, body framing, percent-encoded and invalid topics,
-since/limit paging, wrong methods, keep-alive and pipelining."""
+since/limit paging, wrong methods, keep-alive and pipelining; CORS for
+pages on other origins (preflight, refused origins) and anonymous clients
+as /ws takes them (anonymous_publish, publish_rate per address)."""
 import asyncio
 import http.client
 import json
 import re
 import socket
+import time
 
 import pytest
 import websockets
 
 from conftest import dumps, http_request
+from chorus_helpers import make_jwt
 
 WAIT = 5.0
 EPOCH_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -422,3 +426,166 @@ def test_pipelined_burst_of_posts(broker):
     assert offs == list(range(1, n + 1))
     h = history_ok(broker, "ha.burst", "?limit=1000")
     assert [m["data"] for m in h["messages"]] == [{"n": i} for i in range(n)]
+
+
+# --- a page on another origin (CORS) -----------------------------------------
+
+APP = "https://app.example"
+EVIL = "https://evil.example"
+SECRET = "s" * 32
+CORS_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                "Access-Control-Allow-Headers", "Access-Control-Max-Age")
+
+
+def jwt(publish=("*",), subscribe=("*",)):
+    return make_jwt({"sub": "page", "exp": int(time.time()) + 3600,
+                     "publish": list(publish), "subscribe": list(subscribe)},
+                    SECRET)
+
+
+def preflight(broker, path, method, origin):
+    return http_request(broker, "OPTIONS", path, None, {
+        "Origin": origin, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization, content-type"})
+
+
+def api_call(broker, method, path, origin=None, tok=None, body=None):
+    h = dict(JSON_HDR)
+    if origin:
+        h["Origin"] = origin
+    if tok:
+        h["Authorization"] = "Bearer " + tok
+    return http_request(broker, method, path,
+                        body.encode() if body is not None else None, h)
+
+
+@pytest.mark.parametrize("path,method", [("/api/publish/t", "POST"),
+                                         ("/api/history/t", "GET"),
+                                         ("/sse/t", "GET")])
+def test_cors_preflight(make_broker, path, method):
+    b = make_broker(auth_secret=SECRET,
+                    allowed_origins=f"{APP} https://other.example")
+    st, h, body = preflight(b, path, method, APP)
+    assert st == 204 and body == b"", (st, h, body)
+    assert "Content-Length" not in h, h  # a 204 has no body
+    assert h["Access-Control-Allow-Origin"] == APP
+    assert h["Vary"] == "Origin"
+    assert method in h["Access-Control-Allow-Methods"].split(", ")
+    allowed = {v.strip().lower()
+               for v in h["Access-Control-Allow-Headers"].split(",")}
+    assert allowed >= {"authorization", "content-type", "last-event-id"}, h
+    assert int(h["Access-Control-Max-Age"]) > 0
+    # a refused origin: 403 with a JSON body, and no CORS at all
+    st, h, body = preflight(b, path, method, EVIL)
+    assert_error(st, h, body, 403, "forbidden")
+    assert "origin" in json.loads(body)["message"]
+    assert not [k for k in h if k.startswith("Access-Control")], h
+    # OPTIONS without an Origin is no preflight: just Allow
+    st, h, _ = http_request(b, "OPTIONS", path)
+    assert st == 204 and h["Allow"] == f"{method}, OPTIONS", h
+    assert not [k for k in h if k.startswith("Access-Control")], h
+
+
+def test_cors_on_every_api_answer_for_an_admitted_origin(make_broker):
+    b = make_broker(auth_secret=SECRET, allowed_origins=APP)
+    tok = jwt(publish=("pub.*",), subscribe=("pub.*",))
+    answers = [
+        (api_call(b, "POST", "/api/publish/pub.a", APP, tok, '{"v":1}'), 200),
+        (api_call(b, "POST", "/api/publish/pub.a", APP, None, "{}"), 401),
+        (api_call(b, "POST", "/api/publish/other", APP, tok, "{}"), 403),
+        (api_call(b, "POST", "/api/publish/pub.a", APP, tok, "{nope"), 400),
+        (api_call(b, "GET", "/api/history/pub.a", APP, tok), 200),
+        (api_call(b, "GET", "/api/history/pub.a", APP), 401),
+        (api_call(b, "GET", "/api/history/other", APP, tok), 403),
+        (api_call(b, "PUT", "/api/history/pub.a", APP, tok, "{}"), 405),
+    ]
+    for (st, h, body), want in answers:
+        assert st == want, (st, body)
+        assert h["Access-Control-Allow-Origin"] == APP, (st, h)
+        assert h["Vary"] == "Origin", h
+    st, _, body = answers[4][0]
+    assert [m["data"] for m in json.loads(body)["messages"]] == [{"v": 1}]
+    # without an Origin (a server), nothing changes and no CORS is sent
+    st, h, _ = api_call(b, "POST", "/api/publish/pub.a", None, tok, "{}")
+    assert st == 200 and "Access-Control-Allow-Origin" not in h, h
+
+
+def test_cors_refused_origin_gets_403_and_no_cors(make_broker):
+    b = make_broker(auth_secret=SECRET, allowed_origins=APP)
+    tok = jwt()
+    for origin in (EVIL, "null"):
+        for method, path, body in (("POST", "/api/publish/t", '{"v":1}'),
+                                   ("GET", "/api/history/t", None)):
+            st, h, data = api_call(b, method, path, origin, tok, body)
+            assert_error(st, h, data, 403, "forbidden")
+            assert not [k for k in h if k.startswith("Access-Control")], h
+    # nothing was published from there
+    st, _, data = api_call(b, "GET", "/api/history/t", None, tok)
+    assert st == 200 and json.loads(data)["messages"] == [], data
+
+
+def test_cors_any_origin_when_allowed_origins_is_unset(broker):
+    st, h, _ = api_call(broker, "POST", "/api/publish/t", EVIL, None, "{}")
+    assert st == 200 and h["Access-Control-Allow-Origin"] == EVIL, h
+
+
+# --- anonymous clients over HTTP, as over /ws --------------------------------
+
+async def ws_publish_answer(broker, topic):
+    """What /ws answers an anonymous publish: "published", an error code,
+    or the HTTP status refusing the handshake."""
+    try:
+        ws = await asyncio.wait_for(websockets.connect(broker.url), WAIT)
+    except websockets.exceptions.InvalidStatusCode as e:
+        return e.status_code
+    try:
+        await ws.send(dumps({"op": "publish", "id": "1", "topic": topic,
+                             "data": 1}))
+        r = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        return "published" if r["op"] == "published" else r["code"]
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("allow_anonymous,anonymous_publish,ws,http", [
+    ("on", "on", "published", 200),
+    ("on", "off", "forbidden", 403),
+    ("off", "on", 401, 401),
+])
+def test_anonymous_http_publish_follows_ws(make_broker, allow_anonymous,
+                                           anonymous_publish, ws, http):
+    b = make_broker(auth_secret=SECRET, allow_anonymous=allow_anonymous,
+                    anonymous_publish=anonymous_publish)
+    assert run(ws_publish_answer(b, "t")) == ws
+    st, h, body = api_call(b, "POST", "/api/publish/t", body='{"v":2}')
+    assert st == http, (st, body)
+    if http != 200:
+        assert_error(st, h, body, http)
+    # anonymous history reads follow anonymous subscribe: allow_anonymous
+    st, h, body = api_call(b, "GET", "/api/history/t")
+    if allow_anonymous == "on":
+        assert st == 200, body
+        got = [m["data"] for m in json.loads(body)["messages"]]
+        assert got == ([1, {"v": 2}] if http == 200 else []), got
+    else:
+        assert_error(st, h, body, 401, "unauthorized")
+
+
+def test_anonymous_http_publish_rate_per_address(make_broker):
+    """publish_rate holds for anonymous HTTP publishers per client address,
+    however many connections they open (each request here is one)."""
+    b = make_broker(auth_secret=SECRET, allow_anonymous="on",
+                    anonymous_publish="on", publish_rate=1, publish_burst=3)
+    codes = [api_call(b, "POST", "/api/publish/t", body="1")[0]
+             for _ in range(3)]
+    assert codes == [200] * 3, codes
+    st, h, body = api_call(b, "POST", "/api/publish/t", body="1")
+    assert_error(st, h, body, 429, "rate_limited")
+    # a token's holder is not an anonymous client: no address bucket
+    st, _, body = api_call(b, "POST", "/api/publish/t", tok=jwt(), body="2")
+    assert st == 200, body
+    time.sleep(1.2)  # the bucket refills at publish_rate
+    assert api_call(b, "POST", "/api/publish/t", body="3")[0] == 200
+    st, _, body = api_call(b, "GET", "/api/history/t")
+    assert [m["data"] for m in json.loads(body)["messages"]] == \
+        [1, 1, 1, 2, 3], body

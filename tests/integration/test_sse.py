@@ -436,6 +436,36 @@ def test_auth_refusals_401_403(make_broker):
         s.close()
 
 
+def test_cors_on_every_answer_for_an_admitted_origin(make_broker):
+    """A page on another origin reads why its stream was refused (the
+    401 or 403 body) only with CORS on that answer too; a refused Origin
+    gets no CORS header at all."""
+    app = "https://app.example"
+    b = make_broker(auth_secret=SECRET, allowed_origins=app)
+    origin = {"Origin": app}
+
+    def cors(stream):
+        assert stream.headers["access-control-allow-origin"] == app
+        assert stream.headers["vary"] == "Origin"
+
+    s = SSE(b.port, "t", headers=origin)
+    cors(s)
+    refused(s, 401, "unauthorized")
+    s = SSE(b.port, "secret.x", headers=origin,
+            query="token=" + token(subscribe=("public.*",)))
+    cors(s)
+    refused(s, 403, "forbidden")
+    s = SSE(b.port, "t", headers=dict(origin, **{"Last-Event-ID": "x"}),
+            query="token=" + token())
+    cors(s)
+    refused(s, 400, "bad_request")
+    for bad in ("https://evil.example", "null"):
+        s = SSE(b.port, "t", headers={"Origin": bad},
+                query="token=" + token())
+        assert not [k for k in s.headers if k.startswith("access-control")]
+        refused(s, 403, "forbidden")
+
+
 def test_token_expiry_ends_the_stream(make_broker):
     b = make_broker(auth_secret=SECRET)
     s = SSE(b.port, "t", query="token=" + token(ttl=2))
