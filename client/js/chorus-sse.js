@@ -14,7 +14,16 @@
  * and reopened with backoff from the core's current position, so that the
  * token provider is asked again and `since` is exactly what the handlers
  * saw (EventSource's own retry would reuse the first URL and token).
+ *
+ * A half-open stream (the network dropped without a FIN) never errors in
+ * EventSource. The broker sends an `event: ping` every ping_interval, and
+ * names that interval in `subscribed` (ping_interval_ms); a stream that
+ * has seen no event for twice that long is taken for dead and reopened
+ * from the position, as a dropped one is.
  */
+
+/** The broker's default ping_interval, assumed until `subscribed` says. */
+export const DEFAULT_PING_INTERVAL_MS = 30000;
 
 /** http(s) base of the broker's HTTP endpoints, from its ws(s)://.../ws URL. */
 export function httpBase(url) {
@@ -72,6 +81,7 @@ export class SseTransport {
     this.base = httpBase(core.url);
     this.streams = new Map(); // topic -> stream (see _stream)
     this.stopped = false;
+    this.pingMs = DEFAULT_PING_INTERVAL_MS; // learned from `subscribed`
   }
 
   /** true when no stream is down: each has opened since it was started or
@@ -106,8 +116,8 @@ export class SseTransport {
   add(topic, t, down) {
     if (this.streams.has(topic)) return;
     const s = {
-      topic, t, es: null, open: false, down, failures: 0, retry: null, stable: null, since: null, reported: false,
-      gapFollows: false, closeInfo: null,
+      topic, t, es: null, open: false, down, failures: 0, retry: null, stable: null, watch: null, url: null, since: null,
+      reported: false, gapFollows: false, closeInfo: null,
     };
     this.streams.set(topic, s);
     this._open(s);
@@ -124,7 +134,8 @@ export class SseTransport {
   _close(s) {
     clearTimeout(s.retry);
     clearTimeout(s.stable);
-    s.retry = s.stable = null;
+    clearTimeout(s.watch);
+    s.retry = s.stable = s.watch = null;
     const es = s.es;
     s.es = null;
     s.open = false;
@@ -150,7 +161,13 @@ export class SseTransport {
       return this.core._fatal(this.core._error('bad_url', `chorus: cannot open ${url}: ${e.message}`));
     }
     s.es = es;
-    const mine = (fn) => (ev) => { if (s.es === es) fn(ev); };
+    s.url = url;
+    // Every event of the stream (and its opening) proves it alive.
+    const mine = (fn) => (ev) => {
+      if (s.es !== es) return;
+      this._alive(s);
+      fn(ev);
+    };
     es.onopen = mine(() => {
       s.open = true;
       s.down = false;
@@ -162,13 +179,28 @@ export class SseTransport {
     es.addEventListener('subscribed', mine((ev) => this._onSubscribed(s, parse(ev))));
     es.addEventListener('gap', mine((ev) => this._onGap(s, parse(ev))));
     es.addEventListener('close', mine((ev) => this._onClose(s, parse(ev))));
+    es.addEventListener('ping', mine(() => {}));
     es.addEventListener('message', mine((ev) => {
       const m = parse(ev);
       if (!m) return;
       if (m.topic === undefined) m.topic = s.topic;
       if (m.topic === s.topic) this.core._onMessage(m);
     }));
-    es.onerror = mine(() => this._lost(s, url));
+    es.onerror = () => { if (s.es === es) this._lost(s, url); };
+  }
+
+  /** An event arrived: the stream is dead only after twice the broker's
+   *  ping interval without another (none when the broker does not ping). */
+  _alive(s) {
+    clearTimeout(s.watch);
+    s.watch = null;
+    if (!this.pingMs) return;
+    const ms = 2 * this.pingMs;
+    s.watch = setTimeout(() => {
+      s.watch = null;
+      s.closeInfo = { code: 1006, reason: `no event from the broker in ${ms} ms` };
+      this._lost(s, s.url);
+    }, ms);
   }
 
   /** `subscribed` opens every stream, as the /ws reply does a subscribe;
@@ -177,6 +209,10 @@ export class SseTransport {
    *  followed by a `gap` that repeats it (see _onGap). */
   _onSubscribed(s, d) {
     if (!d || typeof d.epoch !== 'string' || !Number.isInteger(d.offset)) return;
+    if (Number.isInteger(d.ping_interval_ms) && d.ping_interval_ms >= 0 && d.ping_interval_ms !== this.pingMs) {
+      this.pingMs = d.ping_interval_ms;
+      this._alive(s);
+    }
     const t = s.t;
     s.gapFollows = d.recovered === false;
     if (t.acked) {

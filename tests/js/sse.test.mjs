@@ -349,6 +349,57 @@ test('SSE: an epoch change under a live stream is a gap, then the new epoch', as
   assert.deepEqual(c.position('e'), { epoch: B, offset: 3 });
 });
 
+test('SSE: a stream that goes silent (half-open) is reopened from the position: every offset once', async () => {
+  const A = 'd'.repeat(32);
+  const searches = [];
+  const firstClosed = [];
+  const s = await scriptedSse((res, url) => {
+    const n = searches.push(url.searchParams.get('since'));
+    const ev = (name, id, o) => event(res, name, id, o);
+    if (n === 1) {
+      // Three messages, then nothing at all while the socket stays open:
+      // what a dropped network without a FIN looks like to EventSource.
+      ev('subscribed', `${A}:0`, { topic: 'h', epoch: A, offset: 0, recovered: true, ping_interval_ms: 100 });
+      for (let i = 1; i <= 3; i++) ev('message', `${A}:${i}`, { topic: 'h', offset: i, ts: i, data: i });
+      res.on('close', () => firstClosed.push(Date.now()));
+      return;
+    }
+    // The client came back with since: the rest, then pings that keep it.
+    const from = Number(url.searchParams.get('since').split(':')[1]);
+    ev('subscribed', `${A}:${from}`, { topic: 'h', epoch: A, offset: 6, recovered: true, ping_interval_ms: 100 });
+    for (let i = from + 1; i <= 6; i++) ev('message', `${A}:${i}`, { topic: 'h', offset: i, ts: i, data: i });
+    const timer = setInterval(() => { res.write(': ping\n\n'); ev('ping', null, { ts: Date.now() }); }, 100);
+    res.on('close', () => clearInterval(timer));
+  });
+  const c = client(s.url, { transport: 'sse' });
+  const got = collect(c, 'h');
+  await waitFor(() => got.length === 6, { what: 'six messages over two streams' });
+  assertExactlyOnce(got, 6, 'across the silent stream');
+  assert.deepEqual(searches, [null, `${A}:3`], 'reopened once, from the last offset');
+  assert.equal(firstClosed.length, 1, 'the silent stream was closed by the client');
+  const lost = eventsOf(c, 'state').find(([st, info]) => st === 'connecting' && info?.code === 1006);
+  assert.ok(lost, 'the state event says why');
+  assert.match(lost[1].reason, /no event from the broker in 200 ms/);
+  // The second stream pings: it is kept (no third request).
+  await sleep(700);
+  assert.equal(searches.length, 2, 'a stream that pings is never taken for dead');
+  assert.equal(c.state, 'open');
+});
+
+test('SSE: the ping interval is learned from chorusd, whose ping events keep a quiet stream', async () => {
+  const b = await broker({ ping_interval: '150ms' });
+  const c = client(b.url, { transport: 'sse' });
+  const got = collect(c, 'sse.quiet');
+  await got.unsub.ready;
+  assert.equal(c._sse.pingMs, 150);
+  await sleep(1000); // quiet: only pings, for more than 2x the interval
+  assert.equal(c.state, 'open');
+  assert.deepEqual(eventsOf(c, 'state').filter(([st]) => st === 'connecting').length, 0,
+    'no reconnect while only pings arrive');
+  assert.equal(await c.publish('sse.quiet', 'x'), 1);
+  await waitFor(() => got.length === 1, { what: 'the message' });
+});
+
 test("SSE: the broker's close event: 1013 resumes from the position, 1008 stops", async () => {
   const A = 'c'.repeat(32);
   const searches = [];
