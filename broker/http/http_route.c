@@ -144,6 +144,9 @@ static route_result route(conn *c, const chorus_http_request *req,
     if (path_is(path, path_len, "/metrics"))
         return metrics_route(c, req, keepalive);
     if (path_is(path, path_len, "/healthz")) {
+        /* A page on an admitted origin may read it (chorus.js's ping()
+         * and fallback check); a refused one only gets no CORS. */
+        http_cors_begin(c, req);
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
             http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;

@@ -524,6 +524,15 @@ def test_cors_refused_origin_gets_403_and_no_cors(make_broker):
     assert st == 200 and json.loads(data)["messages"] == [], data
 
 
+def test_cors_on_healthz(make_broker):
+    b = make_broker(allowed_origins=APP)
+    st, h, body = http_request(b, "GET", "/healthz", None, {"Origin": APP})
+    assert st == 200 and h["Access-Control-Allow-Origin"] == APP, h
+    st, h, body = http_request(b, "GET", "/healthz", None, {"Origin": EVIL})
+    assert st == 200 and body == b"ok\n", (st, body)
+    assert "Access-Control-Allow-Origin" not in h, h
+
+
 def test_cors_any_origin_when_allowed_origins_is_unset(broker):
     st, h, _ = api_call(broker, "POST", "/api/publish/t", EVIL, None, "{}")
     assert st == 200 and h["Access-Control-Allow-Origin"] == EVIL, h
