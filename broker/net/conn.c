@@ -20,10 +20,15 @@
 #include "loops.h"
 #include "server.h"
 
-/* How long a closing connection may take to flush what is queued, and
- * then to send its EOF after ours (a lingering close, as nginx does, so
- * that unread input does not turn our close frame into a TCP reset). */
-#define CLOSE_FLUSH_MS 5000
+/* How long a closing connection may go without write progress while it
+ * flushes what is queued, and then to send its EOF after ours (a
+ * lingering close, as nginx does, so that unread input does not turn our
+ * close frame into a TCP reset). The flush is generous because the
+ * socket turns writable again only once the peer has taken about half of
+ * the kernel's send buffer (megabytes on loopback): a browser whose main
+ * thread is busy for a few seconds must still get its 1013 close frame,
+ * not a connection dropped without one (1006). */
+#define CLOSE_FLUSH_MS 30000
 #define CLOSE_LINGER_MS 2000
 /* How long a close that waits for publish acks waits for the next one:
  * past it the store is taken for stalled (an ack lost, a Redis that

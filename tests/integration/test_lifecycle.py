@@ -296,3 +296,45 @@ def test_slow_consumer_closed_1013(make_broker):
         assert r == {"op": "pong", "id": 1}
         await asyncio.gather(normal.close(), pub.close())
     run(main())
+
+
+def test_slow_consumer_stalled_still_gets_its_1013(make_broker):
+    """A slow consumer that reads nothing for a while after being cut off
+    (a browser whose main thread is blocked, on a loaded machine) still
+    finds the 1013 close frame after what was queued before it, rather
+    than a connection closed without one (1006 to a browser): the close
+    waits for the reader's progress longer than such a stall."""
+    b = make_broker(max_outbound_bytes="64k")
+    slow = RawWS(b.port, rcvbuf=4096)
+    try:
+        slow.send_json({"op": "subscribe", "topic": "stall", "id": "s"})
+        _, op, payload = slow.recv_frame()
+        assert op == 1 and json.loads(payload)["op"] == "subscribed"
+        body = dumps({"p": "x" * 8000}).encode()
+        deadline = time.monotonic() + 60
+        sent = 0
+        while "slow consumer" not in b.read_log().lower():
+            assert time.monotonic() < deadline, "never cut off"
+            for _ in range(50):
+                st, _, _ = http_request(b, "POST", "/api/publish/stall", body,
+                                        {"Content-Type": "application/json"})
+                assert st == 200
+                sent += 1
+            assert sent < 20000, "never cut off"
+        time.sleep(8)  # the reader stalls on: longer than a 5 s flush
+        slow.sock.settimeout(20)
+        got, close = 0, None
+        try:
+            while True:
+                _, op, payload = slow.recv_frame()
+                if op == 1:
+                    got += 1
+                elif op == 8:
+                    close = parse_close(payload)
+                    break
+        except (EOFError, ConnectionResetError):
+            pass
+        assert close == (1013, "slow consumer"), (got, sent, close)
+        assert 0 < got < sent
+    finally:
+        slow.close()
