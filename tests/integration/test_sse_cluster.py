@@ -53,7 +53,8 @@ def test_sse_across_nodes_and_resume_elsewhere(make_cluster):
         s = SSE(b.port, "multi", headers={"Last-Event-ID": f"{epoch}:7"})
         sub = s.next_event()
         assert sub.json() == {"topic": "multi", "epoch": epoch,
-                              "offset": 20, "recovered": True}, sub
+                              "offset": 20, "recovered": True,
+                              "ping_interval_ms": 30000}, sub
         publish_ok(a, "multi", {"i": 21})
         assert offsets(messages_upto(s, 21, timeout=20)) == \
             list(range(8, 22))
