@@ -1,11 +1,15 @@
 // Real-browser test of the SSE fallback: the demo page, served through a
 // proxy that breaks WebSocket (as proxies that strip `Upgrade` do), in
-// headless Debian chromium against the real broker and the chorus CLI.
+// headless Debian chromium against the real broker and the chorus CLI;
+// and a page of another origin on SSE, which needs the broker's CORS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { Broker, launchBrowser, cliPub, waitFor, sleep, noWebSocketProxy, ARTIFACTS } from './helpers.mjs';
+import {
+  Broker, launchBrowser, cliPub, waitFor, sleep, noWebSocketProxy, makeToken, ARTIFACTS, CLIENT_DIR,
+} from './helpers.mjs';
 
 let browser;
 const cleanups = [];
@@ -141,5 +145,61 @@ test("transport 'sse' in the page: a slow-consumer close is resumed from with ev
   assert.match(b.log(), /slow consumer/, 'the broker ended the stream as a slow consumer');
   assert.ok(streams >= 2, `the stream was opened again (${streams} stream requests)`);
   assert.equal(await connState(page), 'open');
+  await page.close();
+});
+
+/** A page server on its own origin: the client files and a page that
+ *  runs chorus.js on SSE against the broker named in its query. */
+async function otherOriginPage() {
+  const page = `<!doctype html><meta charset="utf-8"><title>other origin</title>
+<script type="module">
+import { Chorus } from '/chorus.js';
+const q = new URLSearchParams(location.search);
+const c = new Chorus(q.get('broker'), { transport: 'sse', token: q.get('token') });
+window.got = [];
+window.errors = [];
+c.on('error', (e) => window.errors.push({ code: e.code, status: e.status }));
+c.subscribe('x.feed', (data, meta) => window.got.push(meta.offset));
+window.pub = (d) => c.publish('x.feed', d).then((o) => o, (e) => e.code);
+window.denied = c.subscribe('secret.x', () => {}).ready.then(() => 'subscribed', (e) => e.code);
+window.c = c;
+</script>`;
+  const http = createServer((req, res) => {
+    const name = new URL(req.url, 'http://x').pathname.slice(1);
+    if (['chorus.js', 'chorus-ws.js', 'chorus-sse.js'].includes(name)) {
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      return res.end(readFileSync(join(CLIENT_DIR, name)));
+    }
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  });
+  await new Promise((r) => http.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${http.address().port}`;
+  cleanups.push(() => { http.closeAllConnections(); http.close(); });
+  return origin;
+}
+
+test('a page on another admitted origin streams, publishes with a token (preflight) and reads a 403', async () => {
+  const secret = 'browser-test-secret-of-at-least-32-bytes';
+  const origin = await otherOriginPage();
+  const b = await new Broker({ auth_secret: secret, allow_anonymous: 'off', allowed_origins: origin }).start();
+  cleanups.push(() => b.cleanup());
+  const token = makeToken(secret, {
+    sub: 'page', exp: Math.floor(Date.now() / 1000) + 3600, subscribe: ['x.*'], publish: ['x.*'],
+  });
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await page.goto(`${origin}/?broker=${encodeURIComponent(b.url)}&token=${encodeURIComponent(token)}`);
+  await waitFor(() => page.evaluate(() => !!window.c?.position('x.feed')), { what: 'the stream from another origin' });
+  // POST with Authorization and Content-Type: only after a preflight.
+  assert.equal(await page.evaluate(() => window.pub({ n: 1 })), 1);
+  assert.equal(await page.evaluate(() => window.pub({ n: 2 })), 2);
+  await waitFor(() => page.evaluate(() => window.got.length === 2), { what: 'both messages' });
+  assert.deepEqual(await page.evaluate(() => window.got), [1, 2]);
+  // The 403 of a topic the token does not allow is read across origins.
+  assert.equal(await page.evaluate(() => window.denied), 'forbidden');
+  assert.ok((await page.evaluate(() => window.errors)).some((e) => e.code === 'forbidden' && e.status === 403));
+  assert.deepEqual(pageErrors, []);
   await page.close();
 });
