@@ -50,12 +50,12 @@ void redis_engine_drain(redis_engine *e, uint64_t timeout_ms);
 /* ok is 0 when Redis did not answer (down, timeout) or refused. */
 typedef void (*redis_publish_fn)(void *arg, int ok, const char *epoch,
                                  uint64_t first, int64_t ts_ms);
-/* Appends n messages to topic in one script call; data must stay valid
- * until fn runs. Returns 0, or -1 (fn not called) when the instance is
- * unavailable. */
+/* Appends the n messages of body (a payload body, redis_payload.h) to
+ * topic in one script call; body must stay valid until fn runs. Returns
+ * 0, or -1 (fn not called) when the instance is unavailable. */
 int redis_engine_publish(redis_engine *e, const char *topic, size_t len,
-                         const char *const *data, const size_t *data_len,
-                         size_t n, redis_publish_fn fn, void *arg);
+                         const char *body, size_t body_len, size_t n,
+                         redis_publish_fn fn, void *arg);
 
 typedef void (*redis_meta_fn)(void *arg, int ok, const char *epoch,
                               uint64_t newest, uint64_t oldest);

@@ -23,6 +23,12 @@
     "  off = 0\n"                                                  \
     "end\n"
 
+/* One stream entry per call, whatever its message count: inside a
+ * script each redis.call costs about as much as a whole pipelined XADD
+ * from a client, so an entry per message would cost several times the
+ * bare XADD + PUBLISH floor (docs/BENCHMARKS.md). The entry's id is the
+ * call's last offset, so XRANGE from offset a + 1 starts at the entry
+ * holding a + 1. */
 redis_script redis_script_publish = {
     "publish",
     SCRIPT_HEAD
@@ -33,25 +39,17 @@ redis_script redis_script_publish = {
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local n, body = tonumber(ARGV[5]), ARGV[6]\n"
     "local first = off + 1\n"
-    "local out = {}\n"
-    "for i = 5, #ARGV do\n"
-    "  off = off + 1\n"
-    "  local d = ARGV[i]\n"
-    "  if size > 0 then\n"
-    /* exact below 1000 (a few entries to drop), else the cheap, whole
-     * stream node trim */
-    "    if size < 1000 then\n"
-    "      redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 't', now,"
-    " 'd', d)\n"
-    "    else\n"
-    "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, off .. '-0',"
-    " 't', now, 'd', d)\n"
-    "    end\n"
-    "  else\n"
-    "    redis.call('XADD', KEYS[2], off .. '-0', 't', now, 'd', d)\n"
-    "  end\n"
-    "  out[#out + 1] = #d .. ':' .. d\n"
+    "off = off + n\n"
+    /* count retention: drop the entries wholly older than the newest
+     * size offsets, whole stream nodes at a time (cheap); reads hide the
+     * rest (redis_script_read) */
+    "if size > 0 and off > size then\n"
+    "  redis.call('XADD', KEYS[2], 'MINID', '~', (off - size + 1) .. '-0',"
+    " off .. '-0', 't', now, 'n', n, 'd', body)\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[2], off .. '-0', 't', now, 'n', n, 'd', body)\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'o', off)\n"
     /* age retention at most once a second per topic; the stream itself
@@ -68,26 +66,55 @@ redis_script redis_script_publish = {
     "    if cut then redis.call('XTRIM', KEYS[2], 'MINID', cut .. '-0') end\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. first .. ' ' .. now .."
-    " ' ' .. (off - first + 1) .. '\\n' .. table.concat(out))\n"
+    " ' ' .. n .. '\\n' .. body)\n"
     "return {epoch, first, now}\n",
     {0}};
 
+/* The oldest offset readers may see: with a count limit, no older than
+ * the newest size (the trim above keeps whole entries and stream nodes). */
+#define SCRIPT_LOW                                     \
+    "local size = tonumber(ARGV[2])\n"                 \
+    "local function low(oldest)\n"                     \
+    "  if size > 0 and off - size + 1 > oldest then\n" \
+    "    return off - size + 1\n"                      \
+    "  end\n"                                          \
+    "  return oldest\n"                                \
+    "end\n"
+
 redis_script redis_script_meta = {
     "meta",
-    SCRIPT_HEAD
+    SCRIPT_HEAD SCRIPT_LOW
     "if fresh then return {epoch, 0, 0} end\n"
     "local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "local oldest = 0\n"
-    "if e[1] then oldest = tonumber(string.match(e[1][1], '^(%d+)')) end\n"
+    "if e[1] then\n"
+    "  oldest = low(tonumber(string.match(e[1][1], '^(%d+)')) -"
+    " tonumber(e[1][2][4]) + 1)\n"
+    "end\n"
     "return {epoch, off, oldest}\n",
     {0}};
 
+/* Entries until they hold limit offsets from the first one readable. */
 redis_script redis_script_read = {
     "read",
-    SCRIPT_HEAD
-    "if fresh then return {} end\n"
-    "return redis.call('XRANGE', KEYS[2], tonumber(ARGV[2]) + 1 .. '-0',"
-    " '+', 'COUNT', ARGV[3])\n",
+    SCRIPT_HEAD SCRIPT_LOW
+    "if fresh then return {0, {}} end\n"
+    "local from = low(tonumber(ARGV[3]) + 1)\n"
+    "local limit = tonumber(ARGV[4])\n"
+    "local out, got, start = {}, 0, from .. '-0'\n"
+    "while got < limit do\n"
+    "  local es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 16)\n"
+    "  for _, e in ipairs(es) do\n"
+    "    local last = tonumber(string.match(e[1], '^(%d+)'))\n"
+    "    local first = last - tonumber(e[2][4]) + 1\n"
+    "    if first < from then first = from end\n"
+    "    got = got + last - first + 1\n"
+    "    out[#out + 1] = e\n"
+    "  end\n"
+    "  if #es < 16 then break end\n"
+    "  start = '(' .. es[#es][1]\n"
+    "end\n"
+    "return {from, out}\n",
     {0}};
 
 static void sha1_hex(const char *text, char out[41])

@@ -150,8 +150,7 @@ typedef struct batch {
 typedef struct call {
     batch *b;
     size_t first; /* index of the topic's first message */
-    const char **data;
-    size_t *lens;
+    char *body;   /* the messages in the payload's framing */
 } call;
 
 static void batch_call_done(batch *b)
@@ -179,30 +178,23 @@ static void on_published(void *arg, int ok, const char *epoch, uint64_t first,
     }
     if (!ok)
         c->b->failed = 1;
-    free(c->data);
-    free(c->lens);
+    free(c->body);
     batch_call_done(c->b);
     free(c);
 }
 
-/* Sends one topic's messages; a failure to send is a failed call. */
+/* Sends one topic's messages as one body; a failure to send is a failed
+ * call. */
 static void send_topic(redis_loop *l, batch *b, size_t first)
 {
     store_msg *msgs = b->msgs;
-    size_t n = 0, k = 0;
+    size_t n = 0, size = 0;
     call *c = calloc(1, sizeof *c);
+    char *p;
 
-    for (size_t i = first + 1; i; i = msgs[i - 1].next_same)
-        n++;
-    if (c) {
-        c->data = malloc(n * sizeof *c->data);
-        c->lens = malloc(n * sizeof *c->lens);
-    }
-    if (!c || !c->data || !c->lens) {
-        if (c) {
-            free(c->data);
-            free(c->lens);
-        }
+    for (size_t i = first + 1; i; i = msgs[i - 1].next_same, n++)
+        size += redis_payload_entry_size(msgs[i - 1].data_len);
+    if (!c || !(c->body = malloc(size ? size : 1))) {
         free(c);
         b->failed = 1;
         batch_call_done(b);
@@ -210,12 +202,11 @@ static void send_topic(redis_loop *l, batch *b, size_t first)
     }
     c->b = b;
     c->first = first;
-    for (size_t i = first + 1; i; i = msgs[i - 1].next_same, k++) {
-        c->data[k] = msgs[i - 1].data;
-        c->lens[k] = msgs[i - 1].data_len;
-    }
+    p = c->body;
+    for (size_t i = first + 1; i; i = msgs[i - 1].next_same)
+        p = redis_payload_put(p, msgs[i - 1].data, msgs[i - 1].data_len);
     if (redis_engine_publish(l->e, msgs[first].topic, msgs[first].topic_len,
-                             c->data, c->lens, n, on_published, c))
+                             c->body, size, n, on_published, c))
         on_published(c, 0, NULL, 0, 0);
 }
 
