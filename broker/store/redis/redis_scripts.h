@@ -45,8 +45,9 @@ typedef struct redis_script {
 /* The arguments every script starts with: KEYS meta, stream, fence key;
  * ARGV run_id ("" with redis_durable = on), history_size (0 = no count
  * limit). */
-#define REDIS_SCRIPT_FIXED_ARGS 8 /* EVALSHA sha 3 meta stream fence rid size \
-                                   */
+#define REDIS_SCRIPT_FIXED_ARGS                   \
+    8 /* EVALSHA sha 3 meta stream fence rid size \
+       */
 
 /* publish: then ARGV history_ttl_ms (0 = none), channel, message count,
  * the messages (a payload body, redis_payload.h). Returns {epoch, first
