@@ -258,6 +258,36 @@ static void test_many_entries(const char *url)
     CHECK_EQ_INT(r.last_off, 40);
     CHECK(!r.unordered);
     CHECK_EQ_INT(topic_of(l, "m").oldest, 1);
+
+    /* One batch of three topics, interleaved (one script call): each
+     * topic numbered on its own, in batch order. */
+    static const char *topics[] = {"x", "y", "x", "z", "y", "x"};
+    static const uint64_t want[] = {1, 1, 2, 1, 2, 3};
+    store_msg mm[6];
+    memset(mm, 0, sizeof mm);
+    for (size_t i = 0; i < 6; i++) {
+        mm[i].topic = topics[i];
+        mm[i].topic_len = 1;
+        mm[i].data = topics[i];
+        mm[i].data_len = 1;
+    }
+    mm[0].group_first = mm[1].group_first = mm[3].group_first = 1;
+    mm[0].next_same = 3; /* x: 0, 2, 5 */
+    mm[2].next_same = 6;
+    mm[1].next_same = 5; /* y: 1, 4 */
+    r = (result){0};
+    store_append(l, mm, 6, append_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    for (size_t i = 0; i < 6; i++)
+        CHECK_EQ_INT(mm[i].offset, want[i]);
+    CHECK_EQ_STR(mm[1].epoch, topic_of(l, "y").epoch);
+    CHECK_EQ_INT(topic_of(l, "x").newest, 3);
+    r = (result){0};
+    store_read(l, "x", 1, 1, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.rows, 2);
+    CHECK_EQ_INT(r.last_off, 3);
     store_detach(l);
     store_close(st);
     config_free(&cfg);

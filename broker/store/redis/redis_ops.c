@@ -14,8 +14,8 @@
 
 /* Arguments before a script's own (redis_scripts.h). */
 #define SCRIPT_FIXED_ARGS REDIS_SCRIPT_FIXED_ARGS
-/* The most a script has of its own: publish's ttl, channel, count, body. */
-#define SCRIPT_MAX_OWN 4
+/* The most a one-topic script has of its own: read's after, limit. */
+#define SCRIPT_MAX_OWN 2
 
 typedef struct script_req script_req;
 typedef void (*script_done_fn)(script_req *q, const redisReply *r);
@@ -32,18 +32,27 @@ struct script_req {
     void *arg;
     int retried; /* sent again as EVAL */
     int argc;
-    const char *argv[SCRIPT_FIXED_ARGS + SCRIPT_MAX_OWN];
-    size_t lens[SCRIPT_FIXED_ARGS + SCRIPT_MAX_OWN];
+    const char **argv; /* one_argv, or allocated for a publish */
+    size_t *lens;
+    const char *one_argv[SCRIPT_FIXED_ARGS + SCRIPT_MAX_OWN];
+    size_t one_lens[SCRIPT_FIXED_ARGS + SCRIPT_MAX_OWN];
     redis_keys keys;
     char run_id[41];
     char size[24];
-    char a1[24], a2[24]; /* the script's own numbers: publish: ttl,
-                            count; read: after, limit */
-    char channel[300];
+    char a1[24], a2[24]; /* read: after, limit; publish: ttl */
+    /* publish only (allocated) */
+    redis_pub *pubs;
+    size_t npubs;
+    struct pub_args *pa;
 };
 
 static void script_free(script_req *q)
 {
+    if (q->argv != q->one_argv) {
+        free(q->argv);
+        free(q->lens);
+    }
+    free(q->pa);
     free(q);
 }
 
@@ -105,6 +114,8 @@ static script_req *script_new(redis_engine *e, const redis_script *script,
     q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
+    q->argv = q->one_argv;
+    q->lens = q->one_lens;
     if (redis_topic_keys(topic, len, &q->keys)) {
         script_free(q);
         return NULL;
@@ -124,37 +135,93 @@ static script_req *script_new(redis_engine *e, const redis_script *script,
     return q;
 }
 
+/* ---- publish ------------------------------------------------------------- */
+
+/* A topic's own arguments of the publish script. */
+struct pub_args {
+    redis_keys keys;
+    char channel[300];
+    char count[24];
+};
+
 static void publish_done(script_req *q, const redisReply *r)
 {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len != 32 ||
-        r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_INTEGER) {
-        q->fn.publish(q->arg, 0, NULL, 0, 0);
-        return;
+    int ok = r && r->type == REDIS_REPLY_ARRAY &&
+             r->elements == 1 + 2 * q->npubs &&
+             r->element[0]->type == REDIS_REPLY_INTEGER;
+
+    for (size_t i = 0; ok && i < q->npubs; i++) {
+        const redisReply *ep = r->element[1 + 2 * i],
+                         *fi = r->element[2 + 2 * i];
+        ok = ep->type == REDIS_REPLY_STRING && ep->len == 32 &&
+             fi->type == REDIS_REPLY_INTEGER && fi->integer > 0;
+        if (ok) {
+            memcpy(q->pubs[i].epoch, ep->str, 33);
+            q->pubs[i].first = (uint64_t)fi->integer;
+        }
     }
-    q->fn.publish(q->arg, 1, r->element[0]->str,
-                  (uint64_t)r->element[1]->integer, r->element[2]->integer);
+    q->fn.publish(q->arg, ok, ok ? r->element[0]->integer : 0);
 }
 
-int redis_engine_publish(redis_engine *e, const char *topic, size_t len,
-                         const char *body, size_t body_len, size_t n,
+/* EVALSHA sha numkeys fence (meta stream)... rid size ttl
+ * (channel count body)... */
+static int publish_args(redis_engine *e, script_req *q)
+{
+    size_t n = q->npubs, argc = 4 + 2 * n + 3 + 3 * n, k = 0;
+    const char *fence = REDIS_FENCE_KEY(e->cfg);
+
+    q->argv = malloc(argc * sizeof *q->argv);
+    q->lens = malloc(argc * sizeof *q->lens);
+    q->pa = calloc(n, sizeof *q->pa);
+    if (!q->argv || !q->lens || !q->pa)
+        return -1;
+    q->argc = (int)argc;
+    snprintf(q->a2, sizeof q->a2, "%zu", 1 + 2 * n);
+    script_arg(q, (int)k++, "EVALSHA", 7);
+    script_arg(q, (int)k++, q->script->sha, 40);
+    script_arg(q, (int)k++, q->a2, strlen(q->a2));
+    script_arg(q, (int)k++, fence, strlen(fence));
+    for (size_t i = 0; i < n; i++) {
+        const redis_pub *p = &q->pubs[i];
+        struct pub_args *a = &q->pa[i];
+        if (redis_topic_keys(p->topic, p->len, &a->keys))
+            return -1;
+        snprintf(a->channel, sizeof a->channel, "%s%.*s", q->in->prefix,
+                 (int)p->len, p->topic);
+        snprintf(a->count, sizeof a->count, "%zu", p->n);
+        script_arg(q, (int)k++, a->keys.meta, strlen(a->keys.meta));
+        script_arg(q, (int)k++, a->keys.stream, strlen(a->keys.stream));
+    }
+    script_arg(q, (int)k++, q->run_id, strlen(q->run_id));
+    script_arg(q, (int)k++, q->size, strlen(q->size));
+    script_arg(q, (int)k++, q->a1, strlen(q->a1));
+    for (size_t i = 0; i < n; i++) {
+        struct pub_args *a = &q->pa[i];
+        script_arg(q, (int)k++, a->channel, strlen(a->channel));
+        script_arg(q, (int)k++, a->count, strlen(a->count));
+        script_arg(q, (int)k++, q->pubs[i].body, q->pubs[i].body_len);
+    }
+    return 0;
+}
+
+int redis_engine_publish(redis_engine *e, redis_pub *pubs, size_t n,
                          redis_publish_fn fn, void *arg)
 {
-    script_req *q = script_new(e, &redis_script_publish, topic, len, 4);
-    int k = SCRIPT_FIXED_ARGS;
+    script_req *q;
 
+    if (n == 0 || n > REDIS_PUBLISH_MAX_TOPICS)
+        return -1;
+    q = script_new(e, &redis_script_publish, pubs[0].topic, pubs[0].len, 0);
     if (!q)
         return -1;
+    q->pubs = pubs;
+    q->npubs = n;
     snprintf(q->a1, sizeof q->a1, "%llu",
              (unsigned long long)e->cfg->history_ttl_ms);
-    snprintf(q->a2, sizeof q->a2, "%zu", n);
-    snprintf(q->channel, sizeof q->channel, "%s%.*s", q->in->prefix, (int)len,
-             topic);
-    script_arg(q, k++, q->a1, strlen(q->a1));
-    script_arg(q, k++, q->channel, strlen(q->channel));
-    script_arg(q, k++, q->a2, strlen(q->a2));
-    script_arg(q, k, body, body_len);
+    if (publish_args(e, q)) {
+        script_free(q);
+        return -1;
+    }
     q->done = publish_done;
     q->fn.publish = fn;
     q->arg = arg;

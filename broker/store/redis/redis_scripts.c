@@ -5,69 +5,87 @@
 
 #include <openssl/evp.h>
 
-/* Shared head of every script: the fence and the topic's state. Leaves
- * epoch, off (the newest offset) and fresh (no state valid under this
- * incarnation: epoch is the one its first message will get). */
-#define SCRIPT_HEAD                                                \
-    "local rid = ARGV[1]\n"                                        \
-    "local seed = redis.call('GET', KEYS[3])\n"                    \
-    "if not seed or (rid ~= '' and seed ~= rid) then\n"            \
-    "  return redis.error_reply('FENCED run_id changed')\n"        \
-    "end\n"                                                        \
-    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r', 'c')\n" \
-    "local epoch, off = m[1], tonumber(m[2])\n"                    \
-    "local fresh = not epoch or (rid ~= '' and m[3] ~= rid)\n"     \
-    "if fresh then\n"                                              \
-    "  epoch = string.sub(redis.sha1hex(seed .. ':' .."            \
-    " string.sub(KEYS[1], 9, -4)), 1, 32)\n"                       \
-    "  off = 0\n"                                                  \
+/* The fence, at the start of every script: key is the fence key. */
+#define SCRIPT_FENCE(key)                                   \
+    "local rid = ARGV[1]\n"                                 \
+    "local seed = redis.call('GET', " key ")\n"             \
+    "if not seed or (rid ~= '' and seed ~= rid) then\n"     \
+    "  return redis.error_reply('FENCED run_id changed')\n" \
     "end\n"
 
-/* One stream entry per call, whatever its message count: inside a
- * script each redis.call costs about as much as a whole pipelined XADD
- * from a client, so an entry per message would cost several times the
- * bare XADD + PUBLISH floor (docs/BENCHMARKS.md). The entry's id is the
- * call's last offset, so XRANGE from offset a + 1 starts at the entry
- * holding a + 1. */
+/* A topic's state from its meta key: the raw HMGET, epoch, off (the
+ * newest offset) and fresh (no state valid under this incarnation: epoch
+ * is the one its first message will get). */
+#define SCRIPT_STATE                                             \
+    "local function state(mk)\n"                                 \
+    "  local m = redis.call('HMGET', mk, 'e', 'o', 'r', 'c')\n"  \
+    "  local epoch, off = m[1], tonumber(m[2])\n"                \
+    "  local fresh = not epoch or (rid ~= '' and m[3] ~= rid)\n" \
+    "  if fresh then\n"                                          \
+    "    epoch = string.sub(redis.sha1hex(seed .. ':' .."        \
+    " string.sub(mk, 9, -4)), 1, 32)\n"                          \
+    "    off = 0\n"                                              \
+    "  end\n"                                                    \
+    "  return m, epoch, off, fresh\n"                            \
+    "end\n"
+
+/* Head of the one-topic scripts (KEYS meta, stream, fence). */
+#define SCRIPT_HEAD         \
+    SCRIPT_FENCE("KEYS[3]") \
+    SCRIPT_STATE "local m, epoch, off, fresh = state(KEYS[1])\n"
+
+/* One call per instance and batch, one stream entry per topic and call
+ * whatever its message count: inside a script each redis.call costs
+ * about as much as a whole pipelined XADD from a client, so an entry per
+ * message, or a call per topic, would cost several times the bare XADD +
+ * PUBLISH floor (docs/BENCHMARKS.md). An entry's id is its last offset,
+ * so XRANGE from offset a + 1 starts at the entry holding a + 1. */
 redis_script redis_script_publish = {
     "publish",
-    SCRIPT_HEAD
-    "if fresh then\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n"
-    "end\n"
+    SCRIPT_FENCE("KEYS[1]") SCRIPT_STATE
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local n, body = tonumber(ARGV[5]), ARGV[6]\n"
-    "local first = off + 1\n"
-    "off = off + n\n"
+    "local out = {now}\n"
+    "for i = 1, (#KEYS - 1) / 2 do\n"
+    "  local mk, sk, a = KEYS[2 * i], KEYS[2 * i + 1], 3 * i + 1\n"
+    "  local n, body = tonumber(ARGV[a + 1]), ARGV[a + 2]\n"
+    "  local m, epoch, off, fresh = state(mk)\n"
+    "  if fresh then\n"
+    "    redis.call('DEL', sk)\n"
+    "    redis.call('HSET', mk, 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n"
+    "  end\n"
+    "  local first = off + 1\n"
+    "  off = off + n\n"
     /* count retention: drop the entries wholly older than the newest
      * size offsets, whole stream nodes at a time (cheap); reads hide the
      * rest (redis_script_read) */
-    "if size > 0 and off > size then\n"
-    "  redis.call('XADD', KEYS[2], 'MINID', '~', (off - size + 1) .. '-0',"
+    "  if size > 0 and off > size then\n"
+    "    redis.call('XADD', sk, 'MINID', '~', (off - size + 1) .. '-0',"
     " off .. '-0', 't', now, 'n', n, 'd', body)\n"
-    "else\n"
-    "  redis.call('XADD', KEYS[2], off .. '-0', 't', now, 'n', n, 'd', body)\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'o', off)\n"
+    "  else\n"
+    "    redis.call('XADD', sk, off .. '-0', 't', now, 'n', n, 'd', body)\n"
+    "  end\n"
     /* age retention at most once a second per topic; the stream itself
      * expires a second after its newest message would */
-    "if ttl > 0 and (fresh or now - tonumber(m[4] or '0') >= 1000) then\n"
-    "    redis.call('HSET', KEYS[1], 'c', now)\n"
-    "    redis.call('PEXPIRE', KEYS[2], ttl + 1000)\n"
+    "  if ttl > 0 and (fresh or now - tonumber(m[4] or '0') >= 1000) then\n"
+    "    redis.call('HSET', mk, 'o', off, 'c', now)\n"
+    "    redis.call('PEXPIRE', sk, ttl + 1000)\n"
     "    local cut = nil\n"
-    "    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT',"
+    "    for _, e in ipairs(redis.call('XRANGE', sk, '-', '+', 'COUNT',"
     " 1000)) do\n"
     "      if tonumber(e[2][2]) >= now - ttl then break end\n"
     "      cut = tonumber(string.match(e[1], '^(%d+)')) + 1\n"
     "    end\n"
-    "    if cut then redis.call('XTRIM', KEYS[2], 'MINID', cut .. '-0') end\n"
-    "end\n"
-    "redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. first .. ' ' .. now .."
+    "    if cut then redis.call('XTRIM', sk, 'MINID', cut .. '-0') end\n"
+    "  else\n"
+    "    redis.call('HSET', mk, 'o', off)\n"
+    "  end\n"
+    "  redis.call('PUBLISH', ARGV[a], epoch .. ' ' .. first .. ' ' .. now .."
     " ' ' .. n .. '\\n' .. body)\n"
-    "return {epoch, first, now}\n",
+    "  out[2 * i], out[2 * i + 1] = epoch, first\n"
+    "end\n"
+    "return out\n",
     {0}};
 
 /* The oldest offset readers may see: with a count limit, no older than

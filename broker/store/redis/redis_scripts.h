@@ -42,16 +42,18 @@ typedef struct redis_script {
     char sha[41];
 } redis_script;
 
-/* The arguments every script starts with: KEYS meta, stream, fence key;
- * ARGV run_id ("" with redis_durable = on), history_size (0 = no count
- * limit). */
+/* The arguments the one-topic scripts (meta, read) start with: KEYS
+ * meta, stream, fence key; ARGV run_id ("" with redis_durable = on),
+ * history_size (0 = no count limit). */
 #define REDIS_SCRIPT_FIXED_ARGS                   \
     8 /* EVALSHA sha 3 meta stream fence rid size \
        */
 
-/* publish: then ARGV history_ttl_ms (0 = none), channel, message count,
- * the messages (a payload body, redis_payload.h). Returns {epoch, first
- * offset, ts}. */
+/* publish, for any number of topics of one instance: KEYS fence key, then
+ * per topic meta, stream; ARGV run_id, history_size, history_ttl_ms
+ * (0 = none), then per topic channel, message count, the messages (a
+ * payload body, redis_payload.h). Returns {ts, then per topic epoch,
+ * first offset}. */
 extern redis_script redis_script_publish;
 
 /* meta: returns {epoch, newest offset, oldest readable offset (0 when
