@@ -218,8 +218,9 @@ static int append_n(store_loop *l, const char *topic, const char *prefix,
     return r.done ? r.status : -2;
 }
 
-/* Reads spanning more stream entries than the read script fetches at
- * once (16), with no count limit: a second store on the same Redis. */
+/* A second store on the same Redis, with no count limit and a short age
+ * limit: reads spanning more stream entries than the read script fetches
+ * at once (16), a batch of several topics, age retention. */
 static void test_many_entries(const char *url)
 {
     config cfg;
@@ -236,6 +237,7 @@ static void test_many_entries(const char *url)
     config_set(&cfg, "engine", "redis", err, sizeof err);
     config_set(&cfg, "redis_url", url, err, sizeof err);
     config_set(&cfg, "history_size", "0", err, sizeof err);
+    config_set(&cfg, "history_ttl", "1s", err, sizeof err);
     CHECK_EQ_INT(store_engine_redis.open(&st, &cfg, err, sizeof err), STORE_OK);
     CHECK_EQ_INT(store_attach(st, 0, base, &feed, &l, err, sizeof err),
                  STORE_OK);
@@ -288,6 +290,21 @@ static void test_many_entries(const char *url)
     run_until(&r.done, 3000);
     CHECK_EQ_INT(r.rows, 2);
     CHECK_EQ_INT(r.last_off, 3);
+
+    /* history_ttl 1s: a publish more than a second later drops the
+     * entries older than a second */
+    usleep(1200 * 1000);
+    CHECK_EQ_INT(append_n(l, "x", "late", 1, msg, data), STORE_OK);
+    CHECK_EQ_INT(msg[0].offset, 4);
+    CHECK_EQ_INT(topic_of(l, "x").oldest, 4);
+    r = (result){0};
+    store_read(l, "x", 1, 0, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.rows, 1);
+    CHECK_EQ_STR(r.row_data[0], "late0");
+    /* m's 40 entries take three pages of the check */
+    CHECK_EQ_INT(append_n(l, "m", "late", 1, msg, data), STORE_OK);
+    CHECK_EQ_INT(topic_of(l, "m").oldest, 41);
     store_detach(l);
     store_close(st);
     config_free(&cfg);
