@@ -1,6 +1,6 @@
-/* The Redis engine's asynchronous requests (loop 0): publish and meta
- * scripts by EVALSHA (EVAL again when Redis answers NOSCRIPT), and
- * XRANGE reads. */
+/* The Redis engine's asynchronous requests, on the calling loop's command
+ * connections: the publish, meta and read scripts by EVALSHA (EVAL again
+ * when Redis answers NOSCRIPT). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +211,8 @@ int redis_engine_publish(redis_engine *e, redis_pub *pubs, size_t n,
 
     if (n == 0 || n > REDIS_PUBLISH_MAX_TOPICS)
         return -1;
+    /* the instance and run_id of the first topic (all share them); the
+     * one-topic arguments it lays out are replaced by publish_args */
     q = script_new(e, &redis_script_publish, pubs[0].topic, pubs[0].len, 0);
     if (!q)
         return -1;
