@@ -157,8 +157,8 @@ static size_t end_line(sse_dec *d, const uint8_t *buf, size_t len, size_t i)
     return i + 1;
 }
 
-static void field_item(sse_dec *d, sse_item *it, const uint8_t *val,
-                       size_t n, int fin)
+static void field_item(sse_dec *d, sse_item *it, const uint8_t *val, size_t n,
+                       int fin)
 {
     it->type = SSE_FIELD;
     it->field = d->field;
