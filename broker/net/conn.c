@@ -106,6 +106,15 @@ void conn_upgrade(conn *c, const conn_handler *ws)
         conn_io_readable(c);
 }
 
+void conn_start_stream(conn *c, const conn_handler *h)
+{
+    c->state = CONN_WS;
+    c->h = h;
+    /* The read timeout paces the pings: a stream's client sends nothing. */
+    c->io->set_timeouts(c, c->srv->cfg->ping_interval_ms, 0);
+    log_conn(LOG_DEBUG, c->id, c->peer, "streaming %s", h->name);
+}
+
 void conn_http_resume(conn *c)
 {
     c->http_busy = 0;
@@ -162,6 +171,21 @@ static void defer_close(conn *c, uint16_t code, const char *reason)
     c->io->want_read(c, 0);
 }
 
+static void end_stream(conn *c, uint16_t code, const char *reason)
+{
+    char last[256];
+    size_t n =
+        c->h->on_end ? c->h->on_end(c, code, reason, last, sizeof last) : 0;
+
+    log_conn(LOG_DEBUG, c->id, c->peer, "ending the stream with %u %s", code,
+             reason ? reason : "");
+    if (n && conn_queue_bytes(c, last, n)) {
+        conn_abort(c);
+        return;
+    }
+    begin_closing(c);
+}
+
 void conn_close(conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[125];
@@ -173,6 +197,10 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         return;
     }
     detach(c);
+    if (c->h->stream) {
+        end_stream(c, code, reason);
+        return;
+    }
     if (c->unacked) {
         defer_close(c, code, reason);
         return;
@@ -309,6 +337,10 @@ void conn_io_readable(conn *c)
             c->io->want_read(c, 0);
         break;
     case CONN_WS:
+        if (c->h->stream) { /* nothing is expected after the request */
+            evbuffer_drain(c->in, evbuffer_get_length(c->in));
+            break;
+        }
         if (c->awaiting_pong) { /* any input answers the ping */
             c->awaiting_pong = 0;
             c->io->set_timeouts(c, heartbeat_ms(c), 0);
@@ -333,6 +365,13 @@ static void on_read_timeout(conn *c)
 {
     const config *cfg = c->srv->cfg;
 
+    if (c->state == CONN_WS && c->h->stream) {
+        if (c->h->on_ping)
+            c->h->on_ping(c);
+        if (c->state == CONN_WS)
+            c->io->set_timeouts(c, cfg->ping_interval_ms, 0);
+        return;
+    }
     if (c->state == CONN_WS && cfg->ping_interval_ms && !c->awaiting_pong) {
         c->awaiting_pong = 1;
         conn_send(c, CHORUS_WS_OP_PING, NULL, 0);

@@ -65,5 +65,7 @@ void conn_io_report(conn *c, conn_io_event what, int err);
  * outbound bound (conn_out.c). */
 void conn_ws_read(conn *c);
 int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len);
+/* The same for bytes as they are (a stream's). */
+int conn_queue_bytes(conn *c, const void *data, size_t len);
 
 #endif

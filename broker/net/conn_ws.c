@@ -23,8 +23,8 @@ static void echo_message(conn *c, int opcode, uint8_t *data, size_t len)
     conn_send(c, opcode, data, len);
 }
 
-const conn_handler conn_echo_handler = {NULL, echo_message, NULL, NULL,
-                                        1,    "/echo"};
+const conn_handler conn_echo_handler = {
+    .on_message = echo_message, .binary_ok = 1, .name = "/echo"};
 
 /* A whole message, to the layer above. */
 static void deliver(conn *c, int opcode, uint8_t *data, size_t len)

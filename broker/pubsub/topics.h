@@ -28,6 +28,9 @@ typedef struct sub {
      * them, so that nothing arrives twice. */
     uint64_t live_from;
     struct sub *replay_next;
+    /* The owner takes Server-Sent Events (sse_event.h), not WebSocket
+     * frames: fan-out and replay encode for it accordingly. */
+    int sse;
 } sub;
 
 struct topic {
