@@ -133,14 +133,32 @@ static int classify(const sse_dec *d)
     return SSE_F_OTHER;
 }
 
-/* Offset of the first CR or LF in p[0..n), n if none. */
+typedef uint8_t v16 __attribute__((vector_size(16)));
+
+/* Offset of the first CR or LF in p[0..n), n if none. One pass 16 bytes
+ * at a time (GCC vector extensions): a memchr for LF then one for CR
+ * cost the bench a fifth of its time on 4 short lines per event. */
 static size_t eol(const uint8_t *p, size_t n)
 {
-    const uint8_t *lf = memchr(p, '\n', n);
-    size_t m = lf ? (size_t)(lf - p) : n;
-    const uint8_t *cr = memchr(p, '\r', m);
+    size_t i = 0;
 
-    return cr ? (size_t)(cr - p) : m;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 16 <= n; i += 16) {
+        v16 x, m;
+        uint64_t half[2];
+        memcpy(&x, p + i, 16);
+        m = (v16)((x == '\n') | (x == '\r')); /* 0xFF where either */
+        memcpy(half, &m, 16);
+        if (half[0])
+            return i + (size_t)__builtin_ctzll(half[0]) / 8;
+        if (half[1])
+            return i + 8 + (size_t)__builtin_ctzll(half[1]) / 8;
+    }
+#endif
+    for (; i < n; i++)
+        if (p[i] == '\n' || p[i] == '\r')
+            break;
+    return i;
 }
 
 /* Consumes the line end (CR, LF or CRLF) at buf[i]; the index after it.
@@ -185,6 +203,43 @@ static size_t read_name(sse_dec *d, const uint8_t *buf, size_t len, size_t i)
     return i;
 }
 
+/* The names a stream is mostly made of, with their colon: the length of
+ * "name:" and the field, or 0 if p[0..n) starts otherwise. */
+static size_t common_name(const uint8_t *p, size_t n, int *field)
+{
+    if (n >= 5 && memcmp(p, "data:", 5) == 0) {
+        *field = SSE_F_DATA;
+        return 5;
+    }
+    if (n >= 3 && memcmp(p, "id:", 3) == 0) {
+        *field = SSE_F_ID;
+        return 3;
+    }
+    if (n >= 6 && memcmp(p, "event:", 6) == 0) {
+        *field = SSE_F_EVENT;
+        return 6;
+    }
+    return 0;
+}
+
+/* A line starting at buf[0], whole in the buffer, of a common field: its
+ * item and the bytes used; 0 (nothing done) otherwise. */
+static size_t whole_line(sse_dec *d, const uint8_t *buf, size_t len,
+                         sse_item *it)
+{
+    int field;
+    size_t e = eol(buf, len), v = common_name(buf, e, &field);
+
+    if (!v || e == len)
+        return 0;
+    if (v < e && buf[v] == ' ')
+        v++;
+    d->field = (uint8_t)field;
+    d->first = 1;
+    field_item(d, it, buf + v, e - v, 1);
+    return end_line(d, buf, len, e);
+}
+
 size_t sse_dec_next(sse_dec *d, const uint8_t *buf, size_t len, sse_item *it)
 {
     size_t i = 0, e;
@@ -202,6 +257,8 @@ size_t sse_dec_next(sse_dec *d, const uint8_t *buf, size_t len, sse_item *it)
                 it->type = SSE_DISPATCH;
                 return end_line(d, buf, len, i);
             }
+            if ((e = whole_line(d, buf + i, len - i, it)) != 0)
+                return i + e;
             d->first = 1;
             d->name_len = 0;
             if (buf[i] == ':') {

@@ -129,6 +129,12 @@ static void name_chunk(conn *c, const sse_item *it)
     sse_sub *s = &c->sse_st;
     size_t room = sizeof s->name - s->name_len;
 
+    if (it->first && it->fin && it->len == 7 &&
+        memcmp(it->val, "message", 7) == 0) {
+        s->name_len = 7;
+        s->named_other = 0;
+        return;
+    }
     if (it->first)
         s->name_len = 0;
     if (it->len > room) {
@@ -145,7 +151,18 @@ static void name_chunk(conn *c, const sse_item *it)
 static void id_chunk(conn *c, const sse_item *it)
 {
     sse_sub *s = &c->sse_st;
+    const uint8_t *p = it->val + it->len;
+    uint64_t mul = 1;
 
+    if (it->first && it->fin) { /* whole: read back from its end */
+        s->id = 0;
+        while (p > it->val && (unsigned)(p[-1] - '0') < 10) {
+            s->id += (uint64_t)(p[-1] - '0') * mul;
+            mul *= 10;
+            p--;
+        }
+        return;
+    }
     if (it->first)
         s->id = 0;
     for (size_t i = 0; i < it->len; i++) {
@@ -219,6 +236,9 @@ static void on_event(conn *c, uint64_t now)
     } else if (!s->named_other) {
         on_message_event(c, now);
     } else if (named(s, "subscribed")) {
+        /* its id is the position the stream delivers after */
+        if (B.proto == PROTO_CHORUS)
+            s->last_id = s->id;
         if (!c->subscribed) {
             c->subscribed = 1;
             B.subs_ok++;
@@ -226,9 +246,9 @@ static void on_event(conn *c, uint64_t now)
     } else if (named(s, "gap")) {
         B.sse_gaps++;
         note("subscriber %u: gap %.*s", c->idx, (int)c->pfx_len, c->pfx);
-    } else if (named(s, "error")) {
-        if (B.errors++ < 5)
-            note("error event: %.*s", (int)c->pfx_len, c->pfx);
+    } else if (named(s, "close")) {
+        note("subscriber %u: close event %.*s", c->idx, (int)c->pfx_len,
+             c->pfx);
     }
     s->has_data = s->payload = s->named_other = 0;
     s->name_len = 0;

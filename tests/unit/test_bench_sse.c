@@ -169,6 +169,14 @@ static void test_line_ends(void)
                   "message|a|;message|b|;message|c|;");
     /* CR then LF in separate reads is one line end, not two */
     expect_events("data: a\r\ndata: b\r\n\r\n", "message|a\nb|;");
+    /* line ends past the first 16 bytes of a line, in either half of a
+     * 16-byte block */
+    expect_events("data: 0123456789abcdefghij\rdata: 0123456789abcdefghijklmn"
+                  "opqrstuvwxyz0123456789\r\n\n",
+                  "message|0123456789abcdefghij\n0123456789abcdefghijklmnopq"
+                  "rstuvwxyz0123456789|;");
+    expect_events("data: 0123456789abcdefghijklmnopqrstuvwxyz\n\n",
+                  "message|0123456789abcdefghijklmnopqrstuvwxyz|;");
     /* the last event without its blank line is not dispatched */
     expect_events("data: a\n\ndata: b\n", "message|a|;");
 }
