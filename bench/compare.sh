@@ -322,7 +322,7 @@ for_sse() { # scn -- args
     run "$scn" chorus start_chorus -- --proto chorus --sub sse "$@"
     run "$scn" nchan start_nchan -- --proto nchan --sub sse --pubconns "$NCHAN_PUBCONNS" "$@"
 }
-# SSE_PAIRS=N: N more pairs of Chorus scenario A over WebSocket then over
+# SSE_PAIRS=N: N more pairs of Chorus scenario A over WebSocket and over
 # SSE, back to back (AW1/AS1, ...), whatever ONLY says: on a shared
 # machine a ratio is only worth its spread.
 SSE_PAIRS=${SSE_PAIRS:-0}
@@ -382,9 +382,13 @@ run H1000_off chorus start_chorus -- --proto chorus -n 0 -t 10 --window 1000 $W
 CHORUS_EXTRA=("history_size = 0")
 run R chorus start_chorus -- --proto chorus --replay "$REPLAY_N" --window 1000 --setup-timeout 120
 CHORUS_EXTRA=()
+# (odd pairs WebSocket first, even pairs SSE first, so that a trend in the
+# machine's load does not favour one side)
 for i in $(seq "$SSE_PAIRS"); do
-    ONLY="" run "AW$i" chorus start_chorus -- --proto chorus -n 1000 -t 1 -p 100 --window "$WIN_A" $W
-    ONLY="" run "AS$i" chorus start_chorus -- --proto chorus --sub sse -n 1000 -t 1 -p 100 --window "$WIN_A" $W
+    for sub in $([ $((i % 2)) = 1 ] && echo "ws sse" || echo "sse ws"); do
+        if [ "$sub" = ws ]; then scn=AW$i; else scn=AS$i; fi
+        ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W
+    done
 done
 fi
 
@@ -502,7 +506,7 @@ sse_table() {
     printf '| lost/dup/closed | %s | %s | | %s | %s | |\n' "${out[@]}"
     [ "$SSE_PAIRS" -gt 0 ] || return 0
     echo
-    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket, then over SSE):"
+    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first):"
     echo
     echo "| pair | WS deliveries/s | SSE deliveries/s | WS CPU us/delivery | SSE CPU us/delivery | SSE/WS CPU per delivery |"
     echo "|---|---|---|---|---|---|"
