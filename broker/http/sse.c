@@ -51,8 +51,8 @@ static int resume_position(conn *c, const chorus_http_request *req,
                            const char *query, size_t query_len,
                            sse_since *since)
 {
-    const chorus_http_header *h =
-        chorus_http_find_header(req->headers, req->num_headers, "Last-Event-ID");
+    const chorus_http_header *h = chorus_http_find_header(
+        req->headers, req->num_headers, "Last-Event-ID");
     char buf[128];
     int n;
 
@@ -83,12 +83,11 @@ static void send_head(conn *c, const chorus_http_request *req)
     struct evbuffer *out = conn_output(c);
     size_t before = evbuffer_get_length(out);
 
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 200 OK\r\n"
-                        "Content-Type: text/event-stream\r\n"
-                        "Cache-Control: no-cache\r\n"
-                        "X-Accel-Buffering: no\r\n"
-                        "Connection: close\r\n");
+    evbuffer_add_printf(out, "HTTP/1.1 200 OK\r\n"
+                             "Content-Type: text/event-stream\r\n"
+                             "Cache-Control: no-cache\r\n"
+                             "X-Accel-Buffering: no\r\n"
+                             "Connection: close\r\n");
     if (origin)
         evbuffer_add_printf(out,
                             "Access-Control-Allow-Origin: %.*s\r\n"
@@ -112,8 +111,8 @@ static int available(conn *c)
 }
 
 sse_route_result sse_route(conn *c, const chorus_http_request *req,
-                           const char *path, size_t path_len,
-                           const char *query, size_t query_len)
+                           const char *path, size_t path_len, const char *query,
+                           size_t query_len)
 {
     const config *cfg = c->srv->cfg;
     char name[CHORUS_TOPIC_MAX * 3 + 1];
@@ -127,8 +126,8 @@ sse_route_result sse_route(conn *c, const chorus_http_request *req,
         http_respond_405(c, "GET", 0);
         return SSE_REFUSED;
     }
-    n = chorus_http_percent_decode(path + SSE_PREFIX_LEN,
-                                   path_len - SSE_PREFIX_LEN, name, sizeof name);
+    n = chorus_http_percent_decode(
+        path + SSE_PREFIX_LEN, path_len - SSE_PREFIX_LEN, name, sizeof name);
     if (n < 0 || !chorus_topic_valid(name, (size_t)n)) {
         http_respond_error(c, 400, CHORUS_ERR_INVALID_TOPIC,
                            "topic must be 1-200 characters of A-Z a-z 0-9 "

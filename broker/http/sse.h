@@ -20,7 +20,7 @@ typedef enum {
 } sse_route_result;
 
 sse_route_result sse_route(conn *c, const chorus_http_request *req,
-                           const char *path, size_t path_len,
-                           const char *query, size_t query_len);
+                           const char *path, size_t path_len, const char *query,
+                           size_t query_len);
 
 #endif

@@ -25,6 +25,12 @@
  * that unread input does not turn our close frame into a TCP reset). */
 #define CLOSE_FLUSH_MS 5000
 #define CLOSE_LINGER_MS 2000
+/* How long a close that waits for publish acks waits for the next one:
+ * past it the store is taken for stalled (an ack lost, a Redis that
+ * stopped answering within a long redis_timeout) and the close goes on
+ * without the acks still due. Reading is off meanwhile, so no other
+ * timeout would end the wait. */
+#define CLOSE_ACK_WAIT_MS 5000
 
 static void link_conn(conn **head, conn *c)
 {
@@ -155,22 +161,7 @@ static void begin_closing(conn *c)
         start_linger(c);
 }
 
-/* A close while publishes await their acks (PROTOCOL.md: `published`
- * once the message is stored) waits for them: nothing more is read or
- * delivered, and conn_publish_answered closes after the last ack. The
- * first close wins. */
-static void defer_close(conn *c, uint16_t code, const char *reason)
-{
-    if (c->close_deferred)
-        return;
-    c->close_deferred = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof c->close_reason, "%s",
-             reason ? reason : "");
-    c->read_paused = 1;
-    c->io->want_read(c, 0);
-}
-
+/* Ends a stream: its last event (on_end) and the flush; no frame. */
 static void end_stream(conn *c, uint16_t code, const char *reason)
 {
     char last[256];
@@ -186,25 +177,12 @@ static void end_stream(conn *c, uint16_t code, const char *reason)
     begin_closing(c);
 }
 
-void conn_close(conn *c, uint16_t code, const char *reason)
+/* Queues the close frame and starts closing. */
+static void send_close(conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[125];
     size_t n = 0;
 
-    if (c->state != CONN_WS) {
-        if (c->state == CONN_HTTP)
-            conn_abort(c);
-        return;
-    }
-    detach(c);
-    if (c->h->stream) {
-        end_stream(c, code, reason);
-        return;
-    }
-    if (c->unacked) {
-        defer_close(c, code, reason);
-        return;
-    }
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
     log_conn(LOG_DEBUG, c->id, c->peer, "closing with %u %s", code,
@@ -215,6 +193,78 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         return;
     }
     begin_closing(c);
+}
+
+static void ack_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_WS || !c->close_deferred)
+        return;
+    server_log_limited(c->srv, LOG_CAUSE_ACK_WAIT, LOG_WARN,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "closing without %u publish ack(s): none came for "
+                       "%d ms",
+                       (unsigned)c->unacked, CLOSE_ACK_WAIT_MS);
+    conn_end_deferred_close(c);
+}
+
+void conn_ack_wait_arm(conn *c)
+{
+    struct timeval tv = {CLOSE_ACK_WAIT_MS / 1000,
+                         (CLOSE_ACK_WAIT_MS % 1000) * 1000};
+
+    if (!c->ack_timer)
+        c->ack_timer = evtimer_new(c->srv->base, ack_wait_cb, c);
+    if (c->ack_timer)
+        evtimer_add(c->ack_timer, &tv);
+}
+
+void conn_end_deferred_close(conn *c)
+{
+    if (c->ack_timer)
+        evtimer_del(c->ack_timer);
+    if (c->peer_eof)
+        conn_finish(c);
+    else
+        send_close(c, c->close_code,
+                   c->close_reason[0] ? c->close_reason : NULL);
+}
+
+/* A close while publishes await their acks (PROTOCOL.md: `published`
+ * once the message is stored) waits for them: nothing more is read or
+ * delivered, and conn_publish_answered closes after the last ack, or
+ * ack_wait_cb when none comes for CLOSE_ACK_WAIT_MS. The first close
+ * wins. */
+static void defer_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->close_deferred)
+        return;
+    c->close_deferred = 1;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+             reason ? reason : "");
+    c->read_paused = 1;
+    c->io->want_read(c, 0);
+    conn_ack_wait_arm(c);
+}
+
+void conn_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->state != CONN_WS) {
+        if (c->state == CONN_HTTP)
+            conn_abort(c);
+        return;
+    }
+    detach(c);
+    if (c->h->stream)
+        end_stream(c, code, reason);
+    else if (c->unacked)
+        defer_close(c, code, reason);
+    else
+        send_close(c, code, reason);
 }
 
 void conn_finish(conn *c)
@@ -235,6 +285,8 @@ void conn_abort(conn *c)
     c->state = CONN_DEAD;
     if (c->expiry_ev)
         evtimer_del(c->expiry_ev);
+    if (c->ack_timer)
+        evtimer_del(c->ack_timer);
     c->io->want_read(c, 0);
     unlink_conn(&srv->conns, c);
     srv->nconns--;
@@ -303,6 +355,8 @@ void conn_reap(server *srv)
             frame_ref_decref(c->pend[i].f);
         if (c->expiry_ev)
             event_free(c->expiry_ev);
+        if (c->ack_timer)
+            event_free(c->ack_timer);
         auth_identity_free(&c->auth);
         c->io->close(c);
         if (c->msg)
@@ -425,8 +479,10 @@ static void on_peer_eof(conn *c)
     }
     log_conn(LOG_DEBUG, c->id, c->peer, "EOF from the peer");
     detach(c);
-    if (c->unacked) {
-        c->close_deferred = 1; /* conn_publish_answered finishes it */
+    if (c->unacked) { /* conn_publish_answered finishes it */
+        if (!c->close_deferred)
+            conn_ack_wait_arm(c);
+        c->close_deferred = 1;
         return;
     }
     conn_finish(c);

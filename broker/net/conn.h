@@ -134,6 +134,7 @@ struct conn {
     uint32_t unacked;        /* ... in publishes */
     int read_paused;         /* ... reached max_unacked_bytes */
     int close_deferred;      /* a close waits for those acks */
+    struct event *ack_timer; /* ... for CLOSE_ACK_WAIT_MS each (conn.c) */
     uint16_t close_code;     /* ... then sent with this code */
     char close_reason[124];  /* ... and reason */
     int peer_eof;            /* the peer half-closed: finish, no frame */
@@ -202,7 +203,7 @@ size_t conn_queued(const conn *c);
  * close frame, flushes, then closes after the peer's EOF or a timeout.
  * A stream gets no close frame: it is flushed and ended.
  * With publishes awaiting their acks, stops reading and sends the close
- * frame after the last ack. */
+ * frame after the last ack, or once none has come for 5 s. */
 void conn_close(conn *c, uint16_t code, const char *reason);
 
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
@@ -222,7 +223,8 @@ void conn_flush_pending(server *srv);
 /* Flow control for publishers: a WebSocket connection with
  * max_unacked_bytes of publishes awaiting their acks is not read from
  * until acks bring it under half of that. A close (the peer's or ours)
- * waits until every publish before it has its ack. */
+ * waits until every publish before it has its ack, or until none has
+ * come for 5 s (see conn_close). */
 void conn_publish_taken(conn *c, size_t len);
 void conn_publish_answered(conn *c, size_t len);
 

@@ -221,11 +221,12 @@ void conn_publish_answered(conn *c, size_t len)
     c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
     c->unacked -= c->unacked > 0;
     if (c->close_deferred) {
-        if (c->unacked == 0 && c->state == CONN_WS && c->peer_eof)
-            conn_finish(c);
-        else if (c->unacked == 0 && c->state == CONN_WS)
-            conn_close(c, c->close_code,
-                       c->close_reason[0] ? c->close_reason : NULL);
+        if (c->state != CONN_WS)
+            return;
+        if (c->unacked == 0)
+            conn_end_deferred_close(c);
+        else
+            conn_ack_wait_arm(c); /* progress: the wait starts again */
         return;
     }
     if (!c->read_paused ||

@@ -22,13 +22,17 @@
 #define RETRY_JITTER_MS 1000
 
 /* Topic names are of A-Z a-z 0-9 . _ - : / @, epochs hex: no JSON
- * escaping is needed in these events. */
-#define EVENT_MAX (CHORUS_TOPIC_MAX + 256)
+ * escaping is needed in these events. `subscribed` and `gap` together
+ * take at most the topic and about 400 bytes. */
+#define EVENT_MAX (CHORUS_TOPIC_MAX + 512)
 
-static void send_text(conn *c, const char *text, int n)
+/* Sends n bytes of text (a snprintf result for a buffer of cap bytes). */
+static void send_text(conn *c, const char *text, int n, size_t cap)
 {
-    if (n > 0)
+    if (n > 0 && (size_t)n < cap)
         conn_send_bytes(c, text, (size_t)n);
+    else /* cannot happen: the buffers are sized for the longest */
+        conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "event too long");
 }
 
 static void send_retry(conn *c)
@@ -37,10 +41,11 @@ static void send_retry(conn *c)
     char text[64];
 
     x ^= x >> 29;
-    send_text(c, text,
-              snprintf(text, sizeof text, "retry: %llu\n\n",
-                       (unsigned long long)(RETRY_BASE_MS +
-                                            x % RETRY_JITTER_MS)));
+    send_text(
+        c, text,
+        snprintf(text, sizeof text, "retry: %llu\n\n",
+                 (unsigned long long)(RETRY_BASE_MS + x % RETRY_JITTER_MS)),
+        sizeof text);
 }
 
 /* `subscribed`, whose id is the position the stream delivers after (so
@@ -63,7 +68,7 @@ static void send_subscribed(conn *c, const topic *t, const char *epoch,
                       "event: gap\ndata: {\"epoch\":\"%s\",\"offset\":%llu}"
                       "\n\n",
                       epoch, (unsigned long long)newest);
-    send_text(c, text, n);
+    send_text(c, text, n, sizeof text);
 }
 
 /* A subscription waiting for the topic's state from the store. */
@@ -166,7 +171,8 @@ static size_t end_event(conn *c, uint16_t code, const char *reason, char *out,
 {
     json_t *r = json_string(reason ? reason : "");
     char *quoted = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
-    int n = snprintf(out, cap, "event: close\ndata: {\"code\":%u,\"reason\":%s}\n\n",
+    int n = snprintf(out, cap,
+                     "event: close\ndata: {\"code\":%u,\"reason\":%s}\n\n",
                      code, quoted ? quoted : "\"\"");
 
     (void)c;

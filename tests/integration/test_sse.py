@@ -255,6 +255,47 @@ def test_gap_when_history_was_trimmed(make_broker):
         s.close()
 
 
+def test_longest_topic_with_gap(broker):
+    topic = "t" * 200
+    epoch = publish(broker, topic, 1)["epoch"]
+    s = SSE(broker.port, topic, query="since=" + "f" * 32 + ":5")
+    try:
+        sub = subscribed(s)
+        assert sub.json() == {"topic": topic, "epoch": epoch, "offset": 1,
+                              "recovered": False}
+        assert s.next_event().json() == {"epoch": epoch, "offset": 1}
+        check_offsets(messages_upto(s, 1), 1, 1)
+    finally:
+        s.close()
+
+
+def test_history_off(make_broker):
+    # threads = 1: with history off a topic's state lives in its loop, as
+    # long as something there subscribes to it
+    b = make_broker(history="off", threads=1)
+    live = SSE(b.port, "mem")
+    s = up = None
+    try:
+        epoch = subscribed(live).json()["epoch"]
+        for i in range(3):
+            publish(b, "mem", i)
+        check_offsets(messages_upto(live, 3), 1, 3)
+        # nothing is stored: only an up-to-date position recovers
+        s = SSE(b.port, "mem", headers={"Last-Event-ID": f"{epoch}:1"})
+        up = SSE(b.port, "mem", headers={"Last-Event-ID": f"{epoch}:3"})
+        sub = subscribed(s)
+        assert sub.json()["recovered"] is False and sub.id == f"{epoch}:3"
+        assert s.next_event().json() == {"epoch": epoch, "offset": 3}
+        assert subscribed(up).json()["recovered"] is True
+        publish(b, "mem", 3)
+        assert [e.next_event().json()["offset"]
+                for e in (live, s, up)] == [4, 4, 4]
+    finally:
+        for x in (live, s, up):
+            if x:
+                x.close()
+
+
 @pytest.mark.parametrize("where,value", [
     ("header", "nonsense"),
     ("header", "0123456789abcdef0123456789abcdef"),

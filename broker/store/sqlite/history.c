@@ -377,7 +377,6 @@ static int open_db(sqlite3 **out, const char *path, int reader, int full,
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
                 (reader ? 0 : SQLITE_OPEN_CREATE);
 
-    history__watch_install();
     if (sqlite3_open_v2(path, &db, flags, history__vfs()) != SQLITE_OK)
         goto db_fail;
     if (setup_db(db) != 0 || (reader && setup_reader(db) != 0))
