@@ -137,6 +137,7 @@ struct bench {
     int no_uring; /* --no-uring: subscribers read() */
     int uring;    /* io_uring set up for subscriber reads */
     int sub_sse;  /* --sub sse: subscribers read an SSE stream */
+    int rcvbuf;   /* --rcvbuf: subscribers' SO_RCVBUF (0: the kernel's) */
 
     struct event_base *base;
     conn *subs, *pubs;

@@ -232,6 +232,8 @@ static void __attribute__((noreturn)) usage(void)
 "  --drain S                   max seconds to wait for stragglers (5)\n"
 "  --setup-timeout S           max seconds to connect everyone (60)\n"
 "  --prefix S                  topic name prefix (b<pid>_)\n"
+"  --rcvbuf B                  subscribers' SO_RCVBUF in bytes (0: the\n"
+"                              kernel's autotuning)\n"
 "  --no-uring                  subscribers read() rather than io_uring\n"
 "                              multishot receive\n"
 "  -q, --quiet                 no progress notes\n",
@@ -314,6 +316,7 @@ static void set_option(int opt, const char *arg)
     case 'x': snprintf(B.prefix, sizeof B.prefix, "%s", arg); break;
     case 'q': B.quiet = 1; break;
     case 'U': B.no_uring = 1; break;
+    case 'B': B.rcvbuf = atoi(arg); break;
     case 'Y': sub_ports(arg); break;
     default: usage();
     }
@@ -321,31 +324,20 @@ static void set_option(int opt, const char *arg)
 
 static void parse_options(int argc, char **argv)
 {
-    static const struct option lo[] = {{"proto", 1, 0, 'P'},
-                                       {"port", 1, 0, 'o'},
-                                       {"sub-ports", 1, 0, 'Y'},
-                                       {"pub", 1, 0, 'u'},
-                                       {"sub", 1, 0, 's'},
-                                       {"subs", 1, 0, 'n'},
-                                       {"topics", 1, 0, 't'},
-                                       {"payload", 1, 0, 'p'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"warmup", 1, 0, 'w'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"window", 1, 0, 'W'},
-                                       {"pubconns", 1, 0, 'K'},
-                                       {"pid", 1, 0, 'i'},
-                                       {"idle", 0, 0, 'I'},
-                                       {"hold", 1, 0, 'H'},
-                                       {"replay", 1, 0, 'R'},
-                                       {"connect-par", 1, 0, 'C'},
-                                       {"drain", 1, 0, 'D'},
-                                       {"setup-timeout", 1, 0, 'S'},
-                                       {"prefix", 1, 0, 'x'},
-                                       {"quiet", 0, 0, 'q'},
-                                       {"no-uring", 0, 0, 'U'},
-                                       {"help", 0, 0, 'h'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"proto", 1, 0, 'P'},     {"port", 1, 0, 'o'},
+        {"sub-ports", 1, 0, 'Y'}, {"pub", 1, 0, 'u'},
+        {"sub", 1, 0, 's'},       {"subs", 1, 0, 'n'},
+        {"topics", 1, 0, 't'},    {"payload", 1, 0, 'p'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'w'},
+        {"rate", 1, 0, 'r'},      {"window", 1, 0, 'W'},
+        {"pubconns", 1, 0, 'K'},  {"pid", 1, 0, 'i'},
+        {"idle", 0, 0, 'I'},      {"hold", 1, 0, 'H'},
+        {"replay", 1, 0, 'R'},    {"connect-par", 1, 0, 'C'},
+        {"drain", 1, 0, 'D'},     {"setup-timeout", 1, 0, 'S'},
+        {"prefix", 1, 0, 'x'},    {"quiet", 0, 0, 'q'},
+        {"no-uring", 0, 0, 'U'},  {"rcvbuf", 1, 0, 'B'},
+        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     int opt;
 
     set_defaults();

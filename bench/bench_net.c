@@ -122,6 +122,8 @@ void net_start(conn *c)
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->kind == K_SUB && B.rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &B.rcvbuf, sizeof B.rcvbuf);
     c->fd = fd;
     if (!c->ev)
         c->ev = event_new(B.base, -1, 0, on_event, c);

@@ -8,6 +8,8 @@
 #   ONLY="A AS" bench/compare.sh     # A over WebSocket and over SSE
 #   SSE_PAIRS=5 ONLY="A AS" bench/compare.sh  # + 5 back-to-back pairs of
 #                                    # Chorus A over WS / SSE (the spread)
+#   PAIR_ARGS="--rcvbuf 1048576" SSE_PAIRS=5 ...  # more bench options
+#                                    # for those pairs
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
 #   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
 #   bench/compare.sh --scaling  # also: Chorus threads = 1 vs 2 (A and B)
@@ -326,6 +328,7 @@ for_sse() { # scn -- args
 # SSE, back to back (AW1/AS1, ...), whatever ONLY says: on a shared
 # machine a ratio is only worth its spread.
 SSE_PAIRS=${SSE_PAIRS:-0}
+PAIR_ARGS=${PAIR_ARGS:-}
 
 T0=$(date +%s)
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
@@ -387,7 +390,7 @@ CHORUS_EXTRA=()
 for i in $(seq "$SSE_PAIRS"); do
     for sub in $([ $((i % 2)) = 1 ] && echo "ws sse" || echo "sse ws"); do
         if [ "$sub" = ws ]; then scn=AW$i; else scn=AS$i; fi
-        ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W
+        ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W $PAIR_ARGS
     done
 done
 fi
@@ -506,7 +509,7 @@ sse_table() {
     printf '| lost/dup/closed | %s | %s | | %s | %s | |\n' "${out[@]}"
     [ "$SSE_PAIRS" -gt 0 ] || return 0
     echo
-    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first):"
+    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first${PAIR_ARGS:+; bench options $PAIR_ARGS}):"
     echo
     echo "| pair | WS deliveries/s | SSE deliveries/s | WS CPU us/delivery | SSE CPU us/delivery | SSE/WS CPU per delivery |"
     echo "|---|---|---|---|---|---|"
