@@ -57,6 +57,15 @@ def wait_trimmed(b, topic, oldest, timeout=10):
     raise AssertionError(f"history of {topic} never trimmed to {oldest}")
 
 
+def wait_subscriptions(b, n, timeout=WAIT):
+    """Until the broker counts n subscriptions (a stream's is made after
+    its head is sent)."""
+    deadline = time.monotonic() + timeout
+    while metrics_values(b).get("chorus_subscriptions", 0) < n:
+        assert time.monotonic() < deadline, "no subscription"
+        time.sleep(0.02)
+
+
 def curl_sse(b, path, seconds, *args):
     """curl -N for `seconds`; returns (head, body) as text."""
     r = subprocess.run(["curl", "-sN", "-i", "--max-time", str(seconds),
@@ -74,9 +83,9 @@ def test_live_events_with_curl(broker):
     epoch = first["epoch"]
     out = {}
     t = threading.Thread(target=lambda: out.update(
-        zip(("head", "body"), curl_sse(broker, "/sse/news", 3))))
+        zip(("head", "body"), curl_sse(broker, "/sse/news", 4))))
     t.start()
-    time.sleep(1)
+    wait_subscriptions(broker, 1)
     for i in range(1, 4):
         publish(broker, "news", {"n": i, "text": "hi"})
     t.join()
@@ -162,7 +171,7 @@ def test_resume_by_last_event_id_and_since(broker):
         ("head", "body"),
         curl_sse(broker, "/sse/r", 3, "-H", f"Last-Event-ID: {epoch}:8"))))
     t.start()
-    time.sleep(1)
+    wait_subscriptions(broker, 1)
     publish(broker, "r", 11)
     t.join()
     assert out["head"].startswith("HTTP/1.1 200"), out
@@ -172,7 +181,7 @@ def test_resume_by_last_event_id_and_since(broker):
 
 
 def test_resume_after_kill9_every_offset_once(make_broker):
-    b = make_broker()
+    b = make_broker(history_size=100000)
     epoch = None
     for i in range(1, 31):
         epoch = publish(b, "k", {"i": i})["epoch"]
@@ -180,12 +189,15 @@ def test_resume_after_kill9_every_offset_once(make_broker):
     s = SSE(b.port, "k", query=f"since={epoch}:0")
     stop = threading.Event()
 
-    def publisher():
-        while not stop.is_set():
+    def publisher():  # publishes go on across the kill and the restart
+        for _ in range(3000):
+            if stop.is_set():
+                return
             try:
                 publish(b, "k", {"x": 1})
             except (OSError, AssertionError):
                 time.sleep(0.02)
+            time.sleep(0.002)
 
     t = threading.Thread(target=publisher)
     t.start()
@@ -514,11 +526,16 @@ def sse_when_slot_free(b, topic):
     probes, publishes) when it reads their close, which can come late."""
     deadline = time.monotonic() + WAIT
     while True:
-        s = SSE(b.port, topic)
-        if s.status == 200:
-            return s
-        s.close()
-        assert s.status == 503 and time.monotonic() < deadline, s.status
+        try:
+            s = SSE(b.port, topic)
+        except OSError:  # refused while the request was being sent
+            status = 503
+        else:
+            if s.status == 200:
+                return s
+            s.close()
+            status = s.status
+        assert status == 503 and time.monotonic() < deadline, status
         time.sleep(0.02)
 
 
@@ -540,8 +557,11 @@ def test_max_connections_and_per_ip(make_broker):
             streams[0].close()
             deadline = time.monotonic() + WAIT
             while True:  # the publish needs the slot that was freed
-                status, _, body = http_request(b, "POST", "/api/publish/t",
-                                               b"1")
+                try:
+                    status, _, body = http_request(b, "POST",
+                                                   "/api/publish/t", b"1")
+                except OSError:  # refused before the body was sent
+                    status = 503
                 if status == 200:
                     break
                 assert status == 503 and time.monotonic() < deadline
