@@ -13,11 +13,12 @@
 #include "log.h"
 #include "loops_run.h"
 #include "reload.h"
+#include "store.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: chorusd [-c FILE] [--listen HOST:PORT] "
-               "[--log-level LEVEL] [--check-config]\n"
+               "[--log-level LEVEL] [--check-config | --new-epochs]\n"
                "  -c, --config FILE     read settings from FILE (key = value)\n"
                "  -l, --listen ADDR     listen address, e.g. 127.0.0.1:8080\n"
                "  -L, --log-level LVL   error, warn, info or debug\n"
@@ -26,6 +27,10 @@ static void usage(FILE *f)
                "                        1 with \"file:line: message\" when "
                "not;\n"
                "                        opens no port and no database\n"
+               "      --new-epochs      give the stopped broker's database "
+               "and every\n"
+               "                        topic a new epoch (after restoring "
+               "a copy), exit\n"
                "  -V, --version         print the version and exit\n"
                "  -h, --help            this text\n"
                "Without -c, chorusd runs on its built-in defaults; see "
@@ -40,6 +45,20 @@ static void print_version(void)
         printf("chorusd %s\n", CHORUS_VERSION);
 }
 
+/* chorusd --new-epochs: the store's offline epoch change, then exit. */
+static int run_new_epochs(config *cfg)
+{
+    char msg[1024];
+    int rc = store_new_epochs(cfg, msg, sizeof msg);
+
+    if (rc == STORE_OK)
+        printf("chorusd: %s\n", msg);
+    else
+        fprintf(stderr, "chorusd: --new-epochs: %s\n", msg);
+    config_ref_release(cfg);
+    return rc == STORE_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -47,6 +66,7 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'L'},
         {"check-config", no_argument, NULL, 't'},
+        {"new-epochs", no_argument, NULL, 'E'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -54,7 +74,7 @@ int main(int argc, char **argv)
     config_source src = {NULL, NULL, NULL};
     char err[512];
     config *cfg;
-    int opt, check_only = 0;
+    int opt, check_only = 0, new_epochs = 0;
 
     while ((opt = getopt_long(argc, argv, "c:l:L:tVh", opts, NULL)) != -1) {
         switch (opt) {
@@ -62,12 +82,13 @@ int main(int argc, char **argv)
         case 'l': src.listen = optarg; break;
         case 'L': src.log_level = optarg; break;
         case 't': check_only = 1; break;
+        case 'E': new_epochs = 1; break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (check_only && new_epochs)) {
         usage(stderr);
         return 2;
     }
@@ -87,6 +108,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* A file-size limit must fail the write (EFBIG), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
+    if (new_epochs)
+        return run_new_epochs(cfg);
     if (!cfg->history) /* config_resolve_threads: one loop */
         log_info("history = off: running one event loop");
     config_fit_fd_limit(cfg);

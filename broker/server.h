@@ -35,6 +35,8 @@ enum {
     LOG_CAUSE_IDLE_CLOSE,
     LOG_CAUSE_TOKEN_EXPIRED,
     LOG_CAUSE_ACCEPT, /* accept() failed */
+    /* A close gave up waiting for publish acks (conn.c). */
+    LOG_CAUSE_ACK_WAIT,
     LOG_CAUSE__COUNT
 };
 

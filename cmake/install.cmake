@@ -18,6 +18,7 @@ install(FILES ${CMAKE_SOURCE_DIR}/man/chorusd.8
 install(FILES ${CMAKE_SOURCE_DIR}/man/chorus.1
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${CMAKE_SOURCE_DIR}/contrib/bash-completion/chorus
+              ${CMAKE_SOURCE_DIR}/contrib/bash-completion/chorusd
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md
               ${CMAKE_SOURCE_DIR}/docs/PROTOCOL.md

@@ -13,10 +13,12 @@
 #include "chorus/deflate.h"
 #include "compress.h"
 #include "conn.h"
+#include "http_admit.h"
 #include "http_api.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "sse.h"
 #include "store.h"
 #include "static_files.h"
 
@@ -27,6 +29,7 @@ typedef enum {
     ROUTE_WAIT,    /* the reply comes later (conn_http_resume) */
     ROUTE_UPGRADE, /* 101 queued: switch to WebSocket */
     ROUTE_CLOSE,   /* replied; close after the flush */
+    ROUTE_STREAM,  /* the response streams on (/sse) */
 } route_result;
 
 static int wants_keepalive(const chorus_http_request *req)
@@ -50,41 +53,6 @@ static int method_is(const chorus_http_request *req, const char *m)
            memcmp(req->method, m, req->method_len) == 0;
 }
 
-/* Origin and credentials of a /ws upgrade: 0, or the refusal was sent. */
-static int admit(conn *c, const chorus_http_request *req, const char *query,
-                 size_t query_len)
-{
-    server *srv = c->srv;
-    const char *why;
-    uint64_t due;
-
-    if (auth_check_origin(srv->cfg, req)) {
-        if ((due = server_reject(srv, REJECT_ORIGIN)))
-            log_with(LOG_WARN,
-                     &(log_fields){.conn = c->id,
-                                   .peer = c->peer,
-                                   .code = CHORUS_ERR_FORBIDDEN,
-                                   .suppressed = due - 1},
-                     "refusing WebSocket from a disallowed Origin");
-        http_respond_error(c, 403, CHORUS_ERR_FORBIDDEN, "origin not allowed",
-                           0);
-        return -1;
-    }
-    if (auth_authenticate(srv->cfg, req, query, query_len, server_now_ms(srv),
-                          &c->auth, &why)) {
-        if ((due = server_reject(srv, REJECT_AUTH)))
-            log_with(LOG_INFO,
-                     &(log_fields){.conn = c->id,
-                                   .peer = c->peer,
-                                   .code = CHORUS_ERR_UNAUTHORIZED,
-                                   .suppressed = due - 1},
-                     "refusing WebSocket: %s", why);
-        http_respond_error(c, 401, CHORUS_ERR_UNAUTHORIZED, why, 0);
-        return -1;
-    }
-    return 0;
-}
-
 static route_result upgrade(conn *c, const chorus_http_request *req,
                             ws_kind kind, const char *query, size_t query_len)
 {
@@ -106,7 +74,7 @@ static route_result upgrade(conn *c, const chorus_http_request *req,
         http_respond(c, 503, "text/plain", "shutting down", 13, NULL, 0);
         return ROUTE_CLOSE;
     }
-    if (kind == WS_PUBSUB && admit(c, req, query, query_len))
+    if (kind == WS_PUBSUB && http_admit(c, req, query, query_len, "WebSocket"))
         return ROUTE_CLOSE;
     if (kind == WS_PUBSUB)
         compress_negotiate(c, req, ext, sizeof ext);
@@ -166,6 +134,11 @@ static route_result route(conn *c, const chorus_http_request *req,
         (path_is(path, path_len, "/echo") && c->srv->cfg->echo_endpoint)) {
         *kind = path_len == 3 ? WS_PUBSUB : WS_ECHO;
         return upgrade(c, req, *kind, query, query_len);
+    }
+    switch (sse_route(c, req, path, path_len, query, query_len)) {
+    case SSE_NO_ROUTE: break;
+    case SSE_REFUSED: return ROUTE_CLOSE;
+    case SSE_STREAMING: return ROUTE_STREAM;
     }
     if (path_is(path, path_len, "/metrics"))
         return metrics_route(c, req, keepalive);
@@ -258,6 +231,7 @@ static int after_route(conn *c, route_result r, int keepalive, ws_kind kind)
         if (c->state == CONN_HTTP)
             conn_finish(c);
         return 0;
+    case ROUTE_STREAM: return 0;
     }
     return 0;
 }
@@ -331,5 +305,5 @@ static void http_route_read(conn *c)
         ;
 }
 
-const conn_handler http_route_handler = {http_route_read, NULL, NULL, NULL, 0,
-                                         "http"};
+const conn_handler http_route_handler = {.on_http = http_route_read,
+                                         .name = "http"};

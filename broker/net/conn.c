@@ -25,6 +25,12 @@
  * that unread input does not turn our close frame into a TCP reset). */
 #define CLOSE_FLUSH_MS 5000
 #define CLOSE_LINGER_MS 2000
+/* How long a close that waits for publish acks waits for the next one:
+ * past it the store is taken for stalled (an ack lost, a Redis that
+ * stopped answering within a long redis_timeout) and the close goes on
+ * without the acks still due. Reading is off meanwhile, so no other
+ * timeout would end the wait. */
+#define CLOSE_ACK_WAIT_MS 5000
 
 static void link_conn(conn **head, conn *c)
 {
@@ -106,6 +112,15 @@ void conn_upgrade(conn *c, const conn_handler *ws)
         conn_io_readable(c);
 }
 
+void conn_start_stream(conn *c, const conn_handler *h)
+{
+    c->state = CONN_WS;
+    c->h = h;
+    /* The read timeout paces the pings: a stream's client sends nothing. */
+    c->io->set_timeouts(c, c->srv->cfg->ping_interval_ms, 0);
+    log_conn(LOG_DEBUG, c->id, c->peer, "streaming %s", h->name);
+}
+
 void conn_http_resume(conn *c)
 {
     c->http_busy = 0;
@@ -146,37 +161,28 @@ static void begin_closing(conn *c)
         start_linger(c);
 }
 
-/* A close while publishes await their acks (PROTOCOL.md: `published`
- * once the message is stored) waits for them: nothing more is read or
- * delivered, and conn_publish_answered closes after the last ack. The
- * first close wins. */
-static void defer_close(conn *c, uint16_t code, const char *reason)
+/* Ends a stream: its last event (on_end) and the flush; no frame. */
+static void end_stream(conn *c, uint16_t code, const char *reason)
 {
-    if (c->close_deferred)
-        return;
-    c->close_deferred = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+    char last[256];
+    size_t n =
+        c->h->on_end ? c->h->on_end(c, code, reason, last, sizeof last) : 0;
+
+    log_conn(LOG_DEBUG, c->id, c->peer, "ending the stream with %u %s", code,
              reason ? reason : "");
-    c->read_paused = 1;
-    c->io->want_read(c, 0);
+    if (n && conn_queue_bytes(c, last, n)) {
+        conn_abort(c);
+        return;
+    }
+    begin_closing(c);
 }
 
-void conn_close(conn *c, uint16_t code, const char *reason)
+/* Queues the close frame and starts closing. */
+static void send_close(conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[125];
     size_t n = 0;
 
-    if (c->state != CONN_WS) {
-        if (c->state == CONN_HTTP)
-            conn_abort(c);
-        return;
-    }
-    detach(c);
-    if (c->unacked) {
-        defer_close(c, code, reason);
-        return;
-    }
     if (code != CHORUS_WS_CLOSE_NO_STATUS)
         n = chorus_ws_close_payload(payload, code, reason);
     log_conn(LOG_DEBUG, c->id, c->peer, "closing with %u %s", code,
@@ -187,6 +193,78 @@ void conn_close(conn *c, uint16_t code, const char *reason)
         return;
     }
     begin_closing(c);
+}
+
+static void ack_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_WS || !c->close_deferred)
+        return;
+    server_log_limited(c->srv, LOG_CAUSE_ACK_WAIT, LOG_WARN,
+                       &(log_fields){.conn = c->id, .peer = c->peer},
+                       "closing without %u publish ack(s): none came for "
+                       "%d ms",
+                       (unsigned)c->unacked, CLOSE_ACK_WAIT_MS);
+    conn_end_deferred_close(c);
+}
+
+void conn_ack_wait_arm(conn *c)
+{
+    struct timeval tv = {CLOSE_ACK_WAIT_MS / 1000,
+                         (CLOSE_ACK_WAIT_MS % 1000) * 1000};
+
+    if (!c->ack_timer)
+        c->ack_timer = evtimer_new(c->srv->base, ack_wait_cb, c);
+    if (c->ack_timer)
+        evtimer_add(c->ack_timer, &tv);
+}
+
+void conn_end_deferred_close(conn *c)
+{
+    if (c->ack_timer)
+        evtimer_del(c->ack_timer);
+    if (c->peer_eof)
+        conn_finish(c);
+    else
+        send_close(c, c->close_code,
+                   c->close_reason[0] ? c->close_reason : NULL);
+}
+
+/* A close while publishes await their acks (PROTOCOL.md: `published`
+ * once the message is stored) waits for them: nothing more is read or
+ * delivered, and conn_publish_answered closes after the last ack, or
+ * ack_wait_cb when none comes for CLOSE_ACK_WAIT_MS. The first close
+ * wins. */
+static void defer_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->close_deferred)
+        return;
+    c->close_deferred = 1;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+             reason ? reason : "");
+    c->read_paused = 1;
+    c->io->want_read(c, 0);
+    conn_ack_wait_arm(c);
+}
+
+void conn_close(conn *c, uint16_t code, const char *reason)
+{
+    if (c->state != CONN_WS) {
+        if (c->state == CONN_HTTP)
+            conn_abort(c);
+        return;
+    }
+    detach(c);
+    if (c->h->stream)
+        end_stream(c, code, reason);
+    else if (c->unacked)
+        defer_close(c, code, reason);
+    else
+        send_close(c, code, reason);
 }
 
 void conn_finish(conn *c)
@@ -207,6 +285,8 @@ void conn_abort(conn *c)
     c->state = CONN_DEAD;
     if (c->expiry_ev)
         evtimer_del(c->expiry_ev);
+    if (c->ack_timer)
+        evtimer_del(c->ack_timer);
     c->io->want_read(c, 0);
     unlink_conn(&srv->conns, c);
     srv->nconns--;
@@ -275,6 +355,8 @@ void conn_reap(server *srv)
             frame_ref_decref(c->pend[i].f);
         if (c->expiry_ev)
             event_free(c->expiry_ev);
+        if (c->ack_timer)
+            event_free(c->ack_timer);
         auth_identity_free(&c->auth);
         c->io->close(c);
         if (c->msg)
@@ -309,6 +391,10 @@ void conn_io_readable(conn *c)
             c->io->want_read(c, 0);
         break;
     case CONN_WS:
+        if (c->h->stream) { /* nothing is expected after the request */
+            evbuffer_drain(c->in, evbuffer_get_length(c->in));
+            break;
+        }
         if (c->awaiting_pong) { /* any input answers the ping */
             c->awaiting_pong = 0;
             c->io->set_timeouts(c, heartbeat_ms(c), 0);
@@ -333,6 +419,13 @@ static void on_read_timeout(conn *c)
 {
     const config *cfg = c->srv->cfg;
 
+    if (c->state == CONN_WS && c->h->stream) {
+        if (c->h->on_ping)
+            c->h->on_ping(c);
+        if (c->state == CONN_WS)
+            c->io->set_timeouts(c, cfg->ping_interval_ms, 0);
+        return;
+    }
     if (c->state == CONN_WS && cfg->ping_interval_ms && !c->awaiting_pong) {
         c->awaiting_pong = 1;
         conn_send(c, CHORUS_WS_OP_PING, NULL, 0);
@@ -386,8 +479,10 @@ static void on_peer_eof(conn *c)
     }
     log_conn(LOG_DEBUG, c->id, c->peer, "EOF from the peer");
     detach(c);
-    if (c->unacked) {
-        c->close_deferred = 1; /* conn_publish_answered finishes it */
+    if (c->unacked) { /* conn_publish_answered finishes it */
+        if (!c->close_deferred)
+            conn_ack_wait_arm(c);
+        c->close_deferred = 1;
         return;
     }
     conn_finish(c);

@@ -32,7 +32,7 @@ struct ssl_st;
 
 typedef enum {
     CONN_HTTP,    /* reading request heads */
-    CONN_WS,      /* upgraded */
+    CONN_WS,      /* upgraded, or streaming a response (handler.stream) */
     CONN_CLOSING, /* flushing what is queued, then lingering to EOF */
     CONN_DEAD,    /* queued for freeing */
 } conn_state;
@@ -53,6 +53,19 @@ typedef struct conn_handler {
     void (*on_detach)(conn *c);
     int binary_ok;    /* binary messages are taken, else closed with 1003 */
     const char *name; /* for the log */
+    /* A response stream (Server-Sent Events) rather than WebSocket: what
+     * is queued goes out as it is, input is discarded, and closing sends
+     * no frame. */
+    int stream;
+    /* Streams: called every ping_interval to keep proxies from closing
+     * an idle stream. May be NULL. */
+    void (*on_ping)(conn *c);
+    /* Streams: conn_close is ending the stream with code and reason (as
+     * a WebSocket close): writes a last event of at most cap bytes to out
+     * and returns its length. It goes out past the outbound bound, like a
+     * close frame. May be NULL. */
+    size_t (*on_end)(conn *c, uint16_t code, const char *reason, char *out,
+                     size_t cap);
 } conn_handler;
 
 /* on_drain is called when the queue falls to this. */
@@ -121,6 +134,7 @@ struct conn {
     uint32_t unacked;        /* ... in publishes */
     int read_paused;         /* ... reached max_unacked_bytes */
     int close_deferred;      /* a close waits for those acks */
+    struct event *ack_timer; /* ... for CLOSE_ACK_WAIT_MS each (conn.c) */
     uint16_t close_code;     /* ... then sent with this code */
     char close_reason[124];  /* ... and reason */
     int peer_eof;            /* the peer half-closed: finish, no frame */
@@ -154,12 +168,22 @@ void conn_http_resume(conn *c);
  * on messages go to ws. */
 void conn_upgrade(conn *c, const conn_handler *ws);
 
+/* The head of a streamed response (200 text/event-stream) has been
+ * queued: from now on c belongs to the stream handler h (h->stream set),
+ * takes bytes with conn_send_bytes and conn_send_shared*, and ends at the
+ * peer's EOF or at conn_close. */
+void conn_start_stream(conn *c, const conn_handler *h);
+
 /* The echo endpoint's handler (/echo). */
 extern const conn_handler conn_echo_handler;
 
 /* Queues one unfragmented frame, copying payload. Returns 0, or -1 when the
  * connection is closing or was just closed as a slow consumer. */
 int conn_send(conn *c, int opcode, const void *payload, size_t len);
+
+/* A stream: queues len bytes as they are (copied), under the outbound
+ * bound; same result as conn_send. */
+int conn_send_bytes(conn *c, const void *data, size_t len);
 
 /* Queues the reply to a request (an ack above all) even past the
  * outbound bound; a connection then over it is closed with 1013 after
@@ -177,8 +201,9 @@ size_t conn_queued(const conn *c);
 
 /* Starts the WebSocket close handshake: drops subscriptions, queues a
  * close frame, flushes, then closes after the peer's EOF or a timeout.
+ * A stream gets no close frame: it is flushed and ended.
  * With publishes awaiting their acks, stops reading and sends the close
- * frame after the last ack. */
+ * frame after the last ack, or once none has come for 5 s. */
 void conn_close(conn *c, uint16_t code, const char *reason);
 
 /* Flushes what is queued (an HTTP error reply, say) and closes. */
@@ -198,7 +223,8 @@ void conn_flush_pending(server *srv);
 /* Flow control for publishers: a WebSocket connection with
  * max_unacked_bytes of publishes awaiting their acks is not read from
  * until acks bring it under half of that. A close (the peer's or ours)
- * waits until every publish before it has its ack. */
+ * waits until every publish before it has its ack, or until none has
+ * come for 5 s (see conn_close). */
 void conn_publish_taken(conn *c, size_t len);
 void conn_publish_answered(conn *c, size_t len);
 

@@ -66,5 +66,14 @@ void conn_io_report(conn *c, conn_io_event what, int err);
  * outbound bound (conn_out.c). */
 void conn_ws_read(conn *c);
 int conn_queue_frame(conn *c, int opcode, const void *payload, size_t len);
+/* The same for bytes as they are (a stream's). */
+int conn_queue_bytes(conn *c, const void *data, size_t len);
+
+/* A close waiting for publish acks (c->close_deferred, conn.c): (re)starts
+ * its wait for the next ack; ends it, after the last ack or when none came
+ * in time, by sending the close frame (or, the peer having half-closed,
+ * by flushing and closing). */
+void conn_ack_wait_arm(conn *c);
+void conn_end_deferred_close(conn *c);
 
 #endif

@@ -137,8 +137,9 @@ static void slow_consumer(conn *c)
     stat_inc(&c->srv->stats.slow_consumer_closes);
     server_log_limited(c->srv, LOG_CAUSE_SLOW_CONSUMER, LOG_INFO,
                        &(log_fields){.conn = c->id, .peer = c->peer},
-                       "slow consumer, %zu bytes queued; closing with 1013",
-                       conn_queued(c));
+                       "slow consumer, %zu bytes queued; %s", conn_queued(c),
+                       c->h->stream ? "ending the stream"
+                                    : "closing with 1013");
     conn_close(c, CHORUS_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
@@ -231,6 +232,30 @@ int conn_send(conn *c, int opcode, const void *payload, size_t len)
         return -1;
     }
     if (conn_queue_frame(c, opcode, payload, len)) {
+        conn_abort(c);
+        return -1;
+    }
+    return 0;
+}
+
+int conn_queue_bytes(conn *c, const void *data, size_t len)
+{
+    if ((c->npend && spill(c)) || evbuffer_add(c->out, data, len))
+        return -1;
+    stat_add(&c->srv->stats.bytes_out, len);
+    schedule_write(c, len);
+    return 0;
+}
+
+int conn_send_bytes(conn *c, const void *data, size_t len)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    if (over_bound(c, len)) {
+        slow_consumer(c);
+        return -1;
+    }
+    if (conn_queue_bytes(c, data, len)) {
         conn_abort(c);
         return -1;
     }

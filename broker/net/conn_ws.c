@@ -23,8 +23,8 @@ static void echo_message(conn *c, int opcode, uint8_t *data, size_t len)
     conn_send(c, opcode, data, len);
 }
 
-const conn_handler conn_echo_handler = {NULL, echo_message, NULL, NULL,
-                                        1,    "/echo"};
+const conn_handler conn_echo_handler = {
+    .on_message = echo_message, .binary_ok = 1, .name = "/echo"};
 
 /* A whole message, to the layer above. */
 static void deliver(conn *c, int opcode, uint8_t *data, size_t len)
@@ -221,11 +221,12 @@ void conn_publish_answered(conn *c, size_t len)
     c->unacked_bytes -= len < c->unacked_bytes ? len : c->unacked_bytes;
     c->unacked -= c->unacked > 0;
     if (c->close_deferred) {
-        if (c->unacked == 0 && c->state == CONN_WS && c->peer_eof)
-            conn_finish(c);
-        else if (c->unacked == 0 && c->state == CONN_WS)
-            conn_close(c, c->close_code,
-                       c->close_reason[0] ? c->close_reason : NULL);
+        if (c->state != CONN_WS)
+            return;
+        if (c->unacked == 0)
+            conn_end_deferred_close(c);
+        else
+            conn_ack_wait_arm(c); /* progress: the wait starts again */
         return;
     }
     if (!c->read_paused ||

@@ -10,6 +10,7 @@
 #include "publish.h"
 #include "store.h"
 #include "server.h"
+#include "sse_event.h"
 #include "topics.h"
 
 typedef struct message_src {
@@ -91,8 +92,9 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
 {
     uint64_t last = first + count - 1;
     frame_ref *zf = NULL; /* compressed twin, built on first need */
-    size_t *zpos = NULL;
-    int ztried = 0;
+    frame_ref *sf = NULL; /* Server-Sent Events twin, likewise */
+    size_t *zpos = NULL, *spos = NULL;
+    int ztried = 0, stried = 0;
 
     if (last > t->last_offset)
         t->last_offset = last;
@@ -105,6 +107,18 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
             continue;
         if (sb->live_from >= first)
             i = (size_t)(sb->live_from - first) + 1;
+        if (sb->sse) {
+            if (!stried) {
+                stried = 1;
+                sf = sse_event_block(t, f, first, count, pos, &spos);
+            }
+            if (sf)
+                send_tail(s, sb, sf, spos, i, count);
+            else /* it would miss these: it resumes instead */
+                conn_close(sb->owner, CHORUS_WS_CLOSE_TRY_AGAIN,
+                           "out of memory");
+            continue;
+        }
         if (((conn *)sb->owner)->pmd && !ztried) {
             ztried = 1;
             zf = compress_block(s, f, count, pos, &zpos);
@@ -116,7 +130,10 @@ void fanout_deliver(server *s, topic *t, frame_ref *f, uint64_t first,
     }
     if (zf)
         frame_ref_decref(zf);
+    if (sf)
+        frame_ref_decref(sf);
     free(zpos);
+    free(spos);
 }
 
 #define LOST_REASON "missed messages (out of memory); resume"

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "sse_stream.h"
 #include "topics.h"
 
 /* Messages of one topic, consecutive offsets: encoded once and shared
@@ -51,7 +52,10 @@ static void feed_epoch_changed(void *arg, const char *name, size_t len,
     t->last_offset = info->newest;
     for (sub *sb = t->subs, *next; sb; sb = next) {
         next = sb->t_next; /* a send closes only its own subscriber */
-        session_epoch_changed(sb->owner, sb, info);
+        if (sb->sse)
+            sse_stream_epoch_changed(sb->owner, sb, info);
+        else
+            session_epoch_changed(sb->owner, sb, info);
     }
     topics_unpin(&s->topics, t);
 }

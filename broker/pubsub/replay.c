@@ -9,6 +9,7 @@
 #include "frame_ref.h"
 #include "log.h"
 #include "server.h"
+#include "sse_event.h"
 #include "topics.h"
 
 void replay_plan(server *srv, topic *t, const char *epoch, uint64_t since,
@@ -106,21 +107,24 @@ static int emit_row(void *arg, uint64_t offset, int64_t ts_ms, const char *data,
 {
     page_ctx *p = arg;
     topic *t;
-    size_t bound, n;
+    size_t n;
     frame_ref *f;
 
     if (p->gen != p->c->replay_gen || p->c->state != CONN_WS)
         return 1; /* stale: the subscription changed meanwhile */
     t = p->s->t;
-    bound = chorus_message_bound(t->name_len, data_len);
-    f = frame_ref_new(bound);
+    if (p->s->sse) {
+        f = sse_event_message(t, offset, ts_ms, data, data_len);
+    } else if ((f = frame_ref_new(
+                    chorus_message_bound(t->name_len, data_len)))) {
+        n = chorus_encode_message((char *)frame_ref_payload(f), t->name,
+                                  t->name_len, offset, ts_ms, data, data_len);
+        frame_ref_seal(f, CHORUS_WS_OP_TEXT, n);
+    }
     if (!f) {
         p->failed = 1;
         return 1;
     }
-    n = chorus_encode_message((char *)frame_ref_payload(f), t->name,
-                              t->name_len, offset, ts_ms, data, data_len);
-    frame_ref_seal(f, CHORUS_WS_OP_TEXT, n);
     if (conn_send_shared(p->c, f)) {
         frame_ref_decref(f);
         p->failed = 1;

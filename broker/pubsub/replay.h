@@ -17,9 +17,9 @@ typedef struct server server;
 typedef struct sub sub;
 typedef struct topic topic;
 
-/* Output level below which a replaying connection gets the next page,
- * and the level a page fills it to (capped by max_outbound_bytes / 2). */
-#define REPLAY_LOW_WATER (64 * 1024)
+/* The output level pages fill a replaying connection to (capped by
+ * max_outbound_bytes / 2); replay_pump reads on when the output falls
+ * to CONN_LOW_WATER (conn.h). */
 #define REPLAY_HIGH_WATER (512 * 1024)
 #define REPLAY_PAGE_ROWS 256
 

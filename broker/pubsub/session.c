@@ -314,8 +314,10 @@ static void detach(conn *c)
     topics_unsubscribe_all(&c->srv->topics, &c->subs);
 }
 
-const conn_handler session_handler = {NULL, on_ws_message, replay_pump, detach,
-                                      0,    "/ws"};
+const conn_handler session_handler = {.on_message = on_ws_message,
+                                      .on_drain = replay_pump,
+                                      .on_detach = detach,
+                                      .name = "/ws"};
 
 void session_publish_answered(conn *c, json_t *id, size_t data_len,
                               const char *topic_name, const char *epoch,

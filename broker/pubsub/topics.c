@@ -39,8 +39,6 @@ static uint64_t sub_hash(const topics *ts, const topic *t, const void *owner)
 
 int topics_init(topics *ts)
 {
-    ts->idle_max = ts->nidle = 0;
-    ts->idle_head = ts->idle_tail = NULL;
     ts->watch = NULL;
     ts->watch_arg = NULL;
     if (RAND_bytes(ts->key, sizeof ts->key) != 1)
@@ -81,36 +79,12 @@ topic *topics_find(topics *ts, const char *name, size_t len)
     return (topic *)dict_find(&ts->by_name, h, name_eq, &k);
 }
 
-static void unpark(topics *ts, topic *t)
-{
-    if (t->idle_prev)
-        t->idle_prev->idle_next = t->idle_next;
-    else
-        ts->idle_head = t->idle_next;
-    if (t->idle_next)
-        t->idle_next->idle_prev = t->idle_prev;
-    else
-        ts->idle_tail = t->idle_prev;
-    t->idle_prev = t->idle_next = NULL;
-    t->idle = 0;
-    ts->nidle--;
-}
-
-static void forget(topics *ts, topic *t)
-{
-    dict_remove(&ts->by_name, &t->node);
-    free(t);
-}
-
 topic *topics_get(topics *ts, const char *name, size_t len)
 {
     topic *t = topics_find(ts, name, len);
 
-    if (t) {
-        if (t->idle)
-            unpark(ts, t);
+    if (t)
         return t;
-    }
     t = calloc(1, sizeof *t + len + 1);
     if (!t)
         return NULL;
@@ -133,25 +107,10 @@ void topics_unpin(topics *ts, topic *t)
 
 void topics_release(topics *ts, topic *t)
 {
-    if (t->pins || t->subs || t->idle)
+    if (t->pins || t->subs)
         return;
-    if (!t->loaded || ts->idle_max == 0) {
-        forget(ts, t);
-        return;
-    }
-    t->idle = 1;
-    t->idle_prev = ts->idle_tail;
-    t->idle_next = NULL;
-    if (ts->idle_tail)
-        ts->idle_tail->idle_next = t;
-    else
-        ts->idle_head = t;
-    ts->idle_tail = t;
-    if (++ts->nidle > ts->idle_max) {
-        topic *oldest = ts->idle_head;
-        unpark(ts, oldest);
-        forget(ts, oldest);
-    }
+    dict_remove(&ts->by_name, &t->node);
+    free(t);
 }
 
 sub *topics_find_sub(topics *ts, topic *t, void *owner)

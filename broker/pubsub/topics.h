@@ -23,6 +23,9 @@ typedef struct sub {
      * not delivered; the owner streams stored ones after cursor. */
     uint64_t cursor;
     int replaying;
+    /* The owner takes Server-Sent Events (sse_event.h), not WebSocket
+     * frames: fan-out and replay encode for it accordingly. */
+    int sse;
     /* Offsets up to this one reached the subscriber otherwise (they were
      * older than its subscription, or replayed): live delivery skips
      * them, so that nothing arrives twice. */
@@ -44,9 +47,6 @@ struct topic {
     /* This topic's items in the pending publish batch, as index + 1 (0 =
      * none), so that the batch fans out per topic in one block. */
     size_t batch_head, batch_tail;
-    /* Parked: unused but kept loaded (see topics.idle_max). */
-    struct topic *idle_prev, *idle_next;
-    int idle;
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -55,12 +55,6 @@ typedef struct topics {
     dict by_name;
     dict subs;
     uint8_t key[16]; /* SipHash key, random per process */
-    /* Up to idle_max loaded topics that nothing holds are kept, least
-     * recently used first out, so that a topic published to without
-     * subscribers is not loaded again from the store for every batch.
-     * 0 (the default) frees an unused topic at once. */
-    size_t idle_max, nidle;
-    topic *idle_head, *idle_tail;
     /* Called when a topic gets its first subscriber (on = 1) or loses its
      * last (on = 0), if set: so that a store with a live feed follows
      * exactly the topics subscribed to here. */
@@ -80,7 +74,7 @@ topic *topics_get(topics *ts, const char *name, size_t len);
 
 void topics_pin(topic *t);
 void topics_unpin(topics *ts, topic *t);
-/* Frees (or parks, see idle_max) t if nothing holds it any more. */
+/* Frees t if nothing holds it any more. */
 void topics_release(topics *ts, topic *t);
 
 sub *topics_find_sub(topics *ts, topic *t, void *owner);

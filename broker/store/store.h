@@ -214,6 +214,14 @@ struct store_engine {
     /* Appends the engine's own Prometheus lines (with HELP and TYPE) to
      * out. Any thread; may be NULL. */
     void (*metrics)(store *st, struct evbuffer *out);
+
+    /* Offline maintenance (chorusd --new-epochs), with no broker using
+     * the store: gives the store and every topic a fresh epoch, keeping
+     * offsets and messages, so that no position taken before is
+     * recovered after (the remedy for history restored from a copy).
+     * STORE_OK with a summary in msg, or STORE_FAIL with the cause (the
+     * store is in use, say). NULL when the engine has no such action. */
+    int (*new_epochs)(const config *cfg, char *msg, size_t msglen);
 };
 
 /* The engines built in. */
@@ -223,6 +231,10 @@ extern const store_engine store_engine_redis; /* broker/store/redis/ */
 /* Opens the engine cfg names (SQLite unless configured otherwise).
  * STORE_OK, or STORE_FAIL with a message in err. */
 int store_open(store **out, const config *cfg, char *err, size_t errlen);
+
+/* The new_epochs action of the engine cfg names; STORE_FAIL with a
+ * message when it has none. */
+int store_new_epochs(const config *cfg, char *msg, size_t msglen);
 
 /* Shorthands that dispatch through the handle's table. */
 static inline void store_close(store *st)

@@ -1,7 +1,10 @@
 /**
  * chorus.js: the browser client of the Chorus pub/sub broker.
- * One ES module, no dependencies, no build step. The broker serves it at
- * /chorus.js. Full guide: docs/BROWSER.md.
+ * ES modules with no dependencies and no build step: this one (the API,
+ * positions, requests, events) imports its transports from ./chorus-ws.js
+ * and ./chorus-sse.js; keep the three files side by side. The broker
+ * serves them at /chorus.js, /chorus-ws.js and /chorus-sse.js.
+ * Full guide: docs/BROWSER.md.
  *
  *   import { Chorus } from '/chorus.js';
  *   const c = new Chorus('ws://localhost:8080/ws', { token });
@@ -27,9 +30,17 @@
  *   options.storage     a localStorage-like object to persist to instead.
  *   options.pingInterval ms of silence before the client pings the broker
  *                       to detect a dead connection (25000; 0 turns off).
+ *   options.transport   'auto' (default), 'websocket' or 'sse'. 'auto'
+ *                       starts with WebSocket and falls back to Server-Sent
+ *                       Events when the handshake keeps failing while the
+ *                       broker answers over HTTP (see Transports below).
+ *   options.upgradeInterval ms between WebSocket attempts while 'auto' runs
+ *                       on SSE (60000; 0: never try WebSocket again).
  *   options.WebSocket   a WebSocket constructor (default: the global one;
  *                       in Node, pass the `ws` package's).
- *   options.fetch       fetch used to probe /healthz (default: global).
+ *   options.EventSource an EventSource constructor (default: the global).
+ *   options.fetch       fetch for /healthz, HTTP publishes and probes
+ *                       (default: the global one).
  *   options.connect     false: do not connect until connect() is called.
  *
  * Methods
@@ -51,11 +62,14 @@
  *   connect() / reconnect(): connect now (also after a fatal 'closed').
  *   close(): close for good (until connect()); rejects pending requests.
  *   state: 'connecting' | 'open' | 'closed'.
+ *   transport: 'websocket' | 'sse', the one in use now.
  *
  * Events
  *   'state' (state, info): info.code/reason of the close that caused it,
  *       info.retryIn (ms) while waiting to reconnect, info.error when fatal.
  *   'open' (): every connection, including reconnects.
+ *   'transport' (transport, {reason}): the client moved to 'sse' or back
+ *       to 'websocket'.
  *   'gap' ({topic, epoch, previousEpoch, since, offset}): a resume came back
  *       `recovered: false`: messages were lost (history trimmed or reset);
  *       refetch the topic's state. What the broker still has follows.
@@ -78,14 +92,29 @@
  *   once and keeps retrying at the maximum delay only. Close 1008 (policy,
  *   e.g. token expired during the session) is reported and not retried:
  *   the state becomes 'closed' until connect() (with a new token) is called.
+ *
+ * Transports (docs/BROWSER.md has the details and the differences)
+ *   'sse': one EventSource per subscribed topic on GET /sse/{topic},
+ *   publishes by POST /api/publish/{topic}. 'auto': after 3 failed
+ *   WebSocket handshakes in a row, GET /sse/{a subscribed topic} (or
+ *   /healthz) with fetch decides: 200 moves the client to SSE, 401/403 is
+ *   'handshake_refused'. On SSE, one WebSocket handshake every
+ *   upgradeInterval; the client moves back when one opens. Positions are
+ *   the client's, so a move either way loses nothing and repeats nothing.
  */
+
+import { SseTransport } from './chorus-sse.js';
+import { WsTransport } from './chorus-ws.js';
 
 const DEFAULTS = {
   timeout: 10000,
   pingInterval: 25000,
   backoff: { min: 250, max: 30000 },
   refusedAfter: 3,
+  transport: 'auto',
+  upgradeInterval: 60000,
 };
+const TRANSPORTS = ['auto', 'websocket', 'sse'];
 
 /** An Error with a machine-readable `code` (and sometimes topic, closeCode). */
 export class ChorusError extends Error {
@@ -114,8 +143,16 @@ export class Chorus {
     this.url = url;
     this._opt = { ...DEFAULTS, ...options };
     this._opt.backoff = { ...DEFAULTS.backoff, ...options.backoff };
+    this._mode = this._opt.transport;
+    if (!TRANSPORTS.includes(this._mode)) {
+      throw new Error(`chorus: transport must be one of ${TRANSPORTS.join(', ')}`);
+    }
     this._WS = options.WebSocket || globalThis.WebSocket;
-    if (!this._WS) throw new Error('chorus: no WebSocket; pass {WebSocket}');
+    this._ES = options.EventSource || globalThis.EventSource;
+    if (this._mode === 'auto' && !this._WS) this._mode = 'sse';
+    if (this._mode === 'auto' && !this._ES) this._mode = 'websocket';
+    if (this._mode !== 'sse' && !this._WS) throw new Error('chorus: no WebSocket; pass {WebSocket}');
+    if (this._mode === 'sse' && !this._ES) throw new Error('chorus: no EventSource; pass {EventSource}');
     // Bound: a browser's fetch called as a method of another object throws.
     this._fetch = options.fetch || globalThis.fetch?.bind(globalThis);
     this._listeners = new Map();
@@ -123,16 +160,15 @@ export class Chorus {
     this._topics = new Map();
     this._pending = new Map(); // request id -> {frame, sent, resolve, reject, timer}
     this._nextId = 1;
-    this._ws = null;
+    this._wsT = new WsTransport(this);
+    this._sse = null;        // the SseTransport while on SSE
+    this._transport = this._mode === 'sse' ? 'sse' : 'websocket';
+    this._upgradeTimer = null;
+    this._upgradeWs = null;  // a WebSocket tried while on SSE
     this._state = 'closed';
     this._stopped = true;    // true after close() or a fatal error
     this._failures = 0;      // connection attempts in a row that failed
-    this._handshakeFails = 0; // ... of which never reached 'open'
-    this._refusedReported = false;
     this._retryTimer = null;
-    this._pingTimer = null;
-    this._stableTimer = null;
-    this._lastRx = 0;
 
     const p = options.persist;
     this._storage = p ? options.storage || globalThis.localStorage : null;
@@ -147,6 +183,8 @@ export class Chorus {
   }
 
   get state() { return this._state; }
+
+  get transport() { return this._transport; }
 
   // ---- events ----------------------------------------------------------
 
@@ -181,8 +219,13 @@ export class Chorus {
     this._stopped = false;
     this._listenWindow(true);
     this._failures = 0;
-    this._handshakeFails = 0;
-    this._refusedReported = false;
+    this._wsT.reset();
+    // A new start tries the configured transport first again.
+    const first = this._mode === 'sse' ? 'sse' : 'websocket';
+    if (this._transport !== first) {
+      this._transport = first;
+      this._emit('transport', first, { reason: 'connect()' });
+    }
     this._open();
   }
 
@@ -199,7 +242,8 @@ export class Chorus {
   reconnect() {
     if (this._stopped) return this.connect();
     this._failures = 0;
-    this._drop();
+    if (this._sse) return this._sse.restart();
+    this._wsT.drop();
     clearTimeout(this._retryTimer);
     this._open();
   }
@@ -207,74 +251,58 @@ export class Chorus {
   close() {
     this._stopped = true;
     clearTimeout(this._retryTimer);
-    this._drop(1000, 'client closed');
+    this._stopTransports(1000, 'client closed');
     this._rejectAll('closed', 'chorus: client closed', true);
     this._flush();
     this._listenWindow(false);
     if (this._state !== 'closed') this._setState('closed', { code: 1000 });
   }
 
-  async _open() {
-    clearTimeout(this._retryTimer);
-    this._retryTimer = null;
-    this._setState('connecting', { attempt: this._failures });
+  _stopTransports(code, reason) {
+    this._wsT.drop(code, reason);
+    this._sse?.stop();
+    this._sse = null;
+    clearTimeout(this._upgradeTimer);
+    const ws = this._upgradeWs;
+    this._upgradeWs = null;
+    if (ws) {
+      ws.onopen = ws.onclose = null;
+      try { ws.close(); } catch { /* already closing */ }
+    }
+  }
+
+  /** The token for a new connection or HTTP request: {token}, or null when
+   *  the provider failed (the client is then stopped with code 'token'). */
+  async _tokenNow() {
     let token = this._opt.token;
     try {
       if (typeof token === 'function') token = await token();
     } catch (e) {
-      return this._fatal(new ChorusError('token', `chorus: token provider failed: ${e.message}`));
+      this._fatal(new ChorusError('token', `chorus: token provider failed: ${e.message}`));
+      return null;
     }
-    if (this._stopped || this._ws) return;
     this._token = token;
-    let url = this.url;
-    if (token) url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
-    let ws;
-    try {
-      ws = new this._WS(url);
-    } catch (e) {
-      return this._fatal(new ChorusError('bad_url', `chorus: cannot open ${this.url}: ${e.message}`));
-    }
-    this._ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      this._handshakeFails = 0;
-      this._refusedReported = false;
-      this._lastRx = Date.now();
-      // Only a connection that stays up resets the backoff, so a broker that
-      // accepts and drops at once is not hammered.
-      this._stableTimer = setTimeout(() => { this._failures = 0; }, 2000);
-      this._setState('open');
-      this._emit('open');
-      for (const [topic, t] of this._topics) this._sendSubscribe(topic, t);
-      for (const [, r] of this._pending) if (!r.sent) this._sendReq(r);
-      this._armPing();
-    };
-    ws.onmessage = (ev) => {
-      this._lastRx = Date.now();
-      this._onFrame(typeof ev.data === 'string' ? ev.data : String(ev.data));
-    };
-    ws.onerror = () => {}; // onclose follows and carries the code
-    ws.onclose = (ev) => { if (this._ws === ws) this._lost(opened, ev.code, ev.reason); };
+    return { token };
   }
 
-  /** Detaches and closes the current socket without triggering _lost. */
-  _drop(code = 1000, reason = '') {
-    clearTimeout(this._pingTimer);
-    clearTimeout(this._stableTimer);
-    const ws = this._ws;
-    this._ws = null;
-    if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    try { ws.close(code, reason); } catch { /* already closing */ }
-    this._afterDisconnect();
+  _error(code, message, extra) { return new ChorusError(code, message, extra); }
+
+  _open() {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._setState('connecting', { attempt: this._failures });
+    if (this._transport === 'websocket') return this._wsT.open();
+    if (this._sse) return this._sse.restart();
+    this._sse = new SseTransport(this);
+    return this._sse.start();
   }
 
   _afterDisconnect() {
     // Sent requests cannot be answered any more. Publishes are not resent:
     // the broker may have stored one, and a resend would store it twice.
+    // HTTP requests (made while on SSE) do not depend on the socket.
     for (const [id, r] of this._pending) {
-      if (!r.sent) continue;
+      if (!r.sent || r.http) continue;
       if (r.kind === 'subscribe') { this._pending.delete(id); clearTimeout(r.timer); continue; }
       this._settle(id, new ChorusError('disconnected',
         `chorus: connection lost before the broker answered ${r.kind}` +
@@ -283,42 +311,15 @@ export class Chorus {
     for (const t of this._topics.values()) { t.acked = false; this._endReplay(t, null); }
   }
 
-  _lost(opened, code, reason) {
-    this._ws = null;
-    clearTimeout(this._pingTimer);
-    clearTimeout(this._stableTimer);
-    this._afterDisconnect();
-    if (this._stopped) return;
-    const info = { code, reason };
-    if (code === 1008) {
-      const expired = this._expired();
-      return this._fatal(new ChorusError(expired ? 'token_expired' : 'policy',
-        expired ? 'chorus: the token has expired' :
-          `chorus: closed by the broker's policy (1008${reason ? ': ' + reason : ''})`,
-        { closeCode: code, reason }), info);
-    }
-    this._failures++;
-    if (!opened) {
-      this._handshakeFails++;
-      // A browser hides the handshake's HTTP status; an expired token is the
-      // one cause we can tell from here, and retrying cannot fix it.
-      if (this._expired()) {
-        return this._fatal(new ChorusError('token_expired',
-          'chorus: the token has expired; the broker refused the connection',
-          { closeCode: code }), info);
-      }
-      if (this._handshakeFails >= this._opt.refusedAfter && !this._refusedReported) {
-        this._refusedReported = true;
-        this._probe().then((up) => {
-          if (!up || this._stopped || this._state === 'open') return;
-          this._failures = Math.max(this._failures, 64); // stay at max delay
-          this._emit('error', new ChorusError('handshake_refused',
-            'chorus: the broker is up but refuses the WebSocket handshake ' +
-            '(bad or expired token, origin not allowed, or a connection limit)'));
-        });
-      }
-    }
-    this._schedule(info);
+  /** Close 1008 (over WebSocket, or an SSE stream's `close` event): the
+   *  broker's policy, e.g. a token that expired during the session.
+   *  Retrying with the same token cannot help: stop and report. */
+  _policyClose(code, reason) {
+    const expired = this._expired();
+    return this._fatal(new ChorusError(expired ? 'token_expired' : 'policy',
+      expired ? 'chorus: the token has expired' :
+        `chorus: closed by the broker's policy (1008${reason ? ': ' + reason : ''})`,
+      { closeCode: code, reason }), { code, reason });
   }
 
   _expired() {
@@ -326,28 +327,16 @@ export class Chorus {
     return exp > 0 && exp <= Date.now();
   }
 
-  /** true when GET /healthz of the broker answers at all. */
-  async _probe() {
-    if (!this._fetch) return false;
-    const u = new URL(this.url);
-    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
-    u.pathname = '/healthz';
-    u.search = '';
-    try {
-      // no-cors: a cross-origin page cannot read the answer, but an opaque
-      // response still proves the broker is reachable.
-      const init = typeof window !== 'undefined' ? { mode: 'no-cors', cache: 'no-store' } : {};
-      await this._fetch(u.href, init);
-      return true;
-    } catch {
-      return false;
-    }
+  /** Backoff delay after `failures` attempts in a row: exponential from
+   *  min to max, drawn between half and all of the step. */
+  _delay(failures) {
+    const { min, max } = this._opt.backoff;
+    const step = Math.min(max, min * 2 ** Math.min(failures - 1, 30));
+    return Math.round(step / 2 + (Math.random() * step) / 2);
   }
 
   _schedule(info) {
-    const { min, max } = this._opt.backoff;
-    const step = Math.min(max, min * 2 ** Math.min(this._failures - 1, 30));
-    const delay = Math.round(step / 2 + (Math.random() * step) / 2);
+    const delay = this._delay(this._failures);
     this._setState('connecting', { ...info, attempt: this._failures, retryIn: delay });
     this._retryTimer = setTimeout(() => this._open(), delay);
   }
@@ -355,27 +344,78 @@ export class Chorus {
   _fatal(err, info = {}) {
     this._stopped = true;
     clearTimeout(this._retryTimer);
-    this._drop();
+    this._stopTransports();
     this._rejectAll(err.code, err.message, false);
     this._emit('error', err);
     this._setState('closed', { ...info, error: err });
   }
 
-  _armPing() {
-    clearTimeout(this._pingTimer);
-    const every = this._opt.pingInterval;
-    if (!every) return;
-    this._pingTimer = setTimeout(() => {
-      if (!this._ws || this._state !== 'open') return;
-      if (Date.now() - this._lastRx < every) return this._armPing();
-      // A half-open TCP connection never closes by itself: no pong, retry.
-      this.ping().then(() => this._armPing(), (e) => {
-        if (e.code === 'timeout' && this._ws) {
-          this._drop(4000, 'ping timeout');
-          this._lost(true, 1006, 'ping timeout');
-        }
-      });
-    }, every);
+  // ---- moving between transports ('auto') -----------------------------
+
+  /** WebSocket keeps failing while the broker accepts us over HTTP (see
+   *  WsTransport._whyRefused). Positions stay in _topics, so the streams
+   *  resume each topic from the last offset handled. */
+  _useSse(reason) {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._wsT.drop();
+    this._failures = 0;
+    this._wsT.reset();
+    this._transport = 'sse';
+    this._emit('transport', 'sse', { reason });
+    this._armUpgrade();
+    this._open();
+  }
+
+  /** Called by the SSE transport whenever a stream opened or failed: the
+   *  client is 'open' while no stream is failing. */
+  _sseChanged(info) {
+    if (this._stopped || !this._sse) return;
+    if (this._sse.allOpen()) {
+      if (this._state === 'open') return;
+      this._setState('open');
+      this._emit('open');
+      for (const [, r] of this._pending) if (!r.sent) this._sendReq(r);
+    } else if (this._state === 'open' || info.retryIn !== undefined) {
+      this._setState('connecting', info);
+    }
+  }
+
+  _armUpgrade() {
+    clearTimeout(this._upgradeTimer);
+    const every = this._opt.upgradeInterval;
+    if (this._mode !== 'auto' || !every || this._stopped || this._transport !== 'sse') return;
+    this._upgradeTimer = setTimeout(() => this._tryUpgrade(), every);
+  }
+
+  /** While 'auto' runs on SSE: one WebSocket handshake. If it opens, the
+   *  streams are closed (their handlers detached first, so the positions
+   *  are final) and every topic is subscribed again over it with since. */
+  async _tryUpgrade() {
+    const tk = await this._tokenNow();
+    if (!tk || this._stopped || this._transport !== 'sse' || this._upgradeWs) return;
+    let ws;
+    try {
+      ws = new this._WS(this._wsT.url(tk.token));
+    } catch {
+      return this._armUpgrade();
+    }
+    this._upgradeWs = ws;
+    ws.onerror = () => {};
+    ws.onclose = () => {
+      if (this._upgradeWs !== ws) return;
+      this._upgradeWs = null;
+      this._armUpgrade();
+    };
+    ws.onopen = () => {
+      if (this._upgradeWs !== ws) return;
+      this._upgradeWs = null;
+      this._sse.stop();
+      this._sse = null;
+      this._transport = 'websocket';
+      this._emit('transport', 'websocket', { reason: 'a WebSocket handshake succeeded' });
+      this._wsT.adopt(ws);
+    };
   }
 
   // ---- requests --------------------------------------------------------
@@ -391,19 +431,24 @@ export class Chorus {
         this._settle(id, new ChorusError('timeout',
           `chorus: ${kind}${topic ? ` to "${topic}"` : ''} timed out after ${this._opt.timeout} ms` +
           (r.sent ? '' : ' (not connected)'), { topic }));
-        if (kind === 'subscribe' && this._ws && this._state === 'open') this.reconnect();
+        if (kind === 'subscribe' && this._wsT.ws && this._state === 'open') this.reconnect();
       }, this._opt.timeout);
       this._pending.set(id, r);
       if (this._state === 'open') this._sendReq(r);
-      else if (this._stopped && !this._ws) {
+      else if (this._stopped) {
         this._settle(id, new ChorusError('closed', 'chorus: client is closed; call connect()'));
       }
     });
   }
 
   _sendReq(r) {
+    if (this._sse) {
+      if (r.kind === 'publish') return this._sse.post(r);
+      if (r.kind === 'ping') return this._sse.ping(r);
+      return this._settle(r.id, null, null); // streams carry subscriptions
+    }
     r.sent = true;
-    this._ws.send(JSON.stringify(r.frame));
+    this._wsT.send(r.frame);
   }
 
   _settle(id, err, value) {
@@ -411,6 +456,7 @@ export class Chorus {
     if (!r) return null;
     this._pending.delete(id);
     clearTimeout(r.timer);
+    if (err) r.abort?.(); // an HTTP request that timed out or was cancelled
     if (err) r.reject(err); else r.resolve(value);
     return r;
   }
@@ -451,13 +497,15 @@ export class Chorus {
       else t.readyWaiters.push({ resolve, reject });
     });
     ready.catch(() => {}); // reported through 'error' too
-    if (fresh && this._state === 'open') this._sendSubscribe(topic, t);
+    if (fresh && this._sse) this._sse.add(topic, t, false);
+    else if (fresh && this._state === 'open') this._sendSubscribe(topic, t);
     const unsubscribe = () => {
       if (this._topics.get(topic) !== t || !t.handlers.delete(handler)) return;
       if (t.handlers.size) return;
       this._topics.delete(topic);
       this._forget(topic);
-      if (this._state === 'open') {
+      if (this._sse) this._sse.remove(topic);
+      else if (this._state === 'open') {
         this._request('unsubscribe', { op: 'unsubscribe', topic }, topic).catch(() => {});
       }
     };
@@ -479,11 +527,17 @@ export class Chorus {
       (e) => {
         if (this._topics.get(topic) !== t || e.code === 'disconnected') return;
         if (e.code === 'timeout' || e.code === 'closed') return this._emit('error', e);
-        // Refused (forbidden, invalid_topic...): drop the topic, tell the app.
-        this._topics.delete(topic);
-        for (const w of t.readyWaiters.splice(0)) w.reject(e);
-        this._emit('error', e);
+        this._refuseTopic(topic, t, e);
       });
+  }
+
+  /** A subscription the broker refused (forbidden, invalid_topic...): drop
+   *  the topic and tell the app. */
+  _refuseTopic(topic, t, e) {
+    if (this._topics.get(topic) !== t) return;
+    this._topics.delete(topic);
+    for (const w of t.readyWaiters.splice(0)) w.reject(e);
+    this._emit('error', e);
   }
 
   _onSubscribed(topic, t, since, m) {
@@ -553,31 +607,6 @@ export class Chorus {
     }
     if (t.replay && m.offset >= t.replay.end) this._endReplay(t, m.topic);
     this._save(m.topic, t);
-  }
-
-  _onFrame(text) {
-    let m;
-    try { m = JSON.parse(text); } catch { return; }
-    if (!m || typeof m !== 'object') return;
-    switch (m.op) {
-      case 'message': return this._onMessage(m);
-      case 'subscribed': {
-        if (m.id === undefined) return this._onEpochChanged(m);
-        const r = this._pending.get(m.id);
-        if (r?.onReply) r.onReply(m);
-        return this._settle(m.id, null, m);
-      }
-      case 'published': return this._settle(m.id, null, m.offset);
-      case 'unsubscribed': case 'pong': return this._settle(m.id, null, m);
-      case 'error': {
-        const r = this._pending.get(m.id);
-        const err = new ChorusError(m.code || 'error',
-          `chorus: ${m.message || m.code}${r?.topic ? ` (topic "${r.topic}")` : ''}`, { topic: r?.topic });
-        if (r) this._settle(m.id, err); else this._emit('error', err);
-        return;
-      }
-      default: return;
-    }
   }
 
   // ---- persistence -----------------------------------------------------

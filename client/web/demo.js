@@ -1,6 +1,8 @@
 // The demo page served at / by chorusd: one topic at a time, live messages
 // with their offsets, a publish form, a connection indicator and a notice
-// of what a reconnect replayed. URL parameters: ?topic=NAME&token=JWT.
+// of what a reconnect replayed, and the transport in use (WebSocket, or
+// Server-Sent Events after a fallback). URL parameters: ?topic=NAME&token=JWT
+// &transport=auto|websocket|sse.
 import { Chorus } from '/chorus.js';
 
 const MAX_ROWS = 1000; // older rows are dropped so a busy topic stays fast
@@ -8,7 +10,9 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
-const client = new Chorus(wsUrl, { token: params.get('token') || undefined, persist: true });
+const TRANSPORTS = ['auto', 'websocket', 'sse'];
+const transport = TRANSPORTS.includes(params.get('transport')) ? params.get('transport') : 'auto';
+const client = new Chorus(wsUrl, { token: params.get('token') || undefined, persist: true, transport });
 // For debugging from the console (and for the browser tests).
 const demo = { client, offsets: [], replayed: 0, errors: [] };
 window.chorusDemo = demo;
@@ -79,6 +83,22 @@ function watch(name) {
 }
 
 const STATE_TEXT = { open: 'live', connecting: 'connecting…', closed: 'disconnected' };
+const TRANSPORT_TEXT = { websocket: 'WebSocket', sse: 'SSE' };
+
+function showTransport(name) {
+  const badge = $('transport');
+  badge.dataset.transport = name;
+  badge.textContent = TRANSPORT_TEXT[name];
+  badge.title = name === 'sse'
+    ? 'Server-Sent Events: one stream per topic, publishing over HTTP'
+    : 'one WebSocket for every topic';
+}
+showTransport(client.transport);
+
+client.on('transport', (name, { reason }) => {
+  showTransport(name);
+  log(`transport: ${TRANSPORT_TEXT[name]} (${reason})`);
+});
 
 client.on('state', (state, info) => {
   const box = $('conn');

@@ -1,9 +1,11 @@
 // Shared by the browser tests and tests/js: the real chorusd on a free
-// loopback port with a fresh database (stopped by PID), the chorus CLI, and
-// headless Debian chromium driven by playwright-core.
+// loopback port with a fresh database (stopped by PID), the chorus CLI,
+// headless Debian chromium driven by playwright-core, and a proxy that
+// breaks WebSocket (for the SSE fallback).
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, connect } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createHmac } from 'node:crypto';
@@ -13,7 +15,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 export const CHORUSD = process.env.CHORUSD || join(repo, 'build/chorusd');
 export const CHORUS_CLI = process.env.CHORUS_CLI || join(repo, 'build/chorus');
-export const CLIENT_JS = join(repo, 'client/js/chorus.js');
+export const CLIENT_DIR = join(repo, 'client/js');
+export const CLIENT_JS = join(CLIENT_DIR, 'chorus.js');
 const TMP = process.env.CHORUS_TMP || tmpdir();
 export const ARTIFACTS = process.env.CHORUS_ARTIFACTS || join(TMP, 'artifacts');
 
@@ -161,4 +164,88 @@ export async function launchBrowser(options = {}) {
     rmSync(profile, { recursive: true, force: true });
   };
   return ctx;
+}
+
+/** Passes a WebSocket upgrade through to target unchanged. */
+function tunnel(t, req, sock, head) {
+  const up = connect(Number(t.port), t.hostname, () => {
+    let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+    up.write(`${raw}\r\n`);
+    if (head?.length) up.write(head);
+    sock.pipe(up).pipe(sock);
+  });
+  up.on('error', () => sock.destroy());
+  sock.on('close', () => up.destroy());
+}
+
+/** A proxy on 127.0.0.1 in front of the broker at `target` (http://...)
+ *  that passes plain HTTP, streams included, and breaks WebSocket the way
+ *  a proxy that strips `Upgrade` does: the request goes on without its
+ *  upgrade headers and the broker's plain HTTP answer comes back, so the
+ *  browser's handshake fails (while `allowWebSocket` is unset; set, it
+ *  passes upgrades through). `refuse = STATUS` answers every plain request
+ *  with it instead; dropWebSockets() cuts the upgraded connections. Counts
+ *  what it saw; close() stops it. */
+export async function noWebSocketProxy(target) {
+  const t = new URL(target);
+  const proxy = { requests: 0, upgrades: 0, paths: [], allowWebSocket: false, refuse: 0 };
+  const upgraded = new Set(); // sockets the HTTP server no longer tracks
+  const upstream = (req, headers, onResponse, onError) => {
+    const up = httpRequest({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers },
+      onResponse);
+    up.on('error', onError);
+    return up;
+  };
+  const server = createHttpServer((req, res) => {
+    proxy.requests++;
+    proxy.paths.push(`${req.method} ${req.url.split('?')[0]}`);
+    if (proxy.refuse) { // the path to the broker is down for now
+      res.writeHead(proxy.refuse, { 'content-type': 'text/plain' });
+      return res.end('proxy refusing\n');
+    }
+    const up = upstream(req, req.headers, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+      // The broker died mid-stream: the client must see the stream end.
+      r.on('close', () => { if (!r.complete) res.destroy(); });
+    }, () => {
+      if (res.headersSent) return res.destroy();
+      res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end('broker unreachable\n');
+    });
+    req.pipe(up);
+    res.on('close', () => up.destroy());
+  });
+  server.on('upgrade', (req, sock, head) => {
+    proxy.upgrades++;
+    upgraded.add(sock);
+    sock.on('close', () => upgraded.delete(sock));
+    sock.on('error', () => {});
+    if (proxy.allowWebSocket) return tunnel(t, req, sock, head);
+    const headers = { ...req.headers };
+    for (const h of Object.keys(headers)) {
+      if (h === 'upgrade' || h === 'connection' || h.startsWith('sec-websocket')) delete headers[h];
+    }
+    const up = upstream(req, headers, (r) => {
+      let head = `HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n`;
+      for (const [k, v] of Object.entries(r.headers)) {
+        if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k)) head += `${k}: ${v}\r\n`;
+      }
+      sock.write(`${head}connection: close\r\n\r\n`);
+      r.pipe(sock);
+    }, () => sock.destroy());
+    up.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  proxy.port = server.address().port;
+  proxy.http = `http://127.0.0.1:${proxy.port}`;
+  proxy.url = `ws://127.0.0.1:${proxy.port}/ws`;
+  proxy.dropWebSockets = () => { for (const sock of upgraded) sock.destroy(); };
+  proxy.close = () => new Promise((r) => {
+    for (const sock of upgraded) sock.destroy();
+    server.closeAllConnections();
+    server.close(() => r());
+  });
+  return proxy;
 }

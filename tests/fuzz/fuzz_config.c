@@ -1,4 +1,4 @@
-/* libFuzzer target for the configuration reader (broker/core/config.c),
+/* libFuzzer target for the configuration reader (broker/core/config_file.c),
  * through config_load_buffer, the function config_load_file uses.
  *
  * The input is the text of a configuration file (at most CONFIG_FILE_MAX

@@ -77,16 +77,18 @@ def test_check_config_missing_file(workdir):
 
 
 def complete(line):
-    """What bash's completion for chorus (contrib/bash-completion/chorus)
-    offers for line, whose last word is the one being completed."""
+    """What bash's completion for the program line starts with (chorus or
+    chorusd: contrib/bash-completion/PROGRAM) offers for line, whose last
+    word is the one being completed."""
     words = line.split(" ")
+    prog = words[0]
     script = (
         "source /usr/share/bash-completion/bash_completion\n"
-        f"source {os.path.join(SRC, 'contrib/bash-completion/chorus')}\n"
+        f"source {os.path.join(SRC, 'contrib/bash-completion', prog)}\n"
         f"COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}\n"
         f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
         f"COMP_CWORD={len(words) - 1}\n"
-        "_chorus chorus\n"
+        f"_{prog} {prog}\n"
         "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
     assert os.path.exists("/usr/share/bash-completion/bash_completion"), \
         "bash-completion is missing: run scripts/deps.sh --test"
@@ -107,3 +109,13 @@ def test_bash_completion():
     assert complete("chorus token --s") == {"--secret", "--sub",
                                             "--subscribe"}
     assert complete("chorus sub --since ") == set()
+
+
+def test_bash_completion_of_chorusd():
+    assert complete("chorusd --") == {
+        "--config", "--listen", "--log-level", "--check-config",
+        "--new-epochs", "--version", "--help"}
+    assert complete("chorusd --n") == {"--new-epochs"}
+    assert complete("chorusd --new-epochs --c") == {"--config"}
+    assert complete("chorusd --log-level d") == {"debug"}
+    assert complete("chorusd --listen ") == set()

@@ -75,6 +75,7 @@ def test_install_run_remove(deb, workdir):
                      "/usr/share/man/man8/chorusd.8",
                      "/usr/share/man/man1/chorus.1",
                      "/usr/share/bash-completion/completions/chorus",
+                     "/usr/share/bash-completion/completions/chorusd",
                      "/usr/share/doc/chorus/README.md",
                      "/usr/share/doc/chorus/PROTOCOL.md",
                      "/usr/share/doc/chorus/chorus.js"):

@@ -45,8 +45,10 @@ function gatedWS() {
   return gate;
 }
 
+// These are the WebSocket transport's tests (tests/js/sse.test.mjs has the
+// SSE ones): 'auto' could move some of them to SSE.
 function client(url, opts = {}) {
-  const c = new Chorus(url, { WebSocket: WS, backoff: { min: 50, max: 400 }, ...opts });
+  const c = new Chorus(url, { WebSocket: WS, transport: 'websocket', backoff: { min: 50, max: 400 }, ...opts });
   c.events = [];
   for (const ev of ['state', 'gap', 'replayed', 'error']) {
     c.on(ev, (a, b) => c.events.push([ev, a, b]));

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { Broker, CLIENT_JS, tempDir } from '../browser/helpers.mjs';
+import { Broker, CLIENT_JS, CLIENT_DIR, tempDir } from '../browser/helpers.mjs';
 
 const sha = (s) => createHash('sha256').update(s).digest('hex');
 const brokers = [];
@@ -41,6 +41,17 @@ test('/chorus.js: the client, as JavaScript, with an ETag that revalidates', asy
   assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(readFileSync(CLIENT_JS))));
   const post = await fetch(`${b.http}/chorus.js`, { method: 'POST', body: '' });
   assert.equal(post.status, 405);
+});
+
+test('/chorus-ws.js and /chorus-sse.js: the transports chorus.js imports, beside it', async () => {
+  const b = await broker();
+  for (const name of ['chorus-ws.js', 'chorus-sse.js']) {
+    const r = await fetch(`${b.http}/${name}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.equal(sha(await r.text()), sha(readFileSync(join(CLIENT_DIR, name), 'utf8')));
+    assert.ok(readFileSync(CLIENT_JS, 'utf8').includes(`from './${name}'`), `${name} imported relatively`);
+  }
 });
 
 test('/ and /index.html: the demo page and its files', async () => {

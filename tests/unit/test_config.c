@@ -1,4 +1,4 @@
-/* Unit tests for broker/core/config.c: every value parser, every file-format
+/* Unit tests for broker/core/config*.c: every value parser, every file-format
  * rule and error message, and broker.conf.example against the built-in
  * defaults. Usage: test_config [path/to/broker.conf.example] */
 #include "config.h"

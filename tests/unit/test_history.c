@@ -1,5 +1,5 @@
-/* Unit tests for broker/store/sqlite/history.c on real files in a temporary
- * directory. */
+/* Unit tests for broker/store/sqlite/history.c (and history_epochs.c) on
+ * real files in a temporary directory. */
 #include "history_fixture.h"
 
 #include <stdint.h>
@@ -423,6 +423,56 @@ static void test_commit_write_error(void)
     history_close(h);
 }
 
+/* history_new_epochs: the database and every topic get one new epoch,
+ * offsets and messages stay, and new topics take the new epoch. An
+ * exclusive handle keeps every other connection out while it is open. */
+static void test_new_epochs(void)
+{
+    history_opts o = {0}, excl = {.exclusive = 1};
+    history_topic a, b, a2, c;
+    char path[128], old_db[HISTORY_EPOCH_LEN + 1], err[256];
+    history *h, *other = NULL;
+    struct rows r;
+    uint64_t n = 0;
+
+    path_in_dir(path, sizeof path, "epochs.db");
+    h = open_ok(path, &o);
+    if (!h)
+        return;
+    CHECK_EQ_INT(history_topic_load(h, "a", 1, &a), 0);
+    CHECK_EQ_INT(history_topic_load(h, "b", 1, &b), 0);
+    CHECK_EQ_INT(append_range(h, a.id, 1, 3), 0);
+    snprintf(old_db, sizeof old_db, "%s", history_db_epoch(h));
+    history_close(h);
+
+    h = open_ok(path, &excl);
+    if (!h)
+        return;
+    CHECK_EQ_INT(history_open(&other, path, &o, err, sizeof err), -1);
+    CHECK(strstr(err, "another process has it open") != NULL);
+    CHECK_EQ_INT(history_new_epochs(h, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(strcmp(history_db_epoch(h), old_db) != 0);
+    CHECK_EQ_INT(strlen(history_db_epoch(h)), HISTORY_EPOCH_LEN);
+    history_close(h);
+
+    h = open_ok(path, &o);
+    if (!h)
+        return;
+    CHECK_EQ_INT(history_topic_load(h, "a", 0, &a2), 0);
+    CHECK(strcmp(a2.epoch, a.epoch) != 0);
+    CHECK_EQ_STR(a2.epoch, history_db_epoch(h));
+    CHECK_EQ_INT(a2.last_offset, 3);
+    CHECK_EQ_INT(history_topic_load(h, "b", 0, &b), 0);
+    CHECK_EQ_STR(b.epoch, a2.epoch);
+    CHECK_EQ_INT(history_topic_load(h, "c", 1, &c), 0);
+    CHECK_EQ_STR(c.epoch, a2.epoch);
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(history_read(h, a2.id, 0, 10, collect, &r), 3);
+    CHECK_EQ_INT(r.bad, 0);
+    history_close(h);
+}
+
 static void test_perf(void)
 {
     history_opts o = {0};
@@ -505,6 +555,7 @@ int main(void)
     test_refusals();
     test_full_disk();
     test_commit_write_error();
+    test_new_epochs();
     test_perf();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

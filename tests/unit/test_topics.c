@@ -510,52 +510,6 @@ static void test_keys(void)
     topics_destroy(&b);
 }
 
-/* With idle_max, unused loaded topics are parked (least recently used
- * out) instead of freed; unloaded ones are freed at once. */
-static void test_idle_topics(void)
-{
-    topics ts;
-    topic *a, *b, *c, *u;
-    sub *list = NULL, *s;
-
-    CHECK_EQ_INT(topics_init(&ts), 0);
-    ts.idle_max = 2;
-    a = topics_get(&ts, NAME("a"));
-    b = topics_get(&ts, NAME("b"));
-    c = topics_get(&ts, NAME("c"));
-    u = topics_get(&ts, NAME("unloaded"));
-    if (!a || !b || !c || !u)
-        return;
-    a->loaded = b->loaded = c->loaded = 1;
-    a->last_offset = 7;
-    topics_release(&ts, u); /* not loaded: freed */
-    CHECK(topics_find(&ts, NAME("unloaded")) == NULL);
-    topics_release(&ts, a);
-    topics_release(&ts, a); /* already parked: no change */
-    topics_release(&ts, b);
-    CHECK_EQ_INT(ts.nidle, 2);
-    CHECK_EQ_INT(topics_count(&ts), 3);
-    CHECK(topics_get(&ts, NAME("a")) == a); /* used again: unparked */
-    CHECK_EQ_INT(a->idle, 0);
-    CHECK_EQ_INT(a->last_offset, 7); /* state kept while parked */
-    CHECK_EQ_INT(ts.nidle, 1);
-    topics_release(&ts, a); /* now b is the oldest */
-    topics_release(&ts, c); /* third parked: b goes */
-    CHECK_EQ_INT(ts.nidle, 2);
-    CHECK(topics_find(&ts, NAME("b")) == NULL);
-    CHECK(topics_find(&ts, NAME("a")) == a);
-    CHECK(topics_find(&ts, NAME("c")) == c);
-    /* A subscription takes a topic out of the parking. */
-    c = topics_get(&ts, NAME("c"));
-    s = topics_subscribe(&ts, c, &list, &list);
-    CHECK(s != NULL);
-    CHECK_EQ_INT(ts.nidle, 1);
-    topics_unsubscribe(&ts, s, &list);
-    CHECK_EQ_INT(ts.nidle, 2);
-    CHECK_EQ_INT(c->idle, 1);
-    topics_destroy(&ts); /* frees the parked ones too */
-}
-
 int main(void)
 {
     test_lifetime();
@@ -566,6 +520,5 @@ int main(void)
     test_remove_while_iterating();
     test_destroy_leftovers();
     test_keys();
-    test_idle_topics();
     return check_report("test_topics");
 }

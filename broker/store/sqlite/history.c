@@ -237,6 +237,9 @@ static void open_err(sqlite3 *db, const char *path, char *err, size_t errlen)
          code == SQLITE_PERM || code == SQLITE_IOERR) &&
         history__explain_path(path, why, sizeof why))
         snprintf(err, errlen, "%s: %s: %s", path, msg, why);
+    else if (code == SQLITE_BUSY)
+        snprintf(err, errlen, "%s: %s (another process has it open)", path,
+                 msg);
     else if (sys)
         snprintf(err, errlen, "%s: %s (%s)", path, msg, strerror(sys));
     else
@@ -368,8 +371,8 @@ static int setup_reader(sqlite3 *db)
 /* Opens the connection and checks that it is a writable database in WAL
  * mode (a reader: one that a writer has set up). Touching the header
  * (journal_mode) is what detects a file that is not a database. */
-static int open_db(sqlite3 **out, const char *path, int reader, int full,
-                   char *err, size_t errlen)
+static int open_db(sqlite3 **out, const char *path, int reader,
+                   const history_opts *opts, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     char mode[16];
@@ -377,10 +380,11 @@ static int open_db(sqlite3 **out, const char *path, int reader, int full,
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
                 (reader ? 0 : SQLITE_OPEN_CREATE);
 
-    history__watch_install();
     if (sqlite3_open_v2(path, &db, flags, history__vfs()) != SQLITE_OK)
         goto db_fail;
-    if (setup_db(db) != 0 || (reader && setup_reader(db) != 0))
+    if (setup_db(db) != 0 || (reader && setup_reader(db) != 0) ||
+        (opts->exclusive && sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE",
+                                         NULL, NULL, NULL) != SQLITE_OK))
         goto db_fail;
     if (sqlite3_db_readonly(db, "main") != 0) {
         char why[PATH_MAX + 128];
@@ -399,10 +403,11 @@ static int open_db(sqlite3 **out, const char *path, int reader, int full,
                  path, mode);
         goto fail;
     }
-    if (!reader && sqlite3_exec(db,
-                                full ? "PRAGMA synchronous=FULL"
-                                     : "PRAGMA synchronous=NORMAL",
-                                NULL, NULL, NULL) != SQLITE_OK)
+    if (!reader &&
+        sqlite3_exec(db,
+                     opts->durability_full ? "PRAGMA synchronous=FULL"
+                                           : "PRAGMA synchronous=NORMAL",
+                     NULL, NULL, NULL) != SQLITE_OK)
         goto db_fail;
     /* Reads the schema page: a damaged or foreign file fails here. */
     if (pragma_int(db, "SELECT count(*) FROM sqlite_master", &n) != SQLITE_OK)
@@ -477,8 +482,7 @@ static int open_handle(history **out, const char *path,
         return -1;
     }
     h->opts = *opts;
-    if (open_db(&h->db, path, reader, opts->durability_full, err, errlen) !=
-            0 ||
+    if (open_db(&h->db, path, reader, opts, err, errlen) != 0 ||
         (!reader && migrate(h->db, path, err, errlen) != 0) ||
         finish_open(h, path, err, errlen) != 0) {
         history_close(h);

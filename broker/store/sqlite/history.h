@@ -35,6 +35,11 @@ typedef struct history_opts {
     int durability_full;     /* synchronous=FULL instead of NORMAL */
     uint64_t history_size;   /* keep at most this many per topic; 0 = off */
     uint64_t history_ttl_ms; /* drop messages older than this; 0 = off */
+    /* The writer's handle alone may open the file (SQLite's EXCLUSIVE
+     * locking mode): the open fails while another process has it open,
+     * and no other can open it until this handle closes. For offline
+     * maintenance (history_new_epochs). */
+    int exclusive;
 } history_opts;
 
 /* How long a connection waits for another's lock (ms). */
@@ -72,6 +77,14 @@ const char *history_errmsg(history *h);
 
 /* The database's epoch (meta), given to every new topic row. */
 const char *history_db_epoch(history *h);
+
+/* Gives the database and every topic a new epoch (one fresh epoch for
+ * all, as a new database gives its topics its own), in one transaction;
+ * offsets and messages stay. *topics: how many topics changed. For a
+ * database restored from a copy: the offsets after the copy would be
+ * handed out again, and a position taken before the restore must not be
+ * recovered under them. 0 or -1 (history_errmsg). */
+int history_new_epochs(history *h, uint64_t *topics);
 
 /* Looks a topic up; when absent and create is set, inserts it with the
  * database's epoch and offset 0. Returns 0 found/created, 1 absent

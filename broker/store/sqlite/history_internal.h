@@ -48,13 +48,17 @@ struct history {
     char err[512];
 };
 
-/* Installs history_vfs_watch.c's VFS as the default, once: before the
- * first connection, so that the WAL gathering wraps it. */
-void history__watch_install(void);
-
 /* The name of the WAL-write-gathering VFS (history_vfs.c), registered on
  * first use; NULL (use the default VFS) if that failed. */
 const char *history__vfs(void);
+
+/* How history_vfs.c writes and syncs the underlying file real
+ * (history_vfs_watch.c): a write with EFBIG or EDQUOT fails as a full
+ * disk (SQLITE_FULL), and a write to a WAL (wal = 1) as the test fault
+ * asks; a sync is counted for the calling thread's kind. */
+int history__vfs_write(sqlite3_file *real, const void *data, int amt,
+                       sqlite3_int64 off, int wal);
+int history__vfs_sync(sqlite3_file *real, int flags);
 
 /* When the file at path, its -wal, its -shm or their directory cannot be
  * used, a sentence that says which and why ("directory X is not writable

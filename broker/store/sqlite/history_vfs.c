@@ -28,9 +28,12 @@
  * rolled back, and is dropped there: another connection may restart the
  * WAL and write over that range before this one writes again. The
  * database file is the underlying VFS's, seen through a wrapper that adds
- * the barrier's flush and watches the write lock; other files are the
- * underlying VFS's own. tests/unit/test_history_vfs.c checks all this
- * against the SQLite the broker is built with. */
+ * the barrier's flush and watches the write lock; every other file is
+ * seen through the same wrapper, which then only forwards. All writes and
+ * syncs reach the underlying files through history_vfs_watch.c, which
+ * counts the syncs per thread and maps "no room" errors to a full disk.
+ * tests/unit/test_history_vfs.c checks all this against the SQLite the
+ * broker is built with. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,8 +90,8 @@ static int flush(walbuf_file *f)
      * more than a page): hand it at most WRITE_CHUNK at a time. */
     for (size_t done = 0; done < f->len && rc == SQLITE_OK;) {
         size_t n = f->len - done < WRITE_CHUNK ? f->len - done : WRITE_CHUNK;
-        rc = f->real->pMethods->xWrite(f->real, f->buf + done, (int)n,
-                                       f->start + (sqlite3_int64)done);
+        rc = history__vfs_write(f->real, f->buf + done, (int)n,
+                                f->start + (sqlite3_int64)done, 1);
         done += n;
     }
     f->len = 0; /* on failure SQLite rolls back: those frames are void */
@@ -163,7 +166,7 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt,
         rc = flush(f);
         if (rc == SQLITE_OK)
             rc = n > WRITE_CHUNK
-                     ? f->real->pMethods->xWrite(f->real, data, amt, off)
+                     ? history__vfs_write(f->real, data, amt, off, 1)
                      : buffer(f, data, n, off);
     }
     return rc != SQLITE_OK ? rc : after_write(f, data, amt, off, rewrite);
@@ -206,7 +209,7 @@ static int wal_sync(sqlite3_file *pf, int flags)
     walbuf_file *f = (walbuf_file *)pf;
     int rc = flush(f);
 
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+    return rc != SQLITE_OK ? rc : history__vfs_sync(f->real, flags);
 }
 
 static int wal_file_size(sqlite3_file *pf, sqlite3_int64 *size)
@@ -279,7 +282,8 @@ static const sqlite3_io_methods walbuf_methods = {
     NULL,
 };
 
-/* ---- the database file: the underlying one, plus the flush ---------- */
+/* ---- the database file (and any other but the WAL): the underlying
+ * one, plus the flush ------------------------------------------------- */
 
 #define DB(pf) (((db_file *)(pf))->real)
 #define DB_CALL(pf, m, ...) (DB(pf)->pMethods->m(DB(pf), __VA_ARGS__))
@@ -301,7 +305,7 @@ static int db_read(sqlite3_file *pf, void *out, int amt, sqlite3_int64 off)
 static int db_write(sqlite3_file *pf, const void *in, int amt,
                     sqlite3_int64 off)
 {
-    return DB_CALL(pf, xWrite, in, amt, off);
+    return history__vfs_write(DB(pf), in, amt, off, 0);
 }
 
 static int db_truncate(sqlite3_file *pf, sqlite3_int64 size)
@@ -311,7 +315,7 @@ static int db_truncate(sqlite3_file *pf, sqlite3_int64 size)
 
 static int db_sync(sqlite3_file *pf, int flags)
 {
-    return DB_CALL(pf, xSync, flags);
+    return history__vfs_sync(DB(pf), flags);
 }
 
 static int db_file_size(sqlite3_file *pf, sqlite3_int64 *size)
@@ -435,10 +439,34 @@ static const sqlite3_io_methods db_methods = {
     db_unfetch,
 };
 
-/* The main database and its WAL are wrapped (and linked, so that the
- * database's barrier flushes its WAL); any other file is opened by the
- * underlying VFS straight into the space SQLite allocated (szOsFile
- * covers both), keeping the underlying methods. */
+/* Any file but a WAL: the wrapper of the database file, with no WAL to
+ * flush unless it is the main database. */
+static int open_file(sqlite3_vfs *real, const char *name, sqlite3_file *pf,
+                     int flags, int *out_flags)
+{
+    db_file *d = (db_file *)pf;
+    int rc;
+
+    memset(d, 0, sizeof *d);
+    d->real = (sqlite3_file *)((char *)pf + FILE_HEAD);
+    rc = real->xOpen(real, name, d->real, flags, out_flags);
+    if (rc == SQLITE_OK && d->real->pMethods &&
+        d->real->pMethods->iVersion < 3) {
+        /* No mmap methods to forward (never the unix VFS's): used as it
+         * is, unwatched, and a database's WAL goes without the barrier's
+         * flush. */
+        d->real->pMethods->xClose(d->real);
+        return real->xOpen(real, name, pf, flags, out_flags);
+    }
+    if (rc == SQLITE_OK && d->real->pMethods)
+        d->base.pMethods = &db_methods;
+    return rc; /* pMethods NULL on failure: SQLite will not close it */
+}
+
+/* Every file is wrapped, into the space SQLite allocated (szOsFile covers
+ * both): a WAL with the gathering, linked to its main database so that
+ * the database's barrier flushes it; any other file with the database
+ * file's wrapper. */
 static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf,
                        int flags, int *out_flags)
 {
@@ -446,24 +474,8 @@ static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf,
     int rc;
 
     (void)vfs;
-    if (flags & SQLITE_OPEN_MAIN_DB) {
-        db_file *d = (db_file *)pf;
-        memset(d, 0, sizeof *d);
-        d->real = (sqlite3_file *)((char *)pf + FILE_HEAD);
-        rc = real->xOpen(real, name, d->real, flags, out_flags);
-        if (rc == SQLITE_OK && d->real->pMethods &&
-            d->real->pMethods->iVersion < 3) {
-            /* No mmap methods to forward: used as it is, and its WAL
-             * goes without the barrier's flush. */
-            d->real->pMethods->xClose(d->real);
-            return real->xOpen(real, name, pf, flags, out_flags);
-        }
-        if (rc == SQLITE_OK && d->real->pMethods)
-            d->base.pMethods = &db_methods;
-        return rc; /* pMethods NULL on failure: SQLite will not close it */
-    }
     if (!(flags & SQLITE_OPEN_WAL))
-        return real->xOpen(real, name, pf, flags, out_flags);
+        return open_file(real, name, pf, flags, out_flags);
     walbuf_file *f = (walbuf_file *)pf;
     memset(f, 0, sizeof *f);
     f->commit_at = -1;

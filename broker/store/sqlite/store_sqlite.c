@@ -8,10 +8,12 @@
  * the writer has committed them. Only loop 0 appends (central_publish):
  * one loop orders every topic's fan-out across loops. There is no live
  * feed: every message reaches other loops as loop 0's encoded blocks. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -47,7 +49,7 @@ typedef struct append_req {
 static int sqlite_open(store **out, const config *cfg, char *err, size_t errlen)
 {
     history_opts opts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
-                         cfg->history_ttl_ms};
+                         cfg->history_ttl_ms, 0};
     sqlite_store *st = calloc(1, sizeof *st);
 
     *out = NULL;
@@ -316,6 +318,37 @@ static void sqlite_set_retention(store *base, uint64_t size, uint64_t ttl_ms)
     writer_set_retention(((sqlite_store *)base)->w, size, ttl_ms);
 }
 
+/* Through the writer, as every write: its handle alone has the file
+ * (history_opts.exclusive), so a running broker makes the open fail
+ * rather than share the database; the job runs before writer_stop
+ * returns. A missing file is an error, not a new database: a mistyped
+ * db_path must not look like success. */
+static int sqlite_new_epochs(const config *cfg, char *msg, size_t msglen)
+{
+    history_opts opts = {cfg->durability == DURABILITY_FULL, cfg->history_size,
+                         cfg->history_ttl_ms, 1};
+    writer_job job = {.type = WRITER_NEW_EPOCHS};
+    writer *w;
+
+    if (access(cfg->db_path, F_OK) != 0) {
+        snprintf(msg, msglen, "%s: %s", cfg->db_path, strerror(errno));
+        return STORE_FAIL;
+    }
+    w = writer_start(cfg->db_path, &opts, msg, msglen);
+    if (!w)
+        return STORE_FAIL;
+    writer_push(w, &job);
+    writer_stop(w);
+    if (job.status != STORE_OK) {
+        snprintf(msg, msglen, "%s: %s", cfg->db_path, job.why);
+        return STORE_FAIL;
+    }
+    snprintf(msg, msglen,
+             "%s: the database and its %zu topic%s have a new epoch",
+             cfg->db_path, job.n, job.n == 1 ? "" : "s");
+    return STORE_OK;
+}
+
 const store_engine store_engine_sqlite = {
     .name = "sqlite",
     .central_publish = 1,
@@ -331,4 +364,5 @@ const store_engine store_engine_sqlite = {
     .unavailable = NULL,
     .set_retention = sqlite_set_retention,
     .metrics = sqlite_metrics,
+    .new_epochs = sqlite_new_epochs,
 };

@@ -179,11 +179,19 @@ static void run_appends(writer *w, writer_job *run)
 
 static void run_other(writer *w, writer_job *j)
 {
-    if (j->type == WRITER_TRIM)
-        trim_step(w, 0);
-    else
-        checkpoint(w);
+    uint64_t topics = 0;
+
     j->status = STORE_OK;
+    if (j->type == WRITER_TRIM) {
+        trim_step(w, 0);
+    } else if (j->type == WRITER_CHECKPOINT) {
+        checkpoint(w);
+    } else if (history_new_epochs(w->hist, &topics) == 0) {
+        j->n = (size_t)topics;
+    } else {
+        j->status = STORE_FAIL;
+        snprintf(j->why, sizeof j->why, "%s", history_errmsg(w->hist));
+    }
     if (j->done)
         j->done(j);
 }

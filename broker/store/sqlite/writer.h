@@ -24,13 +24,14 @@ typedef enum {
     WRITER_APPEND,     /* store msgs[0..n) in one transaction */
     WRITER_TRIM,       /* one retention step */
     WRITER_CHECKPOINT, /* a PASSIVE WAL checkpoint */
+    WRITER_NEW_EPOCHS, /* history_new_epochs (offline maintenance) */
 } writer_job_type;
 
 typedef struct writer_job {
     struct writer_job *next; /* the queue's */
     writer_job_type type;
     store_msg *msgs; /* APPEND: offsets and epochs are filled in */
-    size_t n;
+    size_t n;        /* APPEND: messages; NEW_EPOCHS: topics changed */
     /* Filled in when done: STORE_OK or STORE_FAIL (then why). */
     int status;
     char why[256];
