@@ -7,6 +7,8 @@
  *   bench_stats.c  payload header, loss/dup tracking, latency, report
  *   bench_proc.c   /proc readers (broker CPU, RSS, run-queue wait)
  *   bench_uring.c  subscriber reads by io_uring multishot receive
+ *   bench_sse.c    SSE and chunked-body decoders (pure, bench_sse.h)
+ *   bench_sse_sub.c  SSE subscribers (--sub sse): request, events, checks
  *
  * Payload layout (P bytes, P >= HDR_LEN):
  *   TTTTTTTT.KK.SSSSSSSSSSSSSSSS.NNNNNNNNNNNNNNNN.xxxxx...
@@ -22,7 +24,9 @@
 
 #include <event2/event.h>
 
+#include "chorus/http_parse.h"
 #include "chorus/ws_frame.h"
+#include "bench_sse.h"
 #include "hist.h"
 
 #define HDR_LEN 46
@@ -67,6 +71,20 @@ void ws_dec_init(ws_dec *d);
 void ws_dec_decode(ws_dec *d, uint8_t *buf, size_t len, size_t *consumed,
                    chorus_ws_event *ev);
 
+/* An SSE subscriber's event in progress (bench_sse_sub.c). */
+typedef struct sse_sub {
+    sse_dec dec;
+    chunk_dec chunks;
+    uint8_t chunked;     /* the body comes in chunked transfer coding */
+    uint8_t has_data;    /* the event has a data line */
+    uint8_t payload;     /* c->pfx holds its payload header already */
+    uint8_t named_other; /* its type is not "message" */
+    uint8_t name_len;
+    char name[12]; /* its type, from "event:" */
+    uint64_t id;   /* Chorus: the offset in its "id: <epoch>:<offset>" */
+    uint64_t last_id;
+} sse_sub;
+
 typedef struct conn {
     /* receive path first */
     int fd;
@@ -81,6 +99,7 @@ typedef struct conn {
     /* the rest */
     uint8_t resubscribed; /* replay mode */
     uint8_t uring;        /* reads by io_uring (bench_uring.c) */
+    uint8_t sse;          /* subscriber over SSE (bench_sse_sub.c) */
     short ev_flags;
     struct event *ev;
     char *in; /* handshake / HTTP response buffer */
@@ -92,6 +111,7 @@ typedef struct conn {
     char key[25];
     uint8_t carry[CARRY_MAX];
     uint8_t pfx[PFX_MAX];
+    sse_sub sse_st;
 } conn;
 
 /* CPU seconds of a process, split as /proc/PID/stat does. */
@@ -116,6 +136,8 @@ struct bench {
     int quiet;
     int no_uring; /* --no-uring: subscribers read() */
     int uring;    /* io_uring set up for subscriber reads */
+    int sub_sse;  /* --sub sse: subscribers read an SSE stream */
+    int rcvbuf;   /* --rcvbuf: subscribers' SO_RCVBUF (0: the kernel's) */
 
     struct event_base *base;
     conn *subs, *pubs;
@@ -145,6 +167,7 @@ struct bench {
     uint64_t reads0, reads1; /* B.reads at the measurement's ends */
     uint64_t errors, bad, stalls, pub_errors;
     uint64_t forgiven; /* deliveries written off by stalls (may come) */
+    uint64_t id_bad, sse_gaps, sse_comments; /* SSE subscribers */
     long cursor;
     int pub_rr;
     hist h;
@@ -181,8 +204,13 @@ void net_start(conn *c);
 void net_dead(conn *c, int code, const char *why);
 void net_start_more(void);
 
-/* bench_proto.c: bytes read from an open WebSocket connection. */
-void proto_ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now);
+/* bench_proto.c: bytes read from an open subscriber or WebSocket
+ * publisher, by its transport. */
+void proto_feed(conn *c, uint8_t *buf, size_t len, uint64_t now);
+/* Start of the data string of a Chorus message event s[0..n) whose JSON
+ * starts with head (whole: s is all of it), or NULL. */
+const uint8_t *proto_chorus_data(const conn *c, const uint8_t *s, size_t n,
+                                 int whole, const char *head, size_t hl);
 /* a publisher's request answered (acknowledged or refused) */
 void proto_on_ack(conn *c);
 
@@ -195,6 +223,14 @@ void pub_pump(void);
 int uring_init(void);
 int uring_arm(conn *c);
 void uring_release(conn *c);
+
+/* bench_sse_sub.c: the request; the response's head checked (0 if it
+ * opens an event stream; else c is closed); the stream is open; bytes of
+ * its body. */
+int sse_request(const conn *c, char *buf, size_t n);
+int sse_check_response(conn *c, const chorus_http_response *res);
+void sse_opened(conn *c);
+void sse_feed(conn *c, const uint8_t *buf, size_t len, uint64_t now);
 
 /* bench_stats.c */
 void stats_record(conn *c, const uint8_t *p, size_t avail, uint64_t now);

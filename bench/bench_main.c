@@ -1,7 +1,8 @@
 /* chorus-bench: pub/sub load generator for Chorus, nchan and NATS (over
- * WebSocket), measuring fan-out throughput, latency, loss and the broker's
- * CPU and memory (docs/BENCHMARKS.md). This file: options, set-up, the
- * loop and the phases of a run; bench.h lists the other files. */
+ * WebSocket; Chorus and nchan subscribers over SSE too), measuring fan-out
+ * throughput, latency, loss and the broker's CPU and memory
+ * (docs/BENCHMARKS.md). This file: options, set-up, the loop and the phases of
+ * a run; bench.h lists the other files. */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -210,6 +211,8 @@ static void __attribute__((noreturn)) usage(void)
 "  --sub-ports P1,P2,...       subscribers round-robin on these ports (a\n"
 "                              cluster's nodes); publishers on --port\n"
 "  --pub ws|http               chorus publish path (ws); nchan is always http\n"
+"  --sub ws|sse                subscribers over WebSocket or Server-Sent\n"
+"                              Events (chorus GET /sse/T, nchan EventSource)\n"
 "  -n, --subs N                subscribers (1000)\n"
 "  -t, --topics T              topics; subscribers spread round-robin (1)\n"
 "  -p, --payload P             payload bytes, >= %d (100)\n"
@@ -229,6 +232,8 @@ static void __attribute__((noreturn)) usage(void)
 "  --drain S                   max seconds to wait for stragglers (5)\n"
 "  --setup-timeout S           max seconds to connect everyone (60)\n"
 "  --prefix S                  topic name prefix (b<pid>_)\n"
+"  --rcvbuf B                  subscribers' SO_RCVBUF in bytes (0: the\n"
+"                              kernel's autotuning)\n"
 "  --no-uring                  subscribers read() rather than io_uring\n"
 "                              multishot receive\n"
 "  -q, --quiet                 no progress notes\n",
@@ -286,11 +291,13 @@ static void set_option(int opt, const char *arg)
 {
     static const char *const protos[] = {"chorus", "nchan", "nats"};
     static const char *const pubs[] = {"ws", "http"};
+    static const char *const subs[] = {"ws", "sse"};
 
     switch (opt) {
     case 'P': B.proto = pick(arg, protos, 3); break;
     case 'o': B.port = atoi(arg); break;
     case 'u': B.pubmode = pick(arg, pubs, 2); break;
+    case 's': B.sub_sse = pick(arg, subs, 2); break;
     case 'n': B.nsubs = atol(arg); break;
     case 't': B.ntopics = atol(arg); break;
     case 'p': B.payload = (size_t)atol(arg); break;
@@ -309,6 +316,7 @@ static void set_option(int opt, const char *arg)
     case 'x': snprintf(B.prefix, sizeof B.prefix, "%s", arg); break;
     case 'q': B.quiet = 1; break;
     case 'U': B.no_uring = 1; break;
+    case 'B': B.rcvbuf = atoi(arg); break;
     case 'Y': sub_ports(arg); break;
     default: usage();
     }
@@ -317,18 +325,19 @@ static void set_option(int opt, const char *arg)
 static void parse_options(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"proto", 1, 0, 'P'},         {"port", 1, 0, 'o'},
-        {"sub-ports", 1, 0, 'Y'},     {"pub", 1, 0, 'u'},
-        {"subs", 1, 0, 'n'},          {"topics", 1, 0, 't'},
-        {"payload", 1, 0, 'p'},       {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'w'},        {"rate", 1, 0, 'r'},
-        {"window", 1, 0, 'W'},        {"pubconns", 1, 0, 'K'},
-        {"pid", 1, 0, 'i'},           {"idle", 0, 0, 'I'},
-        {"hold", 1, 0, 'H'},          {"replay", 1, 0, 'R'},
-        {"connect-par", 1, 0, 'C'},   {"drain", 1, 0, 'D'},
-        {"setup-timeout", 1, 0, 'S'}, {"prefix", 1, 0, 'x'},
-        {"quiet", 0, 0, 'q'},         {"no-uring", 0, 0, 'U'},
-        {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
+        {"proto", 1, 0, 'P'},     {"port", 1, 0, 'o'},
+        {"sub-ports", 1, 0, 'Y'}, {"pub", 1, 0, 'u'},
+        {"sub", 1, 0, 's'},       {"subs", 1, 0, 'n'},
+        {"topics", 1, 0, 't'},    {"payload", 1, 0, 'p'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'w'},
+        {"rate", 1, 0, 'r'},      {"window", 1, 0, 'W'},
+        {"pubconns", 1, 0, 'K'},  {"pid", 1, 0, 'i'},
+        {"idle", 0, 0, 'I'},      {"hold", 1, 0, 'H'},
+        {"replay", 1, 0, 'R'},    {"connect-par", 1, 0, 'C'},
+        {"drain", 1, 0, 'D'},     {"setup-timeout", 1, 0, 'S'},
+        {"prefix", 1, 0, 'x'},    {"quiet", 0, 0, 'q'},
+        {"no-uring", 0, 0, 'U'},  {"rcvbuf", 1, 0, 'B'},
+        {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     int opt;
 
     set_defaults();
@@ -340,9 +349,13 @@ static void parse_options(int argc, char **argv)
         B.pubmode = PUB_WS;
     if (B.npubs <= 0)
         B.npubs = B.pubmode == PUB_HTTP ? 4 : 1;
+    if (B.sub_sse && B.proto == PROTO_NATS)
+        die("--sub sse: NATS serves no Server-Sent Events");
     if (B.replay_n) {
         if (B.proto != PROTO_CHORUS)
             die("--replay is Chorus only");
+        if (B.sub_sse)
+            die("--replay subscribes over WebSocket only");
         B.nsubs = 0;
         B.ntopics = 1;
         B.npubs = 1;
@@ -406,6 +419,7 @@ static void init_state(void)
         c->idx = (uint32_t)i;
         c->fd = -1;
         c->kind = K_SUB;
+        c->sse = (uint8_t)B.sub_sse;
         c->topic = (uint32_t)(i % (size_t)B.ntopics);
         c->next = &B.next[i * (size_t)B.npubs];
         for (int k = 0; k < B.npubs; k++)
@@ -474,5 +488,5 @@ int main(int argc, char **argv)
     net_start_more();
     run_loop();
     stats_report();
-    return (B.subs_failed || B.bad) ? 1 : 0;
+    return (B.subs_failed || B.bad || B.id_bad) ? 1 : 0;
 }

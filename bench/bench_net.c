@@ -1,7 +1,8 @@
-/* Sockets: connect, WebSocket handshake, reads and writes. One libevent
- * loop, raw non-blocking sockets. Received WebSocket bytes are decoded in
- * place in one shared read buffer (B.rbuf); a connection keeps only the
- * few undecoded bytes of a split frame header between reads. */
+/* Sockets: connect, WebSocket handshake (or the GET of an SSE
+ * subscriber), reads and writes. One libevent loop, raw non-blocking
+ * sockets. Received bytes are decoded in place in one shared read buffer
+ * (B.rbuf); a connection keeps only the few undecoded bytes of a split
+ * frame header between reads. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -121,6 +122,8 @@ void net_start(conn *c)
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->kind == K_SUB && B.rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &B.rcvbuf, sizeof B.rcvbuf);
     c->fd = fd;
     if (!c->ev)
         c->ev = event_new(B.base, -1, 0, on_event, c);
@@ -163,7 +166,9 @@ static void on_open(conn *c)
     B.connecting--;
     c->state = S_OPEN;
     if (c->kind == K_SUB) {
-        if (B.proto == PROTO_CHORUS) {
+        if (c->sse) {
+            sse_opened(c);
+        } else if (B.proto == PROTO_CHORUS) {
             n = snprintf(buf, sizeof buf,
                          "{\"op\":\"subscribe\",\"topic\":\"%s\"}",
                          B.tname[c->topic]);
@@ -229,8 +234,9 @@ void net_dead(conn *c, int code, const char *why)
     c->state = S_DEAD;
 }
 
-/* Checks a complete handshake response; 0 if the upgrade succeeded. */
-static int check_upgrade(conn *c, int h, const chorus_http_response *res)
+/* Checks a complete handshake (or SSE) response; 0 if the upgrade
+ * succeeded (the event stream is open). */
+static int check_response(conn *c, int h, const chorus_http_response *res)
 {
     const char *why;
 
@@ -238,6 +244,8 @@ static int check_upgrade(conn *c, int h, const chorus_http_response *res)
         net_dead(c, 1006, "malformed handshake response");
         return -1;
     }
+    if (c->sse)
+        return sse_check_response(c, res);
     if (res->status != 101) {
         char msg[64];
         snprintf(msg, sizeof msg, "handshake answered HTTP %d", res->status);
@@ -281,7 +289,7 @@ static void handshake_read(conn *c)
             net_dead(c, 1006, "handshake response too large");
         return;
     }
-    if (check_upgrade(c, h, &res) != 0)
+    if (check_response(c, h, &res) != 0)
         return;
     ws_dec_init(&c->dec);
     rest = c->in_len - (size_t)h;
@@ -291,23 +299,28 @@ static void handshake_read(conn *c)
     c->in_len = 0;
     on_open(c);
     if (rest && c->state == S_OPEN)
-        proto_ws_feed(c, B.rbuf, rest, now_ns());
+        proto_feed(c, B.rbuf, rest, now_ns());
     if (B.uring && c->kind == K_SUB && c->state == S_OPEN && uring_arm(c) == 0)
         set_ev(c, (short)(c->ev_flags & ~EV_READ));
 }
 
+/* The WebSocket handshake request, or an SSE subscriber's GET. */
 static void send_handshake(conn *c)
 {
     char path[300], req[1024];
     int n;
 
-    if (c->kind == K_SUB)
-        sub_path(c, path, sizeof path);
-    else
-        snprintf(path, sizeof path, B.proto == PROTO_CHORUS ? "/ws" : "/");
-    chorus_ws_client_key(c->key);
-    n = chorus_ws_client_request(B.hostport, path, c->key, NULL, req,
-                                 sizeof req);
+    if (c->sse) {
+        n = sse_request(c, req, sizeof req);
+    } else {
+        if (c->kind == K_SUB)
+            sub_path(c, path, sizeof path);
+        else
+            snprintf(path, sizeof path, B.proto == PROTO_CHORUS ? "/ws" : "/");
+        chorus_ws_client_key(c->key);
+        n = chorus_ws_client_request(B.hostport, path, c->key, NULL, req,
+                                     sizeof req);
+    }
     if (n < 0) {
         net_dead(c, 1006, "cannot build request");
         return;
@@ -318,7 +331,8 @@ static void send_handshake(conn *c)
     net_flush(c);
 }
 
-static void ws_read(conn *c)
+/* An open WebSocket's or SSE stream's bytes. */
+static void stream_read(conn *c)
 {
     size_t carry = c->carry_len;
     ssize_t n;
@@ -335,7 +349,7 @@ static void ws_read(conn *c)
     B.rx_bytes += (uint64_t)n;
     B.reads++;
     c->carry_len = 0;
-    proto_ws_feed(c, B.rbuf, carry + (size_t)n, now_ns());
+    proto_feed(c, B.rbuf, carry + (size_t)n, now_ns());
 }
 
 /* Length of the complete HTTP response at the start of c->in, 0 if
@@ -446,7 +460,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
             if (c->kind == K_PUB_HTTP)
                 http_read(c);
             else
-                ws_read(c);
+                stream_read(c);
         }
         if ((what & EV_WRITE) && c->state == S_OPEN)
             net_flush(c);

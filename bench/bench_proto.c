@@ -33,25 +33,25 @@ static const uint8_t *skip_int(const uint8_t *p, const uint8_t *e)
     return p;
 }
 
-/* Start of the data string of a "message" event s[0..n), or NULL. whole:
- * s is the entire message, so a P-byte payload string ends it; else s is
- * a prefix, read forward past topic, offset and ts. Anything unexpected
- * (another broker version, a wrong length) falls back to a search. */
-static const uint8_t *chorus_data(const conn *c, const uint8_t *s, size_t n,
-                                  int whole)
+/* Start of the data string of a "message" event s[0..n) whose JSON
+ * starts with head (hl bytes), or NULL. whole: s is the entire message,
+ * so a P-byte payload string ends it; else s is a prefix, read forward
+ * past topic, offset and ts. Anything unexpected (another broker
+ * version, a wrong length) falls back to a search. */
+const uint8_t *proto_chorus_data(const conn *c, const uint8_t *s, size_t n,
+                                 int whole, const char *head, size_t hl)
 {
     const uint8_t *e = s + n, *p, *d;
     size_t tl = B.tlen[c->topic], P = B.payload;
 
-    if (whole && n >= LIT(MSG_HEAD) + LIT(MSG_DATA) + P + 2 &&
-        s[n - 1] == '}' && s[n - 2] == '"' &&
+    if (whole && n >= hl + LIT(MSG_DATA) + P + 2 && s[n - 1] == '}' &&
+        s[n - 2] == '"' &&
         memcmp(e - 2 - P - LIT(MSG_DATA), MSG_DATA, LIT(MSG_DATA)) == 0)
         return e - 2 - P;
-    if (n > LIT(MSG_HEAD) + tl + LIT(MSG_OFFSET) &&
-        memcmp(s, MSG_HEAD, LIT(MSG_HEAD)) == 0 &&
-        memcmp(s + LIT(MSG_HEAD), B.tname[c->topic], tl) == 0 &&
-        memcmp(s + LIT(MSG_HEAD) + tl, MSG_OFFSET, LIT(MSG_OFFSET)) == 0) {
-        p = skip_int(s + LIT(MSG_HEAD) + tl + LIT(MSG_OFFSET), e);
+    if (n > hl + tl + LIT(MSG_OFFSET) && memcmp(s, head, hl) == 0 &&
+        memcmp(s + hl, B.tname[c->topic], tl) == 0 &&
+        memcmp(s + hl + tl, MSG_OFFSET, LIT(MSG_OFFSET)) == 0) {
+        p = skip_int(s + hl + tl + LIT(MSG_OFFSET), e);
         if ((size_t)(e - p) > LIT(MSG_TS) &&
             memcmp(p, MSG_TS, LIT(MSG_TS)) == 0) {
             p = skip_int(p + LIT(MSG_TS), e);
@@ -140,7 +140,7 @@ static void on_message(conn *c, const uint8_t *s, size_t n, int whole,
         chorus_event(c, s, n);
         return;
     }
-    d = chorus_data(c, s, n, whole);
+    d = proto_chorus_data(c, s, n, whole, MSG_HEAD, LIT(MSG_HEAD));
     if (d)
         stats_record(c, d, (size_t)(s + n - d), now);
     else if (B.bad++ < 3)
@@ -289,7 +289,7 @@ static void on_close(conn *c, const chorus_ws_event *ev)
     net_dead(c, ev->close_code, reason);
 }
 
-void proto_ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
+static void ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
 {
     size_t off = 0, used;
     chorus_ws_event ev;
@@ -319,4 +319,12 @@ void proto_ws_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
         case CHORUS_WS_EV_ERROR: net_dead(c, ev.close_code, ev.reason); return;
         }
     }
+}
+
+void proto_feed(conn *c, uint8_t *buf, size_t len, uint64_t now)
+{
+    if (c->sse)
+        sse_feed(c, buf, len, now);
+    else
+        ws_feed(c, buf, len, now);
 }

@@ -258,6 +258,10 @@ static void print_human(const figures *f)
            B.subs_ok, B.subs_failed, B.subs_closed, B.close_1013, f->setup,
            f->setup_rate);
     print_run(f);
+    if (B.sub_sse)
+        printf("SSE: %" PRIu64 " events whose id did not follow the last by"
+               " one offset, %" PRIu64 " gap events, %" PRIu64 " comments\n",
+               B.id_bad, B.sse_gaps, B.sse_comments);
     printf("messages: received %" PRIu64 ", lost %" PRIu64
            ", duplicated/out-of-order %" PRIu64 ", unparsable %" PRIu64
            ", broker errors %" PRIu64 ", stalls %" PRIu64 "\n",
@@ -292,10 +296,11 @@ static void print_human(const figures *f)
 /* The RESULT line: one line of key=value, printed in parts. */
 static void print_result(const figures *f)
 {
-    printf("RESULT proto=%s pub=%s subs=%ld topics=%ld payload=%zu"
+    printf("RESULT proto=%s pub=%s sub=%s subs=%ld topics=%ld payload=%zu"
            " pubconns=%d rate=%.0f window=%ld dur=%.2f",
-           proto_name(), B.pubmode == PUB_HTTP ? "http" : "ws", B.nsubs,
-           B.ntopics, B.payload, B.npubs, B.rate, B.window, f->meas);
+           proto_name(), B.pubmode == PUB_HTTP ? "http" : "ws",
+           B.sub_sse ? "sse" : "ws", B.nsubs, B.ntopics, B.payload, B.npubs,
+           B.rate, B.window, f->meas);
     printf(" pub_rate=%.0f deliv_rate=%.0f p50_us=%.1f p99_us=%.1f"
            " p999_us=%.1f max_us=%.1f samples=%" PRIu64,
            f->pub_rate, f->deliv_rate, f->p50, f->p99, f->p999, f->max,
@@ -316,11 +321,14 @@ static void print_result(const figures *f)
     printf(" bench_cpu_s=%.3f bench_cpu_pct=%.1f bench_user_s=%.3f"
            " bench_sys_s=%.3f conns_allowed=%" PRIu64
            " replay_n=%ld replay_rate=%.0f replay_pub_rate=%.0f"
-           " recovered=%d broker_wait_pct=%.1f bench_wait_pct=%.1f\n",
+           " recovered=%d broker_wait_pct=%.1f bench_wait_pct=%.1f",
            f->scpu, pct(f->scpu, f->wall), f->suser, f->ssys,
            B.rlim > 32 ? B.rlim - 32 : 0, B.replay_n, f->replay_rate,
            f->rpub_rate, B.recovered, pct(B.bwait1 - B.bwait0, f->wall),
            pct(B.swait1 - B.swait0, f->wall));
+    printf(" id_bad=%" PRIu64 " sse_gaps=%" PRIu64 " sse_comments=%" PRIu64
+           "\n",
+           B.id_bad, B.sse_gaps, B.sse_comments);
 }
 
 void stats_report(void)

@@ -103,7 +103,7 @@ static void feed(conn *c, uint8_t *data, size_t n)
     c->carry_len = 0;
     B.rx_bytes += (uint64_t)n;
     B.reads++;
-    proto_ws_feed(c, data - carry, carry + n, now_ns());
+    proto_feed(c, data - carry, carry + n, now_ns());
 }
 
 static int live(const conn *c)

@@ -14,7 +14,9 @@
 #
 # Redis CPU per publish is the INFO used_cpu_sys + used_cpu_user delta of
 # every instance over the run divided by the publishes the nodes counted
-# (chorus_messages_published_total). Only 127.0.0.1 is used; every process
+# (chorus_messages_published_total); msgs/entry is those publishes divided
+# by the XADDs Redis ran (INFO commandstats), the messages a script call
+# stored per topic. Only 127.0.0.1 is used; every process
 # this script starts is stopped by PID on exit.
 set -u
 
@@ -68,6 +70,16 @@ start_redis() { # dir -> sets RPORT
     wait_port "$RPORT" || { log "redis did not start"; exit 1; }
 }
 
+xadds() { # ports... -> XADD calls since the last CONFIG RESETSTAT, summed
+    local p t=0 v
+    for p in "$@"; do
+        v=$(/usr/bin/redis-cli -p "$p" INFO commandstats | tr -d '\r' |
+            sed -n 's/^cmdstat_xadd:calls=\([0-9]*\),.*/\1/p')
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
 redis_cpu() { # ports... -> seconds of CPU, summed
     local p t=0
     for p in "$@"; do
@@ -117,7 +129,9 @@ published() { # node ports... -> messages the nodes counted
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 ROWS=()
-row() { ROWS+=("$(printf '%-34s %10s %12s %9s %9s %14s %6s' "$@")"); }
+FLOOR=
+row() { ROWS+=("$(IFS='|'; echo "$*")"); } # printed at the end, with x floor
+FMT='%-34s %10s %12s %9s %9s %14s %8s %10s %8s\n' 
 
 run_scenario() { # name engine nodes redis_count
     local name=$1 engine=$2 nodes=$3 nredis=$4 i
@@ -131,7 +145,8 @@ run_scenario() { # name engine nodes redis_count
         start_node "$dir/node$i" "$engine" "${rports[@]}"
         ports+=("$NPORT")
     done
-    local cpu0 cpu1 out pubs
+    local cpu0 cpu1 out pubs p
+    for p in "${rports[@]}"; do /usr/bin/redis-cli -p "$p" CONFIG RESETSTAT >/dev/null; done
     cpu0=$(redis_cpu "${rports[@]}")
     log "$name"
     out=$(nice -n "$NICE" "$BENCH" --proto chorus --port "${ports[0]}" \
@@ -140,12 +155,13 @@ run_scenario() { # name engine nodes redis_count
         grep '^RESULT')
     cpu1=$(redis_cpu "${rports[@]}")
     pubs=$(published "${ports[@]}")
-    local per="-"
+    local per="-" entries="-"
     if [ "$nredis" -gt 0 ] && [ "$pubs" -gt 0 ]; then
         per=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$pubs" 'BEGIN {printf "%.2f", (b - a) * 1e6 / n}')
+        entries=$(awk -v x="$(xadds "${rports[@]}")" -v n="$pubs" 'BEGIN {if (x > 0) printf "%.1f", n / x; else print "-"}')
     fi
     row "$name" "$(field "$out" pub_rate)" "$(field "$out" deliv_rate)" \
-        "$(field "$out" p50_us)" "$(field "$out" p99_us)" "$per" \
+        "$(field "$out" p50_us)" "$(field "$out" p99_us)" "$per" "$entries" \
         "$(field "$out" lost)/$(field "$out" dup)"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
@@ -167,8 +183,8 @@ baseline() { # the floor: XADD MAXLEN ~ + PUBLISH, pipelined
     nice -n "$NICE" /usr/bin/redis-benchmark -p "$port" -c 4 -P 64 -n "$BASE_N" -q \
         PUBLISH benchch "$data" >/dev/null
     cpu1=$(redis_cpu "$port")
-    row "floor: XADD MAXLEN~ + PUBLISH, 1 sub" "-" "-" "-" "-" \
-        "$(awk -v a="$cpu0" -v b="$cpu1" -v n="$BASE_N" 'BEGIN {printf "%.2f", (b - a) * 1e6 / n}')" "-"
+    FLOOR=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$BASE_N" 'BEGIN {printf "%.2f", (b - a) * 1e6 / n}')
+    row "floor: XADD MAXLEN~ + PUBLISH, 1 sub" "-" "-" "-" "-" "$FLOOR" "1" "-"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     PIDS=()
@@ -181,6 +197,12 @@ run_scenario "redis, 3 nodes" redis 3 1
 run_scenario "redis x2, 3 nodes" redis 3 2
 baseline
 
-printf '%-34s %10s %12s %9s %9s %14s %6s\n' scenario "acked/s" "deliveries/s" \
-    "p50 us" "p99 us" "redis us/pub" "lost/dup"
-printf '%s\n' "${ROWS[@]}"
+# shellcheck disable=SC2059
+printf "$FMT" scenario "acked/s" "deliveries/s" "p50 us" "p99 us" \
+    "redis us/pub" "x floor" "msgs/entry" "lost/dup"
+for r in "${ROWS[@]}"; do
+    IFS='|' read -r name rate deliv p50 p99 per entries lost <<<"$r"
+    ratio=$(awk -v a="$per" -v f="$FLOOR" 'BEGIN {if (a + 0 > 0 && f + 0 > 0) printf "%.2f", a / f; else print "-"}')
+    # shellcheck disable=SC2059
+    printf "$FMT" "$name" "$rate" "$deliv" "$p50" "$p99" "$per" "$ratio" "$entries" "$lost"
+done

@@ -5,6 +5,11 @@
 #   bench/compare.sh            # full run, ~8-12 minutes
 #   DUR=3 WARM=1 bench/compare.sh   # shorter runs
 #   ONLY="A B" bench/compare.sh      # only those scenarios
+#   ONLY="A AS" bench/compare.sh     # A over WebSocket and over SSE
+#   SSE_PAIRS=5 ONLY="A AS" bench/compare.sh  # + 5 back-to-back pairs of
+#                                    # Chorus A over WS / SSE (the spread)
+#   PAIR_ARGS="--rcvbuf 1048576" SSE_PAIRS=5 ...  # more bench options
+#                                    # for those pairs
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
 #   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
 #   bench/compare.sh --scaling  # also: Chorus threads = 1 vs 2 (A and B)
@@ -213,7 +218,7 @@ http {
       client_body_buffer_size 256k;
     }
     location ~ ^/sub/(\w+)$ {
-      nchan_subscriber websocket;
+      nchan_subscriber websocket eventsource;
       nchan_channel_id \$1;
     }
   }
@@ -278,12 +283,14 @@ run() {
         echo "$scn.$broker: broker process died during the run" >> "$TMP/problems"
         sed -i 's/^RESULT/RESULT died=1/' "$TMP/$scn.$broker.res"
     fi
-    local lost dup closed
+    local lost dup closed idbad
     lost=$(get "$scn" "$broker" lost); dup=$(get "$scn" "$broker" dup)
-    closed=$(get "$scn" "$broker" closed)
+    closed=$(get "$scn" "$broker" closed); idbad=$(get "$scn" "$broker" id_bad)
     if [ "${lost:-0}" != 0 ] || [ "${dup:-0}" != 0 ] || [ "${closed:-0}" != 0 ]; then
         echo "$scn.$broker: lost=$lost dup=$dup closed_by_broker=$closed" >> "$TMP/problems"
     fi
+    [ -n "$idbad" ] && [ "$idbad" != 0 ] &&
+        echo "$scn.$broker: $idbad SSE event ids did not follow by one offset" >> "$TMP/problems"
     [ "$broker" = chorus ] &&
         curl -sf "http://127.0.0.1:$PORT/metrics" > "$TMP/$scn.$broker.metrics" 2>/dev/null
     sed -n 's/^.*\(\*\* bench near 100%.*\)$/\1/p' "$out" | head -1 |
@@ -311,6 +318,18 @@ for_all() { # scn -- args (same for the three brokers)
     run "$scn" nats start_nats -- --proto nats "$@"
 }
 
+# SSE subscribers: Chorus and nchan (NATS serves no SSE).
+for_sse() { # scn -- args
+    local scn=$1; shift 2
+    run "$scn" chorus start_chorus -- --proto chorus --sub sse "$@"
+    run "$scn" nchan start_nchan -- --proto nchan --sub sse --pubconns "$NCHAN_PUBCONNS" "$@"
+}
+# SSE_PAIRS=N: N more pairs of Chorus scenario A over WebSocket and over
+# SSE, back to back (AW1/AS1, ...), whatever ONLY says: on a shared
+# machine a ratio is only worth its spread.
+SSE_PAIRS=${SSE_PAIRS:-0}
+PAIR_ARGS=${PAIR_ARGS:-}
+
 T0=$(date +%s)
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
 START_UTC=$(date -u +"%F %T")
@@ -331,6 +350,9 @@ WIN_B=${WIN_B:-20000}
 if [ "$COMPARE" = 1 ]; then
 for_all A -- -n 1000 -t 1 -p 100 --window "$WIN_A" $W
 for_all A100 -- -n 1000 -t 1 -p 100 --window 100 $W
+# AS: scenario A with subscribers over Server-Sent Events (Chorus GET
+# /sse/{topic}, nchan's EventSource), to set beside A over WebSocket.
+for_sse AS -- -n 1000 -t 1 -p 100 --window "$WIN_A" $W
 for_all B -- -n 10000 -t 1000 -p 100 --window "$WIN_B" $W
 for_all B2000 -- -n 10000 -t 1000 -p 100 --window 2000 $W
 for_all C -- -n 1000 -t 1 -p 100 --rate 200 $W
@@ -363,6 +385,14 @@ run H1000_off chorus start_chorus -- --proto chorus -n 0 -t 10 --window 1000 $W
 CHORUS_EXTRA=("history_size = 0")
 run R chorus start_chorus -- --proto chorus --replay "$REPLAY_N" --window 1000 --setup-timeout 120
 CHORUS_EXTRA=()
+# (odd pairs WebSocket first, even pairs SSE first, so that a trend in the
+# machine's load does not favour one side)
+for i in $(seq "$SSE_PAIRS"); do
+    for sub in $([ $((i % 2)) = 1 ] && echo "ws sse" || echo "sse ws"); do
+        if [ "$sub" = ws ]; then scn=AW$i; else scn=AS$i; fi
+        ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W $PAIR_ARGS
+    done
+done
 fi
 
 # Optional: Chorus threads = 1 vs 2 on scenarios A and B. Both runs put
@@ -447,6 +477,54 @@ hmean() { # mean commit ms
     awk '/^chorus_history_commit_duration_seconds_sum/ {s=$NF} /^chorus_history_commit_duration_seconds_count/ {c=$NF}
          END { if (c) printf "%.3f", s * 1000 / c; else print "-" }' "$1" 2>/dev/null
 }
+# SSE beside WebSocket: A (WS) and AS (SSE), per broker.
+sserow() { # label key scale decimals
+    local cw cs nw ns
+    cw=$(fmt "$(get A chorus "$2")" "$3" "$4"); cs=$(fmt "$(get AS chorus "$2")" "$3" "$4")
+    nw=$(fmt "$(get A nchan "$2")" "$3" "$4"); ns=$(fmt "$(get AS nchan "$2")" "$3" "$4")
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$cw" "$cs" "$(ratio "$cs" "$cw")" \
+        "$nw" "$ns" "$(ratio "$ns" "$nw")"
+}
+sse_table() {
+    local b out=()
+    echo
+    echo "### SSE vs WebSocket subscribers, scenario A (1 topic x 1000 subscribers, 100 B, window $WIN_A)"
+    echo
+    echo "| metric | chorus WS | chorus SSE | SSE/WS | nchan WS | nchan SSE | SSE/WS |"
+    echo "|---|---|---|---|---|---|---|"
+    sserow "deliveries/s" deliv_rate 1 0
+    sserow "publishes/s" pub_rate 1 0
+    sserow "broker CPU us/delivery" cpu_us_per_deliv 1 3
+    sserow "broker user CPU us/delivery" user_us_per_deliv 1 3
+    sserow "broker system CPU us/delivery" sys_us_per_deliv 1 3
+    sserow "broker CPU %" broker_cpu_pct 1 0
+    sserow "bench CPU %" bench_cpu_pct 1 0
+    sserow "broker run-queue wait %" broker_wait_pct 1 0
+    sserow "p50 latency ms" p50_us 0.001 2
+    sserow "p99 latency ms" p99_us 0.001 2
+    for b in "A chorus" "AS chorus" "A nchan" "AS nchan"; do
+        set -- $b
+        out+=("$(get "$1" "$2" lost)/$(get "$1" "$2" dup)/$(get "$1" "$2" closed)")
+    done
+    printf '| lost/dup/closed | %s | %s | | %s | %s | |\n' "${out[@]}"
+    [ "$SSE_PAIRS" -gt 0 ] || return 0
+    echo
+    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first${PAIR_ARGS:+; bench options $PAIR_ARGS}):"
+    echo
+    echo "| pair | WS deliveries/s | SSE deliveries/s | WS CPU us/delivery | SSE CPU us/delivery | SSE/WS CPU per delivery |"
+    echo "|---|---|---|---|---|---|"
+    local i r rs=()
+    for i in $(seq "$SSE_PAIRS"); do
+        r=$(ratio "$(get "AS$i" chorus cpu_us_per_deliv)" "$(get "AW$i" chorus cpu_us_per_deliv)")
+        [ "$r" != - ] && rs+=("$r")
+        printf '| %s | %s | %s | %s | %s | %s |\n' "$i" \
+            "$(fmt "$(get "AW$i" chorus deliv_rate)" 1 0)" "$(fmt "$(get "AS$i" chorus deliv_rate)" 1 0)" \
+            "$(fmt "$(get "AW$i" chorus cpu_us_per_deliv)" 1 3)" "$(fmt "$(get "AS$i" chorus cpu_us_per_deliv)" 1 3)" "$r"
+    done
+    [ "${#rs[@]}" -gt 0 ] && printf '| min / median / max | | | | | %s |\n' \
+        "$(printf '%s\n' "${rs[@]}" | sort -g | awk '{v[NR]=$1} END {printf "%s / %s / %s", v[1], (NR % 2 ? v[(NR+1)/2] : sprintf("%.2f", (v[NR/2]+v[NR/2+1])/2)), v[NR]}')"
+}
+
 srow() { # label key scale decimals
     local a1 a2
     a1=$(fmt "$(get "S${2}1" chorus "$3")" "$4" "$5"); a2=$(fmt "$(get "S${2}2" chorus "$3")" "$4" "$5")
@@ -540,6 +618,10 @@ M=$TMP/H_on.chorus.metrics
 echo "| history on: commits (whole process life), mean commit ms | $(hcount "$M") , $(hmean "$M") |"
 echo "| history on: commit duration p50 / p99 ms (histogram bucket bound) | $(hq "$M" 0.5) / $(hq "$M" 0.99) |"
 echo
+if [ -f "$TMP/AS.chorus.res" ] || [ -f "$TMP/AS.nchan.res" ] || [ "$SSE_PAIRS" -gt 0 ]; then
+    sse_table
+    echo
+fi
 fi
 if [ "$SCALING" = 1 ]; then
 echo

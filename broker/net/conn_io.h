@@ -31,8 +31,9 @@ struct conn_io {
     /* Writes iov now, without blocking: bytes written, or -errno
      * (-EAGAIN: none). NULL when the transport writes for itself. */
     ssize_t (*writev)(conn *c, const struct iovec *iov, int iovcnt);
-    /* Reads up to max bytes now into c->in: the byte count, 0 at EOF, or
-     * -errno. NULL when the transport reads for itself. */
+    /* Reads now into c->in, into room for at least max bytes (and all
+     * of it): the byte count, 0 at EOF, or -errno. NULL when the
+     * transport reads for itself. */
     ssize_t (*read)(conn *c, size_t max);
     /* Read timeout (no input for read_ms while reading) and write timeout
      * (queued output made no progress for write_ms); 0 = none. */

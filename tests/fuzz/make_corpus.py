@@ -231,6 +231,35 @@ def ws_client():
           b"\x7f\xff\xff\xff\xff\xff\xff\xff")
 
 
+# ---- bench_sse: 4 seed bytes (bit 7 of the first: chunked), SSE body -------
+def chunked(body, sizes):
+    out, i = b"", 0
+    for n in sizes:
+        out += b"%x\r\n" % n + body[i:i + n] + b"\r\n"
+        i += n
+    return out + b"%x;ext=1\r\n" % (len(body) - i) + body[i:] + b"\r\n0\r\n\r\n"
+
+
+def bench_sse():
+    seed, cseed = b"\x1a\xbc\xde\xf1", b"\x9a\xbc\xde\xf1"
+    epoch = b"65f56f95694d696ad3122359a76a66a2"
+    stream = (b"retry: 1190\n\n"
+              b"id: " + epoch + b":0\nevent: subscribed\ndata: {\"topic\":"
+              b"\"t\",\"epoch\":\"" + epoch + b"\",\"offset\":0,"
+              b"\"recovered\":true}\n\n"
+              b"id: " + epoch + b":1\nevent: message\ndata: {\"topic\":\"t\","
+              b"\"offset\":1,\"ts\":1796355458888,\"data\":\"hello\"}\n\n"
+              b": ping\n\n")
+    write("bench_sse", "chorus", seed + stream)
+    write("bench_sse", "nchan", seed + b": hi\n\nid: 1796355167:0\n"
+          b"data: hello\ndata: world\n\n")
+    write("bench_sse", "crlf-cr", seed + b"data: a\r\n\r\ndata: b\r\rdata:c"
+          b"\n\ndata\n:\nevents: x\ndataaaaaaa: y\n\n")
+    write("bench_sse", "chunked", cseed + chunked(stream, [5, 1, 40, 100]))
+    write("bench_sse", "chunked-bad", cseed + b"5\r\nhello\r\nzz\r\n")
+    write("bench_sse", "chunked-long", cseed + b"1000000000000000\r\n")
+
+
 # ---- deflate: options byte, length-prefixed messages -----------------------
 def deflated(data, wbits=15, final=False, level=6):
     c = zlib.compressobj(level, zlib.DEFLATED, -wbits)
@@ -272,5 +301,6 @@ def deflate():
           b"server_max_window_bits=8, permessage-deflate")
 
 
-for gen in (http_parse, ws_frame, wire, config, jwt, ws_client, deflate):
+for gen in (http_parse, ws_frame, wire, config, jwt, ws_client, deflate,
+            bench_sse):
     gen()

@@ -94,9 +94,16 @@ async def publish_stream(node, topic, n, acks, errors, pause=0.0,
 def history_of(node, topic):
     """The current epoch and every retained message, page by page."""
     stored, since, epoch = {}, 0, None
+    deadline = time.time() + 30
     while True:
         st, _, body = http_request(
             node, "GET", f"/api/history/{topic}?since={since}&limit=1000")
+        if st in (500, 503) and b"unavailable" in body and \
+                time.time() < deadline:
+            # the loop this request landed on may still be reconnecting to
+            # Redis (each loop has its own connections); ask again
+            time.sleep(0.1)
+            continue
         assert st == 200, body
         h = json.loads(body)
         assert epoch in (None, h["epoch"]), "epoch changed while reading"

@@ -206,7 +206,7 @@ def test_handshake_timeout(make_broker):
 
 def test_slow_consumer_closed_1013(make_broker):
     # The bound must leave room for a reader that keeps up: the broker
-    # reads a pipelining publisher up to 256 KiB per loop turn, and fans
+    # reads a pipelining publisher up to ~640 KiB per loop turn, and fans
     # that out in one go.
     b = make_broker(max_outbound_bytes="2m")
     N = 2000

@@ -1,5 +1,5 @@
-"""Large reads from a pipelining publisher (conn_ws.c, read_on): past
-libevent's 4 KiB per callback the broker reads on, up to 256 KiB a turn.
+"""Large reads from a pipelining publisher (conn_tcp.c, on_readable): reads
+of up to 128 KiB, until 512 KiB are in for the turn.
 Whatever the chunking, every frame is decoded whole and in order, the turn
 budget hands the rest to the next turn, a frame cut at a read boundary is
 completed, a close frame at the end of a burst comes after every publish,
@@ -42,8 +42,8 @@ def expect_messages(sub, count):
 @pytest.mark.parametrize("pad_len", [10, 700, 5000])
 def test_burst_of_many_turns_is_read_whole_and_in_order(make_broker,
                                                         pad_len):
-    """Several MB in one write: many 256 KiB turns, frames of every size
-    relative to the 64 KiB read chunk."""
+    """Several MB in one write: many turns of ~640 KiB, frames of every
+    size relative to the 128 KiB reads."""
     b = make_broker(history_size=0)
     count = 3_000_000 // (pad_len + 60)
     sub = subscribed(b.port, "burst")
@@ -97,7 +97,7 @@ def test_close_after_a_burst_comes_after_every_ack(make_broker):
 
 
 def test_flow_control_pauses_in_the_middle_of_a_long_read(make_broker):
-    """With a 16 KB bound the broker stops reading inside a 256 KiB turn
+    """With a 16 KB bound the broker stops reading inside a turn's read
     and resumes on acks; every publish is answered once, in order."""
     b = make_broker(max_unacked_bytes="16k")
     count = 3000

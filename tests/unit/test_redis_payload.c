@@ -76,9 +76,35 @@ static void test_bad(void)
     }
 }
 
+/* The node writes the body; what it writes reads back, sizes exact. */
+static void test_put(void)
+{
+    static const char *msgs[] = {"", "x", "0123456789", "a:\n"};
+    char body[64], *p = body;
+    size_t size = 0, pos = 0, len;
+    const char *d;
+    redis_payload pl;
+
+    for (size_t i = 0; i < 4; i++) {
+        size += redis_payload_entry_size(strlen(msgs[i]));
+        p = redis_payload_put(p, msgs[i], strlen(msgs[i]));
+        CHECK_EQ_INT((size_t)(p - body), size);
+    }
+    CHECK(memcmp(body, "0:1:x10:01234567893:a:\n", size) == 0);
+    CHECK_EQ_INT(redis_payload_entry_size(9), 11);
+    CHECK_EQ_INT(redis_payload_entry_size(100), 104);
+    redis_payload_of_body(&pl, 7, 5, 4, body, size);
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_EQ_INT(redis_payload_next(&pl, &pos, &d, &len), 0);
+        CHECK(len == strlen(msgs[i]) && memcmp(d, msgs[i], len) == 0);
+    }
+    CHECK_EQ_INT(redis_payload_next(&pl, &pos, &d, &len), 1);
+}
+
 int main(void)
 {
     test_good();
     test_bad();
+    test_put();
     return check_report("test_redis_payload");
 }

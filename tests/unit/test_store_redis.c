@@ -137,6 +137,9 @@ typedef struct result {
     store_topic_info info;
     size_t rows;
     char row_data[16][8];
+    uint64_t row_off[16];
+    uint64_t last_off; /* of the latest row */
+    int unordered;     /* a row that did not follow the one before */
 } result;
 
 static void topic_cb(void *arg, int status, const store_topic_info *info)
@@ -163,10 +166,14 @@ static int row_fn(void *arg, uint64_t offset, int64_t ts, const char *data,
 {
     result *r = arg;
 
-    (void)offset;
     (void)ts;
-    if (r->rows < 16)
+    if (r->rows < 16) {
         snprintf(r->row_data[r->rows], 8, "%.*s", (int)len, data);
+        r->row_off[r->rows] = offset;
+    }
+    if (r->rows && offset != r->last_off + 1)
+        r->unordered = 1;
+    r->last_off = offset;
     r->rows++;
     return 0;
 }
@@ -209,6 +216,98 @@ static int append_n(store_loop *l, const char *topic, const char *prefix,
     store_append(l, msgs, n, append_cb, &r);
     run_until(&r.done, 3000);
     return r.done ? r.status : -2;
+}
+
+/* A second store on the same Redis, with no count limit and a short age
+ * limit: reads spanning more stream entries than the read script fetches
+ * at once (16), a batch of several topics, age retention. */
+static void test_many_entries(const char *url)
+{
+    config cfg;
+    char err[256], data[1][32];
+    store *st;
+    store_loop *l;
+    store_msg msg[1];
+    static feed_log fl;
+    store_feed feed = {on_messages, on_epoch, &fl};
+    result r = {0};
+    int up = 0;
+
+    config_init(&cfg);
+    config_set(&cfg, "engine", "redis", err, sizeof err);
+    config_set(&cfg, "redis_url", url, err, sizeof err);
+    config_set(&cfg, "history_size", "0", err, sizeof err);
+    config_set(&cfg, "history_ttl", "1s", err, sizeof err);
+    CHECK_EQ_INT(store_engine_redis.open(&st, &cfg, err, sizeof err), STORE_OK);
+    CHECK_EQ_INT(store_attach(st, 0, base, &feed, &l, err, sizeof err),
+                 STORE_OK);
+    for (int i = 0; i < 300 && store_unavailable(st); i++)
+        run_until(&up, 10);
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ_INT(append_n(l, "m", "m", 1, msg, data), STORE_OK);
+    CHECK_EQ_INT(msg[0].offset, 40);
+    store_read(l, "m", 1, 3, 30, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 30);
+    CHECK_EQ_INT(r.row_off[0], 4);
+    CHECK_EQ_INT(r.last_off, 33);
+    CHECK(!r.unordered);
+    r = (result){0};
+    store_read(l, "m", 1, 30, 100, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.rows, 10);
+    CHECK_EQ_INT(r.last_off, 40);
+    CHECK(!r.unordered);
+    CHECK_EQ_INT(topic_of(l, "m").oldest, 1);
+
+    /* One batch of three topics, interleaved (one script call): each
+     * topic numbered on its own, in batch order. */
+    static const char *topics[] = {"x", "y", "x", "z", "y", "x"};
+    static const uint64_t want[] = {1, 1, 2, 1, 2, 3};
+    store_msg mm[6];
+    memset(mm, 0, sizeof mm);
+    for (size_t i = 0; i < 6; i++) {
+        mm[i].topic = topics[i];
+        mm[i].topic_len = 1;
+        mm[i].data = topics[i];
+        mm[i].data_len = 1;
+    }
+    mm[0].group_first = mm[1].group_first = mm[3].group_first = 1;
+    mm[0].next_same = 3; /* x: 0, 2, 5 */
+    mm[2].next_same = 6;
+    mm[1].next_same = 5; /* y: 1, 4 */
+    r = (result){0};
+    store_append(l, mm, 6, append_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    for (size_t i = 0; i < 6; i++)
+        CHECK_EQ_INT(mm[i].offset, want[i]);
+    CHECK_EQ_STR(mm[1].epoch, topic_of(l, "y").epoch);
+    CHECK_EQ_INT(topic_of(l, "x").newest, 3);
+    r = (result){0};
+    store_read(l, "x", 1, 1, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.rows, 2);
+    CHECK_EQ_INT(r.last_off, 3);
+
+    /* history_ttl 1s: a publish more than a second later drops the
+     * entries older than a second */
+    usleep(1200 * 1000);
+    CHECK_EQ_INT(append_n(l, "x", "late", 1, msg, data), STORE_OK);
+    CHECK_EQ_INT(msg[0].offset, 4);
+    CHECK_EQ_INT(topic_of(l, "x").oldest, 4);
+    r = (result){0};
+    store_read(l, "x", 1, 0, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.rows, 1);
+    CHECK_EQ_STR(r.row_data[0], "late0");
+    /* m's 40 entries take three pages of the check */
+    CHECK_EQ_INT(append_n(l, "m", "late", 1, msg, data), STORE_OK);
+    CHECK_EQ_INT(topic_of(l, "m").oldest, 41);
+    store_detach(l);
+    store_close(st);
+    config_free(&cfg);
 }
 
 int main(void)
@@ -292,6 +391,34 @@ int main(void)
     CHECK_EQ_INT(r.rows, 3);
     CHECK_EQ_STR(r.row_data[0], "b1");
     CHECK_EQ_STR(r.row_data[2], "b3");
+    CHECK_EQ_INT(r.row_off[0], 5);
+    CHECK_EQ_INT(r.row_off[2], 7);
+
+    /* Each call is one stream entry (1..3 and 4..7): a read starts and
+     * stops inside entries, and never shows what history_size dropped. */
+    r = (result){0};
+    store_read(a, "t", 1, 3, 2, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 2);
+    CHECK_EQ_STR(r.row_data[0], "b0");
+    CHECK_EQ_STR(r.row_data[1], "b1");
+    CHECK_EQ_INT(r.row_off[1], 5);
+    r = (result){0};
+    store_read(a, "t", 1, 0, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 5);
+    CHECK_EQ_STR(r.row_data[0], "a2");
+    CHECK_EQ_INT(r.row_off[0], 3);
+    CHECK_EQ_STR(r.row_data[4], "b3");
+    r = (result){0};
+    store_read(a, "t", 1, 7, 10, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 0);
+
+    test_many_entries(url);
 
     /* Redis restarts without its data: the feed tells each loop of the
      * new epoch, and offsets start again at 1 under it. */

@@ -47,15 +47,32 @@ int redis_engine_up(const redis_engine *e);
  * to every request in flight; what has none by then is failed. */
 void redis_engine_drain(redis_engine *e, uint64_t timeout_ms);
 
+/* One topic's part of a publish call. */
+typedef struct redis_pub {
+    const char *topic;
+    size_t len;
+    const char *body; /* its n messages, a payload body (redis_payload.h) */
+    size_t body_len;
+    size_t n;
+    /* set when the call succeeded: the epoch and the first message's
+     * offset (the others follow it) */
+    char epoch[33];
+    uint64_t first;
+} redis_pub;
+
+/* Topics in one publish call at most, which bounds how long one script
+ * keeps Redis busy. */
+#define REDIS_PUBLISH_MAX_TOPICS 64
+
 /* ok is 0 when Redis did not answer (down, timeout) or refused. */
-typedef void (*redis_publish_fn)(void *arg, int ok, const char *epoch,
-                                 uint64_t first, int64_t ts_ms);
-/* Appends n messages to topic in one script call; data must stay valid
- * until fn runs. Returns 0, or -1 (fn not called) when the instance is
- * unavailable. */
-int redis_engine_publish(redis_engine *e, const char *topic, size_t len,
-                         const char *const *data, const size_t *data_len,
-                         size_t n, redis_publish_fn fn, void *arg);
+typedef void (*redis_publish_fn)(void *arg, int ok, int64_t ts_ms);
+/* Appends each topic's messages to it, all in one script call: the
+ * topics (distinct, at most REDIS_PUBLISH_MAX_TOPICS) must live on one
+ * instance (redis_engine_instance_of). pubs and the bodies must stay
+ * valid until fn runs. Returns 0, or -1 (fn not called) when the
+ * instance is unavailable. */
+int redis_engine_publish(redis_engine *e, redis_pub *pubs, size_t n,
+                         redis_publish_fn fn, void *arg);
 
 typedef void (*redis_meta_fn)(void *arg, int ok, const char *epoch,
                               uint64_t newest, uint64_t oldest);

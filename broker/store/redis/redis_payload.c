@@ -1,5 +1,6 @@
 #include "redis_payload.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Reads decimal digits at p[*i..len) up to the stop byte. */
@@ -62,4 +63,34 @@ int redis_payload_next(const redis_payload *pl, size_t *pos, const char **data,
     *len = (size_t)n;
     *pos += (size_t)n;
     return 0;
+}
+
+size_t redis_payload_entry_size(size_t len)
+{
+    size_t digits = 1;
+
+    for (size_t v = len; v >= 10; v /= 10)
+        digits++;
+    return digits + 1 + len;
+}
+
+char *redis_payload_put(char *p, const char *data, size_t len)
+{
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%zu:", len);
+
+    memcpy(p, digits, (size_t)n);
+    memcpy(p + n, data, len);
+    return p + n + len;
+}
+
+void redis_payload_of_body(redis_payload *pl, uint64_t first, int64_t ts_ms,
+                           size_t count, const char *body, size_t len)
+{
+    memset(pl->epoch, 0, sizeof pl->epoch);
+    pl->first = first;
+    pl->ts_ms = ts_ms;
+    pl->count = count;
+    pl->body = body;
+    pl->body_len = len;
 }

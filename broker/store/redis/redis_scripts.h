@@ -6,7 +6,10 @@
  *   chorus:{T}:m  hash  e = epoch, o = newest offset, r = the run_id the
  *                       epoch is valid under ("" with redis_durable = on),
  *                       c = last age-retention check (ms)
- *   chorus:{T}:s  stream, entry id "<offset>-0", fields t = ts (ms), d = data
+ *   chorus:{T}:s  stream, one entry per publish call: id "<last offset>-0",
+ *                 fields t = ts (ms), n = message count, d = the messages
+ *                 as in the channel's payload body (redis_payload.h), so
+ *                 the entry holds offsets last - n + 1 .. last
  * Per instance, the fence key (KEYS[3] of every script):
  *   chorus:run_id  redis_durable = off: the run_id nodes have checked
  *   chorus:seed    redis_durable = on: random, set once (SET NX)
@@ -39,21 +42,29 @@ typedef struct redis_script {
     char sha[41];
 } redis_script;
 
-/* The arguments every script starts with: KEYS meta, stream, fence key;
- * ARGV run_id ("" with redis_durable = on). */
-#define REDIS_SCRIPT_FIXED_ARGS 7 /* EVALSHA sha 3 meta stream fence rid */
+/* The arguments the one-topic scripts (meta, read) start with: KEYS
+ * meta, stream, fence key; ARGV run_id ("" with redis_durable = on),
+ * history_size (0 = no count limit). */
+#define REDIS_SCRIPT_FIXED_ARGS                   \
+    8 /* EVALSHA sha 3 meta stream fence rid size \
+       */
 
-/* publish: then ARGV history_size (0 = no count limit), history_ttl_ms
- * (0 = none), channel, then one data argument per message. Returns
- * {epoch, first offset, ts}. */
+/* publish, for any number of topics of one instance: KEYS fence key, then
+ * per topic meta, stream; ARGV run_id, history_size, history_ttl_ms
+ * (0 = none), then per topic channel, message count, the messages (a
+ * payload body, redis_payload.h). Returns {ts, then per topic epoch,
+ * first offset}. */
 extern redis_script redis_script_publish;
 
-/* meta: returns {epoch, newest offset, oldest retained offset (0 when
+/* meta: returns {epoch, newest offset, oldest readable offset (0 when
  * none)}. Writes nothing. */
 extern redis_script redis_script_meta;
 
-/* read: then ARGV after, limit. Returns the XRANGE of offsets > after
- * (empty for a fresh topic). Writes nothing. */
+/* read: then ARGV after, limit. Returns {from, entries}: from is the
+ * first offset readable after `after` (beyond the count limit, entries
+ * may hold older ones), entries the XRANGE of the entries that hold
+ * offsets from..from + limit - 1 (and perhaps more). Empty for a fresh
+ * topic. Writes nothing. */
 extern redis_script redis_script_read;
 
 /* Computes the SHA1s (once, before any loop starts). */

@@ -9,8 +9,9 @@
  * publishes included, once and in offset order.
  *
  * Atomicity of a batch: Redis stores each topic's messages of a batch in
- * one script call, all or none, but topics of one batch are separate
- * calls (they may live on different instances). When some call fails,
+ * one stream entry, all or none; a batch makes one script call per
+ * instance (per REDIS_PUBLISH_MAX_TOPICS topics), so its topics may be
+ * in separate calls. When some call fails,
  * the batch's callback reports STORE_FAIL and the messages that were
  * stored nonetheless keep their offset (non-zero); the others have
  * offset 0. A publisher may thus be told `internal` for a message that
@@ -138,7 +139,8 @@ static void redis_detach(store_loop *sl)
 
 /* ---- append -------------------------------------------------------------- */
 
-/* One batch: one script call per topic, acknowledged when all answered. */
+/* One batch: one script call per instance (and per
+ * REDIS_PUBLISH_MAX_TOPICS topics), acknowledged when all answered. */
 typedef struct batch {
     store_msg *msgs;
     size_t calls_left;
@@ -149,10 +151,21 @@ typedef struct batch {
 
 typedef struct call {
     batch *b;
-    size_t first; /* index of the topic's first message */
-    const char **data;
-    size_t *lens;
+    size_t n;      /* topics */
+    size_t *first; /* per topic, the index of its first message */
+    redis_pub *pubs;
+    char *bodies; /* every topic's messages in the payload's framing */
 } call;
+
+static void call_free(call *c)
+{
+    if (!c)
+        return;
+    free(c->first);
+    free(c->pubs);
+    free(c->bodies);
+    free(c);
+}
 
 static void batch_call_done(batch *b)
 {
@@ -163,60 +176,97 @@ static void batch_call_done(batch *b)
     free(b);
 }
 
-static void on_published(void *arg, int ok, const char *epoch, uint64_t first,
-                         int64_t ts_ms)
+static void on_published(void *arg, int ok, int64_t ts_ms)
 {
     call *c = arg;
     store_msg *msgs = c->b->msgs;
-    uint64_t off = first;
 
     (void)ts_ms;
-    for (size_t i = c->first + 1; i; i = msgs[i - 1].next_same) {
-        store_msg *m = &msgs[i - 1];
-        m->offset = ok ? off++ : 0;
-        if (ok)
-            memcpy(m->epoch, epoch, sizeof m->epoch);
+    for (size_t t = 0; t < c->n; t++) {
+        uint64_t off = c->pubs[t].first;
+        for (size_t i = c->first[t] + 1; i; i = msgs[i - 1].next_same) {
+            store_msg *m = &msgs[i - 1];
+            m->offset = ok ? off++ : 0;
+            if (ok)
+                memcpy(m->epoch, c->pubs[t].epoch, sizeof m->epoch);
+        }
     }
     if (!ok)
         c->b->failed = 1;
-    free(c->data);
-    free(c->lens);
     batch_call_done(c->b);
-    free(c);
+    call_free(c);
 }
 
-/* Sends one topic's messages; a failure to send is a failed call. */
-static void send_topic(redis_loop *l, batch *b, size_t first)
+/* Lays out the n topics' messages as bodies; 0, or -1 out of memory. */
+static int call_fill(call *c, const store_msg *msgs)
 {
-    store_msg *msgs = b->msgs;
-    size_t n = 0, k = 0;
+    size_t size = 0;
+    char *w;
+
+    for (size_t t = 0; t < c->n; t++) {
+        redis_pub *p = &c->pubs[t];
+        p->topic = msgs[c->first[t]].topic;
+        p->len = msgs[c->first[t]].topic_len;
+        for (size_t i = c->first[t] + 1; i; i = msgs[i - 1].next_same) {
+            p->body_len += redis_payload_entry_size(msgs[i - 1].data_len);
+            p->n++;
+        }
+        size += p->body_len;
+    }
+    if (!(c->bodies = w = malloc(size ? size : 1)))
+        return -1;
+    for (size_t t = 0; t < c->n; t++) {
+        c->pubs[t].body = w;
+        for (size_t i = c->first[t] + 1; i; i = msgs[i - 1].next_same)
+            w = redis_payload_put(w, msgs[i - 1].data, msgs[i - 1].data_len);
+    }
+    return 0;
+}
+
+/* Sends the n topics whose first messages are at firsts (all of one
+ * instance) in one call; a failure to send is a failed call. */
+static void send_call(redis_loop *l, batch *b, const size_t *firsts, size_t n)
+{
     call *c = calloc(1, sizeof *c);
 
-    for (size_t i = first + 1; i; i = msgs[i - 1].next_same)
-        n++;
-    if (c) {
-        c->data = malloc(n * sizeof *c->data);
-        c->lens = malloc(n * sizeof *c->lens);
-    }
-    if (!c || !c->data || !c->lens) {
-        if (c) {
-            free(c->data);
-            free(c->lens);
-        }
-        free(c);
+    b->calls_left++;
+    if (!c || !(c->first = malloc(n * sizeof *c->first)) ||
+        !(c->pubs = calloc(n, sizeof *c->pubs))) {
+        call_free(c);
         b->failed = 1;
         batch_call_done(b);
         return;
     }
     c->b = b;
-    c->first = first;
-    for (size_t i = first + 1; i; i = msgs[i - 1].next_same, k++) {
-        c->data[k] = msgs[i - 1].data;
-        c->lens[k] = msgs[i - 1].data_len;
+    c->n = n;
+    memcpy(c->first, firsts, n * sizeof *firsts);
+    if (call_fill(c, b->msgs) ||
+        redis_engine_publish(l->e, c->pubs, n, on_published, c))
+        on_published(c, 0, 0);
+}
+
+/* Sends the batch's topics, grouped by instance. */
+static void send_batch(redis_loop *l, batch *b, size_t n, size_t *firsts)
+{
+    const store_msg *msgs = b->msgs;
+    size_t instances = l->rs->cfg->redis_url_count;
+
+    for (size_t in = 0; in < instances; in++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!msgs[i].group_first ||
+                redis_engine_instance_of(msgs[i].topic, msgs[i].topic_len,
+                                         instances) != in)
+                continue;
+            firsts[k++] = i;
+            if (k == REDIS_PUBLISH_MAX_TOPICS) {
+                send_call(l, b, firsts, k);
+                k = 0;
+            }
+        }
+        if (k)
+            send_call(l, b, firsts, k);
     }
-    if (redis_engine_publish(l->e, msgs[first].topic, msgs[first].topic_len,
-                             c->data, c->lens, n, on_published, c))
-        on_published(c, 0, NULL, 0, 0);
 }
 
 static void redis_append(store_loop *sl, store_msg *msgs, size_t n,
@@ -224,25 +274,26 @@ static void redis_append(store_loop *sl, store_msg *msgs, size_t n,
 {
     redis_loop *l = (redis_loop *)sl;
     batch *b = calloc(1, sizeof *b);
+    size_t *firsts = malloc(REDIS_PUBLISH_MAX_TOPICS * sizeof *firsts);
     size_t groups = 0;
 
     for (size_t i = 0; i < n; i++) {
         msgs[i].offset = 0;
         groups += msgs[i].group_first != 0;
     }
-    if (!b || groups == 0) {
-        free(b);
+    if (!b || !firsts || groups == 0) {
         cb(arg, STORE_FAIL,
-           b ? "a batch without a first message" : "out of memory");
+           b && firsts ? "a batch without a first message" : "out of memory");
+        free(b);
+        free(firsts);
         return;
     }
     b->msgs = msgs;
     b->cb = cb;
     b->arg = arg;
-    b->calls_left = groups + 1; /* + 1: held until every call is sent */
-    for (size_t i = 0; i < n; i++)
-        if (msgs[i].group_first)
-            send_topic(l, b, i);
+    b->calls_left = 1; /* held until every call is sent */
+    send_batch(l, b, n, firsts);
+    free(firsts);
     batch_call_done(b);
 }
 
