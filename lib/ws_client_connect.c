@@ -140,7 +140,8 @@ static void try_next_addr(chorus_ws_client *c)
         bufferevent_free(c->bev);
         c->bev = NULL;
     }
-    wsc_finish(c, 1006, c->last_err[0] ? c->last_err : "no address to connect to");
+    wsc_finish(c, 1006,
+               c->last_err[0] ? c->last_err : "no address to connect to");
 }
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)

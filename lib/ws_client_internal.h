@@ -16,7 +16,6 @@
 
 #define CLOSE_WAIT_MS 5000u /* close handshake bound */
 
-
 typedef enum {
     ST_START,      /* step event pending */
     ST_RESOLVING,  /* evdns lookup in flight */

@@ -105,12 +105,12 @@ static void read_frames(chorus_ws_client *c)
         if (ev.type == CHORUS_WS_EV_DATA) {
             if (on_data(c, &ev) < 0)
                 wsc_close_and_drain(c, CHORUS_WS_CLOSE_TOO_BIG,
-                                CHORUS_WS_CLOSE_TOO_BIG, "out of memory");
+                                    CHORUS_WS_CLOSE_TOO_BIG, "out of memory");
         } else if (ev.type == CHORUS_WS_EV_CONTROL) {
             on_control(c, &ev);
         } else {
             wsc_close_and_drain(c, ev.close_code, ev.close_code,
-                            ev.reason ? ev.reason : "protocol error");
+                                ev.reason ? ev.reason : "protocol error");
         }
     }
     if (stopped(c))
