@@ -5,7 +5,9 @@
  * resolved (getaddrinfo for literal addresses, evdns for names), each
  * address is tried in turn, TLS is negotiated for wss://, the upgrade
  * request is sent and the 101 response checked; then frames are decoded
- * with the shared codec in CLIENT role.
+ * with the shared codec in CLIENT role. This file owns the client's life
+ * (connect, close, free) and sending; ws_client_connect.c gets it
+ * connected and ws_client_read.c reads the upgrade answer and frames.
  *
  * Re-entrancy: every libevent callback runs between enter() and leave().
  * chorus_ws_client_free() called while a callback is on the stack (from
