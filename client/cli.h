@@ -1,7 +1,8 @@
 /* Shared declarations of the chorus CLI: parsed arguments and commands.
  * client/chorus.c owns main(), the command table and option parsing; each
- * command lives in its own file (cli_pubsub.c: pub; cli_resume.c: sub;
- * cli_history.c: history). */
+ * command lives in its own files (cli_pubsub.c: pub; cli_resume.c and
+ * cli_resume_state.c: sub; cli_history.c and cli_history_json.c:
+ * history). */
 #ifndef CHORUS_CLI_H
 #define CHORUS_CLI_H
 

@@ -6,9 +6,8 @@
  * (wss://h/chorus/ws -> https://h/chorus/api/history/...). Requests go
  * through libevent's evhttp client, over an OpenSSL bufferevent for https.
  *
- * The body is validated with jansson, but each message's offset, ts and
- * data are copied from the raw text (whitespace outside strings dropped),
- * so numbers keep their exact digits. */
+ * The body is validated with jansson; cli_history_json.c prints its
+ * messages from the raw text. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 
 #include "chorus/ws_client.h"
 #include "cli.h"
+#include "cli_history_json.h"
 
 #define HTTP_TIMEOUT_S 30
 #define ALL_PAGE_LIMIT 1000 /* page size of --all without --limit */
@@ -52,208 +52,6 @@ typedef struct hist_ctx {
     enum evhttp_request_error err;
     int err_set;
 } hist_ctx;
-
-/* ---- raw JSON scanning (on text jansson has already accepted) ---- */
-
-typedef struct span {
-    const char *p;
-    size_t n;
-} span;
-
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-static const char *skip_string(const char *p, const char *end)
-{
-    for (p++; p < end && *p != '"'; p++)
-        if (*p == '\\')
-            p++;
-    return p < end ? p + 1 : end;
-}
-
-/* End of the value at p. */
-static const char *skip_value(const char *p, const char *end)
-{
-    if (p >= end)
-        return end;
-    if (*p == '"')
-        return skip_string(p, end);
-    if (*p == '{' || *p == '[') {
-        int depth = 0;
-        while (p < end) {
-            if (*p == '"') {
-                p = skip_string(p, end);
-                continue;
-            }
-            if (*p == '{' || *p == '[')
-                depth++;
-            else if (*p == '}' || *p == ']') {
-                if (--depth == 0)
-                    return p + 1;
-            }
-            p++;
-        }
-        return end;
-    }
-    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' &&
-           *p != '\t' && *p != '\n' && *p != '\r')
-        p++;
-    return p;
-}
-
-static int key_is(span k, const char *name)
-{
-    size_t n = strlen(name);
-    return k.n == n + 2 && memcmp(k.p + 1, name, n) == 0;
-}
-
-/* Calls fn for each member of the object at *pp; leaves *pp after it. */
-static int each_member(const char **pp, const char *end,
-                       int (*fn)(span key, const char **pp, const char *end,
-                                 void *arg),
-                       void *arg)
-{
-    const char *p = skip_ws(*pp, end);
-    if (p >= end || *p != '{')
-        return -1;
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == '}') {
-        *pp = p + 1;
-        return 0;
-    }
-    while (p < end) {
-        span key = {p, 0};
-        p = skip_string(p, end);
-        key.n = (size_t)(p - key.p);
-        p = skip_ws(p, end);
-        if (p >= end || *p != ':')
-            return -1;
-        p = skip_ws(p + 1, end);
-        if (fn(key, &p, end, arg) < 0)
-            return -1;
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') {
-            *pp = p + 1;
-            return 0;
-        }
-        return -1;
-    }
-    return -1;
-}
-
-/* Writes a value without insignificant whitespace (so it fits on a line). */
-static void put_compact(span v, FILE *out)
-{
-    int in_str = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        char ch = v.p[i];
-        if (in_str) {
-            putc(ch, out);
-            if (ch == '\\' && i + 1 < v.n)
-                putc(v.p[++i], out);
-            else if (ch == '"')
-                in_str = 0;
-        } else if (ch == '"') {
-            in_str = 1;
-            putc(ch, out);
-        } else if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
-            putc(ch, out);
-        }
-    }
-}
-
-typedef struct row {
-    span offset, ts, data;
-} row;
-
-static int row_member(span key, const char **pp, const char *end, void *arg)
-{
-    row *r = arg;
-    const char *v = *pp;
-    *pp = skip_value(v, end);
-    span s = {v, (size_t)(*pp - v)};
-    if (key_is(key, "offset"))
-        r->offset = s;
-    else if (key_is(key, "ts"))
-        r->ts = s;
-    else if (key_is(key, "data"))
-        r->data = s;
-    return 0;
-}
-
-typedef struct page {
-    hist_ctx *h;
-    int count;
-    uint64_t last;
-    int write_failed;
-} page;
-
-static int print_row(page *pg, const row *r)
-{
-    char num[32];
-    if (!r->offset.p || !r->data.p || r->offset.n == 0 ||
-        r->offset.n >= sizeof num)
-        return -1;
-    memcpy(num, r->offset.p, r->offset.n);
-    num[r->offset.n] = '\0';
-    char *e;
-    errno = 0;
-    unsigned long long off = strtoull(num, &e, 10);
-    if (*e || errno || off <= pg->last)
-        return -1; /* offsets must increase */
-    pg->last = off;
-    pg->count++;
-    printf("{\"topic\":%s,\"offset\":%llu,\"ts\":", pg->h->topic_json, off);
-    if (r->ts.p)
-        put_compact(r->ts, stdout);
-    else
-        fputs("null", stdout);
-    fputs(",\"data\":", stdout);
-    put_compact(r->data, stdout);
-    if (fputs("}\n", stdout) == EOF)
-        pg->write_failed = 1;
-    return 0;
-}
-
-static int top_member(span key, const char **pp, const char *end, void *arg)
-{
-    page *pg = arg;
-    const char *p = *pp;
-    if (!key_is(key, "messages") || p >= end || *p != '[') {
-        *pp = skip_value(p, end);
-        return 0;
-    }
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == ']') {
-        *pp = p + 1;
-        return 0;
-    }
-    while (p < end) {
-        row r;
-        memset(&r, 0, sizeof r);
-        if (each_member(&p, end, row_member, &r) < 0 || print_row(pg, &r) < 0)
-            return -1;
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == ']') {
-            *pp = p + 1;
-            return 0;
-        }
-        return -1;
-    }
-    return -1;
-}
 
 /* ---- HTTP ---- */
 
@@ -316,14 +114,73 @@ static void report_status(hist_ctx *h, struct evhttp_request *req,
     json_decref(j);
 }
 
+/* The transport failed, or no HTTP answer came. */
+static void report_no_answer(hist_ctx *h)
+{
+    cli_error("history: request to %s:%d failed: %s", h->url.host, h->url.port,
+              h->err_set ? req_error_text(h->err)
+                         : "no answer (refused or closed)");
+}
+
+/* Checks the answer's shape, and that its epoch stays that of the first
+ * page; the first page sets the epoch and the newest offset to reach. */
+static int check_envelope(hist_ctx *h, const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_DECODE_INT_AS_REAL, &jerr);
+    const char *epoch = json_string_value(json_object_get(j, "epoch"));
+    json_t *newest = json_object_get(j, "offset");
+    int rc = 0;
+    if (!json_is_object(j) || !epoch || !json_is_number(newest) ||
+        !json_is_array(json_object_get(j, "messages"))) {
+        cli_error("history: unexpected answer: %.*s",
+                  (int)(len > 200 ? 200 : len), body);
+        rc = -1;
+    } else if (h->pages++ == 0) {
+        h->epoch = strdup(epoch);
+        h->target = (uint64_t)json_number_value(newest);
+    } else if (!h->epoch || strcmp(h->epoch, epoch) != 0) {
+        cli_error("history: the topic's epoch changed while paging "
+                  "(%s, now %s)",
+                  h->epoch ? h->epoch : "?", epoch);
+        rc = -1;
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Prints the page; returns -1 with the exit status in *status when the
+ * command must end. */
+static int print_page(hist_ctx *h, const char *body, size_t len, hist_page *pg,
+                      int *status)
+{
+    int r = hist_print_page(body, len, pg);
+    if (fflush(stdout) == EOF || pg->write_failed) {
+        if (errno != EPIPE)
+            cli_error("cannot write to stdout: %s", strerror(errno));
+        *status = errno == EPIPE ? CLI_OK : CLI_FAIL;
+        return -1;
+    }
+    if (r < 0) {
+        cli_error("history: malformed or out-of-order messages in the "
+                  "answer");
+        *status = CLI_FAIL;
+        return -1;
+    }
+    if (h->a->verbose)
+        fprintf(stderr,
+                "chorus: %d messages after %llu (epoch %s, newest "
+                "%llu)\n",
+                pg->count, (unsigned long long)h->since, h->epoch,
+                (unsigned long long)h->target);
+    return 0;
+}
+
 static void response_cb(struct evhttp_request *req, void *arg)
 {
     hist_ctx *h = arg;
     if (!req || evhttp_request_get_response_code(req) == 0) {
-        cli_error("history: request to %s:%d failed: %s", h->url.host,
-                  h->url.port,
-                  h->err_set ? req_error_text(h->err)
-                             : "no answer (refused or closed)");
+        report_no_answer(h);
         finish(h, CLI_FAIL);
         return;
     }
@@ -335,52 +192,16 @@ static void response_cb(struct evhttp_request *req, void *arg)
         finish(h, CLI_FAIL);
         return;
     }
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_DECODE_INT_AS_REAL, &jerr);
-    const char *epoch = json_string_value(json_object_get(j, "epoch"));
-    json_t *newest = json_object_get(j, "offset");
-    if (!json_is_object(j) || !epoch || !json_is_number(newest) ||
-        !json_is_array(json_object_get(j, "messages"))) {
-        cli_error("history: unexpected answer: %.*s",
-                  (int)(len > 200 ? 200 : len), body);
-        json_decref(j);
+    if (check_envelope(h, body, len) < 0) {
         finish(h, CLI_FAIL);
         return;
     }
-    if (h->pages++ == 0) {
-        h->epoch = strdup(epoch);
-        h->target = (uint64_t)json_number_value(newest);
-    } else if (!h->epoch || strcmp(h->epoch, epoch) != 0) {
-        cli_error("history: the topic's epoch changed while paging "
-                  "(%s, now %s)",
-                  h->epoch ? h->epoch : "?", epoch);
-        json_decref(j);
-        finish(h, CLI_FAIL);
+    hist_page pg = {h->topic_json, 0, h->since, 0};
+    int status;
+    if (print_page(h, body, len, &pg, &status) < 0) {
+        finish(h, status);
         return;
     }
-    json_decref(j);
-
-    page pg = {h, 0, h->since, 0};
-    const char *p = body;
-    int r = each_member(&p, body + len, top_member, &pg);
-    if (fflush(stdout) == EOF || pg.write_failed) {
-        if (errno != EPIPE)
-            cli_error("cannot write to stdout: %s", strerror(errno));
-        finish(h, errno == EPIPE ? CLI_OK : CLI_FAIL);
-        return;
-    }
-    if (r < 0) {
-        cli_error("history: malformed or out-of-order messages in the "
-                  "answer");
-        finish(h, CLI_FAIL);
-        return;
-    }
-    if (h->a->verbose)
-        fprintf(stderr,
-                "chorus: %d messages after %llu (epoch %s, newest "
-                "%llu)\n",
-                pg.count, (unsigned long long)h->since, h->epoch,
-                (unsigned long long)h->target);
     if (!h->all || pg.count == 0 || pg.last >= h->target) {
         finish(h, CLI_OK);
         return;

@@ -16,234 +16,31 @@
  *   temporary file, fsync, rename), at most 100 ms behind and exactly up to
  *   date on exit. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 
 #include "chorus/ws_client.h"
 #include "cli.h"
+#include "cli_resume.h"
 
 #define BACKOFF_START_MS 100u
 #define BACKOFF_CAP_MS 5000u
-#define SAVE_EVERY_MS 100u
 #define LIVENESS_TICK_MS 5000u
 #define PING_AFTER_MS 15000u /* silence before we ping */
 #define DEAD_AFTER_MS 45000u /* silence before we give the connection up */
-
-typedef struct sub_topic {
-    const char *name;
-    char *epoch;    /* NULL until known */
-    uint64_t last;  /* position: last printed offset (or the start) */
-    int contiguous; /* the next message must be last + 1 */
-    int sent_since; /* the current subscribe carried since */
-    int confirmed;  /* `subscribed` seen on the current connection */
-} sub_topic;
-
-typedef struct sub_ctx {
-    const cli_args *a;
-    struct event_base *base;
-    chorus_ws_client *ws;
-    int opened;    /* the current connection is open */
-    int reconnect; /* --reconnect or --resume */
-    int stopping;  /* signal, fatal error or stdout gone */
-    int status;
-
-    sub_topic *topics;
-    int ntopics;
-
-    const char *state_path; /* --resume FILE */
-    json_t *state;          /* FILE's object, other topics included */
-    int dirty;
-    int save_failed;
-    struct event *save_timer;
-
-    struct event *retry_timer;
-    unsigned attempt; /* failed connections in a row */
-    uint64_t rng;
-
-    struct event *live_timer;
-    uint64_t last_rx_ms;
-    int ping_out;
-
-    struct event *sigint, *sigterm;
-} sub_ctx;
 
 static uint64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval tv_ms(unsigned ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000u),
-                         (suseconds_t)((ms % 1000u) * 1000u)};
-    return tv;
-}
-
-/* ---- state file ---- */
-
-static int set_epoch(sub_topic *t, const char *epoch)
-{
-    char *e = strdup(epoch);
-    if (!e)
-        return -1;
-    free(t->epoch);
-    t->epoch = e;
-    return 0;
-}
-
-/* Loads FILE: a missing file is a fresh start; anything unreadable or not
- * of the expected shape is an error, so that a typo never silently resets
- * the positions. */
-static int state_load(sub_ctx *s)
-{
-    json_error_t jerr;
-    s->state = json_load_file(s->state_path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!s->state) {
-        if (access(s->state_path, F_OK) != 0 && errno == ENOENT) {
-            s->state = json_object();
-            return s->state ? 0 : -1;
-        }
-        cli_error("%s: %s (line %d)", s->state_path, jerr.text, jerr.line);
-        return -1;
-    }
-    if (!json_is_object(s->state)) {
-        cli_error("%s: not a JSON object", s->state_path);
-        return -1;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(s->state, key, v)
-    {
-        json_t *e = json_object_get(v, "epoch");
-        json_t *o = json_object_get(v, "offset");
-        if (!json_is_string(e) || !json_is_integer(o) ||
-            json_integer_value(o) < 0) {
-            cli_error("%s: topic %s: want {\"epoch\": \"...\", "
-                      "\"offset\": N}",
-                      s->state_path, key);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes every known position: temporary file, fsync, rename, fsync of
- * the directory. */
-static int state_save(sub_ctx *s)
-{
-    if (!s->state_path || !s->dirty)
-        return 0;
-    for (int i = 0; i < s->ntopics; i++) {
-        sub_topic *t = &s->topics[i];
-        if (!t->epoch)
-            continue;
-        json_t *v = json_pack("{s:s, s:I}", "epoch", t->epoch, "offset",
-                              (json_int_t)t->last);
-        if (!v || json_object_set_new(s->state, t->name, v) < 0)
-            goto oom;
-    }
-    char *text = json_dumps(s->state, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (!text)
-        goto oom;
-    size_t plen = strlen(s->state_path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) {
-        free(text);
-        goto oom;
-    }
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", s->state_path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int ok = fd >= 0 && write_all(fd, text, strlen(text)) == 0 &&
-             write_all(fd, "\n", 1) == 0 && fsync(fd) == 0;
-    int err = errno;
-    if (fd >= 0 && close(fd) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (ok && rename(tmp, s->state_path) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok)
-        unlink(tmp);
-    free(tmp);
-    free(text);
-    if (!ok) {
-        if (!s->save_failed)
-            cli_error("cannot save %s: %s", s->state_path, strerror(err));
-        s->save_failed = 1;
-        return -1;
-    }
-    /* make the rename itself durable */
-    char *dir = strdup(s->state_path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d =
-            slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    if (s->save_failed)
-        cli_error("saved %s again", s->state_path);
-    s->save_failed = 0;
-    s->dirty = 0;
-    return 0;
-oom:
-    cli_error("cannot save %s: out of memory", s->state_path);
-    return -1;
-}
-
-static void save_cb(evutil_socket_t fd, short what, void *arg)
-{
-    sub_ctx *s = arg;
-    (void)fd;
-    (void)what;
-    state_save(s);
-    if (s->dirty) { /* failed: try again later */
-        struct timeval tv = tv_ms(1000);
-        evtimer_add(s->save_timer, &tv);
-    }
-}
-
-/* Positions changed: save within SAVE_EVERY_MS. */
-static void mark_dirty(sub_ctx *s)
-{
-    if (!s->state_path)
-        return;
-    s->dirty = 1;
-    if (!evtimer_pending(s->save_timer, NULL)) {
-        struct timeval tv = tv_ms(SAVE_EVERY_MS);
-        evtimer_add(s->save_timer, &tv);
-    }
 }
 
 /* ---- connection ---- */
@@ -326,6 +123,56 @@ static sub_topic *find_topic(sub_ctx *s, const char *name)
     return NULL;
 }
 
+/* Moves the topic's position as a `subscribed` reply says: live from
+ * here on, a new epoch (start over), a gap, or a clean resume. Returns -1
+ * when out of memory. */
+static int apply_subscribed(sub_topic *t, const char *epoch, uint64_t newest,
+                            int recovered)
+{
+    if (!t->sent_since) { /* live from here on */
+        if (sub_set_epoch(t, epoch) < 0)
+            return -1;
+        t->last = newest;
+        t->contiguous = 1;
+    } else if (strcmp(epoch, t->epoch) != 0) {
+        cli_error("topic %s: history gap (recovered: false)", t->name);
+        cli_error("topic %s: new epoch %s (was %s): starting over from its "
+                  "oldest retained message",
+                  t->name, epoch, t->epoch);
+        if (sub_set_epoch(t, epoch) < 0)
+            return -1;
+        t->last = 0;
+        t->contiguous = 0;
+    } else if (!recovered || newest < t->last) {
+        cli_error("topic %s: history gap (recovered: false)", t->name);
+        if (newest < t->last) {
+            /* the broker lost messages we have printed: skip what it
+             * resends of them, print what comes after */
+            cli_error("topic %s: the broker's newest offset is %llu, we had "
+                      "printed up to %llu",
+                      t->name, (unsigned long long)newest,
+                      (unsigned long long)t->last);
+            t->last = newest;
+        }
+        t->contiguous = 0;
+    } else {
+        t->contiguous = 1;
+    }
+    return 0;
+}
+
+/* Once every topic is confirmed the connection works: reset the backoff. */
+static void confirm_topic(sub_ctx *s, sub_topic *t)
+{
+    t->confirmed = 1;
+    sub_mark_dirty(s);
+    int all = 1;
+    for (int i = 0; i < s->ntopics; i++)
+        all &= s->topics[i].confirmed;
+    if (all)
+        s->attempt = 0;
+}
+
 static void on_subscribed(sub_ctx *s, json_t *msg)
 {
     sub_topic *t =
@@ -348,46 +195,12 @@ static void on_subscribed(sub_ctx *s, json_t *msg)
                 t->name, epoch, (unsigned long long)newest,
                 t->sent_since ? (recovered ? ", recovered" : ", not recovered")
                               : "");
-    if (!t->sent_since) { /* live from here on */
-        if (set_epoch(t, epoch) < 0)
-            goto oom;
-        t->last = newest;
-        t->contiguous = 1;
-    } else if (strcmp(epoch, t->epoch) != 0) {
-        cli_error("topic %s: history gap (recovered: false)", t->name);
-        cli_error("topic %s: new epoch %s (was %s): starting over from its "
-                  "oldest retained message",
-                  t->name, epoch, t->epoch);
-        if (set_epoch(t, epoch) < 0)
-            goto oom;
-        t->last = 0;
-        t->contiguous = 0;
-    } else if (!recovered || newest < t->last) {
-        cli_error("topic %s: history gap (recovered: false)", t->name);
-        if (newest < t->last) {
-            /* the broker lost messages we have printed: skip what it
-             * resends of them, print what comes after */
-            cli_error("topic %s: the broker's newest offset is %llu, we had "
-                      "printed up to %llu",
-                      t->name, (unsigned long long)newest,
-                      (unsigned long long)t->last);
-            t->last = newest;
-        }
-        t->contiguous = 0;
-    } else {
-        t->contiguous = 1;
+    if (apply_subscribed(t, epoch, newest, recovered) < 0) {
+        cli_error("out of memory");
+        stop(s, CLI_FAIL);
+        return;
     }
-    t->confirmed = 1;
-    mark_dirty(s);
-    int all = 1;
-    for (int i = 0; i < s->ntopics; i++)
-        all &= s->topics[i].confirmed;
-    if (all)
-        s->attempt = 0; /* a working connection: reset the backoff */
-    return;
-oom:
-    cli_error("out of memory");
-    stop(s, CLI_FAIL);
+    confirm_topic(s, t);
 }
 
 /* One event per line, as received; the broker sends compact JSON, so a
@@ -427,7 +240,7 @@ static void on_event(sub_ctx *s, json_t *msg, const char *raw, size_t len)
     }
     t->last = off;
     t->contiguous = 1;
-    mark_dirty(s);
+    sub_mark_dirty(s);
 }
 
 static void on_error_reply(sub_ctx *s, json_t *msg)
@@ -550,7 +363,7 @@ static void on_close(chorus_ws_client *c, int code, const char *reason,
             cli_error("cannot connect to %s: %s; retrying in %u ms", s->a->url,
                       reason, ms);
     }
-    struct timeval tv = tv_ms(ms);
+    struct timeval tv = sub_tv_ms(ms);
     evtimer_add(s->retry_timer, &tv);
 }
 
@@ -601,7 +414,7 @@ static void sub_connect(sub_ctx *s)
         event_base_loopbreak(s->base);
         return;
     }
-    struct timeval tv = tv_ms(LIVENESS_TICK_MS);
+    struct timeval tv = sub_tv_ms(LIVENESS_TICK_MS);
     event_add(s->live_timer, &tv);
 }
 
@@ -672,7 +485,7 @@ static int setup(sub_ctx *s, const cli_args *a)
         cli_error("sub: --since needs exactly one topic");
         return CLI_USAGE;
     }
-    if (s->state_path && state_load(s) < 0)
+    if (s->state_path && sub_state_load(s) < 0)
         return CLI_FAIL;
     size_t n = (size_t)a->npos + (s->state ? json_object_size(s->state) : 0);
     s->topics = calloc(n ? n : 1, sizeof *s->topics);
@@ -724,7 +537,7 @@ int cli_sub(const cli_args *a)
         r = CLI_FAIL;
     }
     if (r == CLI_OK) {
-        s.save_timer = evtimer_new(s.base, save_cb, &s);
+        s.save_timer = evtimer_new(s.base, sub_save_cb, &s);
         s.retry_timer = evtimer_new(s.base, retry_cb, &s);
         s.live_timer = event_new(s.base, -1, EV_PERSIST, live_cb, &s);
         /* ^C and SIGTERM end a subscription normally, positions saved */
@@ -745,7 +558,7 @@ int cli_sub(const cli_args *a)
             chorus_ws_client_free(s.ws);
             s.ws = NULL;
         }
-        if (state_save(&s) < 0 && s.status == CLI_OK)
+        if (sub_state_save(&s) < 0 && s.status == CLI_OK)
             s.status = CLI_FAIL;
         r = s.status;
     }
