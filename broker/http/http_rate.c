@@ -66,11 +66,15 @@ int http_rate_take(conn *c)
         return 1;
     pthread_mutex_lock(&table_mu);
     b = find_bucket(c->ip->addr, c->ip->len, burst, now);
-    b->tokens +=
-        (double)(now - b->refill_ms) * (double)cfg->publish_rate / 1000.0;
-    if (b->tokens > burst)
-        b->tokens = burst;
-    b->refill_ms = now;
+    /* Each loop caches its own clock: one may read a time earlier than
+     * another loop already wrote here, which must not take tokens away. */
+    if (now > b->refill_ms) {
+        b->tokens +=
+            (double)(now - b->refill_ms) * (double)cfg->publish_rate / 1000.0;
+        if (b->tokens > burst)
+            b->tokens = burst;
+        b->refill_ms = now;
+    }
     ok = b->tokens >= 1.0;
     if (ok)
         b->tokens -= 1.0;
