@@ -28,29 +28,6 @@ static int has_prefix(const char *path, size_t len, const char *prefix)
     return len >= n && memcmp(path, prefix, n) == 0;
 }
 
-static int method_is(const chorus_http_request *req, const char *m)
-{
-    return strlen(m) == req->method_len &&
-           memcmp(req->method, m, req->method_len) == 0;
-}
-
-/* Decodes and validates the topic at the end of an API path. Replies 400
- * itself and returns -1 when it is not a valid topic. */
-static int path_topic(conn *c, const char *enc, size_t len, char *out,
-                      size_t out_size, int keepalive)
-{
-    int n = chorus_http_percent_decode(enc, len, out, out_size);
-
-    if (n < 0 || !chorus_topic_valid(out, (size_t)n)) {
-        http_respond_error(c, 400, CHORUS_ERR_INVALID_TOPIC,
-                           "topic must be 1-200 characters of A-Z a-z 0-9 "
-                           ". _ - : / @",
-                           keepalive);
-        return -1;
-    }
-    return n;
-}
-
 /* With authentication on, the HTTP API takes the API key, a token that
  * allows the topic, or no credentials from an anonymous client exactly
  * where /ws would take them (allow_anonymous; anonymous_publish to
@@ -143,7 +120,7 @@ static http_api_result publish_body(conn *c, const chorus_http_request *req,
     json_t *data;
     char *text;
     int anonymous;
-    int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
+    int n = http_path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
     if (n < 0 ||
         api_authorize(c, req, query, query_len, name, (size_t)n, 1, keepalive,
@@ -296,7 +273,7 @@ static http_api_result read_history(conn *c, const chorus_http_request *req,
     uint64_t since, limit;
     history_req *r;
     int anonymous;
-    int n = path_topic(c, enc, enc_len, name, sizeof name, keepalive);
+    int n = http_path_topic(c, enc, enc_len, name, sizeof name, keepalive);
 
     if (n < 0 || api_authorize(c, req, query, query_len, name, (size_t)n, 0,
                                keepalive, &anonymous))
@@ -361,13 +338,13 @@ http_api_result http_api_route(conn *c, const chorus_http_request *req,
 
     if (!publish && !has_prefix(path, path_len, HISTORY_PREFIX))
         return HTTP_API_NO_ROUTE;
-    if (method_is(req, "OPTIONS")) {
+    if (http_method_is(req, "OPTIONS")) {
         http_respond_preflight(c, req, method, keepalive);
         return HTTP_API_DONE;
     }
     if (api_origin(c, req, keepalive))
         return HTTP_API_DONE;
-    if (!method_is(req, method)) {
+    if (!http_method_is(req, method)) {
         http_respond_405(c, publish ? "POST, OPTIONS" : "GET, OPTIONS",
                          keepalive);
         return HTTP_API_DONE;

@@ -113,3 +113,24 @@ void http_respond_preflight(conn *c, const chorus_http_request *req,
         snprintf(hdr, sizeof hdr, "Allow: %s, OPTIONS\r\n", methods);
     http_respond(c, 204, NULL, NULL, 0, hdr, keepalive);
 }
+
+int http_method_is(const chorus_http_request *req, const char *m)
+{
+    return strlen(m) == req->method_len &&
+           memcmp(req->method, m, req->method_len) == 0;
+}
+
+int http_path_topic(conn *c, const char *enc, size_t len, char *out,
+                    size_t out_size, int keepalive)
+{
+    int n = chorus_http_percent_decode(enc, len, out, out_size);
+
+    if (n < 0 || !chorus_topic_valid(out, (size_t)n)) {
+        http_respond_error(c, 400, CHORUS_ERR_INVALID_TOPIC,
+                           "topic must be 1-200 characters of A-Z a-z 0-9 "
+                           ". _ - : / @",
+                           keepalive);
+        return -1;
+    }
+    return n;
+}

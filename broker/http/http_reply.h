@@ -1,4 +1,5 @@
-/* HTTP responses, for the router, the API and the static files. */
+/* HTTP responses, for the router, the API, /sse and the static files,
+ * and the request checks they share. */
 #ifndef CHORUS_HTTP_REPLY_H
 #define CHORUS_HTTP_REPLY_H
 
@@ -26,5 +27,13 @@ void http_respond_error(conn *c, int status, const char *code,
  * (JSON, no CORS) for a refused one. */
 void http_respond_preflight(conn *c, const chorus_http_request *req,
                             const char *methods, int keepalive);
+
+/* Whether the request's method is m ("GET"). */
+int http_method_is(const chorus_http_request *req, const char *m);
+
+/* Decodes and validates the percent-encoded topic at the end of a path
+ * into out. Returns its length, or replies 400 itself and returns -1. */
+int http_path_topic(conn *c, const char *enc, size_t len, char *out,
+                    size_t out_size, int keepalive);
 
 #endif

@@ -48,12 +48,6 @@ static int path_is(const char *path, size_t len, const char *want)
     return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
-static int method_is(const chorus_http_request *req, const char *m)
-{
-    return strlen(m) == req->method_len &&
-           memcmp(req->method, m, req->method_len) == 0;
-}
-
 static route_result upgrade(conn *c, const chorus_http_request *req,
                             ws_kind kind, const char *query, size_t query_len)
 {
@@ -93,7 +87,7 @@ static route_result metrics_route(conn *c, const chorus_http_request *req,
     auth_identity id;
     const char *why;
 
-    if (!method_is(req, "GET")) {
+    if (!http_method_is(req, "GET")) {
         http_respond_405(c, "GET", keepalive);
         return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
     }
@@ -147,7 +141,7 @@ static route_result route(conn *c, const chorus_http_request *req,
         /* A page on an admitted origin may read it (chorus.js's ping()
          * and fallback check); a refused one only gets no CORS. */
         http_cors_begin(c, req);
-        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+        if (!http_method_is(req, "GET") && !http_method_is(req, "HEAD")) {
             http_respond_405(c, "GET, HEAD", keepalive);
             return keepalive ? ROUTE_NEXT : ROUTE_CLOSE;
         }

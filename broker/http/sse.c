@@ -117,7 +117,7 @@ sse_route_result sse_route(conn *c, const chorus_http_request *req,
     if (path_len < SSE_PREFIX_LEN ||
         memcmp(path, SSE_PREFIX, SSE_PREFIX_LEN) != 0)
         return SSE_NO_ROUTE;
-    if (req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0) {
+    if (http_method_is(req, "OPTIONS")) {
         http_respond_preflight(c, req, "GET", 0);
         return SSE_REFUSED;
     }
@@ -125,19 +125,14 @@ sse_route_result sse_route(conn *c, const chorus_http_request *req,
      * that a page can read why its stream was refused; a refused Origin
      * gets none (http_admit answers it 403). */
     http_cors_begin(c, req);
-    if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+    if (!http_method_is(req, "GET")) {
         http_respond_405(c, "GET, OPTIONS", 0);
         return SSE_REFUSED;
     }
-    n = chorus_http_percent_decode(
-        path + SSE_PREFIX_LEN, path_len - SSE_PREFIX_LEN, name, sizeof name);
-    if (n < 0 || !chorus_topic_valid(name, (size_t)n)) {
-        http_respond_error(c, 400, CHORUS_ERR_INVALID_TOPIC,
-                           "topic must be 1-200 characters of A-Z a-z 0-9 "
-                           ". _ - : / @",
-                           0);
+    n = http_path_topic(c, path + SSE_PREFIX_LEN, path_len - SSE_PREFIX_LEN,
+                        name, sizeof name, 0);
+    if (n < 0)
         return SSE_REFUSED;
-    }
     if (http_admit(c, req, query, query_len, "SSE stream"))
         return SSE_REFUSED;
     if (!auth_can_subscribe(cfg, &c->auth, name, (size_t)n)) {

@@ -117,6 +117,14 @@ void publish_topic_info(server *s, const char *name, size_t len,
     topics_unpin(&s->topics, t);
 }
 
+void publish_topic_adopt(topic *t, const store_topic_info *info)
+{
+    memcpy(t->epoch, info->epoch, sizeof t->epoch);
+    t->loaded = 1;
+    if (info->newest > t->last_offset)
+        t->last_offset = info->newest;
+}
+
 static int slot_grow(publish_slot *sl)
 {
     size_t cap = sl->cap ? sl->cap * 2 : 64;

@@ -76,6 +76,10 @@ void publish_destroy(server *s);
 void publish_topic_info(server *s, const char *name, size_t len,
                         store_topic_cb cb, void *arg);
 
+/* Takes the state publish_topic_info gave for t into this loop's topic:
+ * its epoch, and its newest offset unless a fan-out here is ahead. */
+void publish_topic_adopt(topic *t, const store_topic_info *info);
+
 /* Publishes data (serialized JSON, owned) to the topic for c, whose reply
  * (`published` or HTTP 200) follows the commit. Returns 0, or -1 (data
  * freed) when that failed; the caller replies `internal`. */

@@ -114,10 +114,7 @@ static void subscribe_with(conn *c, const sub_req *r,
         session_error(c, r->id, CHORUS_ERR_INTERNAL, "out of memory");
         return;
     }
-    memcpy(t->epoch, info->epoch, sizeof t->epoch);
-    t->loaded = 1;
-    if (info->newest > t->last_offset)
-        t->last_offset = info->newest;
+    publish_topic_adopt(t, info);
     if (r->has_since)
         replay_plan(srv, t, r->since_epoch, r->since_offset, info, &recovered,
                     &cursor);

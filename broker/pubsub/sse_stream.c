@@ -97,10 +97,7 @@ static void subscribe_with(conn *c, const stream_req *r,
     }
     s->sse = 1;
     c->nsubs = 1;
-    memcpy(t->epoch, info->epoch, sizeof t->epoch);
-    t->loaded = 1;
-    if (info->newest > t->last_offset)
-        t->last_offset = info->newest;
+    publish_topic_adopt(t, info);
     if (r->since.has)
         replay_plan(srv, t, r->since.epoch, r->since.offset, info, &recovered,
                     &cursor);
