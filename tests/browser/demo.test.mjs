@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Broker, launchBrowser, cliPub, waitFor, sleep, makeToken, ARTIFACTS } from './helpers.mjs';
+import { Broker, launchBrowser, cliPub, floodBlockedPage, waitFor, sleep, makeToken, ARTIFACTS } from './helpers.mjs';
 
 let browser;
 const brokers = [];
@@ -138,20 +138,9 @@ test('a slow-consumer close (1013) is recovered from with every offset once', as
   const page = await openDemo(b, topic);
   await subscribed(page, topic);
 
-  // 32 MB in 8 KB messages, well more than the kernel and chromium's
-  // buffers hold, while the page's main thread is blocked: chromium stops
-  // reading, the broker queues past 16k and closes the page with 1013.
+  // the broker queues past 16k and closes the page with 1013
   const COUNT = 4000;
-  const big = 'x'.repeat(8000);
-  const lines = range(COUNT).map((i) => JSON.stringify(`${i} ${big}`));
-  // Busy for as long as the CLI publishes (however slow the build), and a
-  // second more, with only a moment between the busy spells.
-  let publishing = true;
-  const published = cliPub(b.url, topic, lines, { timeout: 120000 }).finally(() => { publishing = false; });
-  const busy = () => page.evaluate(() => { const end = Date.now() + 1000; while (Date.now() < end); });
-  while (publishing) await busy();
-  await busy();
-  await published;
+  await floodBlockedPage(page, b.url, topic, COUNT);
 
   await waitFor(async () => (await offsets(page)).length >= COUNT,
     { timeout: 60000, what: `all ${COUNT} offsets after the slow-consumer close` });

@@ -133,6 +133,24 @@ export function cliPub(url, topic, data, { timeout = 20000 } = {}) {
   });
 }
 
+/** Publishes count messages of 8 KB (32 MB for 4000: well more than the
+ *  kernel's and chromium's buffers hold), "<i> xxx...", with the CLI while
+ *  the page's main thread is kept busy, and a second more: chromium stops
+ *  reading, so the broker's queue for the page passes a small
+ *  max_outbound_bytes and it closes the page as a slow consumer. */
+export async function floodBlockedPage(page, url, topic, count) {
+  const big = 'x'.repeat(8000);
+  const lines = Array.from({ length: count }, (_, i) => JSON.stringify(`${i + 1} ${big}`));
+  // Busy for as long as the CLI publishes (however slow the build), with
+  // only a moment between the busy spells.
+  let publishing = true;
+  const published = cliPub(url, topic, lines, { timeout: 120000 }).finally(() => { publishing = false; });
+  const busy = () => page.evaluate(() => { const end = Date.now() + 1000; while (Date.now() < end); });
+  while (publishing) await busy();
+  await busy();
+  await published;
+}
+
 /** An HS256 JWT signed with secret; claims like {sub, exp, sub_topics...}. */
 export function makeToken(secret, claims) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');

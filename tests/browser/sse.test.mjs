@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
-  Broker, launchBrowser, cliPub, waitFor, sleep, noWebSocketProxy, makeToken, ARTIFACTS, CLIENT_DIR,
+  Broker, launchBrowser, cliPub, floodBlockedPage, waitFor, sleep, noWebSocketProxy, makeToken, ARTIFACTS, CLIENT_DIR,
 } from './helpers.mjs';
 
 let browser;
@@ -123,18 +123,10 @@ test("transport 'sse' in the page: a slow-consumer close is resumed from with ev
   await waitFor(() => page.evaluate((t) => !!window.chorusDemo.client.position(t), topic),
     { what: 'page subscribed over SSE' });
 
-  // As in demo.test.mjs: 32 MB in 8 KB messages while the page's main
-  // thread is blocked, so chromium stops reading the stream and the
-  // broker's queue for it passes 16k.
+  // chromium stops reading the stream and the broker's queue for it
+  // passes 16k
   const COUNT = 4000;
-  const big = 'x'.repeat(8000);
-  const lines = range(COUNT).map((i) => JSON.stringify(`${i} ${big}`));
-  let publishing = true;
-  const published = cliPub(b.url, topic, lines, { timeout: 120000 }).finally(() => { publishing = false; });
-  const busy = () => page.evaluate(() => { const end = Date.now() + 1000; while (Date.now() < end); });
-  while (publishing) await busy();
-  await busy();
-  await published;
+  await floodBlockedPage(page, b.url, topic, COUNT);
 
   await waitFor(async () => (await offsets(page)).length >= COUNT,
     { timeout: 60000, what: `all ${COUNT} offsets after the slow-consumer close` });
