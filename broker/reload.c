@@ -19,7 +19,7 @@
 static const char *const restart_keys[] = {
     "listen",    "tls_listen",    "db_path",       "history",
     "threads",   "durability",    "io_uring",      "engine",
-    "redis_url", "redis_durable", "redis_timeout",
+    "redis_url", "redis_durable", "redis_timeout", "tcp_congestion",
 };
 
 /* Descriptors the broker keeps for itself whatever the connections:

@@ -14,6 +14,8 @@ PACKAGES=(
 LEAN_PACKAGES=()
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(sqlite3)
+  # test_tcp_congestion reads accepted sockets' congestion control (ss).
+  PACKAGES+=(iproute2)
   # The package test: systemd-analyze verify, man --warnings, completion;
   # cpack's DEB generator needs `file` (for dpkg-shlibdeps).
   PACKAGES+=(systemd man-db bash-completion file)

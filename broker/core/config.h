@@ -47,6 +47,7 @@ typedef struct config {
     uint64_t publish_rate;  /* publishes per second per connection; 0 */
     uint64_t publish_burst; /* bucket size; 0 = publish_rate */
     char *tls_listen;       /* second listener for wss/https; NULL */
+    char *tcp_congestion;   /* of accepted sockets; NULL: the system's */
     char *tls_cert;         /* PEM chain */
     char *tls_key;          /* PEM private key */
     char *web_root;         /* static files served at /; NULL */

@@ -32,6 +32,7 @@ typedef enum {
     T_STRING,
     T_ENGINE,
     T_REDIS_URL, /* repeatable: each line adds one */
+    T_TCP_CC,    /* a congestion control the kernel accepts */
 } key_type;
 
 /* How a key's value is stored in struct config. */

@@ -3,8 +3,13 @@
  * it (the file reader and the command line both go through config_set). */
 #include "config_internal.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define OFF(field) offsetof(config, field)
 
@@ -48,6 +53,7 @@ const key_def config_keys[] = {
     {"publish_rate", T_COUNT, OFF(publish_rate), 0, 0, NULL},
     {"publish_burst", T_COUNT, OFF(publish_burst), 0, 0, NULL},
     {"tls_listen", T_LISTEN, OFF(tls_listen), 0, 0, NULL},
+    {"tcp_congestion", T_TCP_CC, OFF(tcp_congestion), 0, 0, NULL},
     {"tls_cert", T_PATH, OFF(tls_cert), 0, 0, NULL},
     {"tls_key", T_PATH, OFF(tls_key), 0, 0, NULL},
     {"web_root", T_PATH, OFF(web_root), 0, 0, NULL},
@@ -80,6 +86,7 @@ static const char *expected_form(const key_def *k)
     case T_STRING: return "expected a non-empty text";
     case T_ENGINE: return "expected sqlite or redis";
     case T_REDIS_URL: return "expected redis://[:password@]host:port[/db]";
+    case T_TCP_CC: return "expected a TCP congestion control like cubic or bbr";
     }
     return "invalid value";
 }
@@ -102,7 +109,8 @@ key_storage config_key_storage(const key_def *k)
     switch (k->type) {
     case T_LISTEN:
     case T_PATH:
-    case T_STRING: return STORE_STRING;
+    case T_STRING:
+    case T_TCP_CC: return STORE_STRING;
     case T_REDIS_URL: return STORE_URLS;
     case T_SIZE:
     case T_DURATION:
@@ -207,6 +215,38 @@ static int add_redis_url(config *c, const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the kernel gives a TCP socket this congestion control: only it
+ * knows, since a module not yet loaded may still be loadable. The config
+ * file is the place to hear of a typo, not the listener at startup. */
+static int check_tcp_congestion(const char *value, char *err, size_t errlen)
+{
+    int fd, rc;
+
+    if (strlen(value) >= 16) { /* TCP_CA_NAME_MAX: the kernel would cut it */
+        config_set_err(err, errlen,
+                       "tcp_congestion: \"%.40s\" is too long "
+                       "for a congestion control name",
+                       value);
+        return -1;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        config_set_err(err, errlen, "tcp_congestion: cannot open a socket: %s",
+                       strerror(errno));
+        return -1;
+    }
+    rc = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, value,
+                    (socklen_t)strlen(value));
+    if (rc < 0)
+        config_set_err(
+            err, errlen,
+            "tcp_congestion: \"%.40s\" is not available here (%s); "
+            "see /proc/sys/net/ipv4/tcp_available_congestion_control",
+            value, strerror(errno));
+    close(fd);
+    return rc < 0 ? -1 : 0;
+}
+
 int config_set(config *c, const char *key, const char *value, char *err,
                size_t errlen)
 {
@@ -228,6 +268,11 @@ int config_set(config *c, const char *key, const char *value, char *err,
     field = (char *)c + k->offset;
     if (k->type == T_REDIS_URL)
         return add_redis_url(c, value, err, errlen);
+    if (k->type == T_TCP_CC) {
+        if (check_tcp_congestion(value, err, errlen) < 0)
+            return -1;
+        return set_string(field, value, k, err, errlen);
+    }
     if (int_parser[k->type]) {
         if (int_parser[k->type](value, &i) == 0) {
             *(int *)field = i;

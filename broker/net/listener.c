@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -184,6 +186,15 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
                     &(struct timeval){0, ACCEPT_BACKOFF_MS * 1000});
 }
 
+/* Accepted sockets inherit the listener's congestion control. Set on each
+ * accepted socket, it would come too late: BBR as the system's default has
+ * already turned on the socket's pacing, and a change does not undo it. */
+static int set_congestion(struct evconnlistener *l, const char *name)
+{
+    return setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_CONGESTION,
+                      name, (socklen_t)strlen(name));
+}
+
 static struct evconnlistener *open_one(server *s, const char *addr,
                                        evconnlistener_cb cb, char *err,
                                        size_t errlen)
@@ -213,6 +224,12 @@ static struct evconnlistener *open_one(server *s, const char *addr,
     freeaddrinfo(ai);
     if (!l) {
         snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
+        return NULL;
+    }
+    if (s->cfg->tcp_congestion && set_congestion(l, s->cfg->tcp_congestion)) {
+        snprintf(err, errlen, "listen %s: tcp_congestion %s: %s", addr,
+                 s->cfg->tcp_congestion, strerror(errno));
+        evconnlistener_free(l);
         return NULL;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);

@@ -311,6 +311,9 @@ static void test_set(void)
     config_init(&c);
     CHECK_EQ_INT(config_set(&c, "listen", "[::1]:9000", err, sizeof err), 0);
     CHECK_EQ_STR(c.listen, "[::1]:9000");
+    /* reno is built into every Linux kernel */
+    CHECK_EQ_INT(config_set(&c, "tcp_congestion", "reno", err, sizeof err), 0);
+    CHECK_EQ_STR(c.tcp_congestion, "reno");
     CHECK_EQ_INT(config_set(&c, "echo_endpoint", "on", err, sizeof err), 0);
     CHECK_EQ_INT(c.echo_endpoint, 1);
     CHECK_EQ_INT(config_set(&c, "max_message_size", "64k", err, sizeof err), 0);
@@ -432,6 +435,17 @@ static void test_set_errors(void)
          "max_subscriptions_per_connection: expected a non-negative integer, "
          "not \"18446744073709551616\""},
         {"db_path", "", "db_path: missing value (expected a file path)"},
+        {"tcp_congestion", "",
+         "tcp_congestion: missing value (expected a TCP congestion control "
+         "like cubic or bbr)"},
+        {"tcp_congestion", "no-such-cc",
+         "tcp_congestion: \"no-such-cc\" is not available here (No such "
+         "file or directory); see "
+         "/proc/sys/net/ipv4/tcp_available_congestion_control"},
+        /* the kernel reads 15 bytes: "reno" and more must not pass */
+        {"tcp_congestion", "renorenorenoreno",
+         "tcp_congestion: \"renorenorenoreno\" is too long for a congestion "
+         "control name"},
         {"max_connections", "12345678901234567890123456789012345678901234",
          "max_connections: expected a non-negative integer, not "
          "\"1234567890123456789012345678901234567890...\""},
