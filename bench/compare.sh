@@ -10,6 +10,9 @@
 #                                    # Chorus A over WS / SSE (the spread)
 #   PAIR_ARGS="--rcvbuf 1048576" SSE_PAIRS=5 ...  # more bench options
 #                                    # for those pairs
+#   PAIR_CC="system bbr" SSE_PAIRS=5 ...  # those pairs once per chorusd
+#                                    # tcp_congestion (system: unset;
+#                                    # default: system, and cubic)
 #   KEEP=1 bench/compare.sh     # keep the temp dir (configs, logs, outputs)
 #   BUILD=/tmp/build-bench bench/compare.sh   # binaries from another build dir
 #   bench/compare.sh --scaling  # also: Chorus threads = 1 vs 2 (A and B)
@@ -329,6 +332,12 @@ for_sse() { # scn -- args
 # machine a ratio is only worth its spread.
 SSE_PAIRS=${SSE_PAIRS:-0}
 PAIR_ARGS=${PAIR_ARGS:-}
+SYSTEM_CC=$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
+# By default the pairs run with the system's congestion control and, where
+# that is not cubic (Debian's default), with cubic too: BBR paces bursts
+# with timers, which moves CPU per delivery (README, "TCP congestion
+# control"; docs/BENCHMARKS.md).
+PAIR_CC=${PAIR_CC:-system$([ "$SYSTEM_CC" = cubic ] || echo " cubic")}
 
 T0=$(date +%s)
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
@@ -387,12 +396,19 @@ run R chorus start_chorus -- --proto chorus --replay "$REPLAY_N" --window 1000 -
 CHORUS_EXTRA=()
 # (odd pairs WebSocket first, even pairs SSE first, so that a trend in the
 # machine's load does not favour one side)
+# With PAIR_CC naming several congestion controls, each pair runs once
+# per control, in turn, so that all see the same stretch of the machine.
 for i in $(seq "$SSE_PAIRS"); do
-    for sub in $([ $((i % 2)) = 1 ] && echo "ws sse" || echo "sse ws"); do
-        if [ "$sub" = ws ]; then scn=AW$i; else scn=AS$i; fi
-        ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W $PAIR_ARGS
+    for cc in $PAIR_CC; do
+        CHORUS_EXTRA=()
+        [ "$cc" = system ] || CHORUS_EXTRA=("tcp_congestion = $cc")
+        for sub in $([ $((i % 2)) = 1 ] && echo "ws sse" || echo "sse ws"); do
+            if [ "$sub" = ws ]; then scn=AW$i$cc; else scn=AS$i$cc; fi
+            ONLY="" run "$scn" chorus start_chorus -- --proto chorus --sub "$sub" -n 1000 -t 1 -p 100 --window "$WIN_A" $W $PAIR_ARGS
+        done
     done
 done
+CHORUS_EXTRA=()
 fi
 
 # Optional: Chorus threads = 1 vs 2 on scenarios A and B. Both runs put
@@ -508,21 +524,31 @@ sse_table() {
     done
     printf '| lost/dup/closed | %s | %s | | %s | %s | |\n' "${out[@]}"
     [ "$SSE_PAIRS" -gt 0 ] || return 0
+    local cc
+    for cc in $PAIR_CC; do
+        sse_pairs_table "$cc"
+    done
+}
+
+sse_pairs_table() { # cc
+    local cc=$1 name i r rs=() w s
+    name=$([ "$cc" = system ] && echo "unset: the system's, $SYSTEM_CC" || echo "$cc")
     echo
-    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first${PAIR_ARGS:+; bench options $PAIR_ARGS}):"
+    echo "Chorus only, $SSE_PAIRS more pairs back to back (A over WebSocket and over SSE; odd pairs WebSocket first; tcp_congestion $name${PAIR_ARGS:+; bench options $PAIR_ARGS}):"
     echo
     echo "| pair | WS deliveries/s | SSE deliveries/s | WS CPU us/delivery | SSE CPU us/delivery | SSE/WS CPU per delivery |"
     echo "|---|---|---|---|---|---|"
-    local i r rs=()
     for i in $(seq "$SSE_PAIRS"); do
-        r=$(ratio "$(get "AS$i" chorus cpu_us_per_deliv)" "$(get "AW$i" chorus cpu_us_per_deliv)")
+        w=AW$i$cc; s=AS$i$cc
+        r=$(ratio "$(get "$s" chorus cpu_us_per_deliv)" "$(get "$w" chorus cpu_us_per_deliv)")
         [ "$r" != - ] && rs+=("$r")
         printf '| %s | %s | %s | %s | %s | %s |\n' "$i" \
-            "$(fmt "$(get "AW$i" chorus deliv_rate)" 1 0)" "$(fmt "$(get "AS$i" chorus deliv_rate)" 1 0)" \
-            "$(fmt "$(get "AW$i" chorus cpu_us_per_deliv)" 1 3)" "$(fmt "$(get "AS$i" chorus cpu_us_per_deliv)" 1 3)" "$r"
+            "$(fmt "$(get "$w" chorus deliv_rate)" 1 0)" "$(fmt "$(get "$s" chorus deliv_rate)" 1 0)" \
+            "$(fmt "$(get "$w" chorus cpu_us_per_deliv)" 1 3)" "$(fmt "$(get "$s" chorus cpu_us_per_deliv)" 1 3)" "$r"
     done
     [ "${#rs[@]}" -gt 0 ] && printf '| min / median / max | | | | | %s |\n' \
         "$(printf '%s\n' "${rs[@]}" | sort -g | awk '{v[NR]=$1} END {printf "%s / %s / %s", v[1], (NR % 2 ? v[(NR+1)/2] : sprintf("%.2f", (v[NR/2]+v[NR/2+1])/2)), v[NR]}')"
+    return 0
 }
 
 srow() { # label key scale decimals
