@@ -280,14 +280,16 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 int server_run(server *s)
 {
     if (s->index == 0)
-        log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s)",
+        log_info("chorusd listening on %s%s%s (history %s%s, %d thread%s%s%s)",
                  s->cfg->listen, s->tls_listener ? ", TLS on " : "",
                  s->tls_listener ? s->cfg->tls_listen : "",
                  s->store ? "in " : "off",
                  !s->store                        ? ""
                  : s->cfg->engine == ENGINE_REDIS ? s->cfg->redis_urls[0]
                                                   : s->cfg->db_path,
-                 s->b->n, s->b->n == 1 ? "" : "s");
+                 s->b->n, s->b->n == 1 ? "" : "s",
+                 s->cfg->tcp_congestion ? ", tcp_congestion " : "",
+                 s->cfg->tcp_congestion ? s->cfg->tcp_congestion : "");
     /* A loop with no client yet has no pending event: its inbox is only
      * ever activated from another thread. */
     event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);

@@ -61,8 +61,10 @@ def test_accepted_connections_use_it(make_broker, workdir, threads):
             assert accepted_cc(port) == ["reno", "reno"]
         finally:
             close_all(socks)
-    # and the connections serve as usual
+    # and the connections serve as usual; the start line names it
     assert http_request(b, "GET", "/healthz")[0] == 200
+    assert "thread" in b.read_log() and ", tcp_congestion reno)" in \
+        b.read_log(), b.read_log()
 
 
 def test_without_it_the_systems_default(make_broker):
