@@ -433,8 +433,9 @@ ratio() { # a b -> a/b
         awk "BEGIN{printf \"%.2f\", $1 / $2}"
     else echo "-"; fi
 }
-fmt() { # value scale decimals
-    if num "$1"; then awk "BEGIN{printf \"%.$3f\", $1 * $2}"; else echo "${1:--}"; fi
+fmt() { # value scale decimals; "-" for a value the bench could not measure (-1)
+    if num "$1"; then awk "BEGIN{printf \"%.$3f\", $1 * $2}"
+    else case "$1" in -1|-1.*) echo "-" ;; *) echo "${1:--}" ;; esac; fi
 }
 row() { # label scn key scale decimals
     local c n a
