@@ -182,6 +182,30 @@ def test_resume_by_last_event_id_and_since(broker):
     assert ids == [f"{epoch}:{n}" for n in (8, 9, 10, 11)], ids
 
 
+def test_position_edges_are_taken(broker):
+    """Leading zeros and the largest offset (2**64 - 1) are positions; one
+    past the newest offset is not recoverable, so it gets `gap` (the
+    400s of malformed ones are in test_bad_position_is_400_with_json)."""
+    for i in range(1, 4):
+        epoch = publish(broker, "edge", i)["epoch"]
+    for headers, query, recovered, cursor in (
+            ({"Last-Event-ID": f"{epoch}:0002"}, "", True, 2),
+            ({}, f"since={epoch}:000", True, 0),
+            ({"Last-Event-ID": f"{epoch}:{2**64 - 1}"}, "", False, 0),
+            ({}, f"since={epoch}:{2**64 - 1}", False, 0)):
+        s = SSE(broker.port, "edge", query=query, headers=headers)
+        try:
+            assert s.status == 200, (headers, query, s.read_body())
+            sub = subscribed(s)
+            assert sub.json()["recovered"] is recovered, (headers, query)
+            assert sub.id == f"{epoch}:{cursor}", sub
+            if not recovered:
+                assert s.next_event().event == "gap"
+            check_offsets(messages_upto(s, 3), cursor + 1, 3)
+        finally:
+            s.close()
+
+
 def test_resume_after_kill9_every_offset_once(make_broker):
     b = make_broker(history_size=100000)
     epoch = None
