@@ -218,6 +218,12 @@ void metrics_render(const server *s, struct evbuffer *out)
              "Connections refused, by cause.", "cause", reject_names,
              m->rejected, REJECT__COUNT);
     one(out, "chorus_subscriptions", "gauge", "Current subscriptions.", subs);
+    one(out, "chorus_sse_streams", "gauge",
+        "Open Server-Sent Events streams (GET /sse/{topic}).",
+        stat_get(&m->sse_streams));
+    one(out, "chorus_sse_streams_total", "counter",
+        "Server-Sent Events streams opened since start.",
+        stat_get(&m->sse_streams_total));
     one(out, "chorus_topics", "gauge",
         "Topics in memory (summed over event loops).", ntopics);
     one(out, "chorus_messages_published_total", "counter",

@@ -88,6 +88,8 @@ typedef struct metrics {
     stat_counter too_large; /* 1009 closes and 413 answers */
     stat_counter token_expired_closes;
     stat_counter partial_writes; /* by writev; io_uring's are in send_batch */
+    stat_counter sse_streams;    /* open SSE streams (a gauge) */
+    stat_counter sse_streams_total; /* SSE streams opened */
     /* engine = redis */
     stat_counter redis_rtt_buckets[METRICS_REDIS_RTT_BUCKETS + 1]; /* +Inf */
     stat_counter redis_rtt_sum_ns;

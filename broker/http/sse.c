@@ -1,8 +1,5 @@
 #include "sse.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -14,32 +11,20 @@
 #include "http_cors.h"
 #include "http_reply.h"
 #include "server.h"
+#include "sse_position.h"
 #include "sse_stream.h"
 #include "store.h"
 
 #define SSE_PREFIX "/sse/"
 #define SSE_PREFIX_LEN (sizeof SSE_PREFIX - 1)
 
-/* "<epoch>:<offset>": 32 lowercase hex characters, a colon and a decimal
- * offset. Returns 0 and fills since, or -1. */
+_Static_assert(STORE_EPOCH_LEN == CHORUS_EPOCH_LEN,
+               "a stream resumes from a wire epoch");
+
+/* Fills since from "<epoch>:<offset>" (sse_position.h). 0 or -1. */
 static int parse_position(const char *text, size_t len, sse_since *since)
 {
-    char buf[64], *end;
-    const char *colon = memchr(text, ':', len);
-    size_t elen = colon ? (size_t)(colon - text) : 0;
-
-    if (!colon || elen != STORE_EPOCH_LEN || len - elen - 1 >= sizeof buf ||
-        len - elen - 1 == 0)
-        return -1;
-    memcpy(since->epoch, text, elen);
-    since->epoch[elen] = '\0';
-    memcpy(buf, colon + 1, len - elen - 1);
-    buf[len - elen - 1] = '\0';
-    if (!chorus_epoch_valid(since->epoch) || buf[0] < '0' || buf[0] > '9')
-        return -1;
-    errno = 0;
-    since->offset = strtoull(buf, &end, 10);
-    if (*end || errno)
+    if (sse_position_parse(text, len, since->epoch, &since->offset))
         return -1;
     since->has = 1;
     return 0;

@@ -287,6 +287,8 @@ void conn_abort(conn *c)
     if (c->state == CONN_DEAD)
         return;
     detach(c);
+    if (c->h->on_gone)
+        c->h->on_gone(c);
     c->state = CONN_DEAD;
     if (c->expiry_ev)
         evtimer_del(c->expiry_ev);

@@ -66,6 +66,10 @@ typedef struct conn_handler {
      * close frame. May be NULL. */
     size_t (*on_end)(conn *c, uint16_t code, const char *reason, char *out,
                      size_t cap);
+    /* c is closed for good (conn_abort, after on_detach): called once
+     * per connection, so that a handler can count its open ones (the SSE
+     * streams gauge). May be NULL. */
+    void (*on_gone)(conn *c);
 } conn_handler;
 
 /* on_drain is called when the queue falls to this. */

@@ -130,6 +130,9 @@ void sse_stream_start(conn *c, const char *name, size_t len,
 {
     stream_req *r = calloc(1, sizeof *r + len + 1);
 
+    /* Counted from here to gone(), which conn_abort calls once. */
+    stat_inc(&c->srv->stats.sse_streams_total);
+    stat_inc(&c->srv->stats.sse_streams);
     send_retry(c);
     if (!r) {
         conn_close(c, CHORUS_WS_CLOSE_INTERNAL, "out of memory");
@@ -194,9 +197,16 @@ static void detach(conn *c)
     topics_unsubscribe_all(&c->srv->topics, &c->subs);
 }
 
+/* The stream is over: it leaves the open-streams gauge. */
+static void gone(conn *c)
+{
+    stat_add(&c->srv->stats.sse_streams, (uint64_t)-1);
+}
+
 const conn_handler sse_stream_handler = {.on_drain = replay_pump,
                                          .on_detach = detach,
                                          .name = "/sse",
                                          .stream = 1,
                                          .on_ping = ping,
-                                         .on_end = end_event};
+                                         .on_end = end_event,
+                                         .on_gone = gone};

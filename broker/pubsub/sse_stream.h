@@ -26,7 +26,9 @@ typedef struct sse_since {
  * `: ping` every ping_interval, the subscription dropped at the end. */
 extern const struct conn_handler sse_stream_handler;
 
-/* c streams (conn_start_stream with sse_stream_handler): sends `retry:`
+/* c streams (conn_start_stream with sse_stream_handler; this call comes
+ * right after it, since it counts the stream that the handler's on_gone
+ * uncounts, in chorus_sse_streams): sends `retry:`
  * and subscribes it to the topic (name, len: valid, decoded), then
  * `subscribed`, `gap` when since cannot be recovered, the replay and
  * live messages. */

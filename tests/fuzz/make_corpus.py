@@ -301,6 +301,30 @@ def deflate():
           b"server_max_window_bits=8, permessage-deflate")
 
 
+# ---- sse_position: the whole input is the position text ------------------
+def sse_position():
+    epoch = b"0123456789abcdef0123456789abcdef"
+    for name, text in [
+            ("valid", epoch + b":42"),
+            ("zero", epoch + b":0"),
+            ("leading-zeros", epoch + b":000042"),
+            ("max", epoch + b":18446744073709551615"),
+            ("max-plus-one", epoch + b":18446744073709551616"),
+            ("twenty-nines", epoch + b":99999999999999999999"),
+            ("empty", b""),
+            ("no-offset", epoch + b":"),
+            ("no-colon", epoch + b"42"),
+            ("upper-epoch", epoch.upper() + b":1"),
+            ("short-epoch", epoch[:31] + b":1"),
+            ("sign", epoch + b":+1"),
+            ("minus", epoch + b":-1"),
+            ("space", epoch + b": 1"),
+            ("nul-in-offset", epoch + b":1\x002"),
+            ("nul-in-epoch", epoch[:16] + b"\x00" + epoch[17:] + b":1"),
+            ("two-colons", epoch + b":1:2")]:
+        write("sse_position", name, text)
+
+
 for gen in (http_parse, ws_frame, wire, config, jwt, ws_client, deflate,
-            bench_sse):
+            bench_sse, sse_position):
     gen()

@@ -33,6 +33,7 @@ NAMES = [
     "chorus_sent_bytes_total", "chorus_slow_consumer_closes_total",
     "chorus_replays_total", "chorus_history_commits_total",
     "chorus_history_commit_duration_seconds", "chorus_errors_total",
+    "chorus_sse_streams", "chorus_sse_streams_total",
 ]
 SAMPLE_RE = re.compile(
     r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"'
@@ -108,6 +109,7 @@ def test_format_and_names(make_broker):
     assert typed["chorus_connections"] == "gauge"
     assert typed["chorus_subscriptions"] == "gauge"
     assert typed["chorus_topics"] == "gauge"
+    assert typed["chorus_sse_streams"] == "gauge"
     assert typed["chorus_history_commit_duration_seconds"] == "histogram"
     for cause in ("max_connections", "per_ip", "auth", "origin"):
         assert f'chorus_connections_rejected_total{{cause="{cause}"}}' in m

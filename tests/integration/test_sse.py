@@ -66,6 +66,17 @@ def wait_subscriptions(b, n, timeout=WAIT):
         time.sleep(0.02)
 
 
+def wait_metric(b, name, value, timeout=WAIT):
+    """Until /metrics shows name == value; fails with what it shows."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = metrics_values(b).get(name)
+        if got == value:
+            return
+        assert time.monotonic() < deadline, f"{name} is {got}, not {value}"
+        time.sleep(0.02)
+
+
 def curl_sse(b, path, seconds, *args):
     """curl -N for `seconds`; returns (head, body) as text."""
     r = subprocess.run(["curl", "-sN", "-i", "--max-time", str(seconds),
@@ -180,6 +191,30 @@ def test_resume_by_last_event_id_and_since(broker):
     ids = [line[4:] for line in out["body"].split("\n")
            if line.startswith("id: ")]
     assert ids == [f"{epoch}:{n}" for n in (8, 9, 10, 11)], ids
+
+
+def test_position_edges_are_taken(broker):
+    """Leading zeros and the largest offset (2**64 - 1) are positions; one
+    past the newest offset is not recoverable, so it gets `gap` (the
+    400s of malformed ones are in test_bad_position_is_400_with_json)."""
+    for i in range(1, 4):
+        epoch = publish(broker, "edge", i)["epoch"]
+    for headers, query, recovered, cursor in (
+            ({"Last-Event-ID": f"{epoch}:0002"}, "", True, 2),
+            ({}, f"since={epoch}:000", True, 0),
+            ({"Last-Event-ID": f"{epoch}:{2**64 - 1}"}, "", False, 0),
+            ({}, f"since={epoch}:{2**64 - 1}", False, 0)):
+        s = SSE(broker.port, "edge", query=query, headers=headers)
+        try:
+            assert s.status == 200, (headers, query, s.read_body())
+            sub = subscribed(s)
+            assert sub.json()["recovered"] is recovered, (headers, query)
+            assert sub.id == f"{epoch}:{cursor}", sub
+            if not recovered:
+                assert s.next_event().event == "gap"
+            check_offsets(messages_upto(s, 3), cursor + 1, 3)
+        finally:
+            s.close()
 
 
 def test_resume_after_kill9_every_offset_once(make_broker):
@@ -479,9 +514,50 @@ def test_token_expiry_ends_the_stream(make_broker):
         s.close()
 
 
+# --- metrics ---------------------------------------------------------------
+
+def test_stream_metrics(make_broker):
+    """chorus_sse_streams counts open streams over every event loop, and
+    goes back down as their clients leave; chorus_sse_streams_total counts
+    streams opened. Refused requests and /ws subscribers are no streams."""
+    b = make_broker(threads=2)
+    assert metrics_values(b)["chorus_sse_streams"] == 0
+    assert metrics_values(b)["chorus_sse_streams_total"] == 0
+    streams = [SSE(b.port, f"gauge.{i}") for i in range(3)]
+    ws = RawWS(b.port)
+    try:
+        for s in streams:
+            subscribed(s)
+        ws.send_json({"op": "subscribe", "topic": "gauge.0"})
+        assert ws.recv_json()["op"] == "subscribed"
+        bad = SSE(b.port, "gauge.0", headers={"Last-Event-ID": "nonsense"})
+        assert bad.status == 400
+        bad.close()
+        m = metrics_values(b)
+        assert m["chorus_sse_streams"] == 3, m
+        assert m["chorus_sse_streams_total"] == 3, m
+        assert m["chorus_subscriptions"] == 4, m
+        streams.pop().close()
+        wait_metric(b, "chorus_sse_streams", 2)
+        streams.append(SSE(b.port, "gauge.again"))
+        subscribed(streams[-1])
+        m = metrics_values(b)
+        assert m["chorus_sse_streams"] == 3, m
+        assert m["chorus_sse_streams_total"] == 4, m
+    finally:
+        for s in streams:
+            s.close()
+        ws.close()
+    wait_metric(b, "chorus_sse_streams", 0)
+    wait_metric(b, "chorus_subscriptions", 0)
+    assert metrics_values(b)["chorus_sse_streams_total"] == 4
+
+
 # --- limits, pings, shutdown -----------------------------------------------
 
 def test_slow_consumer_ended_then_resumes(make_broker):
+    """Also: the ended stream is counted once, as a slow-consumer close,
+    and leaves the open-streams gauge."""
     b = make_broker(max_outbound_bytes="64k", threads=1)
     pub = RawWS(b.port)
     s = SSE(b.port, "slow", rcvbuf=4096)
@@ -520,7 +596,10 @@ def test_slow_consumer_ended_then_resumes(make_broker):
     finally:
         pub.close()
         s.close()
-    assert metrics_values(b)["chorus_slow_consumer_closes_total"] >= 1
+    wait_metric(b, "chorus_sse_streams", 0)
+    m = metrics_values(b)
+    assert m["chorus_slow_consumer_closes_total"] == 1, m
+    assert m["chorus_sse_streams_total"] == 2, m
 
 
 def test_ping_comments_and_events(make_broker):

@@ -105,6 +105,8 @@ static void test_render(void)
     m->too_large = 6;
     m->token_expired_closes = 2;
     m->partial_writes = 11;
+    m->sse_streams = 3;
+    m->sse_streams_total = 13;
     metrics_count_error(m, "forbidden");
     metrics_observe_commit(m, 0.0002);
     metrics_observe_commit(m, 0.002);
@@ -130,6 +132,10 @@ static void test_render(void)
     CHECK_LINE(t, "chorus_connections_rejected_total{cause=\"tls\"} 0");
     CHECK_LINE(t, "# TYPE chorus_subscriptions gauge");
     CHECK_LINE(t, "chorus_subscriptions 3");
+    CHECK_LINE(t, "# TYPE chorus_sse_streams gauge");
+    CHECK_LINE(t, "chorus_sse_streams 3");
+    CHECK_LINE(t, "# TYPE chorus_sse_streams_total counter");
+    CHECK_LINE(t, "chorus_sse_streams_total 13");
     CHECK_LINE(t, "# TYPE chorus_topics gauge");
     CHECK_LINE(t, "chorus_topics 2");
     CHECK_LINE(t, "chorus_messages_published_total 100");
@@ -200,8 +206,8 @@ static void test_render(void)
         }
     }
     CHECK(ok);
-    CHECK_EQ_INT(families, 23);
-    CHECK_EQ_INT(samples, 19 + REJECT__COUNT + ERRCODE__COUNT +
+    CHECK_EQ_INT(families, 25);
+    CHECK_EQ_INT(samples, 21 + REJECT__COUNT + ERRCODE__COUNT +
                               METRICS_COMMIT_BUCKETS + 3 + 2);
     free(t);
 
