@@ -95,6 +95,41 @@ static int start_threads(broker *b)
     return rc;
 }
 
+/* Runs loop 0 on this thread and the others on their own until all have
+ * stopped. Returns the exit code: loop 0's, or that of a loop that failed. */
+static int run_loops(broker *b)
+{
+    int wanted = b->n, rc;
+
+    if (start_threads(b))
+        log_warn("could only start %d of %d loops", b->n, wanted);
+    rc = server_run(&b->loops[0]);
+    for (int i = 1; i < b->n; i++) {
+        pthread_join(b->threads[i], NULL);
+        if (b->loops[i].exit_code)
+            rc = b->loops[i].exit_code;
+    }
+    log_info("stopped");
+    return rc;
+}
+
+/* Destroys the first inited loops, then the store and the rest of b. */
+static void destroy_broker(broker *b, int inited)
+{
+    /* Loop 0 first: what it commits last is acked to loops still there,
+     * which take it from their inboxes as they go. */
+    for (int i = 0; i < inited; i++)
+        server_destroy(&b->loops[i]);
+    store_close(b->store); /* after its last loop has detached */
+    pthread_mutex_destroy(&b->mu);
+    if (b->ips.slots.buckets)
+        ip_table_destroy(&b->ips);
+    free(b->loops);
+    free(b->threads);
+    free(b->log_limits);
+    config_ref_release(b->cfg);
+}
+
 int loops_run(const config *cfg, const config_source *src)
 {
     broker b = {0};
@@ -135,27 +170,8 @@ int loops_run(const config *cfg, const config_source *src)
             goto out;
         }
     }
-    if (start_threads(&b))
-        log_warn("could only start %d of %d loops", b.n, n);
-    rc = server_run(&b.loops[0]);
-    for (int i = 1; i < b.n; i++) {
-        pthread_join(b.threads[i], NULL);
-        if (b.loops[i].exit_code)
-            rc = b.loops[i].exit_code;
-    }
-    log_info("stopped");
+    rc = run_loops(&b);
 out:
-    /* Loop 0 first: what it commits last is acked to loops still there,
-     * which take it from their inboxes as they go. */
-    for (int i = 0; i < inited; i++)
-        server_destroy(&b.loops[i]);
-    store_close(b.store); /* after its last loop has detached */
-    pthread_mutex_destroy(&b.mu);
-    if (b.ips.slots.buckets)
-        ip_table_destroy(&b.ips);
-    free(b.loops);
-    free(b.threads);
-    free(b.log_limits);
-    config_ref_release(b.cfg);
+    destroy_broker(&b, inited);
     return rc;
 }

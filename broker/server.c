@@ -211,11 +211,47 @@ static void watch_topic(void *arg, topic *t, int on)
     store_watch(s->store, t->name, t->name_len, on);
 }
 
+/* Attaches this loop to the broker's store and, for an engine with a
+ * live feed, follows the topics subscribed to here. */
+static int attach_store(server *s, store *st, char *err, size_t errlen)
+{
+    feed_init(s, &s->feed);
+    if (store_attach(st, s->index, s->base, &s->feed, &s->store, err, errlen))
+        return -1;
+    if (s->store->engine->watch) {
+        s->topics.watch = watch_topic;
+        s->topics.watch_arg = s;
+    }
+    return 0;
+}
+
+/* What loop 0 alone has: the signal handlers, the timer that watches an
+ * engine that can become unavailable, and the listeners. */
+static int init_first_loop(server *s, char *err, size_t errlen)
+{
+    s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+    s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+    if (!s->sig_term || !s->sig_int || !s->sig_hup) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    event_add(s->sig_term, NULL);
+    event_add(s->sig_int, NULL);
+    event_add(s->sig_hup, NULL);
+    if (s->b->store && s->b->store->engine->unavailable) {
+        s->health_ev = event_new(s->base, -1, EV_PERSIST, health_cb, s);
+        if (!s->health_ev) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        event_add(s->health_ev, &(struct timeval){1, 0});
+    }
+    return listener_open(s, err, errlen);
+}
+
 int server_init(server *s, broker *b, int index, char *err, size_t errlen)
 {
-    const config *cfg = b->cfg;
-    int first = index == 0;
-
     memset(s, 0, sizeof *s);
     /* The layers above the connections, wired here so that those below
      * call them through these pointers only. */
@@ -223,7 +259,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     s->publish_answer[ACK_WS] = session_publish_answered;
     s->publish_answer[ACK_HTTP] = http_publish_answered;
     s->spare_fd = -1;
-    s->cfg = config_ref_hold(cfg);
+    s->cfg = config_ref_hold(b->cfg);
     s->b = b;
     s->index = index;
     s->base = new_base();
@@ -235,16 +271,8 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (b->store) {
-        feed_init(s, &s->feed);
-        if (store_attach(b->store, index, s->base, &s->feed, &s->store, err,
-                         errlen))
-            return -1;
-        if (s->store->engine->watch) {
-            s->topics.watch = watch_topic;
-            s->topics.watch_arg = s;
-        }
-    }
+    if (b->store && attach_store(s, b->store, err, errlen))
+        return -1;
     s->reap_ev = event_new(s->base, -1, 0, reap_cb, s);
     s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
     if (!s->reap_ev || !s->flush_ev || loops_inbox_init(s)) {
@@ -254,27 +282,7 @@ int server_init(server *s, broker *b, int index, char *err, size_t errlen)
     if (publish_init(s, err, errlen))
         return -1;
     open_send_batch(s);
-    if (!first)
-        return 0;
-    s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
-    s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
-    s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
-    if (!s->sig_term || !s->sig_int || !s->sig_hup) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    event_add(s->sig_term, NULL);
-    event_add(s->sig_int, NULL);
-    event_add(s->sig_hup, NULL);
-    if (b->store && b->store->engine->unavailable) {
-        s->health_ev = event_new(s->base, -1, EV_PERSIST, health_cb, s);
-        if (!s->health_ev) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        event_add(s->health_ev, &(struct timeval){1, 0});
-    }
-    return listener_open(s, err, errlen);
+    return index == 0 ? init_first_loop(s, err, errlen) : 0;
 }
 
 int server_run(server *s)

@@ -259,6 +259,31 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
     return 0;
 }
 
+/* The command called name, or NULL. */
+static const cli_command *find_command(const char *name)
+{
+    const cli_command *cmd = NULL;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            cmd = &commands[i];
+    return cmd;
+}
+
+/* The URL and token not given as options: from CHORUS_URL and
+ * CHORUS_TOKEN, else the default URL and no token (an empty one is
+ * none). */
+static void take_env_defaults(cli_args *a)
+{
+    if (!a->url)
+        a->url = getenv("CHORUS_URL");
+    if (!a->url || !*a->url)
+        a->url = CLI_DEFAULT_URL;
+    if (!a->token)
+        a->token = getenv("CHORUS_TOKEN");
+    if (a->token && !*a->token)
+        a->token = NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -277,10 +302,7 @@ int main(int argc, char **argv)
         usage_main(stdout);
         return CLI_OK;
     }
-    const cli_command *cmd = NULL;
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            cmd = &commands[i];
+    const cli_command *cmd = find_command(argv[1]);
     if (!cmd) {
         cli_error("unknown command '%s'", argv[1]);
         usage_main(stderr);
@@ -303,14 +325,7 @@ int main(int argc, char **argv)
         usage_command(stderr, cmd);
         return CLI_USAGE;
     }
-    if (!a.url)
-        a.url = getenv("CHORUS_URL");
-    if (!a.url || !*a.url)
-        a.url = CLI_DEFAULT_URL;
-    if (!a.token)
-        a.token = getenv("CHORUS_TOKEN");
-    if (a.token && !*a.token)
-        a.token = NULL;
+    take_env_defaults(&a);
 
     /* A write to a socket the broker has closed must be an error, not a
      * silent death. */

@@ -200,48 +200,64 @@ static const char *check_times(const json_t *claims, int64_t now_s)
     return NULL;
 }
 
+/* Finds the two dots of a token of exactly three segments: 0, or -1 when
+ * it has fewer or more. */
+static int split_token(const char *token, size_t len, const char **d1,
+                       const char **d2)
+{
+    *d1 = token ? memchr(token, '.', len) : NULL;
+    if (!*d1)
+        return -1;
+    *d2 = memchr(*d1 + 1, '.', len - (size_t)(*d1 + 1 - token));
+    if (!*d2)
+        return -1;
+    if (memchr(*d2 + 1, '.', len - (size_t)(*d2 + 1 - token))) /* a fourth */
+        return -1;
+    return 0;
+}
+
+/* Checks the signature segment sig against the HS256 of the signed part
+ * (header "." claims): NULL when it matches, else what is wrong. */
+static const char *check_signature(const char *secret, size_t secret_len,
+                                   const char *signed_part, size_t signed_len,
+                                   const char *sig, size_t sig_len)
+{
+    unsigned char got[SIG_LEN + 2], want[SIG_LEN];
+
+    if (sig_len != SIG_B64_LEN || b64url_decode(sig, sig_len, got) != SIG_LEN)
+        return "malformed token";
+    if (hs256(secret, secret_len, signed_part, signed_len, want) < 0)
+        return "internal error";
+    int mismatch = CRYPTO_memcmp(got, want, SIG_LEN);
+    OPENSSL_cleanse(want, sizeof want);
+    return mismatch ? "bad signature" : NULL;
+}
+
 int chorus_jwt_verify(const char *secret, size_t secret_len, const char *token,
                       size_t token_len, int64_t now_s, json_t **claims,
                       const char **why)
 {
+    const char *d1, *d2, *bad;
+
     *claims = NULL;
     *why = "malformed token";
     if (!secret || secret_len == 0) {
         *why = "no secret";
         return -1;
     }
-    const char *d1 = token ? memchr(token, '.', token_len) : NULL;
-    if (!d1)
-        return -1;
-    const char *d2 = memchr(d1 + 1, '.', token_len - (size_t)(d1 + 1 - token));
-    if (!d2)
-        return -1;
-    const char *sig = d2 + 1;
-    size_t sig_len = token_len - (size_t)(sig - token);
-    if (memchr(sig, '.', sig_len)) /* a fourth segment */
+    if (split_token(token, token_len, &d1, &d2) != 0)
         return -1;
 
     json_t *header = decode_object(token, (size_t)(d1 - token));
     if (!header)
         return -1;
-    const char *bad = check_header(header);
+    bad = check_header(header);
     json_decref(header);
+    if (!bad)
+        bad = check_signature(secret, secret_len, token, (size_t)(d2 - token),
+                              d2 + 1, token_len - (size_t)(d2 + 1 - token));
     if (bad) {
         *why = bad;
-        return -1;
-    }
-
-    unsigned char got[SIG_LEN + 2], want[SIG_LEN];
-    if (sig_len != SIG_B64_LEN || b64url_decode(sig, sig_len, got) != SIG_LEN)
-        return -1;
-    if (hs256(secret, secret_len, token, (size_t)(d2 - token), want) < 0) {
-        *why = "internal error";
-        return -1;
-    }
-    int mismatch = CRYPTO_memcmp(got, want, SIG_LEN);
-    OPENSSL_cleanse(want, sizeof want);
-    if (mismatch) {
-        *why = "bad signature";
         return -1;
     }
 

@@ -122,10 +122,6 @@ static void deliver_control(chorus_ws_decoder *d, int opcode, uint8_t *p,
     ev->fin = 1;
 }
 
-/* Parses a frame header at buf. Returns the header length, 0 if more bytes
- * are needed, or -1 after filling an ERROR event. Control frames are
- * delivered here when complete (the return value then covers the payload
- * too and ev is a CONTROL event); data frames leave d->in_frame set. */
 /* RFC 6455 5.2: the length in the fewest bytes, and the top bit of a
  * 64-bit length clear. Returns what is wrong, or NULL. */
 static const char *check_length(size_t lenlen, uint64_t plen)
@@ -139,6 +135,41 @@ static const char *check_length(size_t lenlen, uint64_t plen)
     return NULL;
 }
 
+/* Sets d up to take the payload of the data frame whose first byte is b0
+ * (a message's first frame or a continuation), of plen bytes, masked with
+ * mask (NULL: not masked). 0, or -1 after an ERROR event when the message
+ * would grow past max_message. */
+static int begin_data_frame(chorus_ws_decoder *d, uint8_t b0,
+                            const uint8_t *mask, uint64_t plen,
+                            chorus_ws_event *ev)
+{
+    int opcode = b0 & 0x0F;
+
+    if (d->max_message && plen > d->max_message - d->msg_len) {
+        fail(d, ev, CHORUS_WS_CLOSE_TOO_BIG, "message too big");
+        return -1;
+    }
+    if (opcode != CHORUS_WS_OP_CONT) {
+        d->msg_opcode = opcode;
+        d->msg_len = 0;
+        d->msg_compressed = (b0 & 0x40) != 0;
+        chorus_utf8_init(&d->utf8);
+    }
+    d->in_frame = 1;
+    d->frame_opcode = opcode;
+    d->frame_fin = b0 >> 7;
+    d->frame_masked = mask != NULL;
+    if (mask)
+        memcpy(d->mask, mask, 4);
+    d->frame_left = plen;
+    d->mask_pos = 0;
+    return 0;
+}
+
+/* Parses a frame header at buf. Returns the header length, 0 if more bytes
+ * are needed, or -1 after filling an ERROR event. Control frames are
+ * delivered here when complete (the return value then covers the payload
+ * too and ev is a CONTROL event); data frames leave d->in_frame set. */
 static long parse_header(chorus_ws_decoder *d, uint8_t *buf, size_t len,
                          chorus_ws_event *ev)
 {
@@ -180,24 +211,8 @@ static long parse_header(chorus_ws_decoder *d, uint8_t *buf, size_t len,
         deliver_control(d, opcode, buf + hlen, (size_t)plen, ev);
         return ev->type == CHORUS_WS_EV_ERROR ? -1 : (long)(hlen + plen);
     }
-    if (d->max_message && plen > d->max_message - d->msg_len) {
-        fail(d, ev, CHORUS_WS_CLOSE_TOO_BIG, "message too big");
+    if (begin_data_frame(d, b0, masked ? buf + hlen - 4 : NULL, plen, ev))
         return -1;
-    }
-    if (opcode != CHORUS_WS_OP_CONT) {
-        d->msg_opcode = opcode;
-        d->msg_len = 0;
-        d->msg_compressed = (b0 & 0x40) != 0;
-        chorus_utf8_init(&d->utf8);
-    }
-    d->in_frame = 1;
-    d->frame_opcode = opcode;
-    d->frame_fin = b0 >> 7;
-    d->frame_masked = masked;
-    if (masked)
-        memcpy(d->mask, buf + hlen - 4, 4);
-    d->frame_left = plen;
-    d->mask_pos = 0;
     return (long)hlen;
 }
 

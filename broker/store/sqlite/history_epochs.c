@@ -9,7 +9,7 @@
 
 /* The topics take the database's new epoch, as the rows a new database
  * creates do; chorus_new_epoch() is registered on every connection
- * (history.c, setup_db). */
+ * (history_schema.c). */
 static const char new_epochs_sql[] =
     "UPDATE meta SET epoch = chorus_new_epoch();"
     "UPDATE topics SET epoch = (SELECT epoch FROM meta);";

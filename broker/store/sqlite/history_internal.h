@@ -1,7 +1,8 @@
-/* What the files of the history module share (history.c, history_write.c,
- * history_read.c, history_trim.c, history_checkpoint.c, history_vfs*.c):
- * the handle and its statement helpers. Not for the rest of the broker:
- * only these files talk to SQLite. */
+/* What the files of the history module share (history*.c): the handle,
+ * its statements and their helpers (history_stmt.c), the schema
+ * (history_schema.c), the message of a failed open (history_path.c) and
+ * the VFS (history_vfs*.c). Not for the rest of the broker: only these
+ * files talk to SQLite. */
 #ifndef CHORUS_HISTORY_INTERNAL_H
 #define CHORUS_HISTORY_INTERNAL_H
 
@@ -29,6 +30,10 @@ enum {
     ST_TRIM_MARK,
     ST_COUNT
 };
+
+/* The schema version this broker writes and reads (PRAGMA user_version):
+ * the number of migrations (history_schema.c). */
+#define HISTORY_SCHEMA_VERSION 3
 
 struct history {
     sqlite3 *db;
@@ -64,6 +69,25 @@ int history__vfs_sync(sqlite3_file *real, int flags);
  * used, a sentence that says which and why ("directory X is not writable
  * (Read-only file system)") into out and 1; else 0. */
 int history__explain_path(const char *path, char *out, size_t len);
+/* The message of a failed open or migration on db (NULL: out of memory),
+ * "<path>: <sqlite message>" and why, into err. */
+void history__open_err(sqlite3 *db, const char *path, char *err, size_t errlen);
+
+/* Registers the SQL functions the migrations and history_new_epochs call
+ * (chorus_batch1, chorus_new_epoch) on a new connection. 0 or -1. */
+int history__register_functions(sqlite3 *db);
+/* Brings the schema to HISTORY_SCHEMA_VERSION in one write transaction,
+ * so two processes opening a new file cannot both create it. 0, or -1
+ * with a message that names path in err. */
+int history__migrate(sqlite3 *db, const char *path, char *err, size_t errlen);
+
+/* Prepares every statement of the enum above into h->st. 0 or -1 (the
+ * caller reads the connection's error). */
+int history__prepare_statements(history *h);
+/* Runs a one-row query (a PRAGMA) and copies its first column as text ("" when
+ * no row) or as a number. SQLITE_OK or SQLite's error code. */
+int history__pragma_text(sqlite3 *db, const char *sql, char *out, size_t len);
+int history__pragma_int(sqlite3 *db, const char *sql, long long *v);
 
 void history__set_err(history *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -1,12 +1,12 @@
 /* Why the database file cannot be opened, in words an operator can act
- * on. Part of the history module. SQLite reports a failed open as
- * "unable to open database file" with the errno of its last system call,
- * which is often not the cause (ENOENT from probing for a journal when
- * the directory is read-only). What SQLite needs is checked again here
- * with stat() and access(), in the order it needs them: the directory
- * (to create the file, its -wal and its -shm), then the file. access()
- * answers for the real user, which is the broker's, and reports a
- * read-only file system (EROFS) even to root. */
+ * on: the message of a failed open. Part of the history module. SQLite
+ * reports a failed open as "unable to open database file" with the errno
+ * of its last system call, which is often not the cause (ENOENT from
+ * probing for a journal when the directory is read-only). What SQLite
+ * needs is checked again here with stat() and access(), in the order it
+ * needs them: the directory (to create the file, its -wal and its -shm),
+ * then the file. access() answers for the real user, which is the
+ * broker's, and reports a read-only file system (EROFS) even to root. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -81,4 +81,29 @@ int history__explain_path(const char *path, char *out, size_t len)
         return 1;
     }
     return 0;
+}
+
+/* Formats "<path>: <sqlite message> (<errno text>)" into err; when the
+ * open failed for want of access, the real cause instead of the errno
+ * (history__explain_path, above). */
+void history__open_err(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int sys = db ? sqlite3_system_errno(db) : 0;
+    int code = db ? sqlite3_errcode(db) & 0xff : SQLITE_NOMEM;
+    const char *msg = db ? sqlite3_errmsg(db) : "out of memory";
+    char why[PATH_MAX + 128];
+
+    if (!err || !errlen)
+        return;
+    if ((code == SQLITE_CANTOPEN || code == SQLITE_READONLY ||
+         code == SQLITE_PERM || code == SQLITE_IOERR) &&
+        history__explain_path(path, why, sizeof why))
+        snprintf(err, errlen, "%s: %s: %s", path, msg, why);
+    else if (code == SQLITE_BUSY)
+        snprintf(err, errlen, "%s: %s (another process has it open)", path,
+                 msg);
+    else if (sys)
+        snprintf(err, errlen, "%s: %s (%s)", path, msg, strerror(sys));
+    else
+        snprintf(err, errlen, "%s: %s", path, msg);
 }
