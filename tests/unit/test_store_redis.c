@@ -4,7 +4,8 @@
  * not installed). Two attached loops on one event base stand for two
  * nodes: offsets and epochs assigned by Redis, reads that create nothing,
  * the live feed (every message once, in order, to each watcher), a
- * restart of Redis (the epoch changes, the feed says so), and health. */
+ * restart of Redis (the epoch changes, the feed says so), health, and
+ * offsets from 1e14 (past Lua's "%.14g") to 2^53. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "check.h"
 #include "config.h"
@@ -218,44 +220,108 @@ static int append_n(store_loop *l, const char *topic, const char *prefix,
     return r.done ? r.status : -2;
 }
 
+/* A store of its own on the test's Redis, one loop with the caller's
+ * feed (which outlives the store). */
+static store_loop *open_store(store **st, config *cfg, const char *url,
+                              const char *size, const char *ttl,
+                              const store_feed *feed)
+{
+    char err[256];
+    store_loop *l = NULL;
+    int up = 0;
+
+    config_init(cfg);
+    config_set(cfg, "engine", "redis", err, sizeof err);
+    config_set(cfg, "redis_url", url, err, sizeof err);
+    config_set(cfg, "history_size", size, err, sizeof err);
+    config_set(cfg, "history_ttl", ttl, err, sizeof err);
+    CHECK_EQ_INT(store_engine_redis.open(st, cfg, err, sizeof err), STORE_OK);
+    CHECK_EQ_INT(store_attach(*st, 0, base, feed, &l, err, sizeof err),
+                 STORE_OK);
+    for (int i = 0; i < 300 && store_unavailable(*st); i++)
+        run_until(&up, 10);
+    return l;
+}
+
+static void close_store(store *st, store_loop *l, config *cfg)
+{
+    store_detach(l);
+    store_close(st);
+    config_free(cfg);
+}
+
+/* Moves a topic to newest offset off as a long-lived one would be: its
+ * meta hash keeps its epoch and run id (so the scripts take it as valid),
+ * only o changes. */
+static void set_newest(const char *topic, uint64_t off)
+{
+    redisContext *c = redisConnect("127.0.0.1", port);
+    redisReply *r = c && !c->err ? redisCommand(c, "HSET chorus:{%s}:m o %llu",
+                                                topic, (unsigned long long)off)
+                                 : NULL;
+
+    CHECK(r && r->type == REDIS_REPLY_INTEGER);
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+}
+
+/* The id of a topic's oldest stream entry ("" when none). */
+static void first_entry(const char *topic, char *id, size_t size)
+{
+    redisContext *c = redisConnect("127.0.0.1", port);
+    redisReply *r = c && !c->err ? redisCommand(c,
+                                                "XRANGE chorus:{%s}:s - + "
+                                                "COUNT 1",
+                                                topic)
+                                 : NULL;
+
+    snprintf(id, size, "%s",
+             r && r->type == REDIS_REPLY_ARRAY && r->elements == 1
+                 ? r->element[0]->element[0]->str
+                 : "");
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+}
+
+static result read_of(store_loop *l, const char *topic, uint64_t after,
+                      size_t limit)
+{
+    result r = {0};
+
+    store_read(l, topic, strlen(topic), after, limit, row_fn, read_cb, &r);
+    run_until(&r.done, 3000);
+    CHECK(r.done);
+    return r;
+}
+
 /* A second store on the same Redis, with no count limit and a short age
  * limit: reads spanning more stream entries than the read script fetches
  * at once (16), a batch of several topics, age retention. */
 static void test_many_entries(const char *url)
 {
     config cfg;
-    char err[256], data[1][32];
+    char data[1][32];
     store *st;
-    store_loop *l;
     store_msg msg[1];
     static feed_log fl;
     store_feed feed = {on_messages, on_epoch, &fl};
-    result r = {0};
-    int up = 0;
+    result r;
+    store_loop *l = open_store(&st, &cfg, url, "0", "1s", &feed);
 
-    config_init(&cfg);
-    config_set(&cfg, "engine", "redis", err, sizeof err);
-    config_set(&cfg, "redis_url", url, err, sizeof err);
-    config_set(&cfg, "history_size", "0", err, sizeof err);
-    config_set(&cfg, "history_ttl", "1s", err, sizeof err);
-    CHECK_EQ_INT(store_engine_redis.open(&st, &cfg, err, sizeof err), STORE_OK);
-    CHECK_EQ_INT(store_attach(st, 0, base, &feed, &l, err, sizeof err),
-                 STORE_OK);
-    for (int i = 0; i < 300 && store_unavailable(st); i++)
-        run_until(&up, 10);
     for (int i = 0; i < 40; i++)
         CHECK_EQ_INT(append_n(l, "m", "m", 1, msg, data), STORE_OK);
     CHECK_EQ_INT(msg[0].offset, 40);
-    store_read(l, "m", 1, 3, 30, row_fn, read_cb, &r);
-    run_until(&r.done, 3000);
+    r = read_of(l, "m", 3, 30);
     CHECK_EQ_INT(r.status, STORE_OK);
     CHECK_EQ_INT(r.rows, 30);
     CHECK_EQ_INT(r.row_off[0], 4);
     CHECK_EQ_INT(r.last_off, 33);
     CHECK(!r.unordered);
-    r = (result){0};
-    store_read(l, "m", 1, 30, 100, row_fn, read_cb, &r);
-    run_until(&r.done, 3000);
+    r = read_of(l, "m", 30, 100);
     CHECK_EQ_INT(r.rows, 10);
     CHECK_EQ_INT(r.last_off, 40);
     CHECK(!r.unordered);
@@ -285,9 +351,7 @@ static void test_many_entries(const char *url)
         CHECK_EQ_INT(mm[i].offset, want[i]);
     CHECK_EQ_STR(mm[1].epoch, topic_of(l, "y").epoch);
     CHECK_EQ_INT(topic_of(l, "x").newest, 3);
-    r = (result){0};
-    store_read(l, "x", 1, 1, 10, row_fn, read_cb, &r);
-    run_until(&r.done, 3000);
+    r = read_of(l, "x", 1, 10);
     CHECK_EQ_INT(r.rows, 2);
     CHECK_EQ_INT(r.last_off, 3);
 
@@ -297,17 +361,155 @@ static void test_many_entries(const char *url)
     CHECK_EQ_INT(append_n(l, "x", "late", 1, msg, data), STORE_OK);
     CHECK_EQ_INT(msg[0].offset, 4);
     CHECK_EQ_INT(topic_of(l, "x").oldest, 4);
-    r = (result){0};
-    store_read(l, "x", 1, 0, 10, row_fn, read_cb, &r);
-    run_until(&r.done, 3000);
+    r = read_of(l, "x", 0, 10);
     CHECK_EQ_INT(r.rows, 1);
     CHECK_EQ_STR(r.row_data[0], "late0");
     /* m's 40 entries take three pages of the check */
     CHECK_EQ_INT(append_n(l, "m", "late", 1, msg, data), STORE_OK);
     CHECK_EQ_INT(topic_of(l, "m").oldest, 41);
-    store_detach(l);
-    store_close(st);
-    config_free(&cfg);
+    close_store(st, l, &cfg);
+}
+
+/* ---- large offsets ------------------------------------------------------ */
+
+#define OFFSET_MAX 9007199254740992ULL /* 2^53 */
+
+/* history_size 4 on a topic moved to start: a call whose messages cross
+ * the boundary, then single ones. Offsets, the feed, reads from before
+ * the boundary, the count limit, and the stream trimmed by exact ids. */
+static void test_large_offsets(const char *url, const char *topic,
+                               uint64_t start)
+{
+    config cfg;
+    store *st;
+    static feed_log fl;
+    store_feed feed = {on_messages, on_epoch, &fl};
+    store_msg msgs[3];
+    char data[3][32], id[64];
+    int up = 0;
+    result r;
+
+    fl = (feed_log){0};
+    store_loop *l = open_store(&st, &cfg, url, "4", "0", &feed);
+    store_watch(l, topic, strlen(topic), 1);
+    run_until(&up, 300); /* the SUBSCRIBE */
+    CHECK_EQ_INT(append_n(l, topic, "s", 1, msgs, data), STORE_OK);
+    for (int i = 0; i < 200 && fl.n < 1; i++)
+        run_until(&up, 10);
+    set_newest(topic, start);
+    CHECK_EQ_INT(topic_of(l, topic).newest, start);
+    CHECK_EQ_INT(append_n(l, topic, "a", 3, msgs, data), STORE_OK);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT(msgs[i].offset, start + 1 + i);
+    CHECK_EQ_INT(append_n(l, topic, "b", 1, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, start + 4);
+    CHECK_EQ_INT(append_n(l, topic, "c", 1, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, start + 5);
+    for (int i = 0; i < 300 && fl.n < 6; i++)
+        run_until(&up, 10);
+    CHECK_EQ_INT(fl.n, 6); /* offset 1, then the jump, each once */
+    CHECK_EQ_INT(fl.offsets[0], 1);
+    for (size_t i = 1; i < 6; i++)
+        CHECK_EQ_INT(fl.offsets[i], start + i);
+    CHECK_EQ_STR(fl.data[1], "a0");
+    CHECK_EQ_STR(fl.data[5], "c0");
+
+    store_topic_info info = topic_of(l, topic);
+    CHECK_EQ_INT(info.newest, start + 5);
+    CHECK_EQ_INT(info.oldest, start + 2); /* history_size 4 */
+    r = read_of(l, topic, start - 1, 10);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 4);
+    CHECK_EQ_INT(r.row_off[0], start + 2);
+    CHECK_EQ_STR(r.row_data[0], "a1");
+    CHECK_EQ_INT(r.last_off, start + 5);
+    CHECK(!r.unordered);
+    r = read_of(l, topic, start + 2, 2);
+    CHECK_EQ_INT(r.rows, 2);
+    CHECK_EQ_STR(r.row_data[0], "a2");
+    CHECK_EQ_STR(r.row_data[1], "b0");
+    r = read_of(l, topic, start + 5, 10);
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 0);
+    r = read_of(l, topic, UINT64_MAX, 10); /* no stream id that large */
+    CHECK_EQ_INT(r.status, STORE_OK);
+    CHECK_EQ_INT(r.rows, 0);
+
+    /* MINID ~ drops whole stream nodes: publish until the first node (1-0
+     * and the entries after it) goes */
+    uint64_t newest = start + 5;
+    first_entry(topic, id, sizeof id);
+    CHECK_EQ_STR(id, "1-0");
+    for (int i = 0; i < 120 && strcmp(id, "1-0") == 0; i++) {
+        CHECK_EQ_INT(append_n(l, topic, "d", 1, msgs, data), STORE_OK);
+        CHECK_EQ_INT(msgs[0].offset, ++newest);
+        first_entry(topic, id, sizeof id);
+    }
+    CHECK(strtoull(id, NULL, 10) > start + 5);
+    info = topic_of(l, topic);
+    CHECK_EQ_INT(info.newest, newest);
+    CHECK_EQ_INT(info.oldest, newest - 3);
+    close_store(st, l, &cfg);
+}
+
+/* The last offset is 2^53 (past it a double counts no more): a publish
+ * beyond fails and changes nothing; reads after it find nothing. */
+static void test_offset_limit(const char *url)
+{
+    config cfg;
+    store *st;
+    static feed_log fl;
+    store_feed feed = {on_messages, on_epoch, &fl};
+    store_msg msgs[2];
+    char data[2][32];
+    result r;
+
+    fl = (feed_log){0};
+    store_loop *l = open_store(&st, &cfg, url, "4", "0", &feed);
+    CHECK_EQ_INT(append_n(l, "last", "s", 1, msgs, data), STORE_OK);
+    set_newest("last", OFFSET_MAX - 1);
+    CHECK_EQ_INT(append_n(l, "last", "x", 2, msgs, data), STORE_FAIL);
+    CHECK_EQ_INT(append_n(l, "last", "y", 1, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, OFFSET_MAX);
+    CHECK_EQ_INT(append_n(l, "last", "z", 1, msgs, data), STORE_FAIL);
+    CHECK_EQ_INT(topic_of(l, "last").newest, OFFSET_MAX);
+    r = read_of(l, "last", OFFSET_MAX - 1, 10);
+    CHECK_EQ_INT(r.rows, 1);
+    CHECK_EQ_INT(r.row_off[0], OFFSET_MAX);
+    CHECK_EQ_STR(r.row_data[0], "y0");
+    for (uint64_t after = OFFSET_MAX; after < OFFSET_MAX + 3; after++) {
+        r = read_of(l, "last", after, 10);
+        CHECK_EQ_INT(r.status, STORE_OK);
+        CHECK_EQ_INT(r.rows, 0);
+    }
+    close_store(st, l, &cfg);
+}
+
+/* history_ttl across 1e14: the age check trims by an exact id. */
+static void test_large_offset_ttl(const char *url)
+{
+    config cfg;
+    store *st;
+    static feed_log fl;
+    store_feed feed = {on_messages, on_epoch, &fl};
+    store_msg msgs[2];
+    char data[2][32];
+    result r;
+
+    fl = (feed_log){0};
+    store_loop *l = open_store(&st, &cfg, url, "0", "1s", &feed);
+    CHECK_EQ_INT(append_n(l, "aged", "s", 1, msgs, data), STORE_OK);
+    set_newest("aged", 99999999999998ULL);
+    CHECK_EQ_INT(append_n(l, "aged", "a", 2, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[1].offset, 100000000000000ULL);
+    usleep(1200 * 1000);
+    CHECK_EQ_INT(append_n(l, "aged", "b", 1, msgs, data), STORE_OK);
+    CHECK_EQ_INT(msgs[0].offset, 100000000000001ULL);
+    CHECK_EQ_INT(topic_of(l, "aged").oldest, 100000000000001ULL);
+    r = read_of(l, "aged", 0, 10);
+    CHECK_EQ_INT(r.rows, 1);
+    CHECK_EQ_STR(r.row_data[0], "b0");
+    close_store(st, l, &cfg);
 }
 
 int main(void)
@@ -419,6 +621,10 @@ int main(void)
     CHECK_EQ_INT(r.rows, 0);
 
     test_many_entries(url);
+    test_large_offsets(url, "big", 99999999999998ULL);
+    test_large_offsets(url, "huge", OFFSET_MAX - 130);
+    test_offset_limit(url);
+    test_large_offset_ttl(url);
 
     /* Redis restarts without its data: the feed tells each loop of the
      * new epoch, and offsets start again at 1 under it. */

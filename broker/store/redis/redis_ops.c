@@ -303,10 +303,11 @@ static int parse_entry(const redisReply *e, redis_payload *pl)
     return 0;
 }
 
-/* Splits the entries into rows from offset `from` on, at most limit.
+/* Splits the entries into rows from offset `from` on and after `after`
+ * (the script's from is a double, which rounds past 2^53), at most limit.
  * Returns the number of rows, or -1 when an entry is malformed. */
-static long split_entries(const redisReply *es, uint64_t from, size_t limit,
-                          redis_row *rows)
+static long split_entries(const redisReply *es, uint64_t from, uint64_t after,
+                          size_t limit, redis_row *rows)
 {
     size_t n = 0;
 
@@ -323,7 +324,7 @@ static long split_entries(const redisReply *es, uint64_t from, size_t limit,
             uint64_t off = pl.first + k++;
             if (k > pl.count)
                 return -1;
-            if (off >= from && n < limit)
+            if (off >= from && off > after && n < limit)
                 rows[n++] = (redis_row){off, pl.ts_ms, data, len};
         }
         if (rc < 0 || k != pl.count)
@@ -336,6 +337,7 @@ static void read_done(script_req *q, const redisReply *r)
 {
     const redisReply *es;
     redis_row *rows = NULL;
+    uint64_t after = strtoull(q->a1, NULL, 10);
     size_t limit = strtoull(q->a2, NULL, 10);
     long n = -1;
 
@@ -347,7 +349,7 @@ static void read_done(script_req *q, const redisReply *r)
         if (es->elements && limit) {
             rows = malloc(limit * sizeof *rows);
             n = rows ? split_entries(es, (uint64_t)r->element[0]->integer,
-                                     limit, rows)
+                                     after, limit, rows)
                      : -1;
         }
     }

@@ -13,6 +13,17 @@
     "  return redis.error_reply('FENCED run_id changed')\n" \
     "end\n"
 
+/* Integers as exact decimal text. Redis's Lua 5.1 turns numbers into
+ * strings with "%.14g" when concatenated (1e14 would be "1e+14"), but
+ * "%.0f" writes every integer a double holds exactly, offsets up to 2^53
+ * included. Numbers given to redis.call directly are fine (Redis writes
+ * them with "%.17g"), and so are those a script returns (integer
+ * replies). */
+#define SCRIPT_INT                        \
+    "local function int(x)\n"             \
+    "  return string.format('%.0f', x)\n" \
+    "end\n"
+
 /* A topic's state from its meta key: the raw HMGET, epoch, off (the
  * newest offset) and fresh (no state valid under this incarnation: epoch
  * is the one its first message will get). */
@@ -42,15 +53,21 @@
  * so XRANGE from offset a + 1 starts at the entry holding a + 1. */
 redis_script redis_script_publish = {
     "publish",
-    SCRIPT_FENCE("KEYS[1]") SCRIPT_STATE
+    SCRIPT_FENCE("KEYS[1]") SCRIPT_INT SCRIPT_STATE
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local now_s = int(now)\n"
     "local size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local out = {now}\n"
     "for i = 1, (#KEYS - 1) / 2 do\n"
     "  local mk, sk, a = KEYS[2 * i], KEYS[2 * i + 1], 3 * i + 1\n"
     "  local n, body = tonumber(ARGV[a + 1]), ARGV[a + 2]\n"
     "  local m, epoch, off, fresh = state(mk)\n"
+    /* past 2^53 a double no longer counts by one: refuse before writing */
+    "  if n > 9007199254740992 - off then\n"
+    "    return redis.error_reply('ERR topic ' .. string.sub(mk, 9, -4) .."
+    " ' has reached the last offset (2^53)')\n"
+    "  end\n"
     "  if fresh then\n"
     "    redis.call('DEL', sk)\n"
     "    redis.call('HSET', mk, 'e', epoch, 'o', 0, 'r', rid, 'c', 0)\n"
@@ -60,11 +77,12 @@ redis_script redis_script_publish = {
     /* count retention: drop the entries wholly older than the newest
      * size offsets, whole stream nodes at a time (cheap); reads hide the
      * rest (redis_script_read) */
+    "  local id = int(off) .. '-0'\n"
     "  if size > 0 and off > size then\n"
-    "    redis.call('XADD', sk, 'MINID', '~', (off - size + 1) .. '-0',"
-    " off .. '-0', 't', now, 'n', n, 'd', body)\n"
+    "    redis.call('XADD', sk, 'MINID', '~', int(off - size + 1) .. '-0',"
+    " id, 't', now, 'n', n, 'd', body)\n"
     "  else\n"
-    "    redis.call('XADD', sk, off .. '-0', 't', now, 'n', n, 'd', body)\n"
+    "    redis.call('XADD', sk, id, 't', now, 'n', n, 'd', body)\n"
     "  end\n"
     /* age retention at most once a second per topic; the stream itself
      * expires a second after its newest message would */
@@ -84,12 +102,12 @@ redis_script redis_script_publish = {
     "      end\n"
     "      if more then start = '(' .. es[16][1] end\n"
     "    end\n"
-    "    if cut then redis.call('XTRIM', sk, 'MINID', cut .. '-0') end\n"
+    "    if cut then redis.call('XTRIM', sk, 'MINID', int(cut) .. '-0') end\n"
     "  else\n"
     "    redis.call('HSET', mk, 'o', off)\n"
     "  end\n"
-    "  redis.call('PUBLISH', ARGV[a], epoch .. ' ' .. first .. ' ' .. now .."
-    " ' ' .. n .. '\\n' .. body)\n"
+    "  redis.call('PUBLISH', ARGV[a], epoch .. ' ' .. int(first) .. ' ' .."
+    " now_s .. ' ' .. ARGV[a + 1] .. '\\n' .. body)\n"
     "  out[2 * i], out[2 * i + 1] = epoch, first\n"
     "end\n"
     "return out\n",
@@ -122,11 +140,13 @@ redis_script redis_script_meta = {
 /* Entries until they hold limit offsets from the first one readable. */
 redis_script redis_script_read = {
     "read",
-    SCRIPT_HEAD SCRIPT_LOW
+    SCRIPT_HEAD SCRIPT_LOW SCRIPT_INT
     "if fresh then return {0, {}} end\n"
     "local from = low(tonumber(ARGV[3]) + 1)\n"
+    /* nothing after the newest (an after of any size: no stream id) */
+    "if from > off then return {off + 1, {}} end\n"
     "local limit = tonumber(ARGV[4])\n"
-    "local out, got, start = {}, 0, from .. '-0'\n"
+    "local out, got, start = {}, 0, int(from) .. '-0'\n"
     "while got < limit do\n"
     "  local es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 16)\n"
     "  for _, e in ipairs(es) do\n"

@@ -53,7 +53,9 @@ typedef struct redis_script {
  * per topic meta, stream; ARGV run_id, history_size, history_ttl_ms
  * (0 = none), then per topic channel, message count, the messages (a
  * payload body, redis_payload.h). Returns {ts, then per topic epoch,
- * first offset}. */
+ * first offset}, or an error when a topic would pass offset 2^53 (the
+ * scripts count in Lua's doubles; topics before it in the call are
+ * published). */
 extern redis_script redis_script_publish;
 
 /* meta: returns {epoch, newest offset, oldest readable offset (0 when
